@@ -1,0 +1,12 @@
+//! File formats of sqz: everything that is read from or written to disk.
+//!
+//! This crate is pure I/O: it turns bytes into the shared [`Model`] type (and
+//! the `.sqz` container's encoded layers) and back, validating as it goes,
+//! and does no numerical work. See `SQZ.md` for the `.sqz` layout.
+
+pub mod error;
+pub mod model;
+
+pub use error::{FormatError, Result};
+pub use model::{ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize};
+pub mod sqz;

@@ -1,0 +1,287 @@
+//! The one in-memory model type shared by every crate of sqz.
+//!
+//! A [`Model`] is what every file format holds: a graph of operations over
+//! named blobs, the learned [`Layer`]s (dense float32 weights in
+//! `[out][in][kh][kw]` order plus biases), and the [`Preprocess`] preset that
+//! turns an image into the network's input. Readers produce it, writers
+//! consume it, the engine runs it and the compressor rewrites its weights.
+//! Weights are always dense here: sparse and quantized storage only exists
+//! inside files (see `sqz`), and a pruned weight is simply `0.0`.
+
+use crate::FormatError;
+
+/// A whole network: graph, weights and preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The operations and the blobs that connect them.
+    pub graph: Graph,
+    /// Learned parameters; [`Op::Conv`] refers to them by index.
+    pub layers: Vec<Layer>,
+    /// How images must be turned into the input tensor.
+    pub preprocess: Preprocess,
+}
+
+/// The network's topology, without weights: what a `.sqz` file stores next
+/// to its encoded layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    /// Operations in an order where every input blob is produced before use.
+    pub nodes: Vec<Node>,
+    /// Name of the blob fed with the preprocessed image batch (NCHW).
+    pub input: String,
+    /// Name of the blob holding the network's output (logits or probabilities).
+    pub output: String,
+}
+
+/// One operation of the graph, reading and writing named blobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Layer name as given by the source file (e.g. `fire2/squeeze1x1`).
+    pub name: String,
+    /// What the node computes.
+    pub op: Op,
+    /// Input blob names.
+    pub inputs: Vec<String>,
+    /// Output blob names (one for every op but `Split`-like copies, which the
+    /// readers resolve into blob aliases instead of nodes).
+    pub outputs: Vec<String>,
+}
+
+/// The operations the engine implements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// 2-D convolution with the weights of `layers[layer]`.
+    Conv(Conv),
+    /// Rectified linear unit, element-wise.
+    Relu,
+    /// Max or average pooling over a window.
+    Pool(Pool),
+    /// Average over all spatial positions: NCHW -> NC11.
+    GlobalAvgPool,
+    /// Join inputs along the channel axis.
+    Concat,
+    /// Identity at inference.
+    Dropout,
+    /// Element-wise sum of all inputs.
+    Add,
+    /// Softmax over channels (axis 1).
+    Softmax,
+    /// NCHW -> N x (C*H*W) x 1 x 1; the engine keeps 4-D tensors.
+    Flatten,
+}
+
+/// Hyper-parameters of a convolution; weights live in [`Model::layers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    /// Index into [`Model::layers`].
+    pub layer: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    /// Apply ReLU to the output (ncnn fuses it into the convolution).
+    pub relu: bool,
+}
+
+/// Kind of pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// A pooling window. Output size uses ceil rounding when `ceil_mode` is set
+/// (Caffe and ncnn "full" padding), floor otherwise, and never starts a window
+/// inside the right/bottom padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    pub ceil_mode: bool,
+}
+
+/// Learned parameters of one convolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// Unique layer name, used for per-layer options such as `conv1=8`.
+    pub name: String,
+    /// `[out_channels, in_channels, kernel_h, kernel_w]`.
+    pub shape: [usize; 4],
+    /// Dense weights, `shape` product long, in `[out][in][kh][kw]` order.
+    pub weights: Vec<f32>,
+    /// One bias per output channel (zeros when the source has none).
+    pub bias: Vec<f32>,
+}
+
+impl Layer {
+    /// Number of weights, `out * in * kh * kw`.
+    pub fn weight_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Number of weights that are not exactly zero.
+    pub fn nonzeros(&self) -> usize {
+        self.weights.iter().filter(|w| **w != 0.0).count()
+    }
+}
+
+/// Order of colour channels in the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+/// How the image is resized before the centre crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Scale so the shorter side has this length, keeping the aspect ratio
+    /// (torchvision `Resize(256)`).
+    ShorterSide(u32),
+    /// Scale to exactly `width x height`, ignoring the aspect ratio (Caffe).
+    Exact { width: u32, height: u32 },
+}
+
+/// Image preprocessing: resize (antialiased bilinear), centre crop, then
+/// `(pixel * scale - mean[c]) / std[c]` per channel in `channel_order`, where
+/// `pixel` is 0..=255.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    pub resize: Resize,
+    /// Side of the square centre crop: the network's input height and width.
+    pub crop: u32,
+    pub channel_order: ChannelOrder,
+    /// Multiplier applied to 0..=255 pixel values before the mean.
+    pub scale: f32,
+    /// Per-channel mean, in `channel_order`.
+    pub mean: [f32; 3],
+    /// Per-channel divisor, in `channel_order`.
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// torchvision ImageNet preset: RGB, shorter side 256, crop 224, [0,1],
+    /// mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+    pub fn torchvision() -> Self {
+        Preprocess {
+            resize: Resize::ShorterSide(256),
+            crop: 224,
+            channel_order: ChannelOrder::Rgb,
+            scale: 1.0 / 255.0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
+    /// Caffe ImageNet preset: BGR, resize to 256x256, crop 227, 0..255 minus
+    /// mean (104, 117, 123).
+    pub fn caffe() -> Self {
+        Preprocess {
+            resize: Resize::Exact { width: 256, height: 256 },
+            crop: 227,
+            channel_order: ChannelOrder::Bgr,
+            scale: 1.0,
+            mean: [104.0, 117.0, 123.0],
+            std: [1.0, 1.0, 1.0],
+        }
+    }
+}
+
+impl Model {
+    /// Total number of weights over all layers (biases excluded).
+    pub fn weight_count(&self) -> usize {
+        self.layers.iter().map(Layer::weight_count).sum()
+    }
+
+    /// Total number of parameters: weights plus biases.
+    pub fn parameter_count(&self) -> usize {
+        self.layers.iter().map(|l| l.weight_count() + l.bias.len()).sum()
+    }
+
+    /// Index of the layer called `name`.
+    pub fn layer_index(&self, name: &str) -> Option<usize> {
+        self.layers.iter().position(|l| l.name == name)
+    }
+
+    /// Check the model's internal consistency: weight and bias lengths match
+    /// shapes and the graph is well formed (see [`Graph::validate`]). Readers
+    /// call this so a corrupt file is rejected before the engine sees it.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        for l in &self.layers {
+            if l.shape.iter().any(|&d| d == 0) {
+                return Err(FormatError::invalid(format!("layer {}: zero-sized shape {:?}", l.name, l.shape)));
+            }
+            if l.weights.len() != l.weight_count() {
+                return Err(FormatError::invalid(format!(
+                    "layer {}: {} weights for shape {:?}",
+                    l.name,
+                    l.weights.len(),
+                    l.shape
+                )));
+            }
+            if l.bias.len() != l.shape[0] {
+                return Err(FormatError::invalid(format!(
+                    "layer {}: {} biases for {} output channels",
+                    l.name,
+                    l.bias.len(),
+                    l.shape[0]
+                )));
+            }
+        }
+        self.graph.validate(self.layers.len())
+    }
+}
+
+impl Graph {
+    /// Check that every blob is produced before it is read, that each node's
+    /// arity fits its operation, that convolutions refer to one of
+    /// `layer_count` layers, and that the output blob exists.
+    pub fn validate(&self, layer_count: usize) -> Result<(), FormatError> {
+        let mut known: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        known.insert(&self.input);
+        for n in &self.nodes {
+            for i in &n.inputs {
+                if !known.contains(i.as_str()) {
+                    return Err(FormatError::invalid(format!("node {}: input blob {i} is not produced before it", n.name)));
+                }
+            }
+            if let Op::Conv(c) = &n.op {
+                if c.layer >= layer_count {
+                    return Err(FormatError::invalid(format!("node {}: refers to missing layer {}", n.name, c.layer)));
+                }
+                if c.stride_h == 0 || c.stride_w == 0 {
+                    return Err(FormatError::invalid(format!("node {}: zero stride", n.name)));
+                }
+            }
+            if let Op::Pool(p) = &n.op {
+                if p.kernel_h == 0 || p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0 {
+                    return Err(FormatError::invalid(format!("node {}: zero pooling kernel or stride", n.name)));
+                }
+            }
+            let arity_ok = match n.op {
+                Op::Concat | Op::Add => !n.inputs.is_empty(),
+                _ => n.inputs.len() == 1,
+            };
+            if !arity_ok || n.outputs.len() != 1 {
+                return Err(FormatError::invalid(format!(
+                    "node {}: {} inputs and {} outputs do not fit its operation",
+                    n.name,
+                    n.inputs.len(),
+                    n.outputs.len()
+                )));
+            }
+            for o in &n.outputs {
+                known.insert(o);
+            }
+        }
+        if !known.contains(self.output.as_str()) {
+            return Err(FormatError::invalid(format!("output blob {} is never produced", self.output)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Image loading and preprocessing into network input tensors.

@@ -1,0 +1,6 @@
+//! sqz-compress: Deep Compression for SqueezeNet. This crate holds the
+//! inference engine, image preprocessing, evaluation and the CLI; the
+//! algorithms live in `compress` and the file formats in `formats`.
+
+pub mod engine;
+pub mod imaging;
