@@ -1,1 +1,0 @@
-//! Image loading and preprocessing into network input tensors.
