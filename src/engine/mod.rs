@@ -1,1 +1,29 @@
 //! The inference engine: runs a [`formats::Model`] on NCHW float32 batches.
+//!
+//! [`forward`] shape-checks the whole graph ([`infer_shapes`]) and then runs
+//! its nodes in order. Convolutions are im2col + GEMM (faer); every operation
+//! is parallel with rayon over images and fixed-size blocks of work, so the
+//! output is bit-identical whatever the number of threads (and whatever the
+//! batch an image is part of). Each intermediate blob is freed right after
+//! its last reader. [`forward_hooked`] lets a caller see every node's inputs
+//! and substitute a convolution's weights on the fly.
+
+mod concat;
+mod conv;
+mod elementwise;
+mod error;
+mod executor;
+mod gemm;
+mod im2col;
+mod plan;
+mod pool;
+mod shapes;
+mod softmax;
+mod tensor;
+#[cfg(test)]
+mod tests;
+
+pub use error::EngineError;
+pub use executor::{forward, forward_hooked, ForwardHook};
+pub use shapes::{infer_shapes, Shapes};
+pub use tensor::Tensor;

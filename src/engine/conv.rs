@@ -1,0 +1,146 @@
+//! 2-D convolution as im2col + GEMM, with bias and optional fused ReLU.
+//!
+//! Per image, the output `out_c x (out_h * out_w)` is the product of the
+//! weights (`out_c x in_c*kh*kw`) and the im2col matrix; a 1x1 convolution
+//! with stride 1 and no padding uses the image itself as that matrix. The
+//! product is cut into fixed tiles of [`TILE_ROWS`] output channels by
+//! [`TILE_COLS`] positions, computed in parallel across images and tiles.
+//! Tiles never depend on the batch size or thread count, so neither does
+//! any output bit; and a single image still gets several parallel tasks.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use faer::MatRef;
+use formats::{Conv, Layer};
+use rayon::prelude::*;
+
+use super::gemm::matmul;
+use super::im2col::im2col;
+use super::{EngineError, Tensor};
+
+/// Output channels per tile.
+const TILE_ROWS: usize = 64;
+/// Output positions per tile.
+const TILE_COLS: usize = 1024;
+
+/// Sizes of one convolution, as im2col needs them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGeometry {
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl ConvGeometry {
+    /// True when the input image already is the im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+}
+
+/// Convolve `input` with `layer` as `conv` says, producing `out_shape`
+/// (already checked by shape inference).
+pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, out_shape: [usize; 4]) -> Result<Tensor, EngineError> {
+    let [_, channels, in_h, in_w] = input.shape;
+    let [_, _, out_h, out_w] = out_shape;
+    let [_, _, kh, kw] = layer.shape;
+    let geometry = ConvGeometry {
+        channels,
+        in_h,
+        in_w,
+        out_h,
+        out_w,
+        kh,
+        kw,
+        sh: conv.stride_h,
+        sw: conv.stride_w,
+        ph: conv.pad_h,
+        pw: conv.pad_w,
+    };
+    let mut output = Tensor::zeros(out_shape)?;
+    let out_len = output.image_len();
+    output
+        .data
+        .par_chunks_mut(out_len)
+        .zip(input.data.par_chunks(input.image_len()))
+        .for_each(|(out, image)| convolve_image(image, out, &geometry, layer, conv.relu));
+    Ok(output)
+}
+
+/// One output tile: rows `row..row + rows.len()` of the image's output
+/// matrix, restricted to columns `col..col + width`.
+struct Tile<'a> {
+    row: usize,
+    col: usize,
+    width: usize,
+    /// The tile's part of each of its output rows.
+    rows: Vec<&'a mut [f32]>,
+}
+
+fn convolve_image(image: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
+    let positions = g.out_h * g.out_w;
+    let depth = g.channels * g.kh * g.kw;
+    let columns: Cow<[f32]> = if g.is_pointwise() { Cow::Borrowed(image) } else { Cow::Owned(im2col(image, g)) };
+    let columns = MatRef::from_row_major_slice(&columns, depth, positions);
+    split_tiles(out, positions).into_par_iter().for_each(|tile| {
+        compute_tile(tile, layer, columns, relu);
+    });
+}
+
+/// Cut the `out_c x positions` row-major output into disjoint tiles.
+fn split_tiles(out: &mut [f32], positions: usize) -> Vec<Tile<'_>> {
+    let col_tiles = positions.div_ceil(TILE_COLS);
+    let row_tiles = (out.len() / positions).div_ceil(TILE_ROWS);
+    let mut tiles: Vec<Tile> = (0..row_tiles)
+        .flat_map(|r| {
+            (0..col_tiles).map(move |c| Tile {
+                row: r * TILE_ROWS,
+                col: c * TILE_COLS,
+                width: TILE_COLS.min(positions - c * TILE_COLS),
+                rows: Vec::with_capacity(TILE_ROWS),
+            })
+        })
+        .collect();
+    for (row, values) in out.chunks_mut(positions).enumerate() {
+        for (c, part) in values.chunks_mut(TILE_COLS).enumerate() {
+            tiles[row / TILE_ROWS * col_tiles + c].rows.push(part);
+        }
+    }
+    tiles
+}
+
+thread_local! {
+    /// Per-thread buffer receiving one tile's matrix product.
+    static TILE_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Multiply the tile's weight rows by its columns, then write
+/// `product + bias` (through ReLU if asked) into the output.
+fn compute_tile(mut tile: Tile<'_>, layer: &Layer, columns: MatRef<'_, f32>, relu: bool) {
+    let depth = columns.nrows();
+    let rows = tile.rows.len();
+    let weights = &layer.weights[tile.row * depth..(tile.row + rows) * depth];
+    TILE_BUFFER.with_borrow_mut(|buffer| {
+        if buffer.len() < rows * tile.width {
+            buffer.resize(rows * tile.width, 0.0);
+        }
+        let product = &mut buffer[..rows * tile.width];
+        matmul(weights, rows, depth, columns.subcols(tile.col, tile.width), product);
+        for ((out, sums), &bias) in tile.rows.iter_mut().zip(product.chunks(tile.width)).zip(&layer.bias[tile.row..]) {
+            if relu {
+                out.iter_mut().zip(sums).for_each(|(o, s)| *o = (s + bias).max(0.0));
+            } else {
+                out.iter_mut().zip(sums).for_each(|(o, s)| *o = s + bias);
+            }
+        }
+    });
+}

@@ -1,0 +1,88 @@
+//! Tests of the engine: every operation against naive direct loops on small
+//! hand-made graphs, shape checks, hooks and determinism.
+
+mod determinism;
+mod errors;
+mod hooks;
+mod naive;
+mod ops;
+mod plan;
+mod shapes;
+
+use formats::{Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess};
+
+use super::Tensor;
+
+/// Deterministic pseudo-random values in [-1, 1) (xorshift), so tests need no
+/// random-number dependency and always see the same data.
+pub(super) struct Values(u64);
+
+impl Values {
+    pub fn new(seed: u64) -> Self {
+        Values(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    pub fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.next()).collect()
+    }
+
+    pub fn tensor(&mut self, shape: [usize; 4]) -> Tensor {
+        Tensor::new(shape, self.vec(shape.iter().product())).expect("consistent test tensor")
+    }
+
+    pub fn layer(&mut self, name: &str, shape: [usize; 4]) -> Layer {
+        Layer { name: name.into(), shape, weights: self.vec(shape.iter().product()), bias: self.vec(shape[0]) }
+    }
+}
+
+/// A node reading `inputs` and writing `output`.
+pub(super) fn node(name: &str, op: Op, inputs: &[&str], output: &str) -> Node {
+    Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+    }
+}
+
+/// A model over blob `data` taking `crop x crop` images, with output `output`.
+pub(super) fn model(nodes: Vec<Node>, layers: Vec<Layer>, crop: usize, output: &str) -> Model {
+    Model {
+        graph: Graph { nodes, input: "data".into(), output: output.into() },
+        layers,
+        preprocess: Preprocess { crop: crop as u32, ..Preprocess::torchvision() },
+    }
+}
+
+pub(super) fn conv_op(layer: usize, stride: (usize, usize), pad: (usize, usize), relu: bool) -> Op {
+    Op::Conv(Conv { layer, stride_h: stride.0, stride_w: stride.1, pad_h: pad.0, pad_w: pad.1, relu })
+}
+
+pub(super) fn pool_op(kind: PoolKind, kernel: (usize, usize), stride: (usize, usize), pad: (usize, usize), ceil_mode: bool) -> Pool {
+    Pool {
+        kind,
+        kernel_h: kernel.0,
+        kernel_w: kernel.1,
+        stride_h: stride.0,
+        stride_w: stride.1,
+        pad_h: pad.0,
+        pad_w: pad.1,
+        ceil_mode,
+    }
+}
+
+/// Assert same shape and every value within `tolerance` of the expected one.
+#[track_caller]
+pub(super) fn assert_close(actual: &Tensor, expected: &Tensor, tolerance: f32) {
+    assert_eq!(actual.shape, expected.shape, "shapes differ");
+    for (i, (a, e)) in actual.data.iter().zip(&expected.data).enumerate() {
+        assert!((a - e).abs() <= tolerance, "value {i}: got {a}, expected {e}");
+    }
+}
