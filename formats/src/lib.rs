@@ -6,6 +6,11 @@
 
 pub mod error;
 pub mod model;
+pub mod caffe_net;
+pub mod deep_compression;
+pub mod detect;
+pub mod ncnn;
+pub mod prototxt;
 
 pub use error::{FormatError, Result};
 pub use model::{ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize};

@@ -238,6 +238,24 @@ impl Model {
 }
 
 impl Graph {
+    /// The blob a reader should make [`Graph::output`]: the only blob of
+    /// `nodes` that no node reads, or, when a Softmax produces it, that
+    /// Softmax's input. sqz evaluates and compares pre-softmax logits, so a
+    /// file ending in Softmax keeps the node but exposes the blob before it.
+    /// Errors when the nodes leave no unread blob or several.
+    pub fn logits_blob(nodes: &[Node]) -> Result<String, FormatError> {
+        let read: std::collections::HashSet<&str> = nodes.iter().flat_map(|n| n.inputs.iter().map(String::as_str)).collect();
+        let mut sinks = nodes.iter().flat_map(|n| n.outputs.iter().map(move |o| (n, o))).filter(|(_, o)| !read.contains(o.as_str()));
+        let (node, blob) = sinks.next().ok_or_else(|| FormatError::invalid("the graph has no output: every blob is read by some node"))?;
+        if let Some((_, other)) = sinks.next() {
+            return Err(FormatError::unsupported(format!("the graph has several outputs ({blob}, {other}, ...); sqz needs exactly one")));
+        }
+        match (&node.op, node.inputs.as_slice()) {
+            (Op::Softmax, [logits]) => Ok(logits.clone()),
+            _ => Ok(blob.clone()),
+        }
+    }
+
     /// Check that every blob is produced before it is read, that each node's
     /// arity fits its operation, that convolutions refer to one of
     /// `layer_count` layers, and that the output blob exists.
