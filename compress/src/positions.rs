@@ -1,0 +1,120 @@
+//! Coding the positions of a sparse layer's surviving weights as gap
+//! symbols, like Deep Compression's relative indices.
+//!
+//! Entries sit at strictly increasing positions `p_0 < p_1 < …` of the
+//! flattened weight array. With `p_-1 = -1`, the gap before entry `i` is
+//! `g = p_i - p_{i-1} - 1`. With an alphabet of `A` symbols, a gap is
+//! written as: symbol `A-1` ("skip `A-1` positions, no entry") while
+//! `g >= A-1`, subtracting `A-1` each time, then symbol `g` ("skip `g`
+//! positions, then one entry"). So the number of entries equals the number
+//! of symbols below `A-1`, and zeros after the last entry are not coded.
+//! Unlike Han et al.'s filler entries, a skip carries no codebook index.
+
+use crate::coding::{choose_coding, pack, Coded};
+use crate::CodingError;
+
+/// Gap alphabets [`encode_positions`] tries: `2^2 ..= 2^8` (16 is the
+/// paper's 4-bit baseline).
+pub const GAP_ALPHABETS: [u32; 7] = [4, 8, 16, 32, 64, 128, 256];
+
+/// The gap symbols (over `alphabet`) of strictly increasing `positions`.
+///
+/// # Panics
+/// If `alphabet < 2` or `positions` is not strictly increasing (caller
+/// bugs, not data errors).
+pub fn positions_to_gaps(positions: &[usize], alphabet: u32) -> Vec<u32> {
+    assert!(
+        alphabet >= 2,
+        "a gap alphabet needs at least 2 symbols, got {alphabet}"
+    );
+    let skip = alphabet - 1;
+    let mut gaps = Vec::with_capacity(positions.len());
+    let mut next = 0usize;
+    for &p in positions {
+        assert!(p >= next, "positions must be strictly increasing (at {p})");
+        let gap = p - next;
+        let skips = gap / skip as usize;
+        gaps.extend(std::iter::repeat_n(skip, skips));
+        gaps.push((gap - skips * skip as usize) as u32);
+        next = p + 1;
+    }
+    gaps
+}
+
+/// The positions coded by `gaps` over `alphabet`, each checked to lie
+/// below `len`. Errors on an alphabet below 2, a symbol outside the
+/// alphabet, an entry at or beyond `len`, or skip symbols after the last
+/// entry (which the encoder never writes). Never panics; allocates at most
+/// one position per gap symbol.
+pub fn gaps_to_positions(
+    gaps: &[u32],
+    alphabet: u32,
+    len: usize,
+) -> Result<Vec<usize>, CodingError> {
+    if alphabet < 2 {
+        return Err(CodingError::BadAlphabet { alphabet });
+    }
+    let skip = alphabet - 1;
+    let mut positions = Vec::with_capacity(gaps.iter().filter(|&&g| g < skip).count());
+    // First position not yet covered; u64 so that long skip runs cannot
+    // overflow before the range check.
+    let mut next: u64 = 0;
+    let mut skipped_since_entry = false;
+    for (index, &g) in gaps.iter().enumerate() {
+        if g > skip {
+            return Err(CodingError::SymbolOutOfRange {
+                symbol: g,
+                index,
+                alphabet,
+            });
+        }
+        if g == skip {
+            next = next.saturating_add(u64::from(skip));
+            skipped_since_entry = true;
+            continue;
+        }
+        let position = next.saturating_add(u64::from(g));
+        if position >= len as u64 {
+            return Err(CodingError::PositionOutOfRange { position, len });
+        }
+        positions.push(position as usize);
+        next = position + 1;
+        skipped_since_entry = false;
+    }
+    if skipped_since_entry {
+        return Err(CodingError::TrailingSkips);
+    }
+    Ok(positions)
+}
+
+/// Codes strictly increasing `positions` (all below `len`) as gap symbols
+/// with every alphabet of [`GAP_ALPHABETS`] and keeps the one whose coded
+/// stream (see [`crate::coding::encode_stream`]) is smallest, the smaller
+/// alphabet on ties. Returns that alphabet and the coded stream, which
+/// [`crate::coding::decode_stream`] and [`gaps_to_positions`] undo.
+///
+/// # Panics
+/// If `positions` is not strictly increasing or reaches `len`.
+pub fn encode_positions(positions: &[usize], len: usize) -> (u32, Coded) {
+    if let Some(&last) = positions.last() {
+        assert!(
+            last < len,
+            "position {last} is outside a layer of {len} weights"
+        );
+    }
+    let candidate = |alphabet: u32| {
+        let gaps = positions_to_gaps(positions, alphabet);
+        let (coding, size) = choose_coding(&gaps, alphabet);
+        (size, alphabet, gaps, coding)
+    };
+    let mut best = candidate(GAP_ALPHABETS[0]);
+    for &alphabet in &GAP_ALPHABETS[1..] {
+        let next = candidate(alphabet);
+        if next.0 < best.0 {
+            best = next;
+        }
+    }
+    let (_, alphabet, gaps, coding) = best;
+    let payload = pack(&gaps, &coding);
+    (alphabet, Coded { coding, payload })
+}
