@@ -166,7 +166,7 @@ impl ParamDict {
                 if announced != Some(items.len()) {
                     return Err(FormatError::invalid(format!("array parameter {token:?} announces a length it does not have")));
                 }
-                (-key - 23300, Param::Array(items))
+                (-23300 - key, Param::Array(items))
             } else {
                 (key, Param::Scalar(value.to_string()))
             };
@@ -704,6 +704,7 @@ mod tests {
             ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0\n", "key=value"),
             ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0=1 0=2\n", "twice"),
             ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -23300=3,1\n", "array"),
+            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -9223372036854775808=0\n", "not supported"),
         ];
         for (param, expected) in cases {
             let e = parse_ncnn(param, &bin).unwrap_err().to_string();
