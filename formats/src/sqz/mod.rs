@@ -117,8 +117,41 @@ pub enum StreamCoding {
     Huffman { code_lengths: Vec<u8> },
 }
 
+/// Most layers (layer sections) a file may hold.
+pub const MAX_LAYERS: usize = 4096;
+/// Most weights one layer may have: 2^28.
+pub const MAX_WEIGHTS_PER_LAYER: usize = 1 << 28;
+/// Largest stream alphabet, and so largest codebook: 2^16.
+pub const MAX_ALPHABET: u32 = 1 << 16;
+/// Longest canonical Huffman code, in bits.
+pub const MAX_CODE_LENGTH: u8 = 24;
+/// Most graph nodes.
+pub const MAX_NODES: usize = 1 << 16;
+/// Longest name (node, blob or layer), in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Most bytes of names: in the string table, and separately in the graph
+/// counting every reference (so a hostile file cannot expand a short name
+/// table into gigabytes of repeated strings).
+pub const MAX_TEXT_BYTES: usize = 1 << 24;
+/// Largest convolution or pooling kernel, stride or padding.
+pub const MAX_HYPERPARAMETER: usize = 65535;
+
+mod bits;
+mod breakdown;
+mod code_lengths;
+mod container;
+mod graph_codec;
+mod layer_section;
+mod model_section;
+mod preprocess_codec;
 pub mod read;
+mod stream;
+mod strings;
+mod validate;
+mod wire;
 pub mod write;
 
+pub use breakdown::{size_breakdown, LayerBytes, SizeBreakdown, StreamBytes};
+pub use container::{MAGIC, VERSION};
 pub use read::read_sqz;
 pub use write::write_sqz;
