@@ -58,9 +58,10 @@ impl<'a> BitReader<'a> {
     pub(crate) fn read(&mut self, width: u32) -> Result<u32> {
         let mut value = 0;
         for _ in 0..width {
-            let byte = self.bytes.get(self.position / 8).ok_or_else(|| {
-                FormatError::truncated(format!("{} ends after {} bits", self.label, self.position))
-            })?;
+            let byte = self
+                .bytes
+                .get(self.position / 8)
+                .ok_or_else(|| FormatError::truncated(format!("{} ends after {} bits", self.label, self.position)))?;
             value = (value << 1) | u32::from(byte >> (7 - self.position % 8)) & 1;
             self.position += 1;
         }

@@ -24,7 +24,11 @@ pub struct SizeBreakdown {
 impl SizeBreakdown {
     /// Bytes of the whole file.
     pub fn total(&self) -> usize {
-        self.container + self.strings + self.graph + self.preprocess + self.layers.iter().map(LayerBytes::total).sum::<usize>()
+        self.container
+            + self.strings
+            + self.graph
+            + self.preprocess
+            + self.layers.iter().map(LayerBytes::total).sum::<usize>()
     }
 }
 
@@ -67,7 +71,6 @@ impl StreamBytes {
         self.header + self.payload
     }
 }
-
 
 /// The size breakdown of the bytes [`write_sqz`](super::write_sqz) produces for `file`.
 pub fn size_breakdown(file: &SqzFile) -> SizeBreakdown {

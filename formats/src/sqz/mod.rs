@@ -6,7 +6,17 @@
 //! [`Stream`]s (raw bit-packed or canonical-Huffman coded). This module only
 //! moves these structures to and from bytes and checks their consistency;
 //! turning streams back into symbols and weights is the `compress` crate's
-//! job, orchestrated by the CLI. The byte layout is specified in `SQZ.md`.
+//! job, orchestrated by the CLI. The byte layout is specified in
+//! `formats/SQZ.md`.
+//!
+//! - [`write_sqz`] serialises a file (pure, deterministic);
+//!   [`read_sqz`] parses one, checking checksums, bounds and
+//!   [`SqzFile::validate`]'s consistency rules, and never panics.
+//! - [`size_breakdown`] says where the bytes go (container, names, graph,
+//!   and per layer header, bias, values, positions and codes), and
+//!   [`Stream::stored_bytes`] what one stream costs, for `inspect` and for
+//!   choosing between storage kinds.
+//! - The `MAX_*` constants are the format's limits.
 
 use crate::model::{Graph, Preprocess};
 use half::f16;

@@ -4,8 +4,8 @@
 //!
 //! [`read_sqz`]: super::read_sqz
 
-use super::strings::StringTable;
 use super::bits::packed_len;
+use super::strings::StringTable;
 use super::{
     EncodedLayer, SqzFile, Stream, StreamCoding, WeightStorage, MAX_ALPHABET, MAX_CODE_LENGTH, MAX_HYPERPARAMETER,
     MAX_LAYERS, MAX_NAME_BYTES, MAX_NODES, MAX_TEXT_BYTES, MAX_WEIGHTS_PER_LAYER,
