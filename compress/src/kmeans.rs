@@ -9,8 +9,8 @@
 //! prefix sums, in `O(k log n)` instead of the generic `O(n k)`.
 //!
 //! Arithmetic is in `f64` and strictly sequential, so results are
-//! deterministic and do not depend on the thread count or on the order of
-//! the input values (up to which of two equal values comes first).
+//! deterministic and depend neither on the thread count nor on the order
+//! of the input values.
 
 use crate::rng::SplitMix64;
 
