@@ -30,7 +30,9 @@ struct Reference {
 const V1_1: Reference = Reference {
     name: "squeezenet_v1.1",
     side: 224,
-    load: |shared| formats::ncnn::read_ncnn(&shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param")),
+    load: |shared| {
+        formats::ncnn::read_ncnn(&shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param"))
+    },
 };
 
 const V1_0: Reference = Reference {
@@ -60,8 +62,16 @@ fn shared_dir() -> PathBuf {
 /// A little-endian float32 file holding exactly `len` values.
 fn read_f32(path: &Path, len: usize) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(bytes.len(), len * 4, "{}: expected {len} float32 values", path.display());
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    assert_eq!(
+        bytes.len(),
+        len * 4,
+        "{}: expected {len} float32 values",
+        path.display()
+    );
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// The model, its reference input batch and its reference logits.
@@ -70,18 +80,46 @@ fn load(reference: &Reference) -> (Model, Tensor, Vec<f32>) {
     let model = (reference.load)(&shared).unwrap_or_else(|e| panic!("{}: {e}", reference.name));
     let data = shared.join("data/reference");
     let shape = [IMAGES, 3, reference.side, reference.side];
-    let input = read_f32(&data.join(format!("{}.input.f32", reference.name)), shape.iter().product());
-    let logits = read_f32(&data.join(format!("{}.logits.f32", reference.name)), IMAGES * CLASSES);
-    (model, Tensor::new(shape, input).expect("input matches its shape"), logits)
+    let input = read_f32(
+        &data.join(format!("{}.input.f32", reference.name)),
+        shape.iter().product(),
+    );
+    let logits = read_f32(
+        &data.join(format!("{}.logits.f32", reference.name)),
+        IMAGES * CLASSES,
+    );
+    (
+        model,
+        Tensor::new(shape, input).expect("input matches its shape"),
+        logits,
+    )
 }
 
 fn reproduces_reference_logits(reference: &Reference) {
     let (model, input, expected) = load(reference);
     let output = forward(&model, &input).unwrap_or_else(|e| panic!("{}: {e}", reference.name));
-    assert_eq!(output.data.len(), IMAGES * CLASSES, "{}: output shape {:?}", reference.name, output.shape);
-    let max_error = output.data.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0f32, f32::max);
-    println!("{}: max abs error vs reference logits = {max_error:e}", reference.name);
-    assert!(max_error <= MAX_ABS_ERROR, "{}: max abs error {max_error} > {MAX_ABS_ERROR}", reference.name);
+    assert_eq!(
+        output.data.len(),
+        IMAGES * CLASSES,
+        "{}: output shape {:?}",
+        reference.name,
+        output.shape
+    );
+    let max_error = output
+        .data
+        .iter()
+        .zip(&expected)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "{}: max abs error vs reference logits = {max_error:e}",
+        reference.name
+    );
+    assert!(
+        max_error <= MAX_ABS_ERROR,
+        "{}: max abs error {max_error} > {MAX_ABS_ERROR}",
+        reference.name
+    );
 }
 
 #[test]
@@ -99,12 +137,19 @@ fn one_and_two_threads_give_bit_identical_logits() {
     for reference in [&V1_1, &V1_0] {
         let (model, input, _) = load(reference);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-            pool.install(|| forward(&model, &input)).unwrap_or_else(|e| panic!("{}: {e}", reference.name))
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| forward(&model, &input))
+                .unwrap_or_else(|e| panic!("{}: {e}", reference.name))
         };
         let (one, two) = (run(1), run(2));
         assert!(
-            one.data.iter().zip(&two.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+            one.data
+                .iter()
+                .zip(&two.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{}: logits differ between 1 and 2 threads",
             reference.name
         );

@@ -8,7 +8,6 @@
 //! Tiles never depend on the batch size or thread count, so neither does
 //! any output bit; and a single image still gets several parallel tasks.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 
 use faer::MatRef;
@@ -17,7 +16,7 @@ use rayon::prelude::*;
 
 use super::gemm::matmul;
 use super::im2col::im2col;
-use super::{EngineError, Tensor};
+use super::Tensor;
 
 /// Output channels per tile.
 const TILE_ROWS: usize = 64;
@@ -47,11 +46,11 @@ impl ConvGeometry {
     }
 }
 
-/// Convolve `input` with `layer` as `conv` says, producing `out_shape`
-/// (already checked by shape inference).
-pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, out_shape: [usize; 4]) -> Result<Tensor, EngineError> {
+/// Convolve `input` with `layer` as `conv` says into `output`, whose shape
+/// is set (and was checked by shape inference).
+pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, output: &mut Tensor) {
     let [_, channels, in_h, in_w] = input.shape;
-    let [_, _, out_h, out_w] = out_shape;
+    let [_, _, out_h, out_w] = output.shape;
     let [_, _, kh, kw] = layer.shape;
     let geometry = ConvGeometry {
         channels,
@@ -66,14 +65,12 @@ pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, out_shape: [usi
         ph: conv.pad_h,
         pw: conv.pad_w,
     };
-    let mut output = Tensor::zeros(out_shape)?;
     let out_len = output.image_len();
     output
         .data
         .par_chunks_mut(out_len)
         .zip(input.data.par_chunks(input.image_len()))
         .for_each(|(out, image)| convolve_image(image, out, &geometry, layer, conv.relu));
-    Ok(output)
 }
 
 /// One output tile: rows `row..row + rows.len()` of the image's output
@@ -86,14 +83,33 @@ struct Tile<'a> {
     rows: Vec<&'a mut [f32]>,
 }
 
+thread_local! {
+    /// Per-thread im2col matrix, reused from image to image.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffer receiving one tile's matrix product.
+    static TILE_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 fn convolve_image(image: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
+    if g.is_pointwise() {
+        return multiply(image, out, g, layer, relu);
+    }
+    // Taken rather than borrowed: while this thread waits for the tiles
+    // below, rayon may run another image's convolution on it.
+    let mut columns = COLUMNS.take();
+    columns.resize(g.channels * g.kh * g.kw * g.out_h * g.out_w, 0.0);
+    im2col(image, g, &mut columns);
+    multiply(&columns, out, g, layer, relu);
+    COLUMNS.set(columns);
+}
+
+/// `out = layer * columns + bias` (then ReLU), tile by tile in parallel.
+fn multiply(columns: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
     let positions = g.out_h * g.out_w;
-    let depth = g.channels * g.kh * g.kw;
-    let columns: Cow<[f32]> = if g.is_pointwise() { Cow::Borrowed(image) } else { Cow::Owned(im2col(image, g)) };
-    let columns = MatRef::from_row_major_slice(&columns, depth, positions);
-    split_tiles(out, positions).into_par_iter().for_each(|tile| {
-        compute_tile(tile, layer, columns, relu);
-    });
+    let columns = MatRef::from_row_major_slice(columns, g.channels * g.kh * g.kw, positions);
+    split_tiles(out, positions)
+        .into_par_iter()
+        .for_each(|tile| compute_tile(tile, layer, columns, relu));
 }
 
 /// Cut the `out_c x positions` row-major output into disjoint tiles.
@@ -118,11 +134,6 @@ fn split_tiles(out: &mut [f32], positions: usize) -> Vec<Tile<'_>> {
     tiles
 }
 
-thread_local! {
-    /// Per-thread buffer receiving one tile's matrix product.
-    static TILE_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Multiply the tile's weight rows by its columns, then write
 /// `product + bias` (through ReLU if asked) into the output.
 fn compute_tile(mut tile: Tile<'_>, layer: &Layer, columns: MatRef<'_, f32>, relu: bool) {
@@ -134,10 +145,23 @@ fn compute_tile(mut tile: Tile<'_>, layer: &Layer, columns: MatRef<'_, f32>, rel
             buffer.resize(rows * tile.width, 0.0);
         }
         let product = &mut buffer[..rows * tile.width];
-        matmul(weights, rows, depth, columns.subcols(tile.col, tile.width), product);
-        for ((out, sums), &bias) in tile.rows.iter_mut().zip(product.chunks(tile.width)).zip(&layer.bias[tile.row..]) {
+        matmul(
+            weights,
+            rows,
+            depth,
+            columns.subcols(tile.col, tile.width),
+            product,
+        );
+        for ((out, sums), &bias) in tile
+            .rows
+            .iter_mut()
+            .zip(product.chunks(tile.width))
+            .zip(&layer.bias[tile.row..])
+        {
             if relu {
-                out.iter_mut().zip(sums).for_each(|(o, s)| *o = (s + bias).max(0.0));
+                out.iter_mut()
+                    .zip(sums)
+                    .for_each(|(o, s)| *o = (s + bias).max(0.0));
             } else {
                 out.iter_mut().zip(sums).for_each(|(o, s)| *o = s + bias);
             }

@@ -23,6 +23,9 @@ pub enum EngineError {
 impl EngineError {
     /// Shorthand for [`EngineError::Node`].
     pub(crate) fn node(node: &str, reason: impl Into<String>) -> Self {
-        EngineError::Node { node: node.to_owned(), reason: reason.into() }
+        EngineError::Node {
+            node: node.to_owned(),
+            reason: reason.into(),
+        }
     }
 }

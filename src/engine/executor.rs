@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use formats::{Layer, Model, Node, Op};
 
+use super::buffers::Buffers;
 use super::concat::concat;
 use super::conv::conv2d;
 use super::elementwise::{add, relu_in_place};
@@ -41,68 +42,115 @@ pub fn forward_hooked(
     let shapes = infer_planned(model, &plan, input.shape)?;
     let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
     slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
+    let mut buffers = Buffers::default();
     for (index, node) in model.graph.nodes.iter().enumerate() {
         let replacement = hook(index, node, &gather(&slots, &plan.inputs[index], node)?);
-        let out_shape = shapes.nodes[index];
-        let output = match &node.op {
+        if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
+            return Err(EngineError::Hook {
+                node: node.name.clone(),
+                reason: "returned a layer for a node without weights".into(),
+            });
+        }
+        let mut output = match &node.op {
+            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+                take_input(&mut slots, &mut buffers, &plan, index, node)?
+            }
+            _ => buffers.tensor(shapes.nodes[index]),
+        };
+        match &node.op {
             Op::Conv(conv) => {
                 let layer = conv_layer(model, node, conv.layer, replacement)?;
-                conv2d(gather(&slots, &plan.inputs[index], node)?[0], &layer, conv, out_shape)?
+                conv2d(
+                    gather(&slots, &plan.inputs[index], node)?[0],
+                    &layer,
+                    conv,
+                    &mut output,
+                );
             }
-            _ if replacement.is_some() => {
-                return Err(EngineError::Hook {
-                    node: node.name.clone(),
-                    reason: "returned a layer for a node without weights".into(),
-                })
+            Op::Relu => relu_in_place(&mut output),
+            Op::Softmax => softmax_in_place(&mut output),
+            Op::Dropout => {}
+            Op::Flatten => output.shape = shapes.nodes[index],
+            Op::Pool(p) => pool(
+                gather(&slots, &plan.inputs[index], node)?[0],
+                p,
+                &mut output,
+            ),
+            Op::GlobalAvgPool => {
+                global_avg_pool(gather(&slots, &plan.inputs[index], node)?[0], &mut output)
             }
-            Op::Relu => {
-                let mut tensor = take_input(&mut slots, &plan, index, node)?;
-                relu_in_place(&mut tensor);
-                tensor
-            }
-            Op::Softmax => {
-                let mut tensor = take_input(&mut slots, &plan, index, node)?;
-                softmax_in_place(&mut tensor);
-                tensor
-            }
-            Op::Dropout => take_input(&mut slots, &plan, index, node)?,
-            Op::Flatten => Tensor { shape: out_shape, data: take_input(&mut slots, &plan, index, node)?.data },
-            Op::Pool(p) => pool(gather(&slots, &plan.inputs[index], node)?[0], p, out_shape)?,
-            Op::GlobalAvgPool => global_avg_pool(gather(&slots, &plan.inputs[index], node)?[0])?,
-            Op::Concat => concat(&gather(&slots, &plan.inputs[index], node)?, out_shape)?,
-            Op::Add => add(&gather(&slots, &plan.inputs[index], node)?),
-        };
+            Op::Concat => concat(&gather(&slots, &plan.inputs[index], node)?, &mut output),
+            Op::Add => add(&gather(&slots, &plan.inputs[index], node)?, &mut output),
+        }
         slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
         for &slot in &plan.frees[index] {
-            slots[slot] = None;
+            if let Some(Cow::Owned(tensor)) = slots[slot].take() {
+                buffers.recycle(tensor);
+            }
         }
     }
-    slots[plan.result].take().map(Cow::into_owned).ok_or_else(|| missing(&model.graph.output))
+    let mut result = slots[plan.result]
+        .take()
+        .map(Cow::into_owned)
+        .ok_or_else(|| missing(&model.graph.output))?;
+    // A recycled buffer may be far larger than the result.
+    result.data.shrink_to_fit();
+    Ok(result)
 }
 
 /// The live tensors in `wanted` slots.
-fn gather<'s>(slots: &'s [Option<Cow<Tensor>>], wanted: &[usize], node: &Node) -> Result<Vec<&'s Tensor>, EngineError> {
-    wanted.iter().map(|&slot| slots[slot].as_deref().ok_or_else(|| missing(&node.name))).collect()
+fn gather<'s>(
+    slots: &'s [Option<Cow<Tensor>>],
+    wanted: &[usize],
+    node: &Node,
+) -> Result<Vec<&'s Tensor>, EngineError> {
+    wanted
+        .iter()
+        .map(|&slot| slots[slot].as_deref().ok_or_else(|| missing(&node.name)))
+        .collect()
 }
 
 /// The single input of a node that transforms it in place: moved out of its
-/// slot when this node is its last reader, copied otherwise.
-fn take_input(slots: &mut [Option<Cow<Tensor>>], plan: &Plan, index: usize, node: &Node) -> Result<Tensor, EngineError> {
+/// slot when this node is its last reader and owns it, copied otherwise.
+fn take_input(
+    slots: &mut [Option<Cow<Tensor>>],
+    buffers: &mut Buffers,
+    plan: &Plan,
+    index: usize,
+    node: &Node,
+) -> Result<Tensor, EngineError> {
     let slot = plan.inputs[index][0];
-    let tensor = if plan.frees[index].contains(&slot) { slots[slot].take() } else { slots[slot].clone() };
-    tensor.map(Cow::into_owned).ok_or_else(|| missing(&node.name))
+    match slots[slot].take() {
+        Some(Cow::Owned(tensor)) if plan.frees[index].contains(&slot) => return Ok(tensor),
+        kept => slots[slot] = kept,
+    }
+    let source = slots[slot].as_deref().ok_or_else(|| missing(&node.name))?;
+    let mut copy = buffers.tensor(source.shape);
+    copy.data.copy_from_slice(&source.data);
+    Ok(copy)
 }
 
 /// The layer a convolution node computes with: the hook's replacement if
 /// it returned one that fits, else the model's own.
-fn conv_layer<'m>(model: &'m Model, node: &Node, index: usize, replacement: Option<Layer>) -> Result<Cow<'m, Layer>, EngineError> {
+fn conv_layer<'m>(
+    model: &'m Model,
+    node: &Node,
+    index: usize,
+    replacement: Option<Layer>,
+) -> Result<Cow<'m, Layer>, EngineError> {
     let own = &model.layers[index];
     let Some(layer) = replacement else {
         return Ok(Cow::Borrowed(own));
     };
-    let hook_error = |reason: String| EngineError::Hook { node: node.name.clone(), reason };
+    let hook_error = |reason: String| EngineError::Hook {
+        node: node.name.clone(),
+        reason,
+    };
     if layer.shape != own.shape {
-        return Err(hook_error(format!("replacement shape {:?} differs from layer {} {:?}", layer.shape, own.name, own.shape)));
+        return Err(hook_error(format!(
+            "replacement shape {:?} differs from layer {} {:?}",
+            layer.shape, own.name, own.shape
+        )));
     }
     check_layer(&layer).map_err(hook_error)?;
     Ok(Cow::Owned(layer))

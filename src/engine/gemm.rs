@@ -1,10 +1,11 @@
 //! The matrix product behind convolutions, delegated to faer.
 //!
-//! faer was chosen over ndarray's `general_mat_mul` (matrixmultiply) because
-//! it is about 20 % faster on SqueezeNet's convolution shapes on this
-//! project's machines (see the report in `benches/inference.rs`). It always
-//! runs sequentially here: the engine parallelises over fixed tiles itself,
-//! so the result cannot depend on the number of threads.
+//! faer was chosen over ndarray's `general_mat_mul` (matrixmultiply): on
+//! SqueezeNet's convolution shapes it runs 15-30 % faster on one core (about
+//! 110 against 90 GFLOP/s with AVX-512; `cargo bench --bench inference`
+//! prints the comparison). It always runs sequentially here: the engine
+//! parallelises over fixed tiles itself, so the result cannot depend on the
+//! number of threads.
 
 use faer::{Accum, MatRef, Par};
 

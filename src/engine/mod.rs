@@ -8,6 +8,7 @@
 //! its last reader. [`forward_hooked`] lets a caller see every node's inputs
 //! and substitute a convolution's weights on the fly.
 
+mod buffers;
 mod concat;
 mod conv;
 mod elementwise;

@@ -41,26 +41,39 @@ impl Plan {
                 .iter()
                 .map(|name| {
                     current.get(name.as_str()).copied().ok_or_else(|| {
-                        EngineError::node(&node.name, format!("input blob {name} is not produced before it"))
+                        EngineError::node(
+                            &node.name,
+                            format!("input blob {name} is not produced before it"),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let [output] = node.outputs.as_slice() else {
                 return Err(EngineError::node(
                     &node.name,
-                    format!("has {} outputs, but every operation has exactly one", node.outputs.len()),
+                    format!(
+                        "has {} outputs, but every operation has exactly one",
+                        node.outputs.len()
+                    ),
                 ));
             };
             current.insert(output, Self::output_slot(inputs.len()));
             inputs.push(slots);
         }
-        let result = *current.get(graph.output.as_str()).ok_or_else(|| EngineError::Node {
-            node: "(graph)".into(),
-            reason: format!("output blob {} is never produced", graph.output),
-        })?;
+        let result = *current
+            .get(graph.output.as_str())
+            .ok_or_else(|| EngineError::Node {
+                node: "(graph)".into(),
+                reason: format!("output blob {} is never produced", graph.output),
+            })?;
         let slot_count = inputs.len() + 1;
         let frees = Self::lifetimes(&inputs, result, slot_count);
-        Ok(Plan { inputs, frees, result, slot_count })
+        Ok(Plan {
+            inputs,
+            frees,
+            result,
+            slot_count,
+        })
     }
 
     /// Slot written by node `node`: slots are numbered in execution order,

@@ -14,57 +14,135 @@
 use formats::{Pool, PoolKind};
 use rayon::prelude::*;
 
-use super::{EngineError, Tensor};
+use super::Tensor;
 
-/// Pool `input` into `out_shape` (already checked by shape inference).
-pub(crate) fn pool(input: &Tensor, pool: &Pool, out_shape: [usize; 4]) -> Result<Tensor, EngineError> {
+/// Pool `input` into `output`, whose shape is set (and was checked by
+/// shape inference).
+pub(crate) fn pool(input: &Tensor, pool: &Pool, output: &mut Tensor) {
     let [_, _, in_h, in_w] = input.shape;
-    let [_, _, out_h, out_w] = out_shape;
-    let rows = Axis { in_len: in_h, kernel: pool.kernel_h, stride: pool.stride_h, pad: pool.pad_h };
-    let cols = Axis { in_len: in_w, kernel: pool.kernel_w, stride: pool.stride_w, pad: pool.pad_w };
-    let mut output = Tensor::zeros(out_shape)?;
-    output.data.par_chunks_mut(out_h * out_w).zip(input.data.par_chunks(in_h * in_w)).for_each(|(out, plane)| {
-        for (oy, out_row) in out.chunks_mut(out_w).enumerate() {
-            let (y0, y1, height) = rows.window(oy);
-            for (ox, value) in out_row.iter_mut().enumerate() {
-                let (x0, x1, width) = cols.window(ox);
-                let window = (y0..y1).flat_map(|y| &plane[y * in_w + x0..y * in_w + x1]);
-                *value = match pool.kind {
-                    PoolKind::Max => window.fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
-                    PoolKind::Avg => window.sum::<f32>() / (height * width) as f32,
-                };
+    let [_, _, out_h, out_w] = output.shape;
+    let rows = Axis {
+        len: in_h,
+        kernel: pool.kernel_h,
+        stride: pool.stride_h,
+        pad: pool.pad_h,
+    };
+    let cols = Axis {
+        len: in_w,
+        kernel: pool.kernel_w,
+        stride: pool.stride_w,
+        pad: pool.pad_w,
+    };
+    let (row_windows, col_windows) = (rows.windows(out_h), cols.windows(out_w));
+    let planes = output
+        .data
+        .par_chunks_mut(out_h * out_w)
+        .zip(input.data.par_chunks(in_h * in_w));
+    match pool.kind {
+        PoolKind::Max => planes.for_each(|(out, input)| {
+            reduce_plane(input, out, &row_windows, &cols, f32::NEG_INFINITY, larger);
+        }),
+        PoolKind::Avg => planes.for_each(|(out, input)| {
+            reduce_plane(input, out, &row_windows, &cols, 0.0, |a, b| a + b);
+            for (out_row, row) in out.chunks_mut(out_w).zip(&row_windows) {
+                for (value, col) in out_row.iter_mut().zip(&col_windows) {
+                    *value /= (row.size * col.size) as f32;
+                }
             }
-        }
-    });
-    Ok(output)
+        }),
+    }
 }
 
-/// Placement of pooling windows along one axis.
+/// The larger of two values; a NaN `b` is skipped, like `f32::max` does,
+/// but this compiles to a single instruction.
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// Combine the cells of every window of one `input` plane into `out` with
+/// `combine`, whose neutral value is `identity`. Each output row first
+/// reduces its window's input rows element-wise into one row placed inside
+/// a border of `identity` as wide as the padding (and the ceil overhang),
+/// then combines the `kernel` cells of every window of that row: both loops
+/// run over independent values, which keeps them fast.
+fn reduce_plane(
+    input: &[f32],
+    out: &mut [f32],
+    rows: &[Window],
+    cols: &Axis,
+    identity: f32,
+    combine: impl Fn(f32, f32) -> f32,
+) {
+    let out_w = out.len() / rows.len();
+    let width = ((out_w - 1) * cols.stride + cols.kernel).max(cols.pad + cols.len);
+    let mut padded = vec![identity; width];
+    for (out_row, row) in out.chunks_mut(out_w).zip(rows) {
+        let reduced = &mut padded[cols.pad..cols.pad + cols.len];
+        reduced.fill(identity);
+        for input_row in input[row.start * cols.len..row.end * cols.len].chunks(cols.len) {
+            reduced
+                .iter_mut()
+                .zip(input_row)
+                .for_each(|(r, &v)| *r = combine(*r, v));
+        }
+        out_row.fill(identity);
+        for kx in 0..cols.kernel {
+            let cells = padded[kx..].iter().step_by(cols.stride);
+            out_row
+                .iter_mut()
+                .zip(cells)
+                .for_each(|(o, &v)| *o = combine(*o, v));
+        }
+    }
+}
+
+/// Placement of pooling windows along one axis of length `len`.
 struct Axis {
-    in_len: usize,
+    len: usize,
     kernel: usize,
     stride: usize,
     pad: usize,
 }
 
+/// One window along one axis.
+struct Window {
+    /// Input range covered, clipped to the input.
+    start: usize,
+    end: usize,
+    /// Length clipped to the padded input: the average's divisor.
+    size: usize,
+}
+
 impl Axis {
-    /// Window `o`: the input range `start..end` it covers, and its size
-    /// clipped to the padded input (the average's divisor).
-    fn window(&self, o: usize) -> (usize, usize, usize) {
-        let padded_start = o * self.stride;
-        let padded_end = (padded_start + self.kernel).min(self.in_len + 2 * self.pad);
-        let start = padded_start.saturating_sub(self.pad);
-        let end = (padded_end - self.pad).min(self.in_len);
-        (start, end, padded_end - padded_start)
+    /// The first `count` windows.
+    fn windows(&self, count: usize) -> Vec<Window> {
+        (0..count)
+            .map(|o| {
+                let padded_start = o * self.stride;
+                let padded_end = (padded_start + self.kernel).min(self.len + 2 * self.pad);
+                Window {
+                    start: padded_start.saturating_sub(self.pad),
+                    end: (padded_end - self.pad).min(self.len),
+                    size: padded_end - padded_start,
+                }
+            })
+            .collect()
     }
 }
 
-/// Average every feature plane into one value: NCHW -> NC11.
-pub(crate) fn global_avg_pool(input: &Tensor) -> Result<Tensor, EngineError> {
-    let [n, c, h, w] = input.shape;
-    let mut output = Tensor::zeros([n, c, 1, 1])?;
-    output.data.par_iter_mut().zip(input.data.par_chunks(h * w)).for_each(|(out, plane)| {
-        *out = (plane.iter().map(|&v| f64::from(v)).sum::<f64>() / plane.len() as f64) as f32;
-    });
-    Ok(output)
+/// Average every feature plane of `input` into one value of `output`
+/// (NCHW -> NC11).
+pub(crate) fn global_avg_pool(input: &Tensor, output: &mut Tensor) {
+    let [_, _, h, w] = input.shape;
+    output
+        .data
+        .par_iter_mut()
+        .zip(input.data.par_chunks(h * w))
+        .for_each(|(out, plane)| {
+            *out = (plane.iter().map(|&v| f64::from(v)).sum::<f64>() / plane.len() as f64) as f32;
+        });
 }

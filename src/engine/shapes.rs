@@ -28,27 +28,40 @@ pub fn infer_shapes(model: &Model, input_shape: [usize; 4]) -> Result<Shapes, En
 }
 
 /// [`infer_shapes`] for an already resolved plan.
-pub(crate) fn infer_planned(model: &Model, plan: &Plan, input_shape: [usize; 4]) -> Result<Shapes, EngineError> {
+pub(crate) fn infer_planned(
+    model: &Model,
+    plan: &Plan,
+    input_shape: [usize; 4],
+) -> Result<Shapes, EngineError> {
     check_input(model, input_shape)?;
     let mut slots = vec![[0usize; 4]; plan.slot_count];
     slots[INPUT_SLOT] = input_shape;
     let mut nodes = Vec::with_capacity(model.graph.nodes.len());
     for (index, node) in model.graph.nodes.iter().enumerate() {
         let inputs: Vec<[usize; 4]> = plan.inputs[index].iter().map(|&slot| slots[slot]).collect();
-        let shape = node_output(model, node, &inputs).map_err(|reason| EngineError::node(&node.name, reason))?;
+        let shape = node_output(model, node, &inputs)
+            .map_err(|reason| EngineError::node(&node.name, reason))?;
         if element_count(shape).is_none() {
-            return Err(EngineError::node(&node.name, format!("output shape {shape:?} has too many elements")));
+            return Err(EngineError::node(
+                &node.name,
+                format!("output shape {shape:?} has too many elements"),
+            ));
         }
         slots[Plan::output_slot(index)] = shape;
         nodes.push(shape);
     }
-    Ok(Shapes { nodes, output: slots[plan.result] })
+    Ok(Shapes {
+        nodes,
+        output: slots[plan.result],
+    })
 }
 
 /// The input must be a non-empty batch of `crop x crop` images.
 fn check_input(model: &Model, shape: [usize; 4]) -> Result<(), EngineError> {
     if shape.contains(&0) || element_count(shape).is_none() {
-        return Err(EngineError::Input(format!("unusable input shape {shape:?}")));
+        return Err(EngineError::Input(format!(
+            "unusable input shape {shape:?}"
+        )));
     }
     let crop = model.preprocess.crop as usize;
     if shape[2] != crop || shape[3] != crop {
@@ -64,7 +77,10 @@ fn check_input(model: &Model, shape: [usize; 4]) -> Result<(), EngineError> {
 fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usize; 4], String> {
     match &node.op {
         Op::Conv(conv) => {
-            let layer = model.layers.get(conv.layer).ok_or_else(|| format!("refers to missing layer {}", conv.layer))?;
+            let layer = model
+                .layers
+                .get(conv.layer)
+                .ok_or_else(|| format!("refers to missing layer {}", conv.layer))?;
             conv_output(single(inputs)?, layer, conv)
         }
         Op::Relu | Op::Dropout | Op::Softmax => single(inputs),
@@ -75,7 +91,10 @@ fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usi
         }
         Op::Flatten => {
             let [n, c, h, w] = single(inputs)?;
-            let features = c.checked_mul(h).and_then(|x| x.checked_mul(w)).ok_or("too many features to flatten")?;
+            let features = c
+                .checked_mul(h)
+                .and_then(|x| x.checked_mul(w))
+                .ok_or("too many features to flatten")?;
             Ok([n, features, 1, 1])
         }
         Op::Concat => concat_output(inputs),
@@ -95,13 +114,26 @@ fn single(inputs: &[[usize; 4]]) -> Result<[usize; 4], String> {
 /// for the replacements a forward hook returns.
 pub(crate) fn check_layer(layer: &Layer) -> Result<(), String> {
     if layer.shape.contains(&0) {
-        return Err(format!("layer {} has a zero-sized shape {:?}", layer.name, layer.shape));
+        return Err(format!(
+            "layer {} has a zero-sized shape {:?}",
+            layer.name, layer.shape
+        ));
     }
     if element_count(layer.shape) != Some(layer.weights.len()) {
-        return Err(format!("layer {} has {} weights for shape {:?}", layer.name, layer.weights.len(), layer.shape));
+        return Err(format!(
+            "layer {} has {} weights for shape {:?}",
+            layer.name,
+            layer.weights.len(),
+            layer.shape
+        ));
     }
     if layer.bias.len() != layer.shape[0] {
-        return Err(format!("layer {} has {} biases for {} outputs", layer.name, layer.bias.len(), layer.shape[0]));
+        return Err(format!(
+            "layer {} has {} biases for {} outputs",
+            layer.name,
+            layer.bias.len(),
+            layer.shape[0]
+        ));
     }
     Ok(())
 }
@@ -111,16 +143,24 @@ fn conv_output(input: [usize; 4], layer: &Layer, conv: &Conv) -> Result<[usize; 
     let [n, c, h, w] = input;
     let [out_c, in_c, kh, kw] = layer.shape;
     if c != in_c {
-        return Err(format!("input has {c} channels but layer {} expects {in_c}", layer.name));
+        return Err(format!(
+            "input has {c} channels but layer {} expects {in_c}",
+            layer.name
+        ));
     }
     if conv.stride_h == 0 || conv.stride_w == 0 {
         return Err("zero stride".into());
     }
     if conv.pad_h > kh || conv.pad_w > kw {
-        return Err(format!("padding {}x{} exceeds the {kh}x{kw} kernel", conv.pad_h, conv.pad_w));
+        return Err(format!(
+            "padding {}x{} exceeds the {kh}x{kw} kernel",
+            conv.pad_h, conv.pad_w
+        ));
     }
-    let out_h = conv_len(h, kh, conv.stride_h, conv.pad_h).ok_or_else(|| too_small("kernel", h, w, kh, kw))?;
-    let out_w = conv_len(w, kw, conv.stride_w, conv.pad_w).ok_or_else(|| too_small("kernel", h, w, kh, kw))?;
+    let out_h = conv_len(h, kh, conv.stride_h, conv.pad_h)
+        .ok_or_else(|| too_small("kernel", h, w, kh, kw))?;
+    let out_w = conv_len(w, kw, conv.stride_w, conv.pad_w)
+        .ok_or_else(|| too_small("kernel", h, w, kh, kw))?;
     Ok([n, out_c, out_h, out_w])
 }
 
@@ -132,10 +172,15 @@ fn pool_output(input: [usize; 4], pool: &Pool) -> Result<[usize; 4], String> {
     }
     // Caffe's rule: a window must hold at least one real value.
     if pool.pad_h >= kh || pool.pad_w >= kw {
-        return Err(format!("padding {}x{} is not smaller than the {kh}x{kw} window", pool.pad_h, pool.pad_w));
+        return Err(format!(
+            "padding {}x{} is not smaller than the {kh}x{kw} window",
+            pool.pad_h, pool.pad_w
+        ));
     }
-    let out_h = pool_len(h, kh, pool.stride_h, pool.pad_h, pool.ceil_mode).ok_or_else(|| too_small("window", h, w, kh, kw))?;
-    let out_w = pool_len(w, kw, pool.stride_w, pool.pad_w, pool.ceil_mode).ok_or_else(|| too_small("window", h, w, kh, kw))?;
+    let out_h = pool_len(h, kh, pool.stride_h, pool.pad_h, pool.ceil_mode)
+        .ok_or_else(|| too_small("window", h, w, kh, kw))?;
+    let out_w = pool_len(w, kw, pool.stride_w, pool.pad_w, pool.ceil_mode)
+        .ok_or_else(|| too_small("window", h, w, kh, kw))?;
     Ok([n, c, out_h, out_w])
 }
 
@@ -152,7 +197,13 @@ pub(crate) fn conv_len(len: usize, kernel: usize, stride: usize, pad: usize) -> 
 /// Pooling output length as Caffe and PyTorch compute it: like
 /// [`conv_len`] but rounding up in `ceil_mode`, then dropping a last window
 /// that would start in the right padding or past the input.
-pub(crate) fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, ceil_mode: bool) -> Option<usize> {
+pub(crate) fn pool_len(
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
     let span = window_span(len, kernel, pad)?;
     if !ceil_mode {
         return Some(span / stride + 1);
@@ -160,7 +211,11 @@ pub(crate) fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, cei
     let out = span.div_ceil(stride) + 1;
     // The last window starts at (out - 1) * stride - pad.
     let last_start = (out - 1).checked_mul(stride)?;
-    Some(if last_start >= len + pad { out - 1 } else { out })
+    Some(if last_start >= len + pad {
+        out - 1
+    } else {
+        out
+    })
 }
 
 /// `len + 2 pad - kernel`: the room a window has to slide, or `None` if it
@@ -176,7 +231,9 @@ fn concat_output(inputs: &[[usize; 4]]) -> Result<[usize; 4], String> {
     let mut channels = first[1];
     for shape in rest {
         if [shape[0], shape[2], shape[3]] != [first[0], first[2], first[3]] {
-            return Err(format!("cannot concatenate {shape:?} with {first:?}: batch or spatial sizes differ"));
+            return Err(format!(
+                "cannot concatenate {shape:?} with {first:?}: batch or spatial sizes differ"
+            ));
         }
         channels = channels.checked_add(shape[1]).ok_or("too many channels")?;
     }

@@ -14,7 +14,9 @@ pub(crate) fn softmax_in_place(tensor: &mut Tensor) {
     tensor.data.par_chunks_mut(image_len).for_each(|image| {
         for position in 0..plane {
             let index = |c: usize| c * plane + position;
-            let max = (0..channels).map(|c| image[index(c)]).fold(f32::NEG_INFINITY, f32::max);
+            let max = (0..channels)
+                .map(|c| image[index(c)])
+                .fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0.0;
             for c in 0..channels {
                 let e = (image[index(c)] - max).exp();

@@ -33,7 +33,10 @@ impl Tensor {
     pub fn zeros(shape: [usize; 4]) -> Result<Self, EngineError> {
         let len = element_count(shape)
             .ok_or_else(|| EngineError::Tensor(format!("shape {shape:?} has too many elements")))?;
-        Ok(Tensor { shape, data: vec![0.0; len] })
+        Ok(Tensor {
+            shape,
+            data: vec![0.0; len],
+        })
     }
 
     /// Check that `data` holds exactly as many values as `shape` describes.
@@ -61,13 +64,15 @@ impl Tensor {
     /// The `c * h * w` values of image `n`, or `None` if `n` is out of range.
     pub fn image(&self, n: usize) -> Option<&[f32]> {
         let len = self.image_len();
-        self.data.get(n.checked_mul(len)?..(n + 1).checked_mul(len)?)
+        self.data
+            .get(n.checked_mul(len)?..(n + 1).checked_mul(len)?)
     }
 
     /// Mutable view of image `n`, or `None` if `n` is out of range.
     pub fn image_mut(&mut self, n: usize) -> Option<&mut [f32]> {
         let len = self.image_len();
-        self.data.get_mut(n.checked_mul(len)?..(n + 1).checked_mul(len)?)
+        self.data
+            .get_mut(n.checked_mul(len)?..(n + 1).checked_mul(len)?)
     }
 
     /// Flat position of element `(n, c, h, w)`, or `None` if any index is

@@ -8,7 +8,10 @@ use crate::engine::{forward, Tensor};
 /// A graph whose convolutions span several tiles per image.
 fn wide_model() -> (formats::Model, Tensor) {
     let mut values = Values::new(31);
-    let layers = vec![values.layer("c1", [80, 3, 3, 3]), values.layer("c2", [70, 80, 1, 1])];
+    let layers = vec![
+        values.layer("c1", [80, 3, 3, 3]),
+        values.layer("c2", [70, 80, 1, 1]),
+    ];
     let pool = pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true);
     let nodes = vec![
         node("c1", conv_op(0, (1, 1), (1, 1), true), &["data"], "c1"),
@@ -17,11 +20,17 @@ fn wide_model() -> (formats::Model, Tensor) {
         node("gap", Op::GlobalAvgPool, &["pool"], "gap"),
         node("prob", Op::Softmax, &["gap"], "prob"),
     ];
-    (model(nodes, layers, 41, "prob"), values.tensor([3, 3, 41, 41]))
+    (
+        model(nodes, layers, 41, "prob"),
+        values.tensor([3, 3, 41, 41]),
+    )
 }
 
 fn run_with_threads(threads: usize, m: &formats::Model, input: &Tensor) -> Tensor {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     pool.install(|| forward(m, input)).unwrap()
 }
 
@@ -30,7 +39,11 @@ fn thread_count_does_not_change_any_bit() {
     let (m, input) = wide_model();
     let one = run_with_threads(1, &m, &input);
     for threads in [2, 3, 5] {
-        assert_eq!(run_with_threads(threads, &m, &input).data, one.data, "{threads} threads");
+        assert_eq!(
+            run_with_threads(threads, &m, &input).data,
+            one.data,
+            "{threads} threads"
+        );
     }
 }
 

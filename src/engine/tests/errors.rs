@@ -12,7 +12,10 @@ use crate::engine::{forward, infer_shapes, EngineError, Tensor};
 fn rejection(m: &Model, shape: [usize; 4]) -> String {
     let input = Tensor::zeros(shape).unwrap();
     let err = forward(m, &input).expect_err("the engine accepted a bad model or input");
-    assert_eq!(infer_shapes(m, shape).expect_err("infer_shapes accepted it"), err);
+    assert_eq!(
+        infer_shapes(m, shape).expect_err("infer_shapes accepted it"),
+        err
+    );
     let message = err.to_string();
     assert!(!message.contains('\n'), "multi-line message: {message}");
     message
@@ -21,42 +24,94 @@ fn rejection(m: &Model, shape: [usize; 4]) -> String {
 #[test]
 fn convolution_channels_must_match_the_input() {
     let layer = Values::new(1).layer("conv1", [4, 3, 3, 3]);
-    let m = model(vec![node("conv1", conv_op(0, (1, 1), (0, 0), true), &["data"], "out")], vec![layer], 8, "out");
+    let m = model(
+        vec![node(
+            "conv1",
+            conv_op(0, (1, 1), (0, 0), true),
+            &["data"],
+            "out",
+        )],
+        vec![layer],
+        8,
+        "out",
+    );
     let message = rejection(&m, [1, 1, 8, 8]);
-    assert!(message.contains("conv1") && message.contains("1 channels") && message.contains("expects 3"), "{message}");
+    assert!(
+        message.contains("conv1")
+            && message.contains("1 channels")
+            && message.contains("expects 3"),
+        "{message}"
+    );
 }
 
 #[test]
 fn input_must_have_the_models_size() {
-    let m = model(vec![node("relu", Op::Relu, &["data"], "out")], vec![], 227, "out");
+    let m = model(
+        vec![node("relu", Op::Relu, &["data"], "out")],
+        vec![],
+        227,
+        "out",
+    );
     let message = rejection(&m, [1, 3, 224, 224]);
-    assert!(message.contains("224x224") && message.contains("227x227"), "{message}");
+    assert!(
+        message.contains("224x224") && message.contains("227x227"),
+        "{message}"
+    );
     assert!(rejection(&m, [0, 3, 227, 227]).contains("input"));
 }
 
 #[test]
 fn concat_needs_equal_spatial_sizes() {
     let p = pool_op(PoolKind::Max, (2, 2), (2, 2), (0, 0), false);
-    let nodes = vec![node("pool", Op::Pool(p), &["data"], "p"), node("cat", Op::Concat, &["data", "p"], "out")];
+    let nodes = vec![
+        node("pool", Op::Pool(p), &["data"], "p"),
+        node("cat", Op::Concat, &["data", "p"], "out"),
+    ];
     let message = rejection(&model(nodes, vec![], 6, "out"), [1, 2, 6, 6]);
-    assert!(message.starts_with("node cat:") && message.contains("spatial"), "{message}");
+    assert!(
+        message.starts_with("node cat:") && message.contains("spatial"),
+        "{message}"
+    );
 }
 
 #[test]
 fn add_needs_equal_shapes() {
     let layer = Values::new(2).layer("c", [3, 2, 1, 1]);
-    let nodes = vec![node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "c"), node("sum", Op::Add, &["data", "c"], "out")];
+    let nodes = vec![
+        node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "c"),
+        node("sum", Op::Add, &["data", "c"], "out"),
+    ];
     let message = rejection(&model(nodes, vec![layer], 4, "out"), [1, 2, 4, 4]);
-    assert!(message.starts_with("node sum:") && message.contains("[1, 2, 4, 4]") && message.contains("[1, 3, 4, 4]"), "{message}");
+    assert!(
+        message.starts_with("node sum:")
+            && message.contains("[1, 2, 4, 4]")
+            && message.contains("[1, 3, 4, 4]"),
+        "{message}"
+    );
 }
 
 #[test]
 fn dangling_blobs_and_missing_outputs_are_rejected() {
-    let m = model(vec![node("relu", Op::Relu, &["nowhere"], "out")], vec![], 4, "out");
+    let m = model(
+        vec![node("relu", Op::Relu, &["nowhere"], "out")],
+        vec![],
+        4,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("nowhere"));
-    let m = model(vec![node("relu", Op::Relu, &["data"], "r")], vec![], 4, "out");
+    let m = model(
+        vec![node("relu", Op::Relu, &["data"], "r")],
+        vec![],
+        4,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("out"));
-    let m = model(vec![node("relu", Op::Relu, &["data", "data"], "r")], vec![], 4, "r");
+    let m = model(
+        vec![node("relu", Op::Relu, &["data", "data"], "r")],
+        vec![],
+        4,
+        "r",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("one input"));
 }
 
@@ -64,30 +119,96 @@ fn dangling_blobs_and_missing_outputs_are_rejected() {
 fn broken_layers_and_windows_are_rejected() {
     let mut layer = Values::new(3).layer("c", [2, 1, 3, 3]);
     layer.weights.pop();
-    let m = model(vec![node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "out")], vec![layer.clone()], 4, "out");
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(0, (1, 1), (0, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![layer.clone()],
+        4,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("17 weights"));
-    let m = model(vec![node("c", conv_op(1, (1, 1), (0, 0), false), &["data"], "out")], vec![layer], 4, "out");
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(1, (1, 1), (0, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![layer],
+        4,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("missing layer 1"));
 
     let big = Values::new(4).layer("big", [1, 1, 5, 5]);
-    let m = model(vec![node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "out")], vec![big.clone()], 4, "out");
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(0, (1, 1), (0, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![big.clone()],
+        4,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 4, 4]).contains("larger than"));
-    let m = model(vec![node("c", conv_op(0, (0, 1), (0, 0), false), &["data"], "out")], vec![big.clone()], 8, "out");
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(0, (0, 1), (0, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![big.clone()],
+        8,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 8, 8]).contains("zero stride"));
-    let m = model(vec![node("c", conv_op(0, (1, 1), (6, 0), false), &["data"], "out")], vec![big], 8, "out");
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(0, (1, 1), (6, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![big],
+        8,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 8, 8]).contains("padding"));
 
     let p = pool_op(PoolKind::Avg, (3, 3), (1, 1), (3, 0), true);
-    let m = model(vec![node("p", Op::Pool(p), &["data"], "out")], vec![], 8, "out");
+    let m = model(
+        vec![node("p", Op::Pool(p), &["data"], "out")],
+        vec![],
+        8,
+        "out",
+    );
     assert!(rejection(&m, [1, 1, 8, 8]).contains("padding"));
 }
 
 #[test]
 fn tensors_must_match_their_shape() {
-    assert!(matches!(Tensor::new([1, 2, 2, 2], vec![0.0; 7]), Err(EngineError::Tensor(_))));
+    assert!(matches!(
+        Tensor::new([1, 2, 2, 2], vec![0.0; 7]),
+        Err(EngineError::Tensor(_))
+    ));
     assert!(Tensor::zeros([usize::MAX, 2, 1, 1]).is_err());
-    let m = model(vec![node("relu", Op::Relu, &["data"], "out")], vec![], 2, "out");
-    let lying = Tensor { shape: [1, 1, 2, 2], data: vec![0.0; 3] };
+    let m = model(
+        vec![node("relu", Op::Relu, &["data"], "out")],
+        vec![],
+        2,
+        "out",
+    );
+    let lying = Tensor {
+        shape: [1, 1, 2, 2],
+        data: vec![0.0; 3],
+    };
     assert!(matches!(forward(&m, &lying), Err(EngineError::Tensor(_))));
 }
 

@@ -38,7 +38,12 @@ impl Values {
     }
 
     pub fn layer(&mut self, name: &str, shape: [usize; 4]) -> Layer {
-        Layer { name: name.into(), shape, weights: self.vec(shape.iter().product()), bias: self.vec(shape[0]) }
+        Layer {
+            name: name.into(),
+            shape,
+            weights: self.vec(shape.iter().product()),
+            bias: self.vec(shape[0]),
+        }
     }
 }
 
@@ -55,17 +60,37 @@ pub(super) fn node(name: &str, op: Op, inputs: &[&str], output: &str) -> Node {
 /// A model over blob `data` taking `crop x crop` images, with output `output`.
 pub(super) fn model(nodes: Vec<Node>, layers: Vec<Layer>, crop: usize, output: &str) -> Model {
     Model {
-        graph: Graph { nodes, input: "data".into(), output: output.into() },
+        graph: Graph {
+            nodes,
+            input: "data".into(),
+            output: output.into(),
+        },
         layers,
-        preprocess: Preprocess { crop: crop as u32, ..Preprocess::torchvision() },
+        preprocess: Preprocess {
+            crop: crop as u32,
+            ..Preprocess::torchvision()
+        },
     }
 }
 
 pub(super) fn conv_op(layer: usize, stride: (usize, usize), pad: (usize, usize), relu: bool) -> Op {
-    Op::Conv(Conv { layer, stride_h: stride.0, stride_w: stride.1, pad_h: pad.0, pad_w: pad.1, relu })
+    Op::Conv(Conv {
+        layer,
+        stride_h: stride.0,
+        stride_w: stride.1,
+        pad_h: pad.0,
+        pad_w: pad.1,
+        relu,
+    })
 }
 
-pub(super) fn pool_op(kind: PoolKind, kernel: (usize, usize), stride: (usize, usize), pad: (usize, usize), ceil_mode: bool) -> Pool {
+pub(super) fn pool_op(
+    kind: PoolKind,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    pad: (usize, usize),
+    ceil_mode: bool,
+) -> Pool {
     Pool {
         kind,
         kernel_h: kernel.0,
@@ -83,6 +108,9 @@ pub(super) fn pool_op(kind: PoolKind, kernel: (usize, usize), stride: (usize, us
 pub(super) fn assert_close(actual: &Tensor, expected: &Tensor, tolerance: f32) {
     assert_eq!(actual.shape, expected.shape, "shapes differ");
     for (i, (a, e)) in actual.data.iter().zip(&expected.data).enumerate() {
-        assert!((a - e).abs() <= tolerance, "value {i}: got {a}, expected {e}");
+        assert!(
+            (a - e).abs() <= tolerance,
+            "value {i}: got {a}, expected {e}"
+        );
     }
 }

@@ -42,7 +42,11 @@ pub fn conv(input: &Tensor, layer: &Layer, c: &Conv) -> Tensor {
 /// with PyTorch's rule that a window may not start past the input.
 pub fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, ceil_mode: bool) -> usize {
     let span = (len + 2 * pad - kernel) as f32 / stride as f32;
-    let out = if ceil_mode { span.ceil() as usize + 1 } else { span.floor() as usize + 1 };
+    let out = if ceil_mode {
+        span.ceil() as usize + 1
+    } else {
+        span.floor() as usize + 1
+    };
     if ceil_mode && (out - 1) * stride >= len + pad {
         out - 1
     } else {
@@ -70,7 +74,10 @@ pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
                                 continue;
                             }
                             cells += 1;
-                            let (y, x) = (py as isize - p.pad_h as isize, px as isize - p.pad_w as isize);
+                            let (y, x) = (
+                                py as isize - p.pad_h as isize,
+                                px as isize - p.pad_w as isize,
+                            );
                             if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
                                 let v = input.get(b, ch, y as usize, x as usize).unwrap();
                                 max = max.max(v);
@@ -135,7 +142,9 @@ pub fn softmax(input: &Tensor) -> Tensor {
     for b in 0..n {
         for y in 0..h {
             for x in 0..w {
-                let total: f64 = (0..c).map(|ch| f64::from(input.get(b, ch, y, x).unwrap()).exp()).sum();
+                let total: f64 = (0..c)
+                    .map(|ch| f64::from(input.get(b, ch, y, x).unwrap()).exp())
+                    .sum();
                 for ch in 0..c {
                     let e = f64::from(input.get(b, ch, y, x).unwrap()).exp();
                     *out.get_mut(b, ch, y, x).unwrap() = (e / total) as f32;
@@ -148,5 +157,12 @@ pub fn softmax(input: &Tensor) -> Tensor {
 
 /// max(x, 0) for every value.
 pub fn relu(input: &Tensor) -> Tensor {
-    Tensor { shape: input.shape, data: input.data.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect() }
+    Tensor {
+        shape: input.shape,
+        data: input
+            .data
+            .iter()
+            .map(|&v| if v > 0.0 { v } else { 0.0 })
+            .collect(),
+    }
 }

@@ -25,12 +25,20 @@ struct ConvCase {
 
 fn check_conv(case: &ConvCase, seed: u64) {
     let mut values = Values::new(seed);
-    let layer = values.layer("conv", [case.out_c, case.input[1], case.kernel.0, case.kernel.1]);
+    let layer = values.layer(
+        "conv",
+        [case.out_c, case.input[1], case.kernel.0, case.kernel.1],
+    );
     let input = values.tensor(case.input);
     let op = conv_op(0, case.stride, case.pad, case.relu);
     let Op::Conv(conv) = op else { unreachable!() };
     let expected = naive::conv(&input, &layer, &conv);
-    let m = model(vec![node("conv", op, &["data"], "out")], vec![layer], case.input[2], "out");
+    let m = model(
+        vec![node("conv", op, &["data"], "out")],
+        vec![layer],
+        case.input[2],
+        "out",
+    );
     assert_close(&forward(&m, &input).unwrap(), &expected, TOLERANCE);
 }
 
@@ -38,22 +46,92 @@ fn check_conv(case: &ConvCase, seed: u64) {
 fn convolution_matches_direct_loops() {
     let cases = [
         // 3x3 "same" convolution, fused ReLU.
-        ConvCase { input: [1, 3, 9, 9], out_c: 5, kernel: (3, 3), stride: (1, 1), pad: (1, 1), relu: true },
+        ConvCase {
+            input: [1, 3, 9, 9],
+            out_c: 5,
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad: (1, 1),
+            relu: true,
+        },
         // Non-square kernel, different strides and paddings per axis, batch > 1.
-        ConvCase { input: [2, 4, 11, 11], out_c: 6, kernel: (3, 2), stride: (2, 1), pad: (1, 0), relu: false },
-        ConvCase { input: [3, 2, 10, 10], out_c: 3, kernel: (1, 4), stride: (1, 3), pad: (0, 2), relu: true },
+        ConvCase {
+            input: [2, 4, 11, 11],
+            out_c: 6,
+            kernel: (3, 2),
+            stride: (2, 1),
+            pad: (1, 0),
+            relu: false,
+        },
+        ConvCase {
+            input: [3, 2, 10, 10],
+            out_c: 3,
+            kernel: (1, 4),
+            stride: (1, 3),
+            pad: (0, 2),
+            relu: true,
+        },
         // conv1 of SqueezeNet v1.0 in small: 7x7 stride 2, odd input.
-        ConvCase { input: [2, 3, 23, 23], out_c: 8, kernel: (7, 7), stride: (2, 2), pad: (0, 0), relu: true },
+        ConvCase {
+            input: [2, 3, 23, 23],
+            out_c: 8,
+            kernel: (7, 7),
+            stride: (2, 2),
+            pad: (0, 0),
+            relu: true,
+        },
         // 1x1, stride 1, no padding: the im2col-free path.
-        ConvCase { input: [2, 7, 5, 5], out_c: 9, kernel: (1, 1), stride: (1, 1), pad: (0, 0), relu: true },
+        ConvCase {
+            input: [2, 7, 5, 5],
+            out_c: 9,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad: (0, 0),
+            relu: true,
+        },
         // 1x1 with padding 1 (v1.0's conv_final) and 1x1 stride 2.
-        ConvCase { input: [1, 4, 6, 6], out_c: 5, kernel: (1, 1), stride: (1, 1), pad: (1, 1), relu: false },
-        ConvCase { input: [1, 4, 7, 7], out_c: 5, kernel: (1, 1), stride: (2, 2), pad: (0, 0), relu: false },
+        ConvCase {
+            input: [1, 4, 6, 6],
+            out_c: 5,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad: (1, 1),
+            relu: false,
+        },
+        ConvCase {
+            input: [1, 4, 7, 7],
+            out_c: 5,
+            kernel: (1, 1),
+            stride: (2, 2),
+            pad: (0, 0),
+            relu: false,
+        },
         // Kernel as large as the padded input: a single output position.
-        ConvCase { input: [2, 2, 4, 4], out_c: 3, kernel: (6, 5), stride: (3, 2), pad: (1, 1), relu: false },
+        ConvCase {
+            input: [2, 2, 4, 4],
+            out_c: 3,
+            kernel: (6, 5),
+            stride: (3, 2),
+            pad: (1, 1),
+            relu: false,
+        },
         // More output channels and positions than one tile holds (64 x 1024).
-        ConvCase { input: [2, 3, 37, 37], out_c: 70, kernel: (3, 3), stride: (1, 1), pad: (1, 1), relu: true },
-        ConvCase { input: [1, 130, 33, 33], out_c: 129, kernel: (1, 1), stride: (1, 1), pad: (0, 0), relu: false },
+        ConvCase {
+            input: [2, 3, 37, 37],
+            out_c: 70,
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad: (1, 1),
+            relu: true,
+        },
+        ConvCase {
+            input: [1, 130, 33, 33],
+            out_c: 129,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad: (0, 0),
+            relu: false,
+        },
     ];
     for (seed, case) in cases.iter().enumerate() {
         check_conv(case, seed as u64);
@@ -98,22 +176,44 @@ fn pooling_matches_direct_loops() {
     for (kind, shape, kernel, stride, pad, ceil_mode) in cases {
         let p = pool_op(kind, kernel, stride, pad, ceil_mode);
         let input = values.tensor(shape);
-        let m = model(vec![node("pool", Op::Pool(p), &["data"], "out")], vec![], shape[2], "out");
-        assert_close(&forward(&m, &input).unwrap(), &naive::pool(&input, &p), 1e-6);
+        let m = model(
+            vec![node("pool", Op::Pool(p), &["data"], "out")],
+            vec![],
+            shape[2],
+            "out",
+        );
+        assert_close(
+            &forward(&m, &input).unwrap(),
+            &naive::pool(&input, &p),
+            1e-6,
+        );
     }
 }
 
 #[test]
 fn global_average_pooling_matches_direct_loops() {
     let input = Values::new(8).tensor([3, 5, 9, 9]);
-    let m = model(vec![node("gap", Op::GlobalAvgPool, &["data"], "out")], vec![], 9, "out");
-    assert_close(&forward(&m, &input).unwrap(), &naive::global_avg_pool(&input), 1e-6);
+    let m = model(
+        vec![node("gap", Op::GlobalAvgPool, &["data"], "out")],
+        vec![],
+        9,
+        "out",
+    );
+    assert_close(
+        &forward(&m, &input).unwrap(),
+        &naive::global_avg_pool(&input),
+        1e-6,
+    );
 }
 
 #[test]
 fn concat_add_and_relu_match_direct_loops() {
     let mut values = Values::new(9);
-    let layers = vec![values.layer("a", [2, 3, 1, 1]), values.layer("b", [5, 3, 3, 3]), values.layer("c", [2, 3, 3, 3])];
+    let layers = vec![
+        values.layer("a", [2, 3, 1, 1]),
+        values.layer("b", [5, 3, 3, 3]),
+        values.layer("c", [2, 3, 3, 3]),
+    ];
     let nodes = vec![
         node("a", conv_op(0, (1, 1), (0, 0), false), &["data"], "a"),
         node("b", conv_op(1, (1, 1), (1, 1), false), &["data"], "b"),
@@ -126,10 +226,26 @@ fn concat_add_and_relu_match_direct_loops() {
     let m = model(nodes, layers.clone(), 7, "all");
     let input = values.tensor([2, 3, 7, 7]);
     let conv = |l: usize, pad: usize| {
-        naive::conv(&input, &layers[l], &Conv { layer: l, stride_h: 1, stride_w: 1, pad_h: pad, pad_w: pad, relu: false })
+        naive::conv(
+            &input,
+            &layers[l],
+            &Conv {
+                layer: l,
+                stride_h: 1,
+                stride_w: 1,
+                pad_h: pad,
+                pad_w: pad,
+                relu: false,
+            },
+        )
     };
     let (a, b, c) = (conv(0, 0), conv(1, 1), conv(2, 1));
-    let sum = Tensor { shape: a.shape, data: (0..a.data.len()).map(|i| a.data[i] + c.data[i] + a.data[i]).collect() };
+    let sum = Tensor {
+        shape: a.shape,
+        data: (0..a.data.len())
+            .map(|i| a.data[i] + c.data[i] + a.data[i])
+            .collect(),
+    };
     let expected = naive::concat(&[&naive::relu(&sum), &naive::concat(&[&a, &b, &input])]);
     assert_close(&forward(&m, &input).unwrap(), &expected, TOLERANCE);
 }
@@ -138,7 +254,12 @@ fn concat_add_and_relu_match_direct_loops() {
 fn softmax_matches_direct_loops_even_for_large_logits() {
     let mut input = Values::new(10).tensor([3, 6, 2, 2]);
     input.data.iter_mut().for_each(|v| *v *= 60.0);
-    let m = model(vec![node("prob", Op::Softmax, &["data"], "prob")], vec![], 2, "prob");
+    let m = model(
+        vec![node("prob", Op::Softmax, &["data"], "prob")],
+        vec![],
+        2,
+        "prob",
+    );
     let out = forward(&m, &input).unwrap();
     assert_close(&out, &naive::softmax(&input), 1e-6);
     let first_position_total: f32 = (0..6).map(|c| out.get(1, c, 0, 0).unwrap()).sum();
@@ -148,7 +269,10 @@ fn softmax_matches_direct_loops_even_for_large_logits() {
 #[test]
 fn dropout_is_identity_and_flatten_only_reshapes() {
     let input = Values::new(11).tensor([2, 3, 4, 4]);
-    let nodes = vec![node("drop", Op::Dropout, &["data"], "d"), node("flat", Op::Flatten, &["d"], "f")];
+    let nodes = vec![
+        node("drop", Op::Dropout, &["data"], "d"),
+        node("flat", Op::Flatten, &["d"], "f"),
+    ];
     let out = forward(&model(nodes, vec![], 4, "f"), &input).unwrap();
     assert_eq!(out.shape, [2, 48, 1, 1]);
     assert_eq!(out.data, input.data);
@@ -168,13 +292,33 @@ fn caffe_style_graph_with_reused_blob_names_matches_direct_loops() {
     ];
     let pool = pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true);
     let nodes = vec![
-        node("conv1", conv_op(0, (2, 1), (0, 1), false), &["data"], "conv1"),
+        node(
+            "conv1",
+            conv_op(0, (2, 1), (0, 1), false),
+            &["data"],
+            "conv1",
+        ),
         node("relu1", Op::Relu, &["conv1"], "conv1"),
         node("pool1", Op::Pool(pool), &["conv1"], "pool1"),
-        node("squeeze", conv_op(1, (1, 1), (0, 0), false), &["pool1"], "squeeze"),
+        node(
+            "squeeze",
+            conv_op(1, (1, 1), (0, 0), false),
+            &["pool1"],
+            "squeeze",
+        ),
         node("relu_s", Op::Relu, &["squeeze"], "squeeze"),
-        node("expand1x1", conv_op(2, (1, 1), (0, 0), true), &["squeeze"], "e1"),
-        node("expand3x3", conv_op(3, (1, 1), (1, 1), true), &["squeeze"], "e3"),
+        node(
+            "expand1x1",
+            conv_op(2, (1, 1), (0, 0), true),
+            &["squeeze"],
+            "e1",
+        ),
+        node(
+            "expand3x3",
+            conv_op(3, (1, 1), (1, 1), true),
+            &["squeeze"],
+            "e3",
+        ),
         node("concat", Op::Concat, &["e1", "e3"], "fire"),
         node("drop", Op::Dropout, &["fire"], "fire"),
         node("gap", Op::GlobalAvgPool, &["fire"], "gap"),
@@ -183,14 +327,28 @@ fn caffe_style_graph_with_reused_blob_names_matches_direct_loops() {
     let m = model(nodes, layers.clone(), 15, "prob");
     let input = values.tensor([2, 3, 15, 15]);
     let conv = |x: &Tensor, l: usize, stride: (usize, usize), pad: (usize, usize), relu: bool| {
-        let c = Conv { layer: l, stride_h: stride.0, stride_w: stride.1, pad_h: pad.0, pad_w: pad.1, relu };
+        let c = Conv {
+            layer: l,
+            stride_h: stride.0,
+            stride_w: stride.1,
+            pad_h: pad.0,
+            pad_w: pad.1,
+            relu,
+        };
         naive::conv(x, &layers[l], &c)
     };
     let conv1 = naive::relu(&conv(&input, 0, (2, 1), (0, 1), false));
-    assert_eq!(conv1.shape, [2, 4, 7, 16], "the test must exercise a non-square map");
+    assert_eq!(
+        conv1.shape,
+        [2, 4, 7, 16],
+        "the test must exercise a non-square map"
+    );
     let pool1 = naive::pool(&conv1, &pool);
     let squeeze = naive::relu(&conv(&pool1, 1, (1, 1), (0, 0), false));
-    let fire = naive::concat(&[&conv(&squeeze, 2, (1, 1), (0, 0), true), &conv(&squeeze, 3, (1, 1), (1, 1), true)]);
+    let fire = naive::concat(&[
+        &conv(&squeeze, 2, (1, 1), (0, 0), true),
+        &conv(&squeeze, 3, (1, 1), (1, 1), true),
+    ]);
     let expected = naive::softmax(&naive::global_avg_pool(&fire));
     assert_close(&forward(&m, &input).unwrap(), &expected, 1e-5);
 }
@@ -198,7 +356,10 @@ fn caffe_style_graph_with_reused_blob_names_matches_direct_loops() {
 #[test]
 fn output_may_be_an_intermediate_blob_and_the_input_is_left_untouched() {
     let input = Values::new(13).tensor([1, 2, 3, 3]);
-    let nodes = vec![node("relu", Op::Relu, &["data"], "r"), node("sm", Op::Softmax, &["r"], "s")];
+    let nodes = vec![
+        node("relu", Op::Relu, &["data"], "r"),
+        node("sm", Op::Softmax, &["r"], "s"),
+    ];
     let original = input.clone();
     let out = forward(&model(nodes, vec![], 3, "r"), &input).unwrap();
     assert_eq!(out, naive::relu(&input));

@@ -49,17 +49,36 @@ fn squeezenet_v1_0_stem_shapes() {
     let mut values = Values::new(1);
     let pool = pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true);
     let nodes = vec![
-        node("conv1", conv_op(0, (2, 2), (0, 0), true), &["data"], "conv1"),
+        node(
+            "conv1",
+            conv_op(0, (2, 2), (0, 0), true),
+            &["data"],
+            "conv1",
+        ),
         node("pool1", Op::Pool(pool), &["conv1"], "pool1"),
-        node("conv_final", conv_op(1, (1, 1), (1, 1), true), &["pool1"], "final"),
+        node(
+            "conv_final",
+            conv_op(1, (1, 1), (1, 1), true),
+            &["pool1"],
+            "final",
+        ),
         node("gap", Op::GlobalAvgPool, &["final"], "gap"),
         node("flat", Op::Flatten, &["gap"], "flat"),
     ];
-    let layers = vec![values.layer("conv1", [96, 3, 7, 7]), values.layer("conv_final", [10, 96, 1, 1])];
+    let layers = vec![
+        values.layer("conv1", [96, 3, 7, 7]),
+        values.layer("conv_final", [10, 96, 1, 1]),
+    ];
     let shapes = infer_shapes(&model(nodes, layers, 227, "flat"), [4, 3, 227, 227]).unwrap();
     assert_eq!(
         shapes.nodes,
-        vec![[4, 96, 111, 111], [4, 96, 55, 55], [4, 10, 57, 57], [4, 10, 1, 1], [4, 10, 1, 1]]
+        vec![
+            [4, 96, 111, 111],
+            [4, 96, 55, 55],
+            [4, 10, 57, 57],
+            [4, 10, 1, 1],
+            [4, 10, 1, 1]
+        ]
     );
     assert_eq!(shapes.output, [4, 10, 1, 1]);
 }
