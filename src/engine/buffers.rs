@@ -18,7 +18,9 @@ pub(crate) struct Buffers {
 impl Buffers {
     /// A tensor of `shape` (whose element count shape inference checked)
     /// with unspecified contents: the smallest free buffer that is large
-    /// enough, else a new one.
+    /// enough, else a new one. A buffer more than twice too large gives its
+    /// excess back to the allocator (which keeps the pages already touched),
+    /// so recycling never holds much more memory than the live blobs.
     pub fn tensor(&mut self, shape: [usize; 4]) -> Tensor {
         let len = shape.iter().product();
         let best = (0..self.free.len())
@@ -28,6 +30,9 @@ impl Buffers {
             Some(i) => {
                 let mut data = self.free.swap_remove(i);
                 data.resize(len, 0.0);
+                if data.capacity() / 2 > len {
+                    data.shrink_to_fit();
+                }
                 data
             }
             None => vec![0.0; len],
