@@ -141,6 +141,7 @@ fn layer_type(layer: &Message) -> Result<String> {
         ("ELTWISE", "Eltwise"),
         ("SOFTMAX", "Softmax"),
         ("INNER_PRODUCT", "InnerProduct"),
+        ("FLATTEN", "Flatten"),
     ];
     match layer.get("type")? {
         Some(Value::Str(t)) => Ok(t.clone()),
@@ -202,6 +203,10 @@ struct Builder {
     channels: HashMap<String, usize>,
     /// Names of the layers seen, which must be unique.
     layer_names: HashSet<String>,
+    /// Graph blobs known to be 1x1 spatially (global pooling and flatten
+    /// outputs): the only ones a Flatten may read, since their channel
+    /// count is all this builder tracks.
+    unit_spatial: HashSet<String>,
 }
 
 impl Builder {
@@ -290,6 +295,14 @@ impl Builder {
                 (Op::Concat, in_channels.iter().sum())
             }
             "Eltwise" => (eltwise(&params("eltwise_param")?)?, equal_channels(&in_channels)?),
+            "Flatten" => {
+                let p = params("flatten_param")?;
+                require_one(p.get_with("axis", Value::as_i64)?.unwrap_or(1), "flatten axis")?;
+                if inputs.iter().any(|b| !self.unit_spatial.contains(b)) {
+                    return Err(FormatError::unsupported("Flatten of a blob not known to be 1x1 (only after global pooling)"));
+                }
+                (Op::Flatten, single(&in_channels)?)
+            }
             other => return Err(FormatError::unsupported(format!("Caffe layer type {other}"))),
         };
         if inputs.is_empty() {
@@ -297,6 +310,9 @@ impl Builder {
         }
         let output = self.produce(top, name);
         self.channels.insert(output.clone(), channels);
+        if matches!(op, Op::GlobalAvgPool | Op::Flatten) {
+            self.unit_spatial.insert(output.clone());
+        }
         self.nodes.push(Node { name: name.to_string(), op, inputs, outputs: vec![output] });
         Ok(())
     }
@@ -466,6 +482,23 @@ mod tests {
         assert_eq!(n.graph.nodes[8].op, Op::Add);
         assert_eq!(n.graph.nodes[9].op, Op::GlobalAvgPool);
         assert_eq!(n.graph.output, "gap", "logits are the input of the final Softmax");
+    }
+
+    #[test]
+    fn flatten_only_after_global_pooling() {
+        let n = net(&format!(
+            r#"{CONV_RELU}
+            layer {{ name: "gap" type: "Pooling" bottom: "pool1" top: "gap" pooling_param {{ pool: AVE global_pooling: true }} }}
+            layer {{ name: "flat" type: "Flatten" bottom: "gap" top: "flat" }}
+            layer {{ name: "flat2" type: "Flatten" bottom: "flat" top: "flat2" flatten_param {{ axis: 1 }} }}
+            layer {{ name: "fc" type: "Convolution" bottom: "flat2" top: "fc" convolution_param {{ num_output: 5 kernel_size: 1 }} }}
+            "#
+        ))
+        .unwrap();
+        assert_eq!((n.graph.nodes[4].op.clone(), n.graph.nodes[5].op.clone()), (Op::Flatten, Op::Flatten));
+        assert_eq!(n.layers[1].shape, [5, 8, 1, 1], "flattening a 1x1 map keeps its channels");
+        let e = net(&format!(r#"{CONV_RELU} layer {{ name: "f" type: "Flatten" bottom: "pool1" top: "f" }}"#)).unwrap_err().to_string();
+        assert!(e.contains("not known to be 1x1"), "{e}");
     }
 
     #[test]

@@ -49,8 +49,9 @@ pub fn parse_deep_compression(net: &[u8], prototxt_text: &str) -> Result<Model> 
     definition.into_model(decoded.into_iter().map(|l| (l.weights, l.bias)).collect())
 }
 
-/// The single `*.prototxt` in the folder of `net_path`.
-fn prototxt_beside(net_path: &Path) -> Result<PathBuf> {
+/// The single `*.prototxt` in the folder of `net_path` (also used for
+/// `.caffemodel` weights, which need their definition the same way).
+pub(crate) fn prototxt_beside(net_path: &Path) -> Result<PathBuf> {
     let folder = match net_path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -14,4 +14,7 @@ pub mod prototxt;
 
 pub use error::{FormatError, Result};
 pub use model::{ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize};
+pub mod onnx;
+pub mod caffemodel;
+pub(crate) mod relu_fusion;
 pub mod sqz;
