@@ -8,7 +8,11 @@
 //! - [`coding`]: store symbol streams raw or canonical-Huffman coded.
 //! - [`positions`]: turn sparse positions into gap symbols and back.
 //! - [`rng`]: the seeded generator behind k-means++ and synthetic data.
+//! - [`calib`]: minimise each layer's output error on calibration inputs
+//!   (OBS/SparseGPT pruning with least-squares refit, GPTQ quantization,
+//!   bias correction).
 
+pub mod calib;
 pub mod coding;
 mod error;
 pub mod kmeans;

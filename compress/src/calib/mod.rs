@@ -1,0 +1,49 @@
+//! Calibration-based reconstruction: compress a layer so that its outputs
+//! on a few hundred calibration inputs change as little as possible,
+//! instead of so that its weights do.
+//!
+//! A conv layer with weights `[out][in][kh][kw]` is a matrix `W` of
+//! `rows = out` by `dim = in·kh·kw` (row-major, exactly its weight slice);
+//! its im2col input columns `x` (length `dim`, same `in, kh, kw` order) are
+//! the columns of `X`. Everything here minimises the output error
+//! `‖(W − Ŵ) X‖²`, which depends on the data only through the Hessian
+//! `H = X Xᵀ` ([`Hessian`]), so the callers stream activations into a
+//! [`Hessian`] once per layer and the algorithms work on `dim × dim`
+//! matrices. Computation is in `f64`; results never depend on the number
+//! of threads.
+//!
+//! - [`Hessian`]: accumulate `H`, `Σ x` and the column count.
+//! - [`prune_reconstruct`]: choose a mask by OBS saliency (SparseGPT-style)
+//!   and refit the survivors — pruning without retraining.
+//! - [`refit_masked`]: least-squares refit for a given mask.
+//! - [`gptq_quantize`]: quantize onto a codebook with GPTQ's error
+//!   compensation.
+//! - [`correct_bias`]: absorb the mean output shift into the bias.
+//! - [`output_error`]: measure `‖(W − Ŵ) X‖²` from `H`.
+//!
+//! The intended order per layer is prune_reconstruct, then k-means on the
+//! survivors ([`crate::kmeans`]) for a codebook, then gptq_quantize, then
+//! correct_bias — each on the `H` of the already-compressed network's
+//! activations. SparseGPT's joint mode (choosing the mask and quantizing
+//! in one sweep) is not offered: on synthetic correlated layers (three
+//! shapes, 30 and 60 % sparsity, 7- and 31-value codebooks) it gave
+//! 1.3–25× the output error of this sequence with act-order GPTQ, most
+//! likely because a joint sweep has no exact least-squares refit between
+//! pruning and quantizing.
+
+mod bias;
+mod damped;
+mod error;
+mod gptq;
+mod hessian;
+mod reconstruct;
+mod refit;
+mod sweep;
+
+pub use bias::correct_bias;
+pub use damped::DEFAULT_DAMP;
+pub use error::CalibError;
+pub use gptq::{gptq_quantize, ColumnOrder, GptqOptions, Quantized};
+pub use hessian::{output_error, Hessian, MAX_DIM};
+pub use reconstruct::{prune_reconstruct, ReconstructOptions};
+pub use refit::{refit_masked, ReconstructReport};

@@ -1,0 +1,65 @@
+//! The sequential Optimal-Brain-Surgeon column sweep shared by SparseGPT-style
+//! pruning and GPTQ-style quantization.
+//!
+//! Columns are fixed one at a time, in order. Fixing column `j` of a row
+//! to a value `q` (zero when the weight is masked, else the rounding of
+//! its current value) costs `((w_j − q) / U_jj)²` of output error, and the
+//! error is minimised over the columns not fixed yet by subtracting
+//! `(w_j − q) / U_jj · U[j][k]` from every later `w_k`, where `Uᵀ U` is the
+//! inverse dampened Hessian (Frantar & Alistarh, GPTQ / SparseGPT). Rows
+//! are independent given the mask, so they run in parallel, one task per
+//! row, and results do not depend on the thread count.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+/// Runs the sweep over the row-major `rows × dim` matrix `work` with the
+/// row-major upper factor `u` (`dim × dim`, `dim ≥ 1`), fixing every entry: masked
+/// entries (`mask` true) to zero, the others to `round(value)`.
+///
+/// Columns are processed in consecutive blocks of `block` columns; before
+/// each block, `choose(columns, work, mask)` may mark further entries of
+/// those columns as masked, seeing the weights as updated by all earlier
+/// blocks (SparseGPT's adaptive mask selection).
+pub(crate) fn sweep(
+    work: &mut [f64],
+    mask: &mut [bool],
+    u: &[f64],
+    dim: usize,
+    block: usize,
+    mut choose: impl FnMut(Range<usize>, &[f64], &mut [bool]),
+    round: impl Fn(f64) -> f64 + Sync,
+) {
+    for start in (0..dim).step_by(block.max(1)) {
+        let columns = start..(start + block.max(1)).min(dim);
+        choose(columns.clone(), work, mask);
+        work.par_chunks_mut(dim)
+            .zip(mask.par_chunks(dim))
+            .for_each(|(w, m)| fix_columns(w, m, u, columns.clone(), &round));
+    }
+}
+
+/// Fixes `columns` of one row and spreads each column's error over the
+/// rest of the row.
+fn fix_columns(
+    w: &mut [f64],
+    mask: &[bool],
+    u: &[f64],
+    columns: Range<usize>,
+    round: &impl Fn(f64) -> f64,
+) {
+    let dim = w.len();
+    for j in columns {
+        let q = if mask[j] { 0.0 } else { round(w[j]) };
+        let scaled = (w[j] - q) / u[j * dim + j];
+        w[j] = q;
+        if scaled != 0.0 {
+            let later = &u[j * dim + j + 1..(j + 1) * dim];
+            w[j + 1..]
+                .iter_mut()
+                .zip(later)
+                .for_each(|(wk, uk)| *wk -= scaled * uk);
+        }
+    }
+}
