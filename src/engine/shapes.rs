@@ -7,6 +7,11 @@ use super::plan::{Plan, INPUT_SLOT};
 use super::tensor::element_count;
 use super::EngineError;
 
+/// Most values one image may have in any blob: 1 GiB of float32, about a
+/// thousand times SqueezeNet's largest. A model asking for more is taken for
+/// a corrupt one rather than allowed to exhaust memory.
+const MAX_IMAGE_ELEMENTS: usize = 1 << 28;
+
 /// Shapes of the blobs a model computes for one input shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shapes {
@@ -41,10 +46,12 @@ pub(crate) fn infer_planned(
         let inputs: Vec<[usize; 4]> = plan.inputs[index].iter().map(|&slot| slots[slot]).collect();
         let shape = node_output(model, node, &inputs)
             .map_err(|reason| EngineError::node(&node.name, reason))?;
-        if element_count(shape).is_none() {
+        if element_count([1, shape[1], shape[2], shape[3]]).is_none_or(|n| n > MAX_IMAGE_ELEMENTS)
+            || element_count(shape).is_none()
+        {
             return Err(EngineError::node(
                 &node.name,
-                format!("output shape {shape:?} has too many elements"),
+                format!("output shape {shape:?} is implausibly large"),
             ));
         }
         slots[Plan::output_slot(index)] = shape;

@@ -10,12 +10,15 @@ use crate::engine::{forward, infer_shapes, EngineError, Tensor};
 /// `infer_shapes` rejects the same way and that the message is one line.
 #[track_caller]
 fn rejection(m: &Model, shape: [usize; 4]) -> String {
+    // Checked before running, and without printing an accepted result.
+    let Err(expected) = infer_shapes(m, shape) else {
+        panic!("infer_shapes accepted a bad model or input");
+    };
     let input = Tensor::zeros(shape).unwrap();
-    let err = forward(m, &input).expect_err("the engine accepted a bad model or input");
-    assert_eq!(
-        infer_shapes(m, shape).expect_err("infer_shapes accepted it"),
-        err
-    );
+    let Err(err) = forward(m, &input) else {
+        panic!("forward accepted a bad model or input");
+    };
+    assert_eq!(err, expected);
     let message = err.to_string();
     assert!(!message.contains('\n'), "multi-line message: {message}");
     message
@@ -181,6 +184,20 @@ fn broken_layers_and_windows_are_rejected() {
         "out",
     );
     assert!(rejection(&m, [1, 1, 8, 8]).contains("padding"));
+
+    let wide = Values::new(5).layer("wide", [1 << 23, 1, 1, 1]);
+    let m = model(
+        vec![node(
+            "c",
+            conv_op(0, (1, 1), (0, 0), false),
+            &["data"],
+            "out",
+        )],
+        vec![wide],
+        8,
+        "out",
+    );
+    assert!(rejection(&m, [1, 1, 8, 8]).contains("implausibly large"));
 
     let p = pool_op(PoolKind::Avg, (3, 3), (1, 1), (3, 0), true);
     let m = model(
