@@ -330,6 +330,22 @@ fn gptq_beats_round_to_nearest_on_the_same_codebook() {
 }
 
 #[test]
+fn gptq_leaves_weights_that_are_codebook_values_unchanged() {
+    // Nothing to round means no error to compensate: the layer is kept.
+    let layer = Layer::new(10, 24, 500, 8, true, 45);
+    let h = layer.hessian();
+    let mut w = layer.magnitude_pruned(0.5);
+    let book = codebook(&w, 4);
+    let snapped = round_to_nearest(&w, &book);
+    w.clone_from(&snapped);
+    for order in [ColumnOrder::Natural, ColumnOrder::ActOrder] {
+        let opts = GptqOptions { damp: 0.01, order };
+        gptq_quantize(&mut w, layer.rows, &h, &book, &opts).unwrap();
+        assert_eq!(w, snapped);
+    }
+}
+
+#[test]
 fn bias_correction_cancels_the_mean_output_error() {
     let layer = Layer::new(12, 30, 1200, 10, true, 50);
     let h = layer.hessian();
@@ -502,6 +518,18 @@ fn degenerate_inputs_give_results_not_nans_or_panics() {
     let h = layer.hessian();
     check_finite_everywhere(&layer, &h, 0.01);
     check_finite_everywhere(&layer, &h, 0.0);
+    // A dead input's row of H + δI is δ·e_j, so its surviving weights are
+    // decoupled from the others and keep their values in a refit.
+    let mut refit = layer.magnitude_pruned(0.5);
+    refit_masked(&mut refit, &layer.weights, layer.rows, &h, 0.01).unwrap();
+    for (i, (a, b)) in refit.iter().zip(&layer.weights).enumerate() {
+        if i % 15 % 3 == 0 && *a != 0.0 {
+            assert!(
+                relative(f64::from(*a), f64::from(*b)) < 1e-6,
+                "dead input weight {i}: {a} vs {b}"
+            );
+        }
+    }
 
     // Rank-deficient: fewer columns than inputs; without dampening H is
     // singular and the dampening is raised.
