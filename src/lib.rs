@@ -4,3 +4,6 @@
 
 pub mod engine;
 pub mod imaging;
+pub mod labels;
+pub mod eval;
+pub mod cli;

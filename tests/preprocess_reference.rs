@@ -1,7 +1,7 @@
 //! Preprocessing reproduces the reference input tensors of
 //! `$SQZ_SHARED/data/reference`, which an independent Python runtime made
 //! with PIL (decode, `convert("RGB")`, `resize(..., BILINEAR)`) and
-//! torchvision-style cropping and normalisation.
+//! torchvision-style cropping and normalisation, bit for bit.
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +23,16 @@ fn shared_dir() -> PathBuf {
 /// Little-endian float32 file.
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(bytes.len() % 4, 0, "{}: not a whole number of float32", path.display());
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    assert_eq!(
+        bytes.len() % 4,
+        0,
+        "{}: not a whole number of float32",
+        path.display()
+    );
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// How far preprocessed values are from the reference, in units of one
@@ -42,16 +50,25 @@ struct Differences {
 fn compare(model: &str, preset: &Preprocess) -> Differences {
     let shared = shared_dir();
     let reference = shared.join("data/reference");
-    let list = std::fs::read_to_string(reference.join(format!("{model}.images.txt"))).expect("image list");
+    let list =
+        std::fs::read_to_string(reference.join(format!("{model}.images.txt"))).expect("image list");
     let files: Vec<&str> = list.lines().filter(|l| !l.trim().is_empty()).collect();
     let expected = read_f32(&reference.join(format!("{model}.input.f32")));
     let per_image = 3 * (preset.crop as usize).pow(2);
-    assert_eq!(expected.len(), files.len() * per_image, "{model}: reference size");
+    assert_eq!(
+        expected.len(),
+        files.len() * per_image,
+        "{model}: reference size"
+    );
 
     let plane = per_image / 3;
-    let mut d = Differences { values: expected.len(), ..Differences::default() };
+    let mut d = Differences {
+        values: expected.len(),
+        ..Differences::default()
+    };
     for (i, file) in files.iter().enumerate() {
-        let img = sqz::imaging::load_rgb(&shared.join("data/imagenet-sample").join(file)).expect("decode");
+        let img = sqz::imaging::load_rgb(&shared.join("data/imagenet-sample").join(file))
+            .expect("decode");
         let got = sqz::imaging::preprocess(&img, preset);
         assert_eq!(got.len(), per_image);
         let want = &expected[i * per_image..][..per_image];
@@ -68,31 +85,30 @@ fn compare(model: &str, preset: &Preprocess) -> Differences {
     d
 }
 
-/// The bound both models must meet. The resize, crop and normalisation
-/// reproduce Pillow and torchvision exactly (see `src/imaging`), so equal
-/// decoded pixels give bit-identical floats (`float_only == 0`). What remains
-/// is the JPEG decoder: `image` (zune-jpeg) and the reference's libjpeg-turbo
-/// use different integer IDCTs and YCbCr->RGB roundings and disagree by one
-/// level on about 1 % of decoded pixels. Averaging in the resize keeps that
-/// at one level in most outputs; two levels only where the two rounded
-/// passes both tip the same way, which must stay rare. Measured (4 images
-/// each): about 1.2 % of values one step off, under 20 values two steps.
-fn assert_close(model: &str, d: &Differences) {
-    assert_eq!(d.float_only, 0, "{model}: same pixel but different floats: normalisation differs");
-    assert_eq!(d.by_steps[3], 0, "{model}: values 3 or more pixel steps off: {d:?}");
-    let fraction = |n: usize| n as f64 / d.values as f64;
-    assert!(fraction(d.by_steps[1]) < 0.02, "{model}: too many values one step off: {d:?}");
-    assert!(fraction(d.by_steps[2]) < 1e-4, "{model}: too many values two steps off: {d:?}");
+/// The bound both models must meet: none. Every step reproduces the
+/// reference pipeline exactly — JPEG decoding as libjpeg-turbo (which PIL
+/// uses), Pillow's fixed-point resize, torchvision's crop offsets and
+/// float32 normalisation — and all of it is integer arithmetic or a single
+/// f32 operation per value, so the tensors must be bit-identical.
+fn assert_exact(model: &str, d: &Differences) {
+    assert_eq!(
+        d.float_only, 0,
+        "{model}: same pixel but different floats: normalisation differs"
+    );
+    assert_eq!(
+        d.by_steps[0], d.values,
+        "{model}: preprocessed values differ from the reference: {d:?}"
+    );
 }
 
 #[test]
 fn squeezenet_v1_1_torchvision_preprocessing() {
     let model = "squeezenet_v1.1";
-    assert_close(model, &compare(model, &Preprocess::torchvision()));
+    assert_exact(model, &compare(model, &Preprocess::torchvision()));
 }
 
 #[test]
 fn squeezenet_v1_0_caffe_preprocessing() {
     let model = "squeezenet_v1.0-deep-compression";
-    assert_close(model, &compare(model, &Preprocess::caffe()));
+    assert_exact(model, &compare(model, &Preprocess::caffe()));
 }

@@ -23,7 +23,12 @@ pub enum ImagingError {
     /// The header announces a size that is empty or larger than [`super::MAX_SIDE`];
     /// checked before any pixel is decoded.
     #[error("{}: image size {width}x{height} is not supported (each side must be 1..={max})", path.display())]
-    BadSize { path: PathBuf, width: u32, height: u32, max: u32 },
+    BadSize {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max: u32,
+    },
     /// The preprocessing preset asks for sizes no image pipeline should produce.
     #[error("invalid preprocessing: {0}")]
     BadPreprocess(String),

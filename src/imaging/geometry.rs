@@ -16,7 +16,9 @@ pub fn resized_size(width: u32, height: u32, resize: Resize) -> (u32, u32) {
     match resize {
         Resize::Exact { width, height } => (width, height),
         Resize::ShorterSide(side) => {
-            let long_side = |long: u32, short: u32| (f64::from(side) * f64::from(long) / f64::from(short)).round_ties_even() as u32;
+            let long_side = |long: u32, short: u32| {
+                (f64::from(side) * f64::from(long) / f64::from(short)).round_ties_even() as u32
+            };
             if width <= height {
                 (side, long_side(height, width))
             } else {
@@ -64,7 +66,17 @@ mod tests {
         // exact halves go to the even neighbour: 256 * 3 / 512 * ... 10 * 27 / 4 = 67.5 -> 68, 10 * 25 / 4 = 62.5 -> 62
         assert_eq!(resized_size(4, 27, Resize::ShorterSide(10)), (10, 68));
         assert_eq!(resized_size(4, 25, Resize::ShorterSide(10)), (10, 62));
-        assert_eq!(resized_size(10, 20, Resize::Exact { width: 256, height: 256 }), (256, 256));
+        assert_eq!(
+            resized_size(
+                10,
+                20,
+                Resize::Exact {
+                    width: 256,
+                    height: 256
+                }
+            ),
+            (256, 256)
+        );
     }
 
     #[test]

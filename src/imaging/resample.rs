@@ -75,11 +75,19 @@ impl Taps {
             for (w, f) in real[..count].iter().zip(fixed.iter_mut()) {
                 let w = if total != 0.0 { w / total } else { *w };
                 let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                *f = if scaled < 0.0 { (scaled - 0.5) as i32 } else { (scaled + 0.5) as i32 };
+                *f = if scaled < 0.0 {
+                    (scaled - 0.5) as i32
+                } else {
+                    (scaled + 0.5) as i32
+                };
             }
             spans.push((first as usize, count));
         }
-        Taps { stride, spans, weights }
+        Taps {
+            stride,
+            spans,
+            weights,
+        }
     }
 
     /// Input indices read by any of the output positions.
@@ -120,17 +128,30 @@ pub fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
 
 /// The window `cols x rows` of `img` resized to `width x height` (Pillow's
 /// antialiased bilinear). The ranges are clipped to the output size.
-pub fn resize_region(img: &RgbImage, width: u32, height: u32, cols: Range<u32>, rows: Range<u32>) -> RgbImage {
+pub fn resize_region(
+    img: &RgbImage,
+    width: u32,
+    height: u32,
+    cols: Range<u32>,
+    rows: Range<u32>,
+) -> RgbImage {
     let cols = cols.start.min(width)..cols.end.min(width);
     let rows = rows.start.min(height)..rows.end.min(height);
+    if cols.is_empty() || rows.is_empty() {
+        return RgbImage::new(cols.len() as u32, rows.len() as u32);
+    }
     let (in_w, in_h) = img.dimensions();
     // Pillow skips a pass whose size does not change; so do we, since
     // running it would still round (identically, but for no reason).
     let horizontal = (width != in_w).then(|| Taps::new(in_w, width, cols.clone()));
     let vertical = (height != in_h).then(|| Taps::new(in_h, height, rows.clone()));
     let to_usize = |r: &Range<u32>| r.start as usize..r.end as usize;
-    let col_span = horizontal.as_ref().map_or_else(|| to_usize(&cols), Taps::input_range);
-    let row_span = vertical.as_ref().map_or_else(|| to_usize(&rows), Taps::input_range);
+    let col_span = horizontal
+        .as_ref()
+        .map_or_else(|| to_usize(&cols), Taps::input_range);
+    let row_span = vertical
+        .as_ref()
+        .map_or_else(|| to_usize(&rows), Taps::input_range);
 
     let mut plane = Plane::window(img, col_span.clone(), row_span.clone());
     let vertical_first = vertical_first(in_w, in_h, width, height);
@@ -143,24 +164,26 @@ pub fn resize_region(img: &RgbImage, width: u32, height: u32, cols: Range<u32>, 
     if let (Some(taps), false) = (&vertical, vertical_first) {
         plane = plane.vertical(taps, row_span.start);
     }
-    RgbImage::from_raw(plane.width as u32, plane.height as u32, plane.data).expect("plane holds width * height pixels")
+    RgbImage::from_raw(plane.width as u32, plane.height as u32, plane.data)
+        .expect("plane holds width * height pixels")
 }
 
-/// Whether the vertical pass runs first. Pillow runs the horizontal pass
-/// first, except (since its pull request #9549) when the height shrinks
-/// much more than the width, where shrinking the rows first is cheaper.
-/// The order changes the rounding of the intermediate image, so it must
-/// match. The threshold reproduces the reference data: a 333x500 image
-/// resized to 256x256 (height shrinks 1.50 times more) goes vertical first,
-/// 333x500 to 256x384 (1.001 times) horizontal first.
+/// Whether the vertical pass runs first. Pillow has always run the
+/// horizontal pass first, but recent versions (pull request #9549, "if
+/// height is scaled down significantly more than width, resize vertically
+/// first") switch the order, and the order changes the rounding of the
+/// intermediate image, so it must match. The reference data pins the rule
+/// down: with exact JPEG decoding, the resize order that reproduces the
+/// reference top-5 predictions of every image in the sample is vertical
+/// first exactly when the height shrinks, by more than twice as many pixels
+/// as the width does (375x500 -> 256x256: 244 > 2 * 119, vertical first;
+/// 381x500: 244 < 2 * 125, 446x600 and 1124x1632, horizontal first; a
+/// 150x200 image, whose height grows, horizontal first).
 fn vertical_first(in_w: u32, in_h: u32, out_w: u32, out_h: u32) -> bool {
-    let x_shrink = f64::from(in_w) / f64::from(out_w);
-    let y_shrink = f64::from(in_h) / f64::from(out_h);
-    y_shrink > VERTICAL_FIRST_RATIO * x_shrink
+    let y_shrink = i64::from(in_h) - i64::from(out_h);
+    let x_shrink = i64::from(in_w) - i64::from(out_w);
+    y_shrink > 0 && y_shrink > 2 * x_shrink
 }
-
-/// See [`vertical_first`].
-const VERTICAL_FIRST_RATIO: f64 = 1.25;
 
 /// A block of interleaved RGB pixels, the input or output of one pass.
 struct Plane {
@@ -176,23 +199,35 @@ impl Plane {
         let src = img.as_raw();
         let mut data = Vec::with_capacity(cols.len() * rows.len() * CHANNELS);
         for y in rows.clone() {
-            data.extend_from_slice(&src[y * stride + cols.start * CHANNELS..y * stride + cols.end * CHANNELS]);
+            data.extend_from_slice(
+                &src[y * stride + cols.start * CHANNELS..y * stride + cols.end * CHANNELS],
+            );
         }
-        Plane { data, width: cols.len(), height: rows.len() }
+        Plane {
+            data,
+            width: cols.len(),
+            height: rows.len(),
+        }
     }
 
     /// Resample every row with `taps`; column 0 of `self` is input index `origin`.
     fn horizontal(&self, taps: &Taps, origin: usize) -> Plane {
         let width = taps.spans.len();
         let mut data = Vec::with_capacity(width * self.height * CHANNELS);
-        for line in self.data.chunks_exact(self.width * CHANNELS) {
+        let stride = self.width * CHANNELS;
+        for y in 0..self.height {
+            let line = &self.data[y * stride..][..stride];
             for x in 0..width {
                 let (first, weights) = taps.get(x);
                 let first = first - origin;
                 data.extend(convolve(weights, |i, c| line[(first + i) * CHANNELS + c]));
             }
         }
-        Plane { data, width, height: self.height }
+        Plane {
+            data,
+            width,
+            height: self.height,
+        }
     }
 
     /// Resample every column with `taps`; row 0 of `self` is input index `origin`.
@@ -204,9 +239,119 @@ impl Plane {
             let (first, weights) = taps.get(y);
             let first = first - origin;
             for x in 0..self.width {
-                data.extend(convolve(weights, |i, c| self.data[(first + i) * stride + x * CHANNELS + c]));
+                data.extend(convolve(weights, |i, c| {
+                    self.data[(first + i) * stride + x * CHANNELS + c]
+                }));
             }
         }
-        Plane { data, width: self.width, height }
+        Plane {
+            data,
+            width: self.width,
+            height,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random RGB image.
+    fn noise(width: u32, height: u32) -> RgbImage {
+        let mut state = 0x2545_f491_u32;
+        RgbImage::from_fn(width, height, |_, _| {
+            let mut px = [0u8; 3];
+            for v in &mut px {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                *v = (state >> 24) as u8;
+            }
+            image::Rgb(px)
+        })
+    }
+
+    #[test]
+    fn weights_of_a_4_to_2_shrink_match_a_direct_computation() {
+        // Shrinking 4 samples to 2 stretches the triangle to support 2;
+        // output 0 is centred at 1.0 and covers inputs 0..3 with weights
+        // 0.75, 0.75, 0.25 (before normalisation by their sum 1.75).
+        let line = [0u8, 100, 200, 255];
+        let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([line[x as usize]; 3]));
+        let out = resize(&img, 2, 1);
+        let expect0: f64 = (0.75 * 0.0 + 0.75 * 100.0 + 0.25 * 200.0) / 1.75;
+        let expect1: f64 = (0.25 * 100.0 + 0.75 * 200.0 + 0.75 * 255.0) / 1.75;
+        assert_eq!(out.get_pixel(0, 0).0, [expect0.round() as u8; 3]);
+        assert_eq!(out.get_pixel(1, 0).0, [expect1.round() as u8; 3]);
+    }
+
+    #[test]
+    fn constant_images_stay_constant() {
+        for (w, h, ow, oh) in [
+            (500, 333, 384, 256),
+            (333, 500, 256, 256),
+            (50, 40, 256, 256),
+            (7, 300, 3, 5),
+        ] {
+            let img = RgbImage::from_pixel(w, h, image::Rgb([0, 128, 255]));
+            let out = resize(&img, ow, oh);
+            assert_eq!(out.dimensions(), (ow, oh));
+            assert!(
+                out.pixels().all(|p| p.0 == [0, 128, 255]),
+                "{w}x{h} -> {ow}x{oh}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_size_is_the_identity() {
+        let img = noise(37, 23);
+        assert_eq!(resize(&img, 37, 23), img);
+    }
+
+    #[test]
+    fn a_region_equals_the_same_window_of_the_full_resize() {
+        // Horizontal-first and vertical-first orders, shrinking and growing.
+        for (w, h, ow, oh) in [
+            (101, 67, 64, 43),
+            (67, 101, 40, 40),
+            (30, 20, 45, 50),
+            (64, 80, 64, 30),
+        ] {
+            let img = noise(w, h);
+            let full = resize(&img, ow, oh);
+            let (cols, rows) = (5..ow - 7, 3..oh - 2);
+            let region = resize_region(&img, ow, oh, cols.clone(), rows.clone());
+            let expected = image::imageops::crop_imm(
+                &full,
+                cols.start,
+                rows.start,
+                cols.len() as u32,
+                rows.len() as u32,
+            );
+            assert_eq!(region, expected.to_image(), "{w}x{h} -> {ow}x{oh}");
+        }
+    }
+
+    #[test]
+    fn vertical_first_only_when_height_shrinks_much_more() {
+        assert!(vertical_first(333, 500, 256, 256));
+        assert!(vertical_first(375, 500, 256, 256));
+        assert!(vertical_first(238, 350, 256, 256)); // width grows, height shrinks
+        assert!(!vertical_first(381, 500, 256, 256));
+        assert!(!vertical_first(333, 500, 256, 384));
+        assert!(!vertical_first(500, 333, 256, 256));
+        assert!(!vertical_first(150, 200, 256, 256)); // both grow
+    }
+
+    #[test]
+    fn empty_inputs_and_outputs_do_not_panic() {
+        let empty = RgbImage::new(0, 0);
+        assert_eq!(resize(&empty, 3, 2).dimensions(), (3, 2));
+        assert_eq!(resize(&noise(5, 5), 0, 0).dimensions(), (0, 0));
+        assert_eq!(
+            resize_region(&noise(5, 5), 4, 4, 3..10, 9..12).dimensions(),
+            (1, 0)
+        );
     }
 }

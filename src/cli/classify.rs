@@ -1,0 +1,108 @@
+//! `classify`: the five most likely classes of each image, with names and
+//! softmax probabilities.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use formats::{Model, Op};
+
+use super::{load, ModelArgs, PreprocessPreset};
+use crate::engine;
+use crate::eval::{output_rows, top_k, DEFAULT_BATCH, TOP_K};
+use crate::imaging::load_batch;
+use crate::labels::ClassTable;
+
+/// Arguments of `classify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images to classify (JPEG or PNG).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Class names table (columns class_index, wnid, name); default:
+    /// `$SQZ_SHARED/data/imagenet-classes.tsv`, else
+    /// `../shared/data/imagenet-classes.tsv`.
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+    /// Preprocessing to use instead of the model's own.
+    #[arg(long, value_enum, value_name = "PRESET")]
+    preprocess: Option<PreprocessPreset>,
+}
+
+/// Run `classify`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut model = load::load(&args.model)?;
+    if let Some(preset) = args.preprocess {
+        model.preprocess = preset.preprocess();
+    }
+    let classes = match &args.classes {
+        Some(path) => Some(ClassTable::read(path)?),
+        None => default_classes()?,
+    };
+    if classes.is_none() {
+        eprintln!("note: no class names found (give --classes FILE or set SQZ_SHARED); printing class indices only");
+    }
+    let already_probabilities = ends_in_softmax(&model);
+    let mut out = std::io::stdout().lock();
+    for chunk in args.images.chunks(DEFAULT_BATCH) {
+        let output = engine::forward(&model, &load_batch(chunk, &model.preprocess)?)?;
+        for (path, scores) in chunk.iter().zip(output_rows(&output)) {
+            let probabilities = if already_probabilities {
+                scores.to_vec()
+            } else {
+                softmax(scores)
+            };
+            writeln!(out, "{}", path.display())?;
+            for class in top_k(&probabilities, TOP_K) {
+                let name = classes.as_ref().map(|t| {
+                    t.get(class)
+                        .map_or("(not in the class table)", |c| c.name.as_str())
+                });
+                match name {
+                    Some(name) => {
+                        writeln!(out, "  {:.4}  {class:>4}  {name}", probabilities[class])?
+                    }
+                    None => writeln!(out, "  {:.4}  {class:>4}", probabilities[class])?,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The default class table, if one of the default locations has it.
+fn default_classes() -> anyhow::Result<Option<ClassTable>> {
+    let relative = Path::new("data/imagenet-classes.tsv");
+    let candidates = std::env::var_os("SQZ_SHARED")
+        .map(|dir| PathBuf::from(dir).join(relative))
+        .into_iter();
+    let candidates = candidates.chain([Path::new("../shared").join(relative)]);
+    for path in candidates {
+        if path.is_file() {
+            return ClassTable::read(&path)
+                .map(Some)
+                .context("cannot read the default class names");
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the model's output blob is produced by a softmax, so its values
+/// are probabilities already.
+fn ends_in_softmax(model: &Model) -> bool {
+    model
+        .graph
+        .nodes
+        .iter()
+        .any(|n| n.op == Op::Softmax && n.outputs.contains(&model.graph.output))
+}
+
+/// Softmax of `scores`, computed relative to the maximum to avoid overflow.
+fn softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}

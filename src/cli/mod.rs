@@ -1,0 +1,204 @@
+//! The `sqz-compress` command line.
+//!
+//! Every subcommand is one variant of [`Command`] holding the clap arguments
+//! of its own module, which also has the `run` function; adding a command
+//! means adding a module and a variant. Errors are printed as one line
+//! `error: ...` on stderr. Exit codes: 0 success, 1 for problems with the
+//! input (bad arguments, unreadable or invalid files), 2 for internal
+//! errors ([`InternalError`] and panics, i.e. bugs in sqz).
+
+mod classify;
+mod decode;
+mod eval;
+mod inspect;
+pub mod load;
+mod options;
+mod output;
+mod stages;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use formats::Preprocess;
+
+/// Deep Compression for SqueezeNet: evaluate, inspect and compress models.
+#[derive(Debug, Parser)]
+#[command(name = "sqz-compress", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the five most likely classes of each image.
+    Classify(classify::Args),
+    /// Measure top-1 and top-5 accuracy on a labelled image folder.
+    Eval(eval::Args),
+    /// Show per-layer shapes, parameter counts, sparsity and distinct values.
+    Inspect(inspect::Args),
+    /// Prune the smallest weights to a target sparsity and write a `.sqz`.
+    Prune(stages::PruneCmd),
+    /// Share weights with per-layer k-means (B-bit codebooks) and write a `.sqz`.
+    Quantize(stages::QuantizeCmd),
+    /// Prune, then share weights, in one run.
+    Compress(stages::CompressCmd),
+    /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
+    Decode(decode::Args),
+}
+
+impl Command {
+    /// Run the command, writing its results to stdout.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Classify(args) => classify::run(args),
+            Command::Eval(args) => eval::run(args),
+            Command::Inspect(args) => inspect::run(args),
+            Command::Prune(cmd) => stages::prune(cmd),
+            Command::Quantize(cmd) => stages::quantize(cmd),
+            Command::Compress(cmd) => stages::compress(cmd),
+            Command::Decode(args) => decode::run(args),
+        }
+    }
+}
+
+/// The model a command works on.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Model file: `.sqz`, ncnn `.param` (with its `.bin` beside it), Deep
+    /// Compression `.net`, ONNX `.onnx` or Caffe `.caffemodel`.
+    pub model: PathBuf,
+    /// Caffe prototxt of a `.net` or `.caffemodel` (default: the only `.prototxt` beside it).
+    #[arg(long, value_name = "PATH")]
+    pub prototxt: Option<PathBuf>,
+}
+
+/// Preprocessing presets selectable with `--preprocess`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreprocessPreset {
+    /// RGB, shorter side 256, centre crop 224, ImageNet mean/std on [0,1].
+    Torchvision,
+    /// BGR, 256x256, centre crop 227, 0..255 minus (104, 117, 123).
+    Caffe,
+}
+
+impl PreprocessPreset {
+    /// The preset's parameters.
+    pub fn preprocess(self) -> Preprocess {
+        match self {
+            PreprocessPreset::Torchvision => Preprocess::torchvision(),
+            PreprocessPreset::Caffe => Preprocess::caffe(),
+        }
+    }
+}
+
+/// An error that reveals a bug in sqz rather than a problem with the input;
+/// the CLI exits with code 2 for it.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: {0}")]
+pub struct InternalError(pub String);
+
+/// Exit code for problems with the user's input.
+const EXIT_USER: u8 = 1;
+/// Exit code for bugs.
+const EXIT_INTERNAL: u8 = 2;
+
+/// Parse the process arguments, run the command and turn the outcome into
+/// an exit code, printing any error as one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error: {}{place}", one_line(&message));
+    }));
+    match std::panic::catch_unwind(move || cli.command.run()) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", describe(&e));
+            let internal = e.chain().any(|cause| cause.is::<InternalError>());
+            ExitCode::from(if internal { EXIT_INTERNAL } else { EXIT_USER })
+        }
+        // The panic hook has already printed the message.
+        Err(_) => ExitCode::from(EXIT_INTERNAL),
+    }
+}
+
+/// Handle a clap outcome that is not a parsed command line: help and
+/// version go to stdout with success, usage errors become one line.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{}", e.render());
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let commands: Vec<String> = Cli::command()
+                .get_subcommands()
+                .map(|c| c.get_name().to_owned())
+                .collect();
+            eprintln!(
+                "error: no command given; use one of {} (see 'sqz-compress --help')",
+                commands.join(", ")
+            );
+            ExitCode::from(EXIT_USER)
+        }
+        _ => {
+            // clap's message, without the usage and tips that follow it.
+            let rendered = e.render().to_string();
+            let message: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|l| {
+                    !l.starts_with("Usage:") && !l.starts_with("tip:") && !l.starts_with("For more")
+                })
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("error: {message} (see 'sqz-compress --help')");
+            ExitCode::from(EXIT_USER)
+        }
+    }
+}
+
+/// An error and its causes on one line. Causes whose text the message
+/// already contains (errors that print their source themselves) are not
+/// repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = one_line(&cause.to_string());
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
+/// Collapse a possibly multi-line message into one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

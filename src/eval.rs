@@ -1,0 +1,261 @@
+//! Accuracy of a model on labelled images: top-1 and top-5 over a folder,
+//! with every image's top-5 kept so two models can be compared image by
+//! image (e.g. a compressed network against its original).
+//!
+//! Images go through the engine in batches. While the engine runs a batch,
+//! the next one is decoded and preprocessed (`rayon::join`), each image of a
+//! batch in parallel; the numbers do not depend on the thread count.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use formats::Model;
+
+use crate::engine::{self, EngineError, Tensor};
+use crate::imaging::{self, ImagingError};
+use crate::labels::LabeledImage;
+
+/// Batch size used when none is given.
+pub const DEFAULT_BATCH: usize = 16;
+
+/// Number of best classes kept per image.
+pub const TOP_K: usize = 5;
+
+/// How to run an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Images per engine call (at least 1).
+    pub batch_size: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            batch_size: DEFAULT_BATCH,
+        }
+    }
+}
+
+/// What the model predicted for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePrediction {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its ground-truth class.
+    pub label: usize,
+    /// The [`TOP_K`] best classes, best first (fewer if the model has fewer outputs).
+    pub top5: Vec<usize>,
+}
+
+impl ImagePrediction {
+    /// Whether the best class is the label.
+    pub fn top1_correct(&self) -> bool {
+        self.top5.first() == Some(&self.label)
+    }
+
+    /// Whether the label is among the best [`TOP_K`].
+    pub fn top5_correct(&self) -> bool {
+        self.top5.contains(&self.label)
+    }
+}
+
+/// Result of [`evaluate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    /// Number of images evaluated.
+    pub images: usize,
+    /// Fraction (0..=1) of images whose best class is the label.
+    pub top1: f64,
+    /// Fraction (0..=1) of images whose label is among the best five.
+    pub top5: f64,
+    /// Wall-clock time of the whole evaluation, decoding included.
+    pub seconds: f64,
+    /// `images / seconds`.
+    pub images_per_sec: f64,
+    /// Per image, in input order.
+    pub predictions: Vec<ImagePrediction>,
+}
+
+impl EvalReport {
+    /// Fraction of images on which this report and `other` predict the same
+    /// best class; `None` unless both cover the same images in the same order.
+    pub fn top1_agreement(&self, other: &EvalReport) -> Option<f64> {
+        let same_images = self.predictions.len() == other.predictions.len()
+            && self
+                .predictions
+                .iter()
+                .zip(&other.predictions)
+                .all(|(a, b)| a.path == b.path);
+        if !same_images || self.predictions.is_empty() {
+            return None;
+        }
+        let agree = self
+            .predictions
+            .iter()
+            .zip(&other.predictions)
+            .filter(|(a, b)| a.top5.first() == b.top5.first());
+        Some(agree.count() as f64 / self.predictions.len() as f64)
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// An image could not be loaded.
+    #[error(transparent)]
+    Image(#[from] ImagingError),
+    /// The model cannot run on the preprocessed images.
+    #[error("the model cannot run: {0}")]
+    Engine(#[from] EngineError),
+    /// Nothing to evaluate.
+    #[error("no images to evaluate")]
+    NoImages,
+    /// A batch size of zero.
+    #[error("batch size must be at least 1")]
+    ZeroBatch,
+    /// A label the model cannot predict.
+    #[error("{}: class {label} but the model has {classes} outputs", path.display())]
+    LabelOutOfRange {
+        path: PathBuf,
+        label: usize,
+        classes: usize,
+    },
+}
+
+/// Evaluate `model` on `images`, preprocessed with `model.preprocess`.
+pub fn evaluate(
+    model: &Model,
+    images: &[LabeledImage],
+    opts: &EvalOptions,
+) -> Result<EvalReport, EvalError> {
+    evaluate_with_progress(model, images, opts, &mut |_| {})
+}
+
+/// [`evaluate`], calling `progress(n)` after each batch with the number of
+/// images done so far (for a progress bar).
+pub fn evaluate_with_progress(
+    model: &Model,
+    images: &[LabeledImage],
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<EvalReport, EvalError> {
+    let start = Instant::now();
+    if opts.batch_size == 0 {
+        return Err(EvalError::ZeroBatch);
+    }
+    let batches: Vec<&[LabeledImage]> = images.chunks(opts.batch_size).collect();
+    let Some(first) = batches.first() else {
+        return Err(EvalError::NoImages);
+    };
+    check_labels(model, images, first.len())?;
+
+    let load = |batch: &[LabeledImage]| {
+        let paths: Vec<&Path> = batch.iter().map(|i| i.path.as_path()).collect();
+        imaging::load_batch(&paths, &model.preprocess)
+    };
+    let mut predictions = Vec::with_capacity(images.len());
+    let mut input = load(first)?;
+    for (i, batch) in batches.iter().enumerate() {
+        let next = batches.get(i + 1);
+        let (output, loaded) = rayon::join(
+            || engine::forward(model, &input),
+            || next.map(|b| load(b)).transpose(),
+        );
+        for (image, scores) in batch.iter().zip(output_rows(&output?)) {
+            predictions.push(ImagePrediction {
+                path: image.path.clone(),
+                label: image.class_index,
+                top5: top_k(scores, TOP_K),
+            });
+        }
+        progress(predictions.len());
+        match loaded? {
+            Some(tensor) => input = tensor,
+            None => break,
+        }
+    }
+
+    let count = |correct: fn(&ImagePrediction) -> bool| {
+        predictions.iter().filter(|p| correct(p)).count() as f64
+    };
+    let n = predictions.len() as f64;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(EvalReport {
+        images: predictions.len(),
+        top1: count(ImagePrediction::top1_correct) / n,
+        top5: count(ImagePrediction::top5_correct) / n,
+        seconds,
+        images_per_sec: n / seconds,
+        predictions,
+    })
+}
+
+/// Check, before any image is decoded, that the model runs on a batch of
+/// `batch` preprocessed images and has an output for every label.
+fn check_labels(model: &Model, images: &[LabeledImage], batch: usize) -> Result<(), EvalError> {
+    let crop = model.preprocess.crop as usize;
+    let shapes = engine::infer_shapes(model, [batch, 3, crop, crop])?;
+    let classes: usize = shapes.output[1..].iter().product();
+    match images.iter().find(|i| i.class_index >= classes) {
+        Some(bad) => Err(EvalError::LabelOutOfRange {
+            path: bad.path.clone(),
+            label: bad.class_index,
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The per-image score vectors of an engine output: `N` rows of `C*H*W`.
+pub fn output_rows(output: &Tensor) -> impl Iterator<Item = &[f32]> {
+    let [_, c, h, w] = output.shape;
+    output.data.chunks_exact((c * h * w).max(1))
+}
+
+/// Indices of the `k` largest scores, best first; ties go to the lower
+/// index so the order is fully deterministic.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_by_score_then_index() {
+        assert_eq!(top_k(&[0.1, 0.9, 0.5, 0.9, -1.0], 3), vec![1, 3, 2]);
+        assert_eq!(top_k(&[2.0, 1.0], 5), vec![0, 1]);
+    }
+
+    fn prediction(path: &str, label: usize, top5: &[usize]) -> ImagePrediction {
+        ImagePrediction {
+            path: PathBuf::from(path),
+            label,
+            top5: top5.to_vec(),
+        }
+    }
+
+    #[test]
+    fn correctness_and_agreement() {
+        let a = prediction("a", 3, &[3, 1, 2, 0, 4]);
+        let b = prediction("b", 4, &[1, 2, 3, 0, 4]);
+        assert!(a.top1_correct() && a.top5_correct());
+        assert!(!b.top1_correct() && b.top5_correct());
+        let report = |predictions: Vec<ImagePrediction>| EvalReport {
+            images: predictions.len(),
+            top1: 0.0,
+            top5: 0.0,
+            seconds: 1.0,
+            images_per_sec: 1.0,
+            predictions,
+        };
+        let first = report(vec![a.clone(), b.clone()]);
+        let second = report(vec![a.clone(), prediction("b", 4, &[2, 1, 3, 0, 4])]);
+        assert_eq!(first.top1_agreement(&second), Some(0.5));
+        assert_eq!(first.top1_agreement(&report(vec![a])), None);
+    }
+}
