@@ -7,3 +7,6 @@ pub mod imaging;
 pub mod labels;
 pub mod eval;
 pub mod cli;
+pub mod compression;
+pub mod container;
+pub mod calibration;

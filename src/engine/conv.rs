@@ -40,6 +40,25 @@ pub(crate) struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The geometry of `conv` with a `kh x kw` kernel on an NCHW input of
+    /// `input_shape` producing `out_h x out_w` positions.
+    pub(crate) fn new(input_shape: [usize; 4], [kh, kw]: [usize; 2], conv: &Conv, [out_h, out_w]: [usize; 2]) -> Self {
+        let [_, channels, in_h, in_w] = input_shape;
+        ConvGeometry {
+            channels,
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+            kh,
+            kw,
+            sh: conv.stride_h,
+            sw: conv.stride_w,
+            ph: conv.pad_h,
+            pw: conv.pad_w,
+        }
+    }
+
     /// True when the input image already is the im2col matrix.
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
@@ -49,22 +68,9 @@ impl ConvGeometry {
 /// Convolve `input` with `layer` as `conv` says into `output`, whose shape
 /// is set (and was checked by shape inference).
 pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, output: &mut Tensor) {
-    let [_, channels, in_h, in_w] = input.shape;
     let [_, _, out_h, out_w] = output.shape;
     let [_, _, kh, kw] = layer.shape;
-    let geometry = ConvGeometry {
-        channels,
-        in_h,
-        in_w,
-        out_h,
-        out_w,
-        kh,
-        kw,
-        sh: conv.stride_h,
-        sw: conv.stride_w,
-        ph: conv.pad_h,
-        pw: conv.pad_w,
-    };
+    let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
     let out_len = output.image_len();
     output
         .data

@@ -16,6 +16,7 @@ mod error;
 mod executor;
 mod gemm;
 mod im2col;
+mod patches;
 mod plan;
 mod pool;
 mod shapes;
@@ -26,5 +27,6 @@ mod tests;
 
 pub use error::EngineError;
 pub use executor::{forward, forward_hooked, ForwardHook};
+pub use patches::conv_patches;
 pub use shapes::{infer_shapes, Shapes};
 pub use tensor::Tensor;
