@@ -8,8 +8,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::{load, ModelArgs, PreprocessPreset};
-use crate::eval::{evaluate_with_progress, EvalOptions, ImagePrediction, DEFAULT_BATCH};
-use crate::labels::read_labels;
+use crate::calibration::calibration_files;
+use crate::eval::{
+    evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction, DEFAULT_BATCH,
+};
+use crate::labels::{read_labels, LabeledImage};
+use formats::Model;
+use std::collections::HashSet;
 
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +36,17 @@ pub struct Args {
     /// Preprocessing to use instead of the model's own.
     #[arg(long, value_enum, value_name = "PRESET")]
     preprocess: Option<PreprocessPreset>,
+    /// Original model to compare against, side by side: file sizes,
+    /// compression ratio, both accuracies and top-1 agreement.
+    #[arg(long, value_name = "ORIG")]
+    reference: Option<PathBuf>,
+    /// Leave out the calibration images that `--calib DIR --calib-count N`
+    /// picks from DIR, so accuracy is measured on unseen images only.
+    #[arg(long, value_name = "DIR")]
+    exclude_calib: Option<PathBuf>,
+    /// Number of calibration images `--exclude-calib` leaves out.
+    #[arg(long, value_name = "N", default_value_t = crate::calibration::DEFAULT_CALIB_COUNT)]
+    calib_count: usize,
     /// Also write every image's top-5 classes to this TSV file (columns
     /// `file`, `top5` as comma-separated class indices, best first), the
     /// format of the reference `*.predictions.tsv`.
@@ -50,27 +66,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         images.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
 
-    let bar = ProgressBar::new(images.len() as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-    )?);
+    if let Some(dir) = &args.exclude_calib {
+        let calib: HashSet<PathBuf> = calibration_files(dir, args.calib_count)?
+            .into_iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        images.retain(|i| i.path.canonicalize().map_or(true, |p| !calib.contains(&p)));
+    }
     let opts = EvalOptions {
         batch_size: usize::try_from(args.batch)?,
     };
-    let report = evaluate_with_progress(&model, &images, &opts, &mut |done| {
-        bar.set_position(done as u64)
-    });
-    bar.finish_and_clear();
-    let report = report?;
+    let report = evaluate_shown(&model, &images, &opts, "model")?;
     if let Some(path) = &args.predictions {
         write_predictions(path, &args.images, &report.predictions)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let reference = match &args.reference {
+        Some(path) => {
+            let mut reference = load::load_model(path, None)?;
+            if let Some(preset) = args.preprocess {
+                reference.preprocess = preset.preprocess();
+            }
+            Some((
+                path,
+                evaluate_shown(&reference, &images, &opts, "reference")?,
+            ))
+        }
+        None => None,
+    };
 
+    let file_bytes = load::model_bytes(&args.model.model);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let value = json!({
+        let mut value = json!({
             "model": args.model.model.display().to_string(),
+            "file_bytes": file_bytes,
             "images": report.images,
             "top1": report.top1,
             "top5": report.top5,
@@ -78,7 +108,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "seconds": report.seconds,
             "batch": args.batch,
         });
+        if let Some((path, r)) = &reference {
+            let reference_bytes = load::model_bytes(path);
+            value["reference"] = json!(path.display().to_string());
+            value["reference_file_bytes"] = json!(reference_bytes);
+            value["compression_ratio"] = json!(reference_bytes as f64 / file_bytes as f64);
+            value["reference_top1"] = json!(r.top1);
+            value["reference_top5"] = json!(r.top5);
+            value["agreement"] = json!(report.top1_agreement(r));
+        }
         writeln!(out, "{value}")?;
+    } else if let Some((path, r)) = &reference {
+        let reference_bytes = load::model_bytes(path);
+        writeln!(out, "{} images", report.images)?;
+        writeln!(out, "{:<18} {:>16} {:>16}", "", "original", "compressed")?;
+        writeln!(
+            out,
+            "{:<18} {:>16} {:>16}",
+            "file bytes", reference_bytes, file_bytes
+        )?;
+        writeln!(
+            out,
+            "{:<18} {:>16} {:>15.2}x",
+            "compression",
+            "1.00x",
+            reference_bytes as f64 / file_bytes as f64
+        )?;
+        writeln!(
+            out,
+            "{:<18} {:>14.2} % {:>14.2} %",
+            "top-1",
+            100.0 * r.top1,
+            100.0 * report.top1
+        )?;
+        writeln!(
+            out,
+            "{:<18} {:>14.2} % {:>14.2} %",
+            "top-5",
+            100.0 * r.top5,
+            100.0 * report.top5
+        )?;
+        let agreement = report.top1_agreement(r).unwrap_or(f64::NAN);
+        writeln!(
+            out,
+            "{:<18} {:>16} {:>14.2} %",
+            "top-1 agreement",
+            "",
+            100.0 * agreement
+        )?;
+        writeln!(
+            out,
+            "{:<18} {:>16.1} {:>16.1}",
+            "images/s", r.images_per_sec, report.images_per_sec
+        )?;
     } else {
         writeln!(out, "images    {}", report.images)?;
         writeln!(out, "top-1     {:.2} %", 100.0 * report.top1)?;
@@ -86,6 +168,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "images/s  {:.1}", report.images_per_sec)?;
     }
     Ok(())
+}
+
+/// Evaluate with a progress bar labelled `what` (hidden when stderr is not
+/// a terminal).
+fn evaluate_shown(
+    model: &Model,
+    images: &[LabeledImage],
+    opts: &EvalOptions,
+    what: &str,
+) -> anyhow::Result<EvalReport> {
+    let bar = ProgressBar::new(images.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+    )?);
+    bar.set_message(what.to_string());
+    let report = evaluate_with_progress(model, images, opts, &mut |done| {
+        bar.set_position(done as u64)
+    });
+    bar.finish_and_clear();
+    Ok(report?)
 }
 
 /// Write per-image top-5 predictions as TSV, with file names relative to

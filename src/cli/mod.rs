@@ -8,9 +8,13 @@
 //! errors ([`InternalError`] and panics, i.e. bugs in sqz).
 
 mod classify;
+mod decode;
 mod eval;
 mod inspect;
 pub mod load;
+mod options;
+mod output;
+mod stages;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +39,14 @@ pub enum Command {
     Eval(eval::Args),
     /// Show per-layer shapes, parameter counts, sparsity and distinct values.
     Inspect(inspect::Args),
+    /// Prune the smallest weights to a target sparsity and write a `.sqz`.
+    Prune(stages::PruneCmd),
+    /// Share weights with per-layer k-means (B-bit codebooks) and write a `.sqz`.
+    Quantize(stages::QuantizeCmd),
+    /// Prune, then share weights, in one run.
+    Compress(stages::CompressCmd),
+    /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
+    Decode(decode::Args),
 }
 
 impl Command {
@@ -44,6 +56,10 @@ impl Command {
             Command::Classify(args) => classify::run(args),
             Command::Eval(args) => eval::run(args),
             Command::Inspect(args) => inspect::run(args),
+            Command::Prune(cmd) => stages::prune(cmd),
+            Command::Quantize(cmd) => stages::quantize(cmd),
+            Command::Compress(cmd) => stages::compress(cmd),
+            Command::Decode(args) => decode::run(args),
         }
     }
 }
@@ -51,9 +67,10 @@ impl Command {
 /// The model a command works on.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
-    /// Model file: ncnn `.param` (with its `.bin` beside it) or Deep Compression `.net`.
+    /// Model file: `.sqz`, ncnn `.param` (with its `.bin` beside it), Deep
+    /// Compression `.net`, ONNX `.onnx` or Caffe `.caffemodel`.
     pub model: PathBuf,
-    /// Caffe prototxt of a `.net` model (default: the only `.prototxt` beside it).
+    /// Caffe prototxt of a `.net` or `.caffemodel` (default: the only `.prototxt` beside it).
     #[arg(long, value_name = "PATH")]
     pub prototxt: Option<PathBuf>,
 }
