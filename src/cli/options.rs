@@ -1,13 +1,18 @@
 //! Command-line options shared by the compression commands (`prune`,
 //! `quantize`, `compress`), turned into the library's specs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::ValueEnum;
+use compress::calib::{GptqOptions, ReconstructOptions};
 use compress::kmeans::Init;
 use formats::Model;
+use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::calibration::{calibration_files, compress_calibrated, CalibrationSpec, DEFAULT_CALIB_COUNT};
 use crate::compression::{parse_overrides, PruneSpec, QuantizeSpec};
+use crate::imaging::load_batch;
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,4 +103,49 @@ pub struct OutputArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Calibration options: recover accuracy from unlabeled images.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibArgs {
+    /// Folder of calibration images (JPEG/PNG, labels not needed). Each
+    /// layer is then pruned and quantized to minimise its output error on
+    /// them, on the activations of the already compressed layers.
+    #[arg(long, value_name = "DIR")]
+    pub calib: Option<PathBuf>,
+    /// Number of calibration images, picked deterministically from DIR.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CALIB_COUNT)]
+    pub calib_count: usize,
+    /// Do not shift biases by the mean output error.
+    #[arg(long)]
+    pub no_bias_correction: bool,
+}
+
+impl CalibArgs {
+    /// The calibration folder, if calibration was asked for.
+    pub fn dir(&self) -> Option<&Path> {
+        self.calib.as_deref()
+    }
+
+    /// Compress `model` on the calibration images.
+    pub fn run(&self, model: &Model, prune: Option<PruneSpec>, quantize: Option<QuantizeSpec>) -> anyhow::Result<Model> {
+        let dir = self.dir().context("no calibration folder")?;
+        let files = calibration_files(dir, self.calib_count)?;
+        let batch = load_batch(&files, &model.preprocess).context("cannot load the calibration images")?;
+        let spec = CalibrationSpec {
+            prune,
+            quantize,
+            bias_correction: !self.no_bias_correction,
+            reconstruct: ReconstructOptions::default(),
+            gptq: GptqOptions::default(),
+        };
+        let bar = ProgressBar::new(model.layers.len() as u64);
+        bar.set_style(ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} layers {msg}")?);
+        let result = compress_calibrated(model, &batch, &spec, &mut |name| {
+            bar.set_message(name.to_string());
+            bar.inc(1);
+        });
+        bar.finish_and_clear();
+        Ok(result?.0)
+    }
 }
