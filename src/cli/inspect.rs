@@ -7,7 +7,9 @@ use std::io::Write;
 use formats::Layer;
 use serde_json::json;
 
-use super::{load, ModelArgs};
+use super::{inspect_sqz, load, ModelArgs};
+use formats::detect::{detect_format, ModelFormat};
+use formats::sqz::read_sqz;
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -84,6 +86,12 @@ impl Stats {
 /// Run `inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = load::load(&args.model)?;
+    // For a .sqz, also show how each layer is stored.
+    let storage = match detect_format(&args.model.model)? {
+        ModelFormat::Sqz => Some(read_sqz(&load::read_file(&args.model.model)?)?),
+        _ => None,
+    };
+    let nonzeros: Vec<usize> = model.layers.iter().map(Layer::nonzeros).collect();
     let layers: Vec<(&Layer, Stats)> = model.layers.iter().map(|l| (l, Stats::of([l]))).collect();
     let total = Stats::of(&model.layers);
     let mut out = std::io::stdout().lock();
@@ -97,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 value
             })
             .collect();
-        let report = json!({ "model": args.model.model.display().to_string(), "layers": layers, "total": total.to_json() });
+        let mut report = json!({ "model": args.model.model.display().to_string(), "layers": layers, "total": total.to_json() });
+        if let Some(file) = &storage {
+            report["storage"] = inspect_sqz::to_json(file, &nonzeros);
+        }
         writeln!(out, "{report}")?;
         return Ok(());
     }
@@ -124,5 +135,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         row(&mut out, &layer.name, &format!("{o}x{i}x{h}x{w}"), stats)?;
     }
     row(&mut out, "total", "", &total)?;
+    if let Some(file) = &storage {
+        inspect_sqz::print(&mut out, file, &nonzeros)?;
+    }
     Ok(())
 }

@@ -10,7 +10,9 @@
 mod classify;
 mod decode;
 mod eval;
+mod fetch;
 mod inspect;
+mod inspect_sqz;
 pub mod load;
 mod options;
 mod output;
@@ -47,6 +49,8 @@ pub enum Command {
     Compress(stages::CompressCmd),
     /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
     Decode(decode::Args),
+    /// Download a public SqueezeNet release, verified by SHA-256.
+    Fetch(fetch::Args),
 }
 
 impl Command {
@@ -60,6 +64,7 @@ impl Command {
             Command::Quantize(cmd) => stages::quantize(cmd),
             Command::Compress(cmd) => stages::compress(cmd),
             Command::Decode(args) => decode::run(args),
+            Command::Fetch(args) => fetch::run(args),
         }
     }
 }
