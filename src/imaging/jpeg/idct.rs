@@ -84,17 +84,29 @@ pub fn islow(coefficients: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride
         std::array::from_fn(|i| i64::from(i32::from(coefficients[i]) * i32::from(quant[i] as i16)));
     // Pass 1: columns, kept in an `int` workspace scaled by 2^PASS1_BITS.
     let mut workspace = [0i32; 64];
+    // Like libjpeg, columns and rows whose AC terms are all zero take a
+    // shortcut; it gives exactly what the full computation would.
     for col in 0..8 {
+        if (1..8).all(|k| dequantized[k * 8 + col] == 0) {
+            let dc = (dequantized[col] << PASS1_BITS) as i32;
+            (0..8).for_each(|row| workspace[row * 8 + col] = dc);
+            continue;
+        }
         let column = idct_1d(|k| dequantized[k * 8 + col]);
         for (row, v) in column.iter().enumerate() {
             workspace[row * 8 + col] = descale(*v, CONST_BITS - PASS1_BITS) as i32;
         }
     }
     // Pass 2: rows, descaled by 8 and the pass-1 scaling.
-    for row in 0..8 {
-        let line = idct_1d(|k| i64::from(workspace[row * 8 + k]));
-        for (col, v) in line.iter().enumerate() {
-            out[row * stride + col] = range_limit(descale(*v, CONST_BITS + PASS1_BITS + 3));
+    for (row, samples) in workspace.chunks_exact(8).enumerate() {
+        let out = &mut out[row * stride..][..8];
+        if samples[1..].iter().all(|&v| v == 0) {
+            out.fill(range_limit(descale(i64::from(samples[0]), PASS1_BITS + 3)));
+            continue;
+        }
+        let line = idct_1d(|k| i64::from(samples[k]));
+        for (o, v) in out.iter_mut().zip(line) {
+            *o = range_limit(descale(v, CONST_BITS + PASS1_BITS + 3));
         }
     }
 }
@@ -102,6 +114,45 @@ pub fn islow(coefficients: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The zero-AC shortcuts must not change any result: compare against
+    /// the plain two-pass formula on blocks with and without zero columns.
+    #[test]
+    fn shortcuts_match_the_full_computation() {
+        let full = |coefficients: &[i16; 64], quant: &[u16; 64]| -> [u8; 64] {
+            let d: [i64; 64] =
+                std::array::from_fn(|i| i64::from(coefficients[i]) * i64::from(quant[i]));
+            let mut ws = [0i64; 64];
+            for col in 0..8 {
+                for (row, v) in idct_1d(|k| d[k * 8 + col]).iter().enumerate() {
+                    ws[row * 8 + col] = descale(*v, CONST_BITS - PASS1_BITS);
+                }
+            }
+            std::array::from_fn(|i| {
+                range_limit(descale(
+                    idct_1d(|k| ws[i / 8 * 8 + k])[i % 8],
+                    CONST_BITS + PASS1_BITS + 3,
+                ))
+            })
+        };
+        let mut state = 12345u32;
+        for sparsity in [0, 2, 5, 9] {
+            for _ in 0..200 {
+                let coefficients: [i16; 64] = std::array::from_fn(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    if (state >> 16) % 10 < sparsity {
+                        0
+                    } else {
+                        ((state >> 8) % 64) as i16 - 32
+                    }
+                });
+                let quant: [u16; 64] = std::array::from_fn(|i| 1 + (i as u16 % 7));
+                let mut out = [0u8; 64];
+                islow(&coefficients, &quant, &mut out, 8);
+                assert_eq!(out, full(&coefficients, &quant));
+            }
+        }
+    }
 
     #[test]
     fn dc_only_block_is_flat() {
