@@ -10,3 +10,4 @@ pub mod cli;
 pub mod compression;
 pub mod container;
 pub mod calibration;
+pub mod fetch;

@@ -8,15 +8,13 @@ outputs (N x classes), both raw little-endian float32. Prints the largest
 absolute difference between onnxruntime's output and LOGITS.f32 and exits
 with status 1 if it exceeds 1e-3 (2 for bad arguments or sizes).
 
-Needs the `onnxruntime` and `numpy` packages (pip install onnxruntime numpy).
+Needs the `onnxruntime` and `numpy` packages: `.ci/install-test-deps` makes
+a virtual environment with them and prints its Python.
 The session runs single-threaded with graph optimizations off, so the
 result does not depend on the machine's core count.
 """
 
 import sys
-
-import numpy as np
-import onnxruntime as ort
 
 TOLERANCE = 1e-3
 
@@ -24,6 +22,13 @@ TOLERANCE = 1e-3
 def fail(message):
     print(f"onnxruntime_check: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+try:
+    import numpy as np
+    import onnxruntime as ort
+except ImportError as error:
+    fail(f"{error} in {sys.executable}; run .ci/install-test-deps and use the Python it prints")
 
 
 def main(argv):

@@ -1,37 +1,89 @@
-//! `decode`: rebuild a compressed model's dense layers and write them out
-//! losslessly (as a dense `.sqz`).
+//! `decode`: rebuild a compressed model's dense layers and export them,
+//! choosing the format from the output's extension: a dense `.sqz`
+//! (lossless), ONNX (for other runtimes) or a Caffe `.caffemodel` with its
+//! network definition written beside it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use formats::caffemodel::{write_caffemodel, write_prototxt};
+use formats::onnx::write_onnx;
+use formats::sqz::write_sqz;
+use formats::Model;
 
 use super::load;
 use super::output::{check_output, write_atomic};
 use super::ModelArgs;
 use crate::container::encode_model_dense;
-use formats::sqz::write_sqz;
 
 /// Arguments of `decode`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Output file (`.sqz`, every layer stored dense).
+    /// Output file; its extension picks the format: `.sqz` (every layer
+    /// stored dense), `.onnx`, or `.caffemodel` (plus the network definition
+    /// as `.prototxt` beside it, e.g. `out.caffemodel` and `out.prototxt`).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
 }
 
+/// An export format, known by its file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Export {
+    Sqz,
+    Onnx,
+    Caffemodel,
+}
+
+impl Export {
+    /// The format `path`'s extension asks for.
+    fn of(path: &Path) -> anyhow::Result<Export> {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        Ok(match extension.as_deref() {
+            Some("sqz") => Export::Sqz,
+            Some("onnx") => Export::Onnx,
+            Some("caffemodel") => Export::Caffemodel,
+            _ => bail!(
+                "cannot tell the output format of {}: use the extension .sqz (dense sqz), .onnx (ONNX) or .caffemodel (Caffe, with a .prototxt beside it)",
+                path.display()
+            ),
+        })
+    }
+
+    /// The files to write for `model`, as (path, content) pairs, the main
+    /// output first.
+    fn files(self, model: &Model, output: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+        Ok(match self {
+            Export::Sqz => vec![(output.to_path_buf(), write_sqz(&encode_model_dense(model)))],
+            Export::Onnx => vec![(output.to_path_buf(), write_onnx(model)?)],
+            Export::Caffemodel => vec![
+                (output.to_path_buf(), write_caffemodel(model)?),
+                (output.with_extension("prototxt"), write_prototxt(model)?.into_bytes()),
+            ],
+        })
+    }
+}
+
 /// Run `decode`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let export = Export::of(&args.output)?;
     check_output(&args.output, &args.model)?;
+    if export == Export::Caffemodel {
+        check_output(&args.output.with_extension("prototxt"), &args.model)?;
+    }
     let model = load::load(&args.model)?;
-    let bytes = write_sqz(&encode_model_dense(&model));
-    write_atomic(&args.output, &bytes)?;
-    writeln!(
-        std::io::stdout(),
-        "wrote {} ({} bytes, {} weights dense)",
-        args.output.display(),
-        bytes.len(),
-        model.weight_count()
-    )?;
+    // Encode everything before writing anything, so a model the format
+    // cannot express leaves no file behind.
+    let files = export.files(&model, &args.output)?;
+    for (path, bytes) in &files {
+        write_atomic(path, bytes)?;
+    }
+    let mut stdout = std::io::stdout();
+    for (path, bytes) in &files {
+        writeln!(stdout, "wrote {} ({} bytes)", path.display(), bytes.len())?;
+    }
+    writeln!(stdout, "{} weights dense", model.weight_count())?;
     Ok(())
 }

@@ -1,0 +1,158 @@
+//! `decode` as an exporter: both shipped models, and a 6-bit quantization of
+//! Han's, exported to ONNX by the CLI must give in onnxruntime the logits our
+//! engine computes (max abs difference <= 1e-3, checked by
+//! `tests/onnxruntime_check.py` on the `data/reference` inputs); exported
+//! to `.caffemodel` they must read back, with the written `.prototxt`, as the
+//! same model. Unknown output extensions are refused.
+//!
+//! onnxruntime runs in the Python named by `SQZ_PYTHON` (default `python3`);
+//! `.ci/install-test-deps` makes one that has it. Without it the ONNX tests
+//! fail, saying so: they never skip.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{han_net, reference_input, run, run_ok, shared, v11_param};
+use formats::caffemodel::read_caffemodel_path;
+use formats::Model;
+use sqz::cli::load::load_model;
+use sqz::engine::forward;
+
+/// The Python interpreter that has onnxruntime.
+fn python() -> String {
+    std::env::var("SQZ_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Fail unless `python()` can import onnxruntime and numpy.
+fn require_onnxruntime() {
+    let python = python();
+    let probe = Command::new(&python).args(["-c", "import onnxruntime, numpy"]).output();
+    let problem = match probe {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_owned(),
+        Err(e) => e.to_string(),
+    };
+    panic!(
+        "onnxruntime is not importable by {python} ({problem}): run .ci/install-test-deps and set SQZ_PYTHON to the Python it prints"
+    );
+}
+
+/// Export `model` (any format the CLI loads) to ONNX with `decode`, run it
+/// in onnxruntime on the reference input of `reference` (a `data/reference`
+/// name, `side` pixels square) and compare with our engine's logits.
+fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
+    require_onnxruntime();
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("model.onnx");
+    let stdout = run_ok(args!["decode", model, "-o", onnx]);
+    assert!(stdout.contains(&format!("wrote {}", onnx.display())), "{stdout}");
+
+    let input = reference_input(reference, side);
+    let ours = forward(&load_model(model, None).unwrap(), &input).unwrap();
+    assert_eq!(ours.data.len(), input.shape[0] * 1000, "one logit per class and image");
+    let logits = dir.path().join("engine.logits.f32");
+    let bytes: Vec<u8> = ours.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&logits, bytes).unwrap();
+
+    let input_path = shared().join(format!("data/reference/{reference}.input.f32"));
+    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} in onnxruntime differs from our engine: {report}{}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("max abs difference"), "{report}");
+    println!("{}: {}", model.display(), report.trim());
+
+    // The check must notice a logit that is off by more than its tolerance.
+    let mut wrong = ours.data.clone();
+    wrong[input.shape[0] * 1000 / 2] += 2e-3;
+    let bytes: Vec<u8> = wrong.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&logits, bytes).unwrap();
+    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits);
+    assert_eq!(out.status.code(), Some(1), "a 2e-3 error must fail the check: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Run `tests/onnxruntime_check.py` on an ONNX model, an input batch of
+/// `shape` and the logits it must give.
+fn onnxruntime_check(onnx: &Path, input: &Path, shape: [usize; 4], logits: &Path) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnxruntime_check.py");
+    Command::new(python())
+        .arg(&script)
+        .args([onnx, input])
+        .args(shape.map(|d| d.to_string()))
+        .arg(logits)
+        .output()
+        .expect("cannot run the onnxruntime check")
+}
+
+#[test]
+fn v1_1_exported_to_onnx_runs_the_same_in_onnxruntime() {
+    check_in_onnxruntime(&v11_param(), "squeezenet_v1.1", 224);
+}
+
+#[test]
+fn deep_compression_exported_to_onnx_runs_the_same_in_onnxruntime() {
+    check_in_onnxruntime(&han_net(), "squeezenet_v1.0-deep-compression", 227);
+}
+
+#[test]
+fn quantized_model_exported_to_onnx_runs_the_same_in_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let quantized = dir.path().join("q6.sqz");
+    run_ok(args!["quantize", han_net(), "--bits", "6", "-o", quantized]);
+    let model = load_model(&quantized, None).unwrap();
+    for layer in &model.layers {
+        let mut values: Vec<u32> = layer.weights.iter().map(|w| w.to_bits()).collect();
+        values.sort_unstable();
+        values.dedup();
+        assert!(values.len() <= 1 << 6, "{} has {} distinct weights after 6-bit sharing", layer.name, values.len());
+    }
+    check_in_onnxruntime(&quantized, "squeezenet_v1.0-deep-compression", 227);
+}
+
+/// Export `model` to `.caffemodel` and read it back with the prototxt the
+/// export wrote beside it.
+fn caffe_round_trip(model: &Path) -> (Model, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exported.caffemodel");
+    let stdout = run_ok(args!["decode", model, "-o", out]);
+    let prototxt = dir.path().join("exported.prototxt");
+    assert!(stdout.contains(&format!("wrote {}", prototxt.display())), "{stdout}");
+    let back = read_caffemodel_path(&out, Some(&prototxt)).unwrap();
+    assert_eq!(read_caffemodel_path(&out, None).unwrap(), back, "the prototxt is the one beside the weights");
+    (load_model(model, None).unwrap(), back)
+}
+
+#[test]
+fn deep_compression_exported_to_caffemodel_reads_back_equal() {
+    let (model, back) = caffe_round_trip(&han_net());
+    assert_eq!(back, model, "a Caffe model keeps everything, preprocessing included");
+}
+
+#[test]
+fn v1_1_exported_to_caffemodel_reads_back_equal_but_for_preprocessing() {
+    let (model, back) = caffe_round_trip(&v11_param());
+    assert_eq!(back.graph, model.graph);
+    assert_eq!(back.layers, model.layers);
+    // A prototxt records the input size, not torchvision's normalisation.
+    assert_eq!(back.preprocess.crop, model.preprocess.crop);
+}
+
+#[test]
+fn unknown_output_extensions_are_refused_naming_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("model.pb");
+    let result = run(args!["decode", han_net(), "-o", out]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for choice in [".sqz", ".onnx", ".caffemodel"] {
+        assert!(stderr.contains(choice), "{stderr}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
