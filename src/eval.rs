@@ -5,6 +5,9 @@
 //! Images go through the engine in batches. While the engine runs a batch,
 //! the next one is decoded and preprocessed (`rayon::join`), each image of a
 //! batch in parallel; the numbers do not depend on the thread count.
+//!
+//! With [`EvalOptions::skip_bad`], images that cannot be loaded are left
+//! out and listed in [`EvalReport::skipped`] instead of failing the run.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,6 +17,7 @@ use formats::Model;
 use crate::engine::{self, EngineError, Tensor};
 use crate::imaging::{self, ImagingError};
 use crate::labels::LabeledImage;
+use rayon::prelude::*;
 
 /// Batch size used when none is given.
 pub const DEFAULT_BATCH: usize = 16;
@@ -26,12 +30,16 @@ pub const TOP_K: usize = 5;
 pub struct EvalOptions {
     /// Images per engine call (at least 1).
     pub batch_size: usize,
+    /// Leave out images that cannot be decoded (reported in
+    /// [`EvalReport::skipped`]) instead of stopping at the first one.
+    pub skip_bad: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
         EvalOptions {
             batch_size: DEFAULT_BATCH,
+            skip_bad: false,
         }
     }
 }
@@ -59,6 +67,15 @@ impl ImagePrediction {
     }
 }
 
+/// An image left out by [`EvalOptions::skip_bad`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedImage {
+    /// The image file.
+    pub path: PathBuf,
+    /// Why it could not be loaded (one line, naming the file).
+    pub reason: String,
+}
+
 /// Result of [`evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
@@ -74,6 +91,9 @@ pub struct EvalReport {
     pub images_per_sec: f64,
     /// Per image, in input order.
     pub predictions: Vec<ImagePrediction>,
+    /// Images left out because they could not be loaded, in input order
+    /// (always empty unless [`EvalOptions::skip_bad`]).
+    pub skipped: Vec<SkippedImage>,
 }
 
 impl EvalReport {
@@ -149,19 +169,17 @@ pub fn evaluate_with_progress(
     };
     check_labels(model, images, first.len())?;
 
-    let load = |batch: &[LabeledImage]| {
-        let paths: Vec<&Path> = batch.iter().map(|i| i.path.as_path()).collect();
-        imaging::load_batch(&paths, &model.preprocess)
-    };
     let mut predictions = Vec::with_capacity(images.len());
-    let mut input = load(first)?;
-    for (i, batch) in batches.iter().enumerate() {
+    let mut skipped = Vec::new();
+    let mut input = load_images(first, model, opts.skip_bad)?;
+    for i in 0..batches.len() {
         let next = batches.get(i + 1);
         let (output, loaded) = rayon::join(
-            || engine::forward(model, &input),
-            || next.map(|b| load(b)).transpose(),
+            || forward_loaded(model, &input),
+            || next.map(|b| load_images(b, model, opts.skip_bad)).transpose(),
         );
-        for (image, scores) in batch.iter().zip(output_rows(&output?)) {
+        skipped.append(&mut input.skipped);
+        for (image, scores) in input.images.iter().zip(output_rows(&output?)) {
             predictions.push(ImagePrediction {
                 path: image.path.clone(),
                 label: image.class_index,
@@ -170,9 +188,12 @@ pub fn evaluate_with_progress(
         }
         progress(predictions.len());
         match loaded? {
-            Some(tensor) => input = tensor,
+            Some(next_input) => input = next_input,
             None => break,
         }
+    }
+    if predictions.is_empty() {
+        return Err(EvalError::NoImages);
     }
 
     let count = |correct: fn(&ImagePrediction) -> bool| {
@@ -187,7 +208,63 @@ pub fn evaluate_with_progress(
         seconds,
         images_per_sec: n / seconds,
         predictions,
+        skipped,
     })
+}
+
+/// A loaded batch: the images that loaded, their input tensor, and those
+/// left out.
+struct LoadedBatch<'a> {
+    images: Vec<&'a LabeledImage>,
+    input: Tensor,
+    skipped: Vec<SkippedImage>,
+}
+
+/// Load and preprocess `batch`. Without `skip_bad` the first unreadable
+/// image is an error; with it, each image is loaded on its own and the
+/// unreadable ones are set aside.
+fn load_images<'a>(
+    batch: &'a [LabeledImage],
+    model: &Model,
+    skip_bad: bool,
+) -> Result<LoadedBatch<'a>, EvalError> {
+    if !skip_bad {
+        let paths: Vec<&Path> = batch.iter().map(|i| i.path.as_path()).collect();
+        let input = imaging::load_batch(&paths, &model.preprocess)?;
+        return Ok(LoadedBatch { images: batch.iter().collect(), input, skipped: Vec::new() });
+    }
+    let one_by_one: Vec<Result<Tensor, ImagingError>> =
+        batch.par_iter().map(|i| imaging::load_batch(&[&i.path], &model.preprocess)).collect();
+    let crop = model.preprocess.crop as usize;
+    let mut loaded = LoadedBatch {
+        images: Vec::with_capacity(batch.len()),
+        input: Tensor { shape: [0, 3, crop, crop], data: Vec::new() },
+        skipped: Vec::new(),
+    };
+    for (image, result) in batch.iter().zip(one_by_one) {
+        match result {
+            Ok(tensor) => {
+                loaded.images.push(image);
+                loaded.input.shape[0] += 1;
+                loaded.input.data.extend_from_slice(&tensor.data);
+            }
+            Err(e) => {
+                // Some decoder messages end in a newline; keep one line.
+                let reason = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                loaded.skipped.push(SkippedImage { path: image.path.clone(), reason });
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Run the engine on a loaded batch; a batch whose every image was skipped
+/// gives an empty output without running the model.
+fn forward_loaded(model: &Model, loaded: &LoadedBatch) -> Result<Tensor, EngineError> {
+    if loaded.images.is_empty() {
+        return Ok(Tensor { shape: [0, 0, 0, 0], data: Vec::new() });
+    }
+    engine::forward(model, &loaded.input)
 }
 
 /// Check, before any image is decoded, that the model runs on a batch of
@@ -252,6 +329,7 @@ mod tests {
             seconds: 1.0,
             images_per_sec: 1.0,
             predictions,
+            skipped: Vec::new(),
         };
         let first = report(vec![a.clone(), b.clone()]);
         let second = report(vec![a.clone(), prediction("b", 4, &[2, 1, 3, 0, 4])]);

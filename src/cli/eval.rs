@@ -52,6 +52,10 @@ pub struct Args {
     /// format of the reference `*.predictions.tsv`.
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
+    /// Leave out images that cannot be decoded, naming each on stderr (and
+    /// counting them as `skipped` in `--json`), instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
 }
 
 /// Run `eval`.
@@ -75,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let opts = EvalOptions {
         batch_size: usize::try_from(args.batch)?,
+        skip_bad: args.skip_bad,
     };
     let report = evaluate_shown(&model, &images, &opts, "model")?;
     if let Some(path) = &args.predictions {
@@ -107,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "images_per_sec": report.images_per_sec,
             "seconds": report.seconds,
             "batch": args.batch,
+            "skipped": report.skipped.len(),
         });
         if let Some((path, r)) = &reference {
             let reference_bytes = load::model_bytes(path);
@@ -167,6 +173,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "top-5     {:.2} %", 100.0 * report.top5)?;
         writeln!(out, "images/s  {:.1}", report.images_per_sec)?;
     }
+    if !args.json && !report.skipped.is_empty() {
+        writeln!(out, "skipped   {} unreadable images", report.skipped.len())?;
+    }
     Ok(())
 }
 
@@ -187,7 +196,11 @@ fn evaluate_shown(
         bar.set_position(done as u64)
     });
     bar.finish_and_clear();
-    Ok(report?)
+    let report = report?;
+    for skipped in &report.skipped {
+        eprintln!("warning: skipped {} image: {}", what, skipped.reason);
+    }
+    Ok(report)
 }
 
 /// Write per-image top-5 predictions as TSV, with file names relative to

@@ -39,9 +39,16 @@ pub fn images() -> PathBuf {
 
 /// Run `sqz-compress` with `args`.
 pub fn run(args: &[&std::ffi::OsStr]) -> Output {
+    run_env(args, &[])
+}
+
+/// Run `sqz-compress` with `args` and extra environment variables (e.g.
+/// `RAYON_NUM_THREADS`).
+pub fn run_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
         .args(args)
         .env("SQZ_SHARED", shared())
+        .envs(env.iter().copied())
         .output()
         .expect("cannot start sqz-compress")
 }
@@ -72,4 +79,34 @@ pub fn reference_input(name: &str, side: usize) -> sqz::engine::Tensor {
     let data = read_f32(&shared().join(format!("data/reference/{name}.input.f32")));
     let n = data.len() / (3 * side * side);
     sqz::engine::Tensor { shape: [n, 3, side, side], data }
+}
+
+/// A PNG file announcing a `width x height` 8-bit RGB image: signature, a
+/// valid IHDR chunk and an empty IDAT chunk (decoders read the header up to
+/// the first IDAT), no pixel data.
+pub fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", header), (b"IDAT", Vec::new())] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(&data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+/// CRC-32 (ISO-HDLC: reflected, as PNG chunks and `.sqz` use).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }

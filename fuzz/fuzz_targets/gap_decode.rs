@@ -1,0 +1,7 @@
+//! Fuzz target `gap_decode`; what it does with its input is in `../targets.rs`.
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::gap_decode(data));

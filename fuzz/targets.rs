@@ -1,0 +1,117 @@
+//! What each fuzz target does with its input, shared by the cargo-fuzz
+#![allow(dead_code)] // each fuzz binary uses one target; the replay test uses them all
+//! binaries in `fuzz_targets/` and by the regression replay in
+//! `tests/hostile_inputs.rs`, so a saved crash input is replayed exactly
+//! as the fuzzer ran it.
+//!
+//! Every function must return (an `Ok` or an `Err`, ignored here) for any
+//! input: a panic, a hang or a huge allocation is a finding.
+//!
+//! Targets that need two files take one input and split it at its first
+//! NUL byte: text part first (`.param`, prototxt), binary part after it.
+
+use compress::coding::{decode_stream, Coding};
+use compress::positions::gaps_to_positions;
+
+/// Target names, in the order of `fuzz/Cargo.toml`; each has a folder
+/// under `fuzz/corpus/` and `fuzz/regressions/`.
+pub const TARGETS: [&str; 7] = [
+    "sqz_reader",
+    "ncnn_reader",
+    "deep_compression_reader",
+    "onnx_reader",
+    "caffemodel_reader",
+    "huffman_decode",
+    "gap_decode",
+];
+
+/// Runs target `name` on `data`; `false` when there is no such target.
+pub fn run(name: &str, data: &[u8]) -> bool {
+    match name {
+        "sqz_reader" => sqz_reader(data),
+        "ncnn_reader" => ncnn_reader(data),
+        "deep_compression_reader" => deep_compression_reader(data),
+        "onnx_reader" => onnx_reader(data),
+        "caffemodel_reader" => caffemodel_reader(data),
+        "huffman_decode" => huffman_decode(data),
+        "gap_decode" => gap_decode(data),
+        _ => return false,
+    }
+    true
+}
+
+/// The text before the first NUL (lossily UTF-8) and the bytes after it.
+fn split_text_binary(data: &[u8]) -> (String, &[u8]) {
+    let cut = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let text = String::from_utf8_lossy(&data[..cut]).into_owned();
+    (text, data.get(cut + 1..).unwrap_or(&[]))
+}
+
+/// A `.sqz` container, read and decoded to a model (streams included), as
+/// `sqz-compress` loads it.
+pub fn sqz_reader(data: &[u8]) {
+    if let Ok(file) = formats::sqz::read_sqz(data) {
+        let _ = sqz::container::decode_model(&file);
+    }
+}
+
+/// An ncnn `.param` text, NUL, its `.bin` bytes.
+pub fn ncnn_reader(data: &[u8]) {
+    let (param, bin) = split_text_binary(data);
+    let _ = formats::ncnn::parse_ncnn(&param, bin);
+}
+
+/// A Caffe prototxt, NUL, a Deep Compression `.net`.
+pub fn deep_compression_reader(data: &[u8]) {
+    let (prototxt, net) = split_text_binary(data);
+    let _ = formats::deep_compression::parse_deep_compression(net, &prototxt);
+}
+
+/// An ONNX model, with torchvision preprocessing as the fallback preset
+/// so that models without `sqz.preprocess` metadata are read to the end.
+pub fn onnx_reader(data: &[u8]) {
+    let _ = formats::onnx::read_onnx(data, Some(formats::Preprocess::torchvision()));
+}
+
+/// A Caffe prototxt, NUL, a `.caffemodel`.
+pub fn caffemodel_reader(data: &[u8]) {
+    let (prototxt, model) = split_text_binary(data);
+    let _ = formats::caffemodel::read_caffemodel(model, &prototxt);
+}
+
+/// Header bytes then payload: byte 0 picks raw (even) or Huffman (odd),
+/// bytes 1–2 the alphabet (LE u16), bytes 3–4 the symbol count (LE u16);
+/// raw streams take their bit width from byte 5, Huffman streams take
+/// `alphabet` code lengths; the rest is the payload.
+fn stream_from(data: &[u8]) -> Option<(Coding, &[u8], usize, u32)> {
+    let (header, rest) = data.split_at_checked(5)?;
+    let alphabet = u32::from(u16::from_le_bytes([header[1], header[2]]));
+    let count = usize::from(u16::from_le_bytes([header[3], header[4]]));
+    let (coding, payload) = if header[0] % 2 == 0 {
+        let (&bits, payload) = rest.split_first()?;
+        (Coding::Raw { bits }, payload)
+    } else {
+        let (lengths, payload) = rest.split_at_checked(alphabet as usize)?;
+        (Coding::Huffman { code_lengths: lengths.to_vec() }, payload)
+    };
+    Some((coding, payload, count, alphabet))
+}
+
+/// A raw or Huffman coded symbol stream (see [`stream_from`]).
+pub fn huffman_decode(data: &[u8]) {
+    if let Some((coding, payload, count, alphabet)) = stream_from(data) {
+        let _ = decode_stream(&coding, payload, count, alphabet);
+    }
+}
+
+/// A coded gap stream (as [`huffman_decode`]) followed by the layer length
+/// as a trailing LE u32, turned into positions.
+pub fn gap_decode(data: &[u8]) {
+    let Some((stream, len)) = data.split_last_chunk::<4>() else { return };
+    let len = u32::from_le_bytes(*len) as usize;
+    if let Some((coding, payload, count, alphabet)) = stream_from(stream) {
+        if let Ok(gaps) = decode_stream(&coding, payload, count, alphabet) {
+            let _ = gaps_to_positions(&gaps, alphabet, len);
+        }
+    }
+}
