@@ -250,11 +250,11 @@ mod tests {
 
     #[test]
     fn the_table_is_well_formed() {
-        for (i, release) in RELEASES.iter().enumerate() {
-            assert_eq!(release(release.name), Some(release));
-            assert!(RELEASES[..i].iter().all(|r| r.name != release.name));
-            for (j, file) in release.files.iter().enumerate() {
-                assert!(release.files[..j].iter().all(|f| f.name != file.name));
+        for (i, known) in RELEASES.iter().enumerate() {
+            assert_eq!(release(known.name), Some(known));
+            assert!(RELEASES[..i].iter().all(|r| r.name != known.name));
+            for (j, file) in known.files.iter().enumerate() {
+                assert!(known.files[..j].iter().all(|f| f.name != file.name));
                 assert_eq!(file.sha256.len(), 64);
                 assert!(file.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
                 assert!(file.path.ends_with(&format!("/{}", file.name)), "{} keeps its published name", file.path);
