@@ -11,3 +11,4 @@ pub mod compression;
 pub mod container;
 pub mod calibration;
 pub mod fetch;
+pub mod report;

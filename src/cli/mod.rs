@@ -16,6 +16,7 @@ mod inspect_sqz;
 pub mod load;
 mod options;
 mod output;
+mod report;
 mod stages;
 
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub enum Command {
     Compress(stages::CompressCmd),
     /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
     Decode(decode::Args),
+    /// Write an HTML report comparing a compressed `.sqz` with its original.
+    Report(report::Args),
     /// Download a public SqueezeNet release, verified by SHA-256.
     Fetch(fetch::Args),
 }
@@ -64,6 +67,7 @@ impl Command {
             Command::Quantize(cmd) => stages::quantize(cmd),
             Command::Compress(cmd) => stages::compress(cmd),
             Command::Decode(args) => decode::run(args),
+            Command::Report(args) => report::run(args),
             Command::Fetch(args) => fetch::run(args),
         }
     }
