@@ -52,9 +52,16 @@ pub fn calibration_files(dir: &Path, count: usize) -> anyhow::Result<Vec<PathBuf
     files.sort();
     anyhow::ensure!(!files.is_empty(), "no JPEG or PNG images in calibration folder {}", dir.display());
     anyhow::ensure!(count > 0, "the calibration image count must be at least 1");
-    let n = files.len();
+    Ok(evenly_spaced(&files, count))
+}
+
+/// `count` items of `items` (all of them when there are fewer) at evenly
+/// spaced ranks, in order. Used to pick calibration images across a
+/// folder, and a smaller subset of them for sensitivity analysis.
+pub fn evenly_spaced<T: Clone>(items: &[T], count: usize) -> Vec<T> {
+    let n = items.len();
     let take = count.min(n);
-    Ok((0..take).map(|i| files[i * n / take].clone()).collect())
+    (0..take).map(|i| items[i * n / take].clone()).collect()
 }
 
 /// What to do to each layer.
@@ -144,10 +151,50 @@ fn compress_layer(
     spec: &CalibrationSpec,
 ) -> anyhow::Result<(Layer, LayerCalibrationReport)> {
     let h = layer_hessian(input, original, conv)?;
+    compress_layer_with_hessian(original, &h, sparsity, spec)
+}
+
+/// The input Hessian of every layer on the *original* network's
+/// activations, in layer order, and the network's output on `calib`: what
+/// sensitivity analysis needs to compress one layer at a time with the
+/// rest of the network untouched.
+pub fn original_hessians(model: &Model, calib: &Tensor) -> anyhow::Result<(Vec<Hessian>, Tensor)> {
+    let mut hessians: Vec<Option<Hessian>> = vec![None; model.layers.len()];
+    let mut failure: Option<anyhow::Error> = None;
+    let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
+        let Op::Conv(conv) = &node.op else { return None };
+        if failure.is_none() && hessians[conv.layer].is_none() {
+            match layer_hessian(inputs[0], &model.layers[conv.layer], conv) {
+                Ok(h) => hessians[conv.layer] = Some(h),
+                Err(e) => failure = Some(e.context(format!("layer {}", model.layers[conv.layer].name))),
+            }
+        }
+        None
+    };
+    let output = forward_hooked(model, calib, &mut hook).context("the calibration pass failed")?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let hessians = hessians
+        .into_iter()
+        .zip(&model.layers)
+        .map(|(h, l)| h.with_context(|| format!("layer {} is not used by any convolution", l.name)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((hessians, output))
+}
+
+/// Compress one layer given its input Hessian `h`: prune to `sparsity`
+/// with refit, share weights per `spec.quantize` with GPTQ, correct biases.
+pub fn compress_layer_with_hessian(
+    original: &Layer,
+    h: &Hessian,
+    sparsity: Option<f64>,
+    spec: &CalibrationSpec,
+) -> anyhow::Result<(Layer, LayerCalibrationReport)> {
     let rows = original.shape[0];
     let mut layer = original.clone();
     if let Some(s) = sparsity {
-        prune_reconstruct(&mut layer.weights, rows, &h, s, &spec.reconstruct)?;
+        prune_reconstruct(&mut layer.weights, rows, h, s, &spec.reconstruct)?;
     }
     let mut quantized = None;
     if let Some(q) = &spec.quantize {
@@ -155,12 +202,12 @@ fn compress_layer(
         let codebook = shared_values(&layer.weights, bits, q);
         if !codebook.is_empty() {
             // Sets every nonzero weight to its codebook value.
-            gptq_quantize(&mut layer.weights, rows, &h, &codebook, &spec.gptq)?;
+            gptq_quantize(&mut layer.weights, rows, h, &codebook, &spec.gptq)?;
         }
         quantized = Some((bits, codebook.len()));
     }
     if spec.bias_correction {
-        correct_bias(&mut layer.bias, &original.weights, &layer.weights, rows, &h)?;
+        correct_bias(&mut layer.bias, &original.weights, &layer.weights, rows, h)?;
     }
     if spec.quantize.as_ref().is_some_and(|q| q.half) {
         layer.bias.iter_mut().for_each(|b| *b = round_half(*b));

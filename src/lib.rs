@@ -12,3 +12,5 @@ pub mod container;
 pub mod calibration;
 pub mod fetch;
 pub mod report;
+pub mod sensitivity;
+pub mod allocation;

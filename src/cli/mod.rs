@@ -16,6 +16,7 @@ mod inspect_sqz;
 pub mod load;
 mod options;
 mod output;
+mod sensitivity;
 mod report;
 mod stages;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Compress(stages::CompressCmd),
     /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
     Decode(decode::Args),
+    /// Measure how much pruning or sharing each layer alone hurts the output.
+    Sensitivity(sensitivity::Args),
     /// Write an HTML report comparing a compressed `.sqz` with its original.
     Report(report::Args),
     /// Download a public SqueezeNet release, verified by SHA-256.
@@ -67,6 +70,7 @@ impl Command {
             Command::Quantize(cmd) => stages::quantize(cmd),
             Command::Compress(cmd) => stages::compress(cmd),
             Command::Decode(args) => decode::run(args),
+            Command::Sensitivity(args) => sensitivity::run(args),
             Command::Report(args) => report::run(args),
             Command::Fetch(args) => fetch::run(args),
         }

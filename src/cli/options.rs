@@ -10,16 +10,20 @@ use compress::kmeans::Init;
 use formats::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::calibration::{calibration_files, compress_calibrated, CalibrationSpec, DEFAULT_CALIB_COUNT};
+use crate::calibration::{calibration_files, compress_calibrated, evenly_spaced, CalibrationSpec, DEFAULT_CALIB_COUNT};
+use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
 use crate::compression::{parse_overrides, PruneSpec, QuantizeSpec};
+use crate::engine::Tensor;
 use crate::imaging::load_batch;
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PruneArgs {
-    /// Target fraction of zero weights, e.g. 0.7.
+    /// Target fraction of zero weights, e.g. 0.7. With `compress
+    /// --target-size` it is a global budget spread over the layers by
+    /// sensitivity instead of applied uniformly.
     #[arg(long, value_name = "S")]
-    pub sparsity: f64,
+    pub sparsity: Option<f64>,
     /// Use one magnitude threshold over all layers instead of pruning each
     /// layer to the same sparsity.
     #[arg(long)]
@@ -32,8 +36,9 @@ pub struct PruneArgs {
 impl PruneArgs {
     /// The pruning spec for `model` (layer names are checked against it).
     pub fn spec(&self, model: &Model) -> anyhow::Result<PruneSpec> {
+        let sparsity = self.sparsity.context("--sparsity is required")?;
         Ok(PruneSpec {
-            sparsity: self.sparsity,
+            sparsity,
             global: self.global,
             per_layer: parse_overrides(model, &self.layer_sparsity)?,
         })
@@ -58,7 +63,7 @@ pub struct QuantizeArgs {
     /// Bits per codebook index: 2^B shared values per layer (2^B - 1 plus
     /// the pruned zero in sparse layers).
     #[arg(long, value_name = "B")]
-    pub bits: u8,
+    pub bits: Option<u8>,
     /// Per-layer bit overrides, e.g. `conv1=8`.
     #[arg(long, value_name = "NAME=B,...", default_value = "")]
     pub layer_bits: String,
@@ -76,13 +81,20 @@ pub struct QuantizeArgs {
 impl QuantizeArgs {
     /// The weight-sharing spec for `model`.
     pub fn spec(&self, model: &Model, half: bool) -> anyhow::Result<QuantizeSpec> {
+        let bits = self.bits.context("--bits is required")?;
+        self.spec_with_bits(model, bits, half)
+    }
+
+    /// The weight-sharing spec with `bits` as the common width (for
+    /// allocation, which then sets every layer's width itself).
+    pub fn spec_with_bits(&self, model: &Model, bits: u8, half: bool) -> anyhow::Result<QuantizeSpec> {
         let init = match self.init {
             InitArg::Linear => Init::Linear,
             InitArg::Density => Init::Density,
             InitArg::KmeansPlusPlus => Init::KMeansPlusPlus { seed: self.seed },
         };
         Ok(QuantizeSpec {
-            bits: self.bits,
+            bits,
             per_layer: parse_overrides(model, &self.layer_bits)?,
             init,
             max_iter: self.max_iter,
@@ -127,11 +139,31 @@ impl CalibArgs {
         self.calib.as_deref()
     }
 
+    /// The first `count`-image subset (evenly spaced, see
+    /// [`evenly_spaced`]) of the `--calib-count` calibration images,
+    /// preprocessed for `model`. Subsets stay inside the calibration set, so
+    /// `eval --exclude-calib` still evaluates on unseen images.
+    pub fn load_batch(&self, model: &Model, count: usize) -> anyhow::Result<Tensor> {
+        let dir = self.dir().context("no calibration folder (use --calib DIR)")?;
+        let files = evenly_spaced(&calibration_files(dir, self.calib_count)?, count);
+        load_batch(&files, &model.preprocess).context("cannot load the calibration images")
+    }
+
     /// Compress `model` on the calibration images.
     pub fn run(&self, model: &Model, prune: Option<PruneSpec>, quantize: Option<QuantizeSpec>) -> anyhow::Result<Model> {
-        let dir = self.dir().context("no calibration folder")?;
-        let files = calibration_files(dir, self.calib_count)?;
-        let batch = load_batch(&files, &model.preprocess).context("cannot load the calibration images")?;
+        let batch = self.load_batch(model, self.calib_count)?;
+        self.compress(model, &batch, prune, quantize)
+    }
+
+    /// Compress `model` on the preprocessed calibration batch `batch`,
+    /// showing progress on stderr.
+    pub fn compress(
+        &self,
+        model: &Model,
+        batch: &Tensor,
+        prune: Option<PruneSpec>,
+        quantize: Option<QuantizeSpec>,
+    ) -> anyhow::Result<Model> {
         let spec = CalibrationSpec {
             prune,
             quantize,
@@ -139,13 +171,67 @@ impl CalibArgs {
             reconstruct: ReconstructOptions::default(),
             gptq: GptqOptions::default(),
         };
-        let bar = ProgressBar::new(model.layers.len() as u64);
-        bar.set_style(ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} layers {msg}")?);
-        let result = compress_calibrated(model, &batch, &spec, &mut |name| {
-            bar.set_message(name.to_string());
-            bar.inc(1);
-        });
-        bar.finish_and_clear();
+        let result = with_layer_progress("calibrating", model.layers.len(), |progress| {
+            compress_calibrated(model, batch, &spec, progress)
+        })?;
         Ok(result?.0)
     }
+}
+
+/// Run `work` with a progress bar on stderr over `layers` layers, advanced
+/// by each call of the callback it is given (with the layer's name).
+pub fn with_layer_progress<T>(
+    label: &str,
+    layers: usize,
+    work: impl FnOnce(&mut dyn FnMut(&str)) -> T,
+) -> anyhow::Result<T> {
+    let bar = ProgressBar::new(layers as u64);
+    bar.set_style(ProgressStyle::with_template(&format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"))?);
+    let result = work(&mut |name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    Ok(result)
+}
+
+/// Weight-sharing settings of sensitivity trials and allocation when the
+/// command has no weight-sharing options: the defaults of `quantize`.
+pub fn default_quantize_spec(half: bool) -> QuantizeSpec {
+    QuantizeSpec { bits: 8, per_layer: Default::default(), init: Init::Linear, max_iter: 300, half }
+}
+
+/// The levels sensitivity analysis tries on each layer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LadderArgs {
+    /// Sparsity levels tried on each layer.
+    #[arg(long, value_name = "S,...", value_delimiter = ',', default_value = "0.3,0.4,0.5,0.6,0.7,0.8,0.9")]
+    pub sparsity_levels: Vec<f64>,
+    /// Bit widths tried on each layer.
+    #[arg(long, value_name = "B,...", value_delimiter = ',', default_value = "8,7,6,5,4,3,2")]
+    pub bit_levels: Vec<u8>,
+}
+
+impl LadderArgs {
+    /// The checked ladder.
+    pub fn ladder(&self) -> anyhow::Result<Ladder> {
+        Ladder::new(self.sparsity_levels.clone(), self.bit_levels.clone())
+    }
+}
+
+/// Per-layer allocation under a size budget (`compress --target-size`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AllocationArgs {
+    /// Largest allowed output file, in bytes: each layer's sparsity and bits
+    /// are chosen from its measured sensitivity to fit it with the least
+    /// damage (needs --calib; --sparsity then becomes a global budget).
+    #[arg(long, value_name = "BYTES")]
+    pub target_size: Option<usize>,
+    /// Calibration images the sensitivity of each layer is measured on (an
+    /// evenly spaced subset of the calibration images): every trial runs
+    /// the network on all of them.
+    #[arg(long, value_name = "N", default_value_t = SENSITIVITY_CALIB_COUNT)]
+    pub sensitivity_count: usize,
+    #[command(flatten)]
+    pub ladder: LadderArgs,
 }

@@ -1,0 +1,192 @@
+//! `sensitivity`: how much each layer alone suffers from pruning and from
+//! weight sharing, as a table, JSON and an SVG chart.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use compress::calib::{GptqOptions, ReconstructOptions};
+use plotters::prelude::*;
+use serde_json::json;
+
+use super::load;
+use super::options::{default_quantize_spec, with_layer_progress, CalibArgs, LadderArgs};
+use super::output::write_atomic;
+use super::ModelArgs;
+use crate::sensitivity::{measure_sensitivity, Damage, Sensitivity, SensitivityOptions, SENSITIVITY_CALIB_COUNT};
+
+/// Arguments of `sensitivity`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder of calibration images (JPEG/PNG, labels not needed).
+    #[arg(long, value_name = "DIR")]
+    calib: PathBuf,
+    /// Number of calibration images, picked deterministically from DIR;
+    /// every trial runs the network on all of them.
+    #[arg(long, value_name = "N", default_value_t = SENSITIVITY_CALIB_COUNT)]
+    calib_count: usize,
+    #[command(flatten)]
+    ladder: LadderArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the damage against the level of every layer as an SVG chart.
+    #[arg(long, value_name = "OUT.svg")]
+    chart: Option<PathBuf>,
+}
+
+/// Run `sensitivity`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = load::load(&args.model)?;
+    let calib = CalibArgs { calib: Some(args.calib.clone()), calib_count: args.calib_count, no_bias_correction: false };
+    let batch = calib.load_batch(&model, args.calib_count)?;
+    let options = SensitivityOptions {
+        ladder: args.ladder.ladder()?,
+        quantize: default_quantize_spec(false),
+        bias_correction: true,
+        reconstruct: ReconstructOptions::default(),
+        gptq: GptqOptions::default(),
+    };
+    let sensitivity = with_layer_progress("sensitivity", model.layers.len(), |progress| {
+        measure_sensitivity(&model, &batch, &options, progress)
+    })??;
+    if let Some(path) = &args.chart {
+        write_atomic(path, chart_svg(&sensitivity)?.as_bytes())?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", sensitivity_json(&sensitivity))?;
+    } else {
+        print_table(&mut stdout, &sensitivity)?;
+    }
+    Ok(())
+}
+
+/// The measurements as one JSON object.
+pub fn sensitivity_json(s: &Sensitivity) -> serde_json::Value {
+    let damage = |d: &Damage| json!({ "kl": d.kl, "agreement": d.agreement });
+    let layers: Vec<serde_json::Value> = s
+        .layers
+        .iter()
+        .map(|l| {
+            let prune: Vec<_> = s.ladder.sparsities.iter().zip(&l.prune).map(|(sp, d)| json!({ "sparsity": sp, "damage": damage(d) })).collect();
+            let quantize: Vec<_> = s.ladder.bits.iter().zip(&l.quantize).map(|(b, d)| json!({ "bits": b, "damage": damage(d) })).collect();
+            json!({ "name": l.name, "weights": l.weights, "prune": prune, "quantize": quantize })
+        })
+        .collect();
+    json!({
+        "images": s.images,
+        "metric": "mean KL divergence (nats) of the class distribution vs the original; top-1 agreement",
+        "sparsity_levels": s.ladder.sparsities,
+        "bit_levels": s.ladder.bits,
+        "layers": layers,
+    })
+}
+
+/// One row per layer: the KL divergence at every sparsity, then at every
+/// bit width.
+fn print_table(out: &mut impl Write, s: &Sensitivity) -> std::io::Result<()> {
+    writeln!(out, "mean KL divergence vs the original on {} calibration images (prune alone: s=sparsity; share alone: b=bits)", s.images)?;
+    write!(out, "{:<28} {:>8}", "layer", "weights")?;
+    for sp in &s.ladder.sparsities {
+        write!(out, " {:>8}", format!("s{sp}"))?;
+    }
+    for b in &s.ladder.bits {
+        write!(out, " {:>8}", format!("b{b}"))?;
+    }
+    writeln!(out)?;
+    for l in &s.layers {
+        write!(out, "{:<28} {:>8}", l.name, l.weights)?;
+        for d in l.prune.iter().chain(&l.quantize) {
+            write!(out, " {:>8.4}", d.kl)?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Smallest KL divergence drawn: the chart's y axis is logarithmic.
+const KL_FLOOR: f64 = 1e-5;
+
+/// Two panels, damage (log KL) against sparsity and against bits, one line
+/// per layer.
+fn chart_svg(s: &Sensitivity) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1400, 700)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let panels = root.split_evenly((1, 2));
+        let top = s
+            .layers
+            .iter()
+            .flat_map(|l| l.prune.iter().chain(&l.quantize))
+            .map(|d| d.kl)
+            .fold(KL_FLOOR * 10.0, f64::max)
+            * 2.0;
+        let prune: Vec<(Vec<f64>, Vec<f64>)> = s
+            .layers
+            .iter()
+            .map(|l| (s.ladder.sparsities.clone(), l.prune.iter().map(|d| d.kl).collect()))
+            .collect();
+        let quantize: Vec<(Vec<f64>, Vec<f64>)> = s
+            .layers
+            .iter()
+            .map(|l| (s.ladder.bits.iter().map(|&b| f64::from(b)).collect(), l.quantize.iter().map(|d| d.kl).collect()))
+            .collect();
+        let names: Vec<&str> = s.layers.iter().map(|l| l.name.as_str()).collect();
+        draw_panel(&panels[0], "pruning one layer", "sparsity", &prune, &names, top)?;
+        draw_panel(&panels[1], "weight sharing in one layer", "bits", &quantize, &names, top)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+/// One panel: a line per layer through `(x, kl)` points.
+fn draw_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    series: &[(Vec<f64>, Vec<f64>)],
+    names: &[&str],
+    top: f64,
+) -> anyhow::Result<()> {
+    let xs = series.iter().flat_map(|(x, _)| x.iter().copied());
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let pad = ((hi - lo) * 0.05).max(0.05);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo - pad)..(hi + pad), (KL_FLOOR..top).log_scale())
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc("mean KL divergence (nats)")
+        .draw()
+        .map_err(chart_error)?;
+    for (i, ((x, kl), name)) in series.iter().zip(names).enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = x.iter().zip(kl).map(|(&x, &k)| (x, k.max(KL_FLOOR))).collect();
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(chart_error)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(chart_error)?;
+    Ok(())
+}
+
+fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot draw the chart: {e}")
+}
