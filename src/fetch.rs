@@ -23,7 +23,10 @@ pub const DEFAULT_BASE_URL: &str = "https://raw.githubusercontent.com";
 /// OpenVINO's Open Model Zoo `squeezenet1.0`/`squeezenet1.1` definitions).
 macro_rules! deepscale {
     ($path:literal) => {
-        concat!("forresti/SqueezeNet/a47b6f13d30985279789d08053d37013d67d131b/", $path)
+        concat!(
+            "forresti/SqueezeNet/a47b6f13d30985279789d08053d37013d67d131b/",
+            $path
+        )
     };
 }
 
@@ -32,7 +35,10 @@ macro_rules! deepscale {
 /// (`models/squeezenet_v1.0-deep-compression`).
 macro_rules! deep_compression {
     ($path:literal) => {
-        concat!("songhan/SqueezeNet-Deep-Compression/5623e3cdbe1fcd83328c61ce2ee42c34ed319aa3/", $path)
+        concat!(
+            "songhan/SqueezeNet-Deep-Compression/5623e3cdbe1fcd83328c61ce2ee42c34ed319aa3/",
+            $path
+        )
     };
 }
 
@@ -137,10 +143,18 @@ pub enum FetchError {
     TooLarge { url: String, expected: u64 },
     /// The content is shorter than the published file.
     #[error("download of {url} has {actual} bytes, the published file {expected}")]
-    WrongSize { url: String, expected: u64, actual: u64 },
+    WrongSize {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
     /// The content is not the published file.
     #[error("download of {url} is not the published file: SHA-256 {actual}, expected {expected}")]
-    HashMismatch { url: String, expected: &'static str, actual: String },
+    HashMismatch {
+        url: String,
+        expected: &'static str,
+        actual: String,
+    },
 }
 
 /// The release called `name` on the command line.
@@ -152,7 +166,11 @@ pub fn release(name: &str) -> Option<&'static Release> {
 /// `$HOME/.cache/sqz` (following the XDG base directory convention, which
 /// ignores empty and relative values); `None` when neither is set.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
     absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
         .map(|cache| cache.join("sqz"))
@@ -160,7 +178,10 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// SHA-256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The URL of `file` below `base_url` (a trailing `/` on it is allowed).
@@ -183,14 +204,25 @@ pub fn is_cached(path: &Path, file: &RemoteFile) -> bool {
 pub fn verify(url: &str, file: &RemoteFile, bytes: &[u8]) -> Result<(), FetchError> {
     let actual = bytes.len() as u64;
     if actual > file.size {
-        return Err(FetchError::TooLarge { url: url.into(), expected: file.size });
+        return Err(FetchError::TooLarge {
+            url: url.into(),
+            expected: file.size,
+        });
     }
     if actual < file.size {
-        return Err(FetchError::WrongSize { url: url.into(), expected: file.size, actual });
+        return Err(FetchError::WrongSize {
+            url: url.into(),
+            expected: file.size,
+            actual,
+        });
     }
     let hash = sha256_hex(bytes);
     if hash != file.sha256 {
-        return Err(FetchError::HashMismatch { url: url.into(), expected: file.sha256, actual: hash });
+        return Err(FetchError::HashMismatch {
+            url: url.into(),
+            expected: file.sha256,
+            actual: hash,
+        });
     }
     Ok(())
 }
@@ -218,7 +250,9 @@ impl Downloader {
             .timeout_global(Some(DOWNLOAD_TIMEOUT))
             .user_agent(concat!("sqz-compress/", env!("CARGO_PKG_VERSION")))
             .build();
-        Downloader { agent: config.new_agent() }
+        Downloader {
+            agent: config.new_agent(),
+        }
     }
 
     /// Download `file` from `base_url` and return its verified content.
@@ -226,7 +260,10 @@ impl Downloader {
     /// sending endless data cannot exhaust memory.
     pub fn download(&self, base_url: &str, file: &RemoteFile) -> Result<Vec<u8>, FetchError> {
         let url = file_url(base_url, file);
-        let network = |e: &dyn std::fmt::Display| FetchError::Network { url: url.clone(), message: e.to_string() };
+        let network = |e: &dyn std::fmt::Display| FetchError::Network {
+            url: url.clone(),
+            message: e.to_string(),
+        };
         let response = self.agent.get(&url).call().map_err(|e| network(&e))?;
         let status = response.status().as_u16();
         if status != 200 {
@@ -256,8 +293,15 @@ mod tests {
             for (j, file) in known.files.iter().enumerate() {
                 assert!(known.files[..j].iter().all(|f| f.name != file.name));
                 assert_eq!(file.sha256.len(), 64);
-                assert!(file.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-                assert!(file.path.ends_with(&format!("/{}", file.name)), "{} keeps its published name", file.path);
+                assert!(file
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                assert!(
+                    file.path.ends_with(&format!("/{}", file.name)),
+                    "{} keeps its published name",
+                    file.path
+                );
             }
         }
         assert_eq!(release("squeezenet2"), None);
@@ -266,23 +310,50 @@ mod tests {
     #[test]
     fn sha256_matches_the_standard_test_vector() {
         // FIPS 180-2, appendix B.1: SHA-256("abc").
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
     fn verification_names_what_is_wrong() {
-        let file = RemoteFile { name: "abc", path: "x/abc", size: 3, sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" };
+        let file = RemoteFile {
+            name: "abc",
+            path: "x/abc",
+            size: 3,
+            sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        };
         assert!(verify("u", &file, b"abc").is_ok());
-        assert!(matches!(verify("u", &file, b"abcd"), Err(FetchError::TooLarge { expected: 3, .. })));
-        assert!(matches!(verify("u", &file, b"ab"), Err(FetchError::WrongSize { expected: 3, actual: 2, .. })));
+        assert!(matches!(
+            verify("u", &file, b"abcd"),
+            Err(FetchError::TooLarge { expected: 3, .. })
+        ));
+        assert!(matches!(
+            verify("u", &file, b"ab"),
+            Err(FetchError::WrongSize {
+                expected: 3,
+                actual: 2,
+                ..
+            })
+        ));
         let e = verify("u", &file, b"abd").unwrap_err().to_string();
-        assert!(e.contains(file.sha256) && e.contains(&sha256_hex(b"abd")), "{e}");
+        assert!(
+            e.contains(file.sha256) && e.contains(&sha256_hex(b"abd")),
+            "{e}"
+        );
     }
 
     #[test]
     fn urls_join_base_and_path_once() {
         let file = &RELEASES[2].files[0];
-        assert_eq!(file_url("http://h:1/", file), format!("http://h:1/{}", file.path));
-        assert_eq!(file_url("http://h:1", file), format!("http://h:1/{}", file.path));
+        assert_eq!(
+            file_url("http://h:1/", file),
+            format!("http://h:1/{}", file.path)
+        );
+        assert_eq!(
+            file_url("http://h:1", file),
+            format!("http://h:1/{}", file.path)
+        );
     }
 }

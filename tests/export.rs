@@ -28,10 +28,16 @@ fn python() -> String {
 /// Fail unless `python()` can import onnxruntime and numpy.
 fn require_onnxruntime() {
     let python = python();
-    let probe = Command::new(&python).args(["-c", "import onnxruntime, numpy"]).output();
+    let probe = Command::new(&python)
+        .args(["-c", "import onnxruntime, numpy"])
+        .output();
     let problem = match probe {
         Ok(out) if out.status.success() => return,
-        Ok(out) => String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_owned(),
+        Ok(out) => String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned(),
         Err(e) => e.to_string(),
     };
     panic!(
@@ -47,11 +53,18 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("model.onnx");
     let stdout = run_ok(args!["decode", model, "-o", onnx]);
-    assert!(stdout.contains(&format!("wrote {}", onnx.display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("wrote {}", onnx.display())),
+        "{stdout}"
+    );
 
     let input = reference_input(reference, side);
     let ours = forward(&load_model(model, None).unwrap(), &input).unwrap();
-    assert_eq!(ours.data.len(), input.shape[0] * 1000, "one logit per class and image");
+    assert_eq!(
+        ours.data.len(),
+        input.shape[0] * 1000,
+        "one logit per class and image"
+    );
     let logits = dir.path().join("engine.logits.f32");
     let bytes: Vec<u8> = ours.data.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&logits, bytes).unwrap();
@@ -74,7 +87,12 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
     let bytes: Vec<u8> = wrong.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&logits, bytes).unwrap();
     let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits);
-    assert_eq!(out.status.code(), Some(1), "a 2e-3 error must fail the check: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a 2e-3 error must fail the check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Run `tests/onnxruntime_check.py` on an ONNX model, an input batch of
@@ -110,7 +128,12 @@ fn quantized_model_exported_to_onnx_runs_the_same_in_onnxruntime() {
         let mut values: Vec<u32> = layer.weights.iter().map(|w| w.to_bits()).collect();
         values.sort_unstable();
         values.dedup();
-        assert!(values.len() <= 1 << 6, "{} has {} distinct weights after 6-bit sharing", layer.name, values.len());
+        assert!(
+            values.len() <= 1 << 6,
+            "{} has {} distinct weights after 6-bit sharing",
+            layer.name,
+            values.len()
+        );
     }
     check_in_onnxruntime(&quantized, "squeezenet_v1.0-deep-compression", 227);
 }
@@ -122,16 +145,26 @@ fn caffe_round_trip(model: &Path) -> (Model, Model) {
     let out = dir.path().join("exported.caffemodel");
     let stdout = run_ok(args!["decode", model, "-o", out]);
     let prototxt = dir.path().join("exported.prototxt");
-    assert!(stdout.contains(&format!("wrote {}", prototxt.display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("wrote {}", prototxt.display())),
+        "{stdout}"
+    );
     let back = read_caffemodel_path(&out, Some(&prototxt)).unwrap();
-    assert_eq!(read_caffemodel_path(&out, None).unwrap(), back, "the prototxt is the one beside the weights");
+    assert_eq!(
+        read_caffemodel_path(&out, None).unwrap(),
+        back,
+        "the prototxt is the one beside the weights"
+    );
     (load_model(model, None).unwrap(), back)
 }
 
 #[test]
 fn deep_compression_exported_to_caffemodel_reads_back_equal() {
     let (model, back) = caffe_round_trip(&han_net());
-    assert_eq!(back, model, "a Caffe model keeps everything, preprocessing included");
+    assert_eq!(
+        back, model,
+        "a Caffe model keeps everything, preprocessing included"
+    );
 }
 
 #[test]
@@ -154,5 +187,9 @@ fn unknown_output_extensions_are_refused_naming_the_choices() {
     for choice in [".sqz", ".onnx", ".caffemodel"] {
         assert!(stderr.contains(choice), "{stderr}");
     }
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

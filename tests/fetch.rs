@@ -30,7 +30,9 @@ fn files() -> &'static [RemoteFile] {
 
 /// The shared data's copy of `file`.
 fn original(file: &RemoteFile) -> Vec<u8> {
-    let path = shared().join("models/squeezenet_v1.0-deep-compression").join(file.name);
+    let path = shared()
+        .join("models/squeezenet_v1.0-deep-compression")
+        .join(file.name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -65,7 +67,9 @@ impl Server {
 /// Read one request's head and send the file it asks for, closing the
 /// connection after it.
 fn answer(mut stream: TcpStream, content: &HashMap<String, Vec<u8>>) {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -75,10 +79,24 @@ fn answer(mut stream: TcpStream, content: &HashMap<String, Vec<u8>>) {
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/');
     let response = match content.get(path) {
-        Some(body) => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes(), body.clone()].concat(),
-        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        Some(body) => [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes(),
+            body.clone(),
+        ]
+        .concat(),
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
     };
     let _ = stream.write_all(&response);
 }
@@ -86,7 +104,10 @@ fn answer(mut stream: TcpStream, content: &HashMap<String, Vec<u8>>) {
 /// Content for a server: every file of the release at its published path,
 /// with `change` applied to the bytes.
 fn serving(change: impl Fn(&RemoteFile, Vec<u8>) -> Vec<u8>) -> HashMap<String, Vec<u8>> {
-    files().iter().map(|f| (f.path.to_owned(), change(f, original(f)))).collect()
+    files()
+        .iter()
+        .map(|f| (f.path.to_owned(), change(f, original(f))))
+        .collect()
 }
 
 /// Run `sqz-compress fetch RELEASE` with `extra` arguments, without proxies
@@ -94,7 +115,14 @@ fn serving(change: impl Fn(&RemoteFile, Vec<u8>) -> Vec<u8>) -> HashMap<String, 
 fn fetch(extra: &[&std::ffi::OsStr], cache_home: Option<&Path>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sqz-compress"));
     command.args(["fetch", RELEASE]).args(extra);
-    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
         command.env_remove(var);
     }
     if let Some(home) = cache_home {
@@ -105,7 +133,12 @@ fn fetch(extra: &[&std::ffi::OsStr], cache_home: Option<&Path>) -> Output {
 
 /// The one-line error of a failed run.
 fn failure(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
@@ -122,24 +155,60 @@ fn fetch_downloads_verified_files_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models");
     let out = fetch(args!["--base-url", server.base_url, "--dir", dir], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(server.requests(), files().len());
     for file in files() {
         let bytes = std::fs::read(dir.join(file.name)).unwrap();
         assert_eq!(bytes, original(file), "{}", file.name);
-        assert_eq!(sha256_hex(&bytes), file.sha256, "the table holds the hash of the shared copy of {}", file.name);
+        assert_eq!(
+            sha256_hex(&bytes),
+            file.sha256,
+            "the table holds the hash of the shared copy of {}",
+            file.name
+        );
     }
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), files().len(), "no temporary files left: {names:?}");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        files().len(),
+        "no temporary files left: {names:?}"
+    );
 
     let fetched = load_model(&dir.join("compressed_SqueezeNet.net"), None).unwrap();
-    let shipped = load_model(&shared().join("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net"), None).unwrap();
-    assert_eq!(fetched, shipped, "the fetched release loads as the shipped model");
+    let shipped = load_model(
+        &shared().join("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        fetched, shipped,
+        "the fetched release loads as the shipped model"
+    );
 
     let again = fetch(args!["--base-url", server.base_url, "--dir", dir], None);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(server.requests(), files().len(), "cached files are not downloaded again");
-    assert_eq!(String::from_utf8_lossy(&again.stdout).matches("is up to date").count(), files().len());
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        server.requests(),
+        files().len(),
+        "cached files are not downloaded again"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout)
+            .matches("is up to date")
+            .count(),
+        files().len()
+    );
 }
 
 #[test]
@@ -147,9 +216,22 @@ fn default_folder_is_in_the_xdg_cache() {
     let server = Server::start(serving(|_, bytes| bytes));
     let cache = tempfile::tempdir().unwrap();
     let out = fetch(args!["--base-url", server.base_url], Some(cache.path()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for file in files() {
-        assert!(cache.path().join("sqz").join(RELEASE).join(file.name).is_file(), "{}", file.name);
+        assert!(
+            cache
+                .path()
+                .join("sqz")
+                .join(RELEASE)
+                .join(file.name)
+                .is_file(),
+            "{}",
+            file.name
+        );
     }
 }
 
@@ -158,10 +240,24 @@ fn a_corrupt_cached_file_is_replaced() {
     let server = Server::start(serving(|_, bytes| bytes));
     let dir = tempfile::tempdir().unwrap();
     let weights = &files()[0];
-    std::fs::write(dir.path().join(weights.name), vec![0u8; weights.size as usize]).unwrap();
-    let out = fetch(args!["--base-url", server.base_url, "--dir", dir.path()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read(dir.path().join(weights.name)).unwrap(), original(weights));
+    std::fs::write(
+        dir.path().join(weights.name),
+        vec![0u8; weights.size as usize],
+    )
+    .unwrap();
+    let out = fetch(
+        args!["--base-url", server.base_url, "--dir", dir.path()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(weights.name)).unwrap(),
+        original(weights)
+    );
 }
 
 #[test]
@@ -175,11 +271,20 @@ fn wrong_content_is_rejected_naming_both_hashes_and_nothing_is_kept() {
     }));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models");
-    let stderr = failure(&fetch(args!["--base-url", server.base_url, "--dir", dir], None));
+    let stderr = failure(&fetch(
+        args!["--base-url", server.base_url, "--dir", dir],
+        None,
+    ));
     let mut flipped = original(&files()[0]);
     flipped[1000] ^= 1;
-    assert!(stderr.contains(files()[0].sha256) && stderr.contains(&sha256_hex(&flipped)), "{stderr}");
-    assert!(stderr.contains(&format!("{}/{}", server.base_url, files()[0].path)), "names the URL: {stderr}");
+    assert!(
+        stderr.contains(files()[0].sha256) && stderr.contains(&sha256_hex(&flipped)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}/{}", server.base_url, files()[0].path)),
+        "names the URL: {stderr}"
+    );
     assert!(empty(&dir), "nothing is left in the cache");
 }
 
@@ -187,8 +292,17 @@ fn wrong_content_is_rejected_naming_both_hashes_and_nothing_is_kept() {
 fn oversized_content_is_refused() {
     let server = Server::start(serving(|_, bytes| [bytes.clone(), bytes].concat()));
     let dir = tempfile::tempdir().unwrap();
-    let stderr = failure(&fetch(args!["--base-url", server.base_url, "--dir", dir.path()], None));
-    assert!(stderr.contains(&format!("larger than the published {} bytes", files()[0].size)), "{stderr}");
+    let stderr = failure(&fetch(
+        args!["--base-url", server.base_url, "--dir", dir.path()],
+        None,
+    ));
+    assert!(
+        stderr.contains(&format!(
+            "larger than the published {} bytes",
+            files()[0].size
+        )),
+        "{stderr}"
+    );
     assert!(empty(dir.path()));
 }
 
@@ -196,19 +310,36 @@ fn oversized_content_is_refused() {
 fn missing_files_and_unreachable_servers_are_reported() {
     let server = Server::start(HashMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let stderr = failure(&fetch(args!["--base-url", server.base_url, "--dir", dir.path()], None));
+    let stderr = failure(&fetch(
+        args!["--base-url", server.base_url, "--dir", dir.path()],
+        None,
+    ));
     assert!(stderr.contains("HTTP 404"), "{stderr}");
 
     // A port that was just free: nothing listens there.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let stderr = failure(&fetch(args!["--base-url", format!("http://{closed}"), "--dir", dir.path()], None));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stderr = failure(&fetch(
+        args![
+            "--base-url",
+            format!("http://{closed}"),
+            "--dir",
+            dir.path()
+        ],
+        None,
+    ));
     assert!(stderr.contains("cannot download"), "{stderr}");
     assert!(empty(dir.path()));
 }
 
 #[test]
 fn unknown_releases_are_refused_listing_the_known_ones() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sqz-compress")).args(["fetch", "squeezenet2"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+        .args(["fetch", "squeezenet2"])
+        .output()
+        .unwrap();
     let stderr = failure(&out);
     for known in ["squeezenet1.0", "squeezenet1.1", RELEASE] {
         assert!(stderr.contains(known), "{stderr}");

@@ -40,7 +40,10 @@ enum Export {
 impl Export {
     /// The format `path`'s extension asks for.
     fn of(path: &Path) -> anyhow::Result<Export> {
-        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         Ok(match extension.as_deref() {
             Some("sqz") => Export::Sqz,
             Some("onnx") => Export::Onnx,
@@ -60,7 +63,10 @@ impl Export {
             Export::Onnx => vec![(output.to_path_buf(), write_onnx(model)?)],
             Export::Caffemodel => vec![
                 (output.to_path_buf(), write_caffemodel(model)?),
-                (output.with_extension("prototxt"), write_prototxt(model)?.into_bytes()),
+                (
+                    output.with_extension("prototxt"),
+                    write_prototxt(model)?.into_bytes(),
+                ),
             ],
         })
     }

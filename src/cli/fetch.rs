@@ -30,7 +30,8 @@ pub struct Args {
 /// others are all downloaded and verified before any is written, so a
 /// failure leaves the folder as it was.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let release = release(&args.release).with_context(|| format!("unknown release {}", args.release))?;
+    let release =
+        release(&args.release).with_context(|| format!("unknown release {}", args.release))?;
     let dir = match args.dir {
         Some(dir) => dir,
         None => default_cache_dir()
@@ -49,12 +50,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if !downloads.is_empty() {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     for (path, bytes) in &downloads {
         write_atomic(path, bytes)?;
-        writeln!(stdout, "downloaded {} ({} bytes, SHA-256 verified)", path.display(), bytes.len())?;
+        writeln!(
+            stdout,
+            "downloaded {} ({} bytes, SHA-256 verified)",
+            path.display(),
+            bytes.len()
+        )?;
     }
-    writeln!(stdout, "{} is ready: {}", release.description, dir.join(release.files[0].name).display())?;
+    writeln!(
+        stdout,
+        "{} is ready: {}",
+        release.description,
+        dir.join(release.files[0].name).display()
+    )?;
     Ok(())
 }
