@@ -13,6 +13,10 @@
 use compress::coding::{decode_stream, Coding};
 use compress::positions::gaps_to_positions;
 
+#[path = "../tests/common/crc32.rs"]
+mod crc32;
+use crc32::crc32;
+
 /// Target names, in the order of `fuzz/Cargo.toml`; each has a folder
 /// under `fuzz/corpus/` and `fuzz/regressions/`.
 pub const TARGETS: [&str; 7] = [
@@ -48,11 +52,70 @@ fn split_text_binary(data: &[u8]) -> (String, &[u8]) {
 }
 
 /// A `.sqz` container, read and decoded to a model (streams included), as
-/// `sqz-compress` loads it.
+/// `sqz-compress` loads it: once as given, once with its checksums made
+/// valid so that mutations also reach the section parsers.
 pub fn sqz_reader(data: &[u8]) {
+    read_sqz_model(data);
+    read_sqz_model(&with_valid_checksums(data));
+}
+
+/// `read_sqz`, then `decode_model` on success.
+fn read_sqz_model(data: &[u8]) {
     if let Ok(file) = formats::sqz::read_sqz(data) {
         let _ = sqz::container::decode_model(&file);
     }
+}
+
+/// `data` with the CRCs of the `.sqz` layout (`formats/SQZ.md`, section 2)
+/// recomputed: every section body the directory locates, then the
+/// directory, then the header. Parts too short to hold a CRC stay as they
+/// are.
+pub fn with_valid_checksums(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    if out.len() < 20 {
+        return out;
+    }
+    let directory_len = u32::from_le_bytes([out[8], out[9], out[10], out[11]]) as usize;
+    let directory = 20..20usize.saturating_add(directory_len).min(out.len());
+    fix_body_checksums(&mut out, directory.clone());
+    let directory_crc = crc32(&out[directory]);
+    out[12..16].copy_from_slice(&directory_crc.to_le_bytes());
+    let header_crc = crc32(&out[..16]);
+    out[16..20].copy_from_slice(&header_crc.to_le_bytes());
+    out
+}
+
+/// Rewrites the body CRCs stored in the directory at `directory`, for as
+/// many entries as can be parsed and whose bodies are in `out`.
+fn fix_body_checksums(out: &mut [u8], directory: std::ops::Range<usize>) -> Option<()> {
+    let mut at = directory.start;
+    let mut body_start = directory.end;
+    let sections = read_varint(out, &mut at)?;
+    for _ in 0..sections.min(4097) {
+        at += 1; // section kind
+        let len = usize::try_from(read_varint(out, &mut at)?).ok()?;
+        let body_end = body_start.checked_add(len)?;
+        let crc = crc32(out.get(body_start..body_end)?);
+        out.get_mut(at..at + 4)?.copy_from_slice(&crc.to_le_bytes());
+        at += 4;
+        body_start = body_end;
+    }
+    Some(())
+}
+
+/// An unsigned LEB128 varint at `*at` (advanced past it); `None` past the
+/// end of `bytes` or beyond 64 bits.
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7F).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// An ncnn `.param` text, NUL, its `.bin` bytes.

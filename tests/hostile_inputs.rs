@@ -70,6 +70,28 @@ fn fuzz_seeds_and_regressions_replay_without_panics() {
 }
 
 #[test]
+fn fuzz_checksum_fixing_keeps_valid_files_and_repairs_flipped_ones() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/sqz_reader");
+    let entries = std::fs::read_dir(&seeds).unwrap_or_else(|e| panic!("{}: {e}", seeds.display()));
+    for entry in entries {
+        let path = entry.expect("readable seed folder").path();
+        let bytes = std::fs::read(&path).expect("readable seed");
+        assert_eq!(fuzz_targets::with_valid_checksums(&bytes), bytes, "{}", path.display());
+        // The last byte (in the last layer section) flipped: the checksum
+        // catches it, and once repaired no checksum error remains.
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x01;
+        let repaired = fuzz_targets::with_valid_checksums(&flipped);
+        let err = formats::sqz::read_sqz(&flipped).expect_err("flip detected");
+        assert!(err.to_string().contains("checksum"), "{err}");
+        if let Err(e) = formats::sqz::read_sqz(&repaired) {
+            assert!(!e.to_string().contains("checksum"), "{}: {e}", path.display());
+        }
+    }
+}
+
+#[test]
 fn sqz_bit_flips_are_rejected() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bytes = small_sqz(dir.path());

@@ -4,6 +4,9 @@
 //! missing the tests fail, saying where they looked — they never skip.
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod crc32;
+
+pub use crc32::crc32;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,7 +15,11 @@ pub fn shared() -> PathBuf {
     let dir = std::env::var_os("SQZ_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    for needed in ["data/imagenet-sample/labels.tsv", "data/reference", "models"] {
+    for needed in [
+        "data/imagenet-sample/labels.tsv",
+        "data/reference",
+        "models",
+    ] {
         assert!(
             dir.join(needed).exists(),
             "shared data not found: {} is missing (set SQZ_SHARED to the shared data folder)",
@@ -38,13 +45,13 @@ pub fn images() -> PathBuf {
 }
 
 /// Run `sqz-compress` with `args`.
-pub fn run(args: &[&std::ffi::OsStr]) -> Output {
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     run_env(args, &[])
 }
 
 /// Run `sqz-compress` with `args` and extra environment variables (e.g.
 /// `RAYON_NUM_THREADS`).
-pub fn run_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Output {
+pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
         .args(args)
         .env("SQZ_SHARED", shared())
@@ -55,9 +62,10 @@ pub fn run_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Output {
 
 /// Run `sqz-compress` and return its stdout, failing the test with its
 /// stderr when it does not succeed.
-pub fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+pub fn run_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let out = run(args);
-    assert!(out.status.success(), "sqz-compress {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(out.status.success(), "sqz-compress {shown:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
@@ -70,7 +78,10 @@ macro_rules! args {
 /// Little-endian float32 file.
 pub fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// The reference input batch of a model (`v1.1` or `v1.0` name as in
@@ -78,7 +89,10 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 pub fn reference_input(name: &str, side: usize) -> sqz::engine::Tensor {
     let data = read_f32(&shared().join(format!("data/reference/{name}.input.f32")));
     let n = data.len() / (3 * side * side);
-    sqz::engine::Tensor { shape: [n, 3, side, side], data }
+    sqz::engine::Tensor {
+        shape: [n, 3, side, side],
+        data,
+    }
 }
 
 /// A PNG file announcing a `width x height` 8-bit RGB image: signature, a
@@ -99,14 +113,16 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
-/// CRC-32 (ISO-HDLC: reflected, as PNG chunks and `.sqz` use).
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
+/// Run the binary expecting a user error: exit code 1 and exactly one
+/// stderr line (besides `note:` lines) starting with `error: `. Returns
+/// that line.
+pub fn run_user_error<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert_eq!(out.status.code(), Some(1), "sqz-compress {shown:?}: expected exit 1, stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note: ")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
 }
