@@ -1,0 +1,164 @@
+//! The HTML compression report: how a compressed `.sqz` model compares with
+//! its original, as one self-contained page of SVG charts and tables.
+//!
+//! - [`sizes`] computes per-layer statistics and the model size after each
+//!   Deep Compression stage (original, pruned, quantized, Huffman-coded);
+//! - [`charts`] draws the SVG charts with plotters;
+//! - [`page`] assembles the HTML page from a [`ReportData`];
+//! - [`output`] writes the report directory atomically.
+//!
+//! The CLI command `report` (in `cli::report`) loads the models, evaluates
+//! them and calls [`ReportData::new`], [`page::render`] and
+//! [`output::write_report_dir`].
+
+pub mod charts;
+pub mod output;
+pub mod page;
+pub mod sizes;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use formats::sqz::SizeBreakdown;
+use formats::{Layer, Model};
+
+use sizes::{model_stage_bytes, model_stats, LayerStats, StageBytes};
+
+/// Everything the page shows, computed from the two models.
+#[derive(Debug, Clone)]
+pub struct ReportData {
+    /// Path of the original model, as given.
+    pub original_path: PathBuf,
+    /// Path of the compressed `.sqz`, as given.
+    pub compressed_path: PathBuf,
+    /// Bytes of the original model's files on disk.
+    pub original_file_bytes: u64,
+    /// Bytes of the `.sqz` file.
+    pub compressed_file_bytes: u64,
+    /// One entry per layer of the compressed model, in model order.
+    pub layers: Vec<LayerReport>,
+    /// Whole-model bytes per stage.
+    pub stages: StageBytes,
+    /// Accuracy of both models on the same images.
+    pub accuracy: Accuracy,
+}
+
+/// One layer: its statistics and the weights its histogram shows.
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    /// Statistics of the compressed layer.
+    pub stats: LayerStats,
+    /// `[out, in, kh, kw]`.
+    pub shape: [usize; 4],
+    /// Nonzero weights of the original layer.
+    pub original_nonzero: Vec<f32>,
+    /// Zero weights of the original layer (left out of the histogram).
+    pub original_zeros: usize,
+    /// Sorted distinct nonzero values of the compressed layer when it has a
+    /// codebook (its shared centroids), else empty.
+    pub centroids: Vec<f32>,
+}
+
+/// Top-1 / top-5 accuracy of both models and their top-1 agreement, as
+/// fractions in 0..1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    /// Images evaluated.
+    pub images: usize,
+    /// Original model: (top-1, top-5).
+    pub original: (f64, f64),
+    /// Compressed model: (top-1, top-5).
+    pub compressed: (f64, f64),
+    /// Fraction of images where both models predict the same top-1 class.
+    pub agreement: f64,
+}
+
+impl ReportData {
+    /// Collect the report's data. `breakdown` is the `.sqz` size breakdown of
+    /// `compressed`; every compressed layer must exist in `original` with
+    /// the same name and shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        original_path: PathBuf,
+        compressed_path: PathBuf,
+        original: &Model,
+        compressed: &Model,
+        breakdown: &SizeBreakdown,
+        original_file_bytes: u64,
+        compressed_file_bytes: u64,
+        accuracy: Accuracy,
+    ) -> anyhow::Result<Self> {
+        if breakdown.layers.len() != compressed.layers.len() {
+            bail!(
+                "the size breakdown has {} layers but the compressed model {}",
+                breakdown.layers.len(),
+                compressed.layers.len()
+            );
+        }
+        let stats = model_stats(&compressed.layers, breakdown);
+        let stages = model_stage_bytes(&stats, usize::try_from(compressed_file_bytes)?);
+        let layers = compressed
+            .layers
+            .iter()
+            .zip(stats)
+            .map(|(layer, stats)| {
+                let source = matching_layer(original, layer)?;
+                let original_nonzero: Vec<f32> = source
+                    .weights
+                    .iter()
+                    .copied()
+                    .filter(|&w| w != 0.0)
+                    .collect();
+                let centroids = if stats.codebook.is_some() {
+                    distinct_nonzero(&layer.weights)
+                } else {
+                    Vec::new()
+                };
+                Ok(LayerReport {
+                    shape: layer.shape,
+                    original_zeros: source.weights.len() - original_nonzero.len(),
+                    original_nonzero,
+                    centroids,
+                    stats,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(ReportData {
+            original_path,
+            compressed_path,
+            original_file_bytes,
+            compressed_file_bytes,
+            layers,
+            stages,
+            accuracy,
+        })
+    }
+}
+
+/// The layer of `original` with `layer`'s name, which must have its shape.
+fn matching_layer<'a>(original: &'a Model, layer: &Layer) -> anyhow::Result<&'a Layer> {
+    let source = original
+        .layers
+        .iter()
+        .find(|l| l.name == layer.name)
+        .with_context(|| {
+            format!("layer {} of the compressed model is not in the original model; are they the same network?", layer.name)
+        })?;
+    if source.shape != layer.shape {
+        bail!(
+            "layer {} is {:?} in the original model but {:?} in the compressed one",
+            layer.name,
+            source.shape,
+            layer.shape
+        );
+    }
+    Ok(source)
+}
+
+/// Sorted distinct nonzero values of `weights`.
+fn distinct_nonzero(weights: &[f32]) -> Vec<f32> {
+    let mut values: Vec<f32> = weights.iter().copied().filter(|&w| w != 0.0).collect();
+    values.sort_by(f32::total_cmp);
+    values.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    values
+}
