@@ -3,28 +3,13 @@
 //! the repository). Missing data makes the tests fail, saying where they
 //! looked.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-/// The shared data folder.
-fn shared() -> PathBuf {
-    let dir = std::env::var_os("SQZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    for needed in [
-        "data/imagenet-sample/labels.tsv",
-        "data/reference",
-        "models",
-    ] {
-        assert!(
-            dir.join(needed).exists(),
-            "shared data not found: {} is missing (set SQZ_SHARED to the shared data folder)",
-            dir.join(needed).display()
-        );
-    }
-    dir
-}
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{run_ok, run_user_error, shared};
 
 /// A model of the shared folder, with the reference name used in `data/reference`.
 struct RealModel {
@@ -52,44 +37,6 @@ const V1_0_DC: RealModel = RealModel {
     top1: 64.44,
     top5: 85.36,
 };
-
-/// Run the binary with `args`.
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
-        .args(args)
-        .output()
-        .expect("cannot start sqz-compress")
-}
-
-/// Run the binary, expecting success, and return its stdout.
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "sqz-compress {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// Run the binary expecting a user error: exit code 1 and exactly one
-/// stderr line starting with `error: `. Returns that line.
-fn run_user_error(args: &[&str]) -> String {
-    let out = run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "sqz-compress {args:?}: stderr {stderr:?}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("note: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {stderr:?}");
-    assert!(errors[0].starts_with("error: "), "{stderr:?}");
-    errors[0].to_owned()
-}
 
 /// Per-image top-5 lists of a predictions TSV (`file`, `top5`).
 fn read_predictions(path: &Path) -> HashMap<String, Vec<usize>> {
@@ -400,7 +347,7 @@ fn bad_inputs_give_one_line_errors_and_exit_code_1() {
     run_user_error(&["eval", model]);
     run_user_error(&["eval", model, "--images", "x", "--batch", "0"]);
     run_user_error(&["frobnicate"]);
-    run_user_error(&[]);
+    run_user_error::<&str>(&[]);
     let line = run_user_error(&["inspect", &path("missing.param")]);
     assert!(line.contains("missing.param"), "{line}");
     let line = run_user_error(&["inspect", &path("labels.tsv")]);

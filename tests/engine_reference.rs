@@ -6,7 +6,9 @@
 //! The shared data is found through `SQZ_SHARED`, else `../shared` next to
 //! this repository; without it these tests fail, they never skip.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use formats::Model;
 use sqz::engine::{forward, Tensor};
@@ -47,17 +49,6 @@ const V1_0: Reference = Reference {
     },
 };
 
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SQZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        dir.join("data/reference").is_dir(),
-        "shared data not found at {}: set SQZ_SHARED to the folder holding models/ and data/reference/",
-        dir.display()
-    );
-    dir
-}
 
 /// A little-endian float32 file holding exactly `len` values.
 fn read_f32(path: &Path, len: usize) -> Vec<f32> {
@@ -76,7 +67,7 @@ fn read_f32(path: &Path, len: usize) -> Vec<f32> {
 
 /// The model, its reference input batch and its reference logits.
 fn load(reference: &Reference) -> (Model, Tensor, Vec<f32>) {
-    let shared = shared_dir();
+    let shared = common::shared();
     let model = (reference.load)(&shared).unwrap_or_else(|e| panic!("{}: {e}", reference.name));
     let data = shared.join("data/reference");
     let shape = [IMAGES, 3, reference.side, reference.side];

@@ -3,22 +3,12 @@
 //! with PIL (decode, `convert("RGB")`, `resize(..., BILINEAR)`) and
 //! torchvision-style cropping and normalisation, bit for bit.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use formats::Preprocess;
 
-/// The shared data folder: `$SQZ_SHARED`, else `../shared` beside the repo.
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SQZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        dir.join("data/reference").is_dir(),
-        "shared data not found: {} has no data/reference (set SQZ_SHARED to the shared data folder)",
-        dir.display()
-    );
-    dir
-}
 
 /// Little-endian float32 file.
 fn read_f32(path: &Path) -> Vec<f32> {
@@ -48,7 +38,7 @@ struct Differences {
 
 /// Preprocess the reference images of `model` and compare with its `.input.f32`.
 fn compare(model: &str, preset: &Preprocess) -> Differences {
-    let shared = shared_dir();
+    let shared = common::shared();
     let reference = shared.join("data/reference");
     let list =
         std::fs::read_to_string(reference.join(format!("{model}.images.txt"))).expect("image list");

@@ -65,7 +65,11 @@ pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> O
 pub fn run_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let out = run(args);
     let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-    assert!(out.status.success(), "sqz-compress {shown:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sqz-compress {shown:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
@@ -120,8 +124,15 @@ pub fn run_user_error<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let out = run(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-    assert_eq!(out.status.code(), Some(1), "sqz-compress {shown:?}: expected exit 1, stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note: ")).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "sqz-compress {shown:?}: expected exit 1, stderr: {stderr}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("note: "))
+        .collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
