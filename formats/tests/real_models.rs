@@ -5,33 +5,20 @@
 //! The folder is `$SQZ_SHARED`, else `../shared` beside the repository.
 //! These tests fail, never skip, when it is missing.
 
+mod shared_data;
+
 use formats::caffe_net::parse_net_text;
 use formats::deep_compression::{decode_net, parse_deep_compression, read_deep_compression};
 use formats::detect::{detect_format, ModelFormat};
 use formats::ncnn::{parse_ncnn, read_ncnn};
 use formats::{ChannelOrder, FormatError, Model, Op, Pool, PoolKind, Preprocess};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+
+use shared_data::{shared, V10_PROTOTXT};
 
 const V11_PARAM: &str = "models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param";
 const V11_BIN: &str = "models/squeezenet_v1.1/squeezenet_v1.1.ncnn.bin";
 const V10_NET: &str = "models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net";
-const V10_PROTOTXT: &str = "models/squeezenet_v1.0-deep-compression/SqueezeNet_deploy.prototxt";
-
-/// A file of the shared data folder; panics with the place it looked.
-fn shared(relative: &str) -> PathBuf {
-    let root = match std::env::var_os("SQZ_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let path = root.join(relative);
-    assert!(
-        path.is_file(),
-        "shared test data missing: {} does not exist (set SQZ_SHARED to the shared data folder; default ../shared beside the repository)",
-        path.display()
-    );
-    path
-}
 
 fn read(relative: &str) -> Vec<u8> {
     std::fs::read(shared(relative)).expect("readable shared file")
