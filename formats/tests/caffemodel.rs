@@ -4,6 +4,8 @@
 
 mod shared_data;
 
+use shared_data::Lcg;
+
 use formats::caffemodel::proto::{BlobProto, BlobShape, LayerParameter, NetParameter, V1LayerParameter, V1_CONVOLUTION};
 use formats::caffemodel::{read_caffemodel, read_caffemodel_path, write_caffemodel, write_prototxt};
 use formats::{FormatError, Model, Op, Preprocess};
@@ -178,16 +180,6 @@ fn models_caffe_cannot_express_are_refused_by_the_writers() {
     let mut dangling = squeezenet_v1_0();
     dangling.graph.output = "conv1".into();
     assert!(matches!(write_prototxt(&dangling), Err(FormatError::Unsupported(_))));
-}
-
-/// Deterministic pseudo-random generator (64-bit LCG) for the mutation tests.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod shared_data;
 
+use shared_data::Lcg;
+
 use formats::onnx::proto::{
     AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
     TypeProtoTensor, ValueInfoProto,
@@ -343,16 +345,6 @@ fn unsupported_operators_and_attributes_are_named() {
     g.initializer.push(TensorProto { name: "s".into(), dims: vec![3], data_type: INT64, int64_data: vec![0, 2, -1], ..Default::default() });
     g.node[3] = node("flat", "Reshape", &["g", "s"], "f", vec![]);
     assert!(import(&reshape).unwrap_err().to_string().contains("Reshape to [0, 2, -1]"));
-}
-
-/// Deterministic pseudo-random generator (64-bit LCG) for the mutation tests.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod shared_data;
 
+use shared_data::Lcg;
+
 use formats::caffe_net::parse_net_text;
 use formats::deep_compression::{decode_net, parse_deep_compression, read_deep_compression};
 use formats::detect::{detect_format, ModelFormat};
@@ -180,16 +182,6 @@ fn garbage_prototxt_is_rejected_with_a_position() {
     assert!(e.contains("prototxt 7:8"), "{e}");
     // A definition that does not match the weights: conv_final one output short.
     assert!(parse_deep_compression(&net, &prototxt.replace("num_output: 1000", "num_output: 999")).is_err());
-}
-
-/// Deterministic pseudo-random generator (64-bit LCG) for the mutation tests.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
 }
 
 #[test]

@@ -86,3 +86,14 @@ pub fn synthetic_model(avg_pad: usize) -> Model {
     model.validate().expect("the synthetic model is consistent");
     model
 }
+
+/// Deterministic pseudo-random generator (64-bit LCG) for the mutation tests.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
