@@ -10,7 +10,7 @@
 //! entries whose code is 0, and positions never reached hold 0.
 
 use crate::caffe_net::{self, LayerShape};
-use crate::ncnn::ByteCursor;
+use crate::byte_cursor::ByteCursor;
 use crate::{FormatError, Model, Result};
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 //! the `.sqz` container's encoded layers) and back, validating as it goes,
 //! and does no numerical work. See `SQZ.md` for the `.sqz` layout.
 
+mod byte_cursor;
 pub mod error;
 pub mod model;
 pub mod caffe_net;
