@@ -78,6 +78,22 @@ pub fn model_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every file reading the model at `path` may use: its [`model_files`],
+/// the prototxt given, and for Caffe-based models without one, any
+/// `.prototxt` beside it (the reader picks one from there). Outputs must
+/// not overwrite any of them.
+pub fn input_files(path: &Path, prototxt: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = model_files(path);
+    files.extend(prototxt.map(Path::to_path_buf));
+    let caffe = matches!(detect_format(path), Ok(ModelFormat::DeepCompression | ModelFormat::Caffemodel));
+    if caffe && prototxt.is_none() {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let beside = std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path());
+        files.extend(beside.filter(|p| p.extension().is_some_and(|e| e == "prototxt")));
+    }
+    files
+}
+
 /// Size on disk of the model at `path`: the sum over [`model_files`].
 pub fn model_bytes(path: &Path) -> u64 {
     model_files(path)

@@ -8,18 +8,17 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::load::model_files;
+use super::load::input_files;
 use super::ModelArgs;
 
-/// Refuse `output` when it is one of the files of the input model (compared
-/// after resolving links and relative paths, for files that exist).
+/// Refuse `output` when it is one of the files the input model is read
+/// from (compared after resolving links and relative paths, for files that
+/// exist).
 pub fn check_output(output: &Path, model: &ModelArgs) -> anyhow::Result<()> {
     let Ok(out) = output.canonicalize() else {
         return Ok(());
     };
-    let mut inputs = model_files(&model.model);
-    inputs.extend(model.prototxt.clone());
-    for input in inputs {
+    for input in input_files(&model.model, model.prototxt.as_deref()) {
         if input.canonicalize().is_ok_and(|i| i == out) {
             bail!(
                 "output {} is also an input; choose another -o path",
