@@ -130,8 +130,8 @@ pub fn measure_sensitivity(
         prune: None,
         quantize,
         bias_correction: options.bias_correction,
-        reconstruct: options.reconstruct.clone(),
-        gptq: options.gptq.clone(),
+        reconstruct: options.reconstruct,
+        gptq: options.gptq,
     };
     let prune_spec = trial_spec(None);
     let mut layers = Vec::with_capacity(model.layers.len());
