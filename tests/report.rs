@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{han_net, images, run, run_ok};
+use common::{han_net, images, run, run_env, run_ok};
 
 /// Convolution layers of Han's SqueezeNet v1.0 (shared README).
 const HAN_LAYERS: usize = 26;
@@ -142,6 +142,32 @@ fn report_of_a_quantized_han_model_renders_every_chart() {
     for row in [top1, top5, agreement] {
         assert!(html.contains(&row), "missing {row}");
     }
+
+    // Rewriting the report over the old one, on one thread, gives the same bytes.
+    let again = run_env(
+        args![
+            "report",
+            han_net(),
+            sqz,
+            "--images",
+            images(),
+            "--limit",
+            "16",
+            "-o",
+            dir
+        ],
+        &[("RAYON_NUM_THREADS", "1")],
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&page).expect("index.html"),
+        html,
+        "report differs on 1 thread"
+    );
 
     // Four summary charts and one histogram per layer, all rendered.
     let charts = 4 + HAN_LAYERS;

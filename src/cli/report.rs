@@ -12,7 +12,7 @@ use crate::container::decode_model;
 use crate::eval::{evaluate, EvalOptions, DEFAULT_BATCH};
 use crate::labels::read_labels;
 use crate::report::output::{write_report_dir, INDEX};
-use crate::report::{page, Accuracy, ReportData};
+use crate::report::{page, Accuracy, ModelSource, ReportData};
 
 /// Arguments of `report`.
 #[derive(Debug, clap::Args)]
@@ -75,13 +75,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let data = ReportData::new(
-        args.original.model.clone(),
-        args.compressed.clone(),
-        &original,
-        &compressed,
+        ModelSource {
+            path: &args.original.model,
+            model: &original,
+            file_bytes: load::model_bytes(&args.original.model),
+        },
+        ModelSource {
+            path: &args.compressed,
+            model: &compressed,
+            file_bytes: bytes.len() as u64,
+        },
         &size_breakdown(&file),
-        load::model_bytes(&args.original.model),
-        bytes.len() as u64,
         accuracy,
     )?;
     let html = page::render(&data)?;

@@ -16,7 +16,7 @@ pub mod output;
 pub mod page;
 pub mod sizes;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use formats::sqz::SizeBreakdown;
@@ -73,36 +73,43 @@ pub struct Accuracy {
     pub agreement: f64,
 }
 
+/// One of the two models compared: where it came from and its content.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSource<'a> {
+    /// Path as given on the command line.
+    pub path: &'a Path,
+    /// The model's (dense) layers.
+    pub model: &'a Model,
+    /// Bytes of its files on disk.
+    pub file_bytes: u64,
+}
+
 impl ReportData {
     /// Collect the report's data. `breakdown` is the `.sqz` size breakdown of
-    /// `compressed`; every compressed layer must exist in `original` with
-    /// the same name and shape.
-    #[allow(clippy::too_many_arguments)]
+    /// the compressed model; every compressed layer must exist in the
+    /// original with the same name and shape.
     pub fn new(
-        original_path: PathBuf,
-        compressed_path: PathBuf,
-        original: &Model,
-        compressed: &Model,
+        original: ModelSource,
+        compressed: ModelSource,
         breakdown: &SizeBreakdown,
-        original_file_bytes: u64,
-        compressed_file_bytes: u64,
         accuracy: Accuracy,
     ) -> anyhow::Result<Self> {
-        if breakdown.layers.len() != compressed.layers.len() {
+        let (original_model, compressed_model) = (original.model, compressed.model);
+        if breakdown.layers.len() != compressed_model.layers.len() {
             bail!(
                 "the size breakdown has {} layers but the compressed model {}",
                 breakdown.layers.len(),
-                compressed.layers.len()
+                compressed_model.layers.len()
             );
         }
-        let stats = model_stats(&compressed.layers, breakdown);
-        let stages = model_stage_bytes(&stats, usize::try_from(compressed_file_bytes)?);
-        let layers = compressed
+        let stats = model_stats(&compressed_model.layers, breakdown);
+        let stages = model_stage_bytes(&stats, usize::try_from(compressed.file_bytes)?);
+        let layers = compressed_model
             .layers
             .iter()
             .zip(stats)
             .map(|(layer, stats)| {
-                let source = matching_layer(original, layer)?;
+                let source = matching_layer(original_model, layer)?;
                 let original_nonzero: Vec<f32> = source
                     .weights
                     .iter()
@@ -124,10 +131,10 @@ impl ReportData {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(ReportData {
-            original_path,
-            compressed_path,
-            original_file_bytes,
-            compressed_file_bytes,
+            original_path: original.path.to_path_buf(),
+            compressed_path: compressed.path.to_path_buf(),
+            original_file_bytes: original.file_bytes,
+            compressed_file_bytes: compressed.file_bytes,
             layers,
             stages,
             accuracy,

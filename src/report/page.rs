@@ -23,9 +23,9 @@ pub fn chart_count(data: &ReportData) -> usize {
 pub fn render(data: &ReportData) -> anyhow::Result<String> {
     let mut html = String::new();
     let title = format!("sqz report: {}", file_name(&data.compressed_path));
-    write!(
+    writeln!(
         html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body data-charts-expected=\"{}\">\n<h1>{}</h1>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body data-charts-expected=\"{}\">\n<h1>{}</h1>",
         escape(&title),
         chart_count(data),
         escape(&title)
@@ -35,7 +35,7 @@ pub fn render(data: &ReportData) -> anyhow::Result<String> {
     accuracy(&mut html, data)?;
     layers(&mut html, data)?;
     histograms(&mut html, data)?;
-    write!(html, "<script>{SCRIPT}</script>\n</body>\n</html>\n")?;
+    writeln!(html, "<script>{SCRIPT}</script>\n</body>\n</html>")?;
     Ok(html)
 }
 
@@ -70,16 +70,16 @@ fn stages(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
         rotate_labels: false,
         size: (720, 400),
     };
-    write!(html, "<h2>Size after each stage</h2>\n")?;
+    writeln!(html, "<h2>Size after each stage</h2>")?;
     figure(html, &bar_chart_svg(&chart)?)?;
-    write!(
+    writeln!(
         html,
-        "<table>\n<tr><th>stage</th><th>bytes</th><th>vs original</th></tr>\n"
+        "<table>\n<tr><th>stage</th><th>bytes</th><th>vs original</th></tr>"
     )?;
     for (name, b) in names.iter().zip(bytes) {
-        write!(
+        writeln!(
             html,
-            "<tr class=\"stage\"><td>{name}</td><td>{b}</td><td>{:.2}&times;</td></tr>\n",
+            "<tr class=\"stage\"><td>{name}</td><td>{b}</td><td>{:.2}&times;</td></tr>",
             s.original as f64 / b.max(1) as f64
         )?;
     }
@@ -110,7 +110,7 @@ fn accuracy(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
         rotate_labels: false,
         size: (720, 400),
     };
-    write!(html, "<h2>Accuracy</h2>\n")?;
+    writeln!(html, "<h2>Accuracy</h2>")?;
     figure(html, &bar_chart_svg(&chart)?)?;
     write!(
         html,
@@ -174,16 +174,16 @@ fn layers(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
             },
         ],
     );
-    write!(html, "<h2>Layers</h2>\n")?;
+    writeln!(html, "<h2>Layers</h2>")?;
     figure(html, &bar_chart_svg(&density)?)?;
     figure(html, &bar_chart_svg(&bits)?)?;
-    write!(html, "{BITS_EXPLAINED}<table>\n<tr><th>layer</th><th>shape</th><th>weights</th><th>nonzero</th><th>density</th><th>shared values</th><th>index bits</th><th>file bits/weight</th><th>original B</th><th>pruned B</th><th>quantized B</th><th>.sqz B</th></tr>\n")?;
+    writeln!(html, "{BITS_EXPLAINED}<table>\n<tr><th>layer</th><th>shape</th><th>weights</th><th>nonzero</th><th>density</th><th>shared values</th><th>index bits</th><th>file bits/weight</th><th>original B</th><th>pruned B</th><th>quantized B</th><th>.sqz B</th></tr>")?;
     for l in &data.layers {
         let s = &l.stats;
         let [o, i, kh, kw] = l.shape;
-        write!(
+        writeln!(
             html,
-            "<tr><td>{}</td><td>{o}&times;{i}&times;{kh}&times;{kw}</td><td>{}</td><td>{}</td><td>{:.1} %</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{o}&times;{i}&times;{kh}&times;{kw}</td><td>{}</td><td>{}</td><td>{:.1} %</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&s.name),
             s.weights,
             s.nonzeros,
@@ -197,7 +197,7 @@ fn layers(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
             s.bytes.huffman,
         )?;
     }
-    write!(html, "</table>\n")?;
+    writeln!(html, "</table>")?;
     Ok(())
 }
 
@@ -218,13 +218,13 @@ fn histograms(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
             HISTOGRAM_BINS,
             (460, 260),
         )?;
-        write!(
+        writeln!(
             html,
-            "<figure class=\"chart\">{svg}<figcaption>{}</figcaption></figure>\n",
+            "<figure class=\"chart\">{svg}<figcaption>{}</figcaption></figure>",
             escape(&caption(layer, marked))
         )?;
     }
-    write!(html, "</div>\n")?;
+    writeln!(html, "</div>")?;
     Ok(())
 }
 
@@ -245,7 +245,7 @@ fn caption(layer: &LayerReport, marked: bool) -> String {
 
 /// Append one chart.
 fn figure(html: &mut String, svg: &str) -> std::fmt::Result {
-    write!(html, "<figure class=\"chart\">{svg}</figure>\n")
+    writeln!(html, "<figure class=\"chart\">{svg}</figure>")
 }
 
 fn file_name(path: &std::path::Path) -> String {
