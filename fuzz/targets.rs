@@ -155,7 +155,12 @@ fn stream_from(data: &[u8]) -> Option<(Coding, &[u8], usize, u32)> {
         (Coding::Raw { bits }, payload)
     } else {
         let (lengths, payload) = rest.split_at_checked(alphabet as usize)?;
-        (Coding::Huffman { code_lengths: lengths.to_vec() }, payload)
+        (
+            Coding::Huffman {
+                code_lengths: lengths.to_vec(),
+            },
+            payload,
+        )
     };
     Some((coding, payload, count, alphabet))
 }
@@ -170,7 +175,9 @@ pub fn huffman_decode(data: &[u8]) {
 /// A coded gap stream (as [`huffman_decode`]) followed by the layer length
 /// as a trailing LE u32, turned into positions.
 pub fn gap_decode(data: &[u8]) {
-    let Some((stream, len)) = data.split_last_chunk::<4>() else { return };
+    let Some((stream, len)) = data.split_last_chunk::<4>() else {
+        return;
+    };
     let len = u32::from_le_bytes(*len) as usize;
     if let Some((coding, payload, count, alphabet)) = stream_from(stream) {
         if let Ok(gaps) = decode_stream(&coding, payload, count, alphabet) {

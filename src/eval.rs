@@ -176,7 +176,10 @@ pub fn evaluate_with_progress(
         let next = batches.get(i + 1);
         let (output, loaded) = rayon::join(
             || forward_loaded(model, &input),
-            || next.map(|b| load_images(b, model, opts.skip_bad)).transpose(),
+            || {
+                next.map(|b| load_images(b, model, opts.skip_bad))
+                    .transpose()
+            },
         );
         skipped.append(&mut input.skipped);
         for (image, scores) in input.images.iter().zip(output_rows(&output?)) {
@@ -231,14 +234,23 @@ fn load_images<'a>(
     if !skip_bad {
         let paths: Vec<&Path> = batch.iter().map(|i| i.path.as_path()).collect();
         let input = imaging::load_batch(&paths, &model.preprocess)?;
-        return Ok(LoadedBatch { images: batch.iter().collect(), input, skipped: Vec::new() });
+        return Ok(LoadedBatch {
+            images: batch.iter().collect(),
+            input,
+            skipped: Vec::new(),
+        });
     }
-    let one_by_one: Vec<Result<Tensor, ImagingError>> =
-        batch.par_iter().map(|i| imaging::load_batch(&[&i.path], &model.preprocess)).collect();
+    let one_by_one: Vec<Result<Tensor, ImagingError>> = batch
+        .par_iter()
+        .map(|i| imaging::load_batch(&[&i.path], &model.preprocess))
+        .collect();
     let crop = model.preprocess.crop as usize;
     let mut loaded = LoadedBatch {
         images: Vec::with_capacity(batch.len()),
-        input: Tensor { shape: [0, 3, crop, crop], data: Vec::new() },
+        input: Tensor {
+            shape: [0, 3, crop, crop],
+            data: Vec::new(),
+        },
         skipped: Vec::new(),
     };
     for (image, result) in batch.iter().zip(one_by_one) {
@@ -250,8 +262,15 @@ fn load_images<'a>(
             }
             Err(e) => {
                 // Some decoder messages end in a newline; keep one line.
-                let reason = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-                loaded.skipped.push(SkippedImage { path: image.path.clone(), reason });
+                let reason = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                loaded.skipped.push(SkippedImage {
+                    path: image.path.clone(),
+                    reason,
+                });
             }
         }
     }
@@ -262,7 +281,10 @@ fn load_images<'a>(
 /// gives an empty output without running the model.
 fn forward_loaded(model: &Model, loaded: &LoadedBatch) -> Result<Tensor, EngineError> {
     if loaded.images.is_empty() {
-        return Ok(Tensor { shape: [0, 0, 0, 0], data: Vec::new() });
+        return Ok(Tensor {
+            shape: [0, 0, 0, 0],
+            data: Vec::new(),
+        });
     }
     engine::forward(model, &loaded.input)
 }

@@ -15,8 +15,17 @@ fn same_bytes_on_1_and_2_threads(options: &[&str], dir: &Path) {
     let model = v11_param();
     let write = |threads: &str| {
         let out = dir.join(format!("threads{threads}.sqz"));
-        let mut args: Vec<&std::ffi::OsStr> =
-            args!["compress", model, "--sparsity", "0.5", "--bits", "4", "-o", out].to_vec();
+        let mut args: Vec<&std::ffi::OsStr> = args![
+            "compress",
+            model,
+            "--sparsity",
+            "0.5",
+            "--bits",
+            "4",
+            "-o",
+            out
+        ]
+        .to_vec();
         args.extend(options.iter().map(std::ffi::OsStr::new));
         let result = run_env(&args, &[("RAYON_NUM_THREADS", threads)]);
         assert!(

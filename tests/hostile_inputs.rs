@@ -24,9 +24,16 @@ fn tiny_param() -> PathBuf {
 /// starting `error: `, and returns that line.
 fn user_error(out: &Output, case: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{case}: expected exit 1, stderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{case}: expected exit 1, stderr: {stderr}"
+    );
     let line = stderr.trim_end();
-    assert!(!line.contains('\n'), "{case}: one-line error expected, got {stderr}");
+    assert!(
+        !line.contains('\n'),
+        "{case}: one-line error expected, got {stderr}"
+    );
     assert!(line.starts_with("error: "), "{case}: {stderr}");
     line.to_owned()
 }
@@ -57,15 +64,22 @@ fn fuzz_seeds_and_regressions_replay_without_panics() {
     for target in fuzz_targets::TARGETS {
         let mut replayed = 0;
         for folder in ["seeds", "regressions"] {
-            let Ok(entries) = std::fs::read_dir(fuzz.join(folder).join(target)) else { continue };
+            let Ok(entries) = std::fs::read_dir(fuzz.join(folder).join(target)) else {
+                continue;
+            };
             for entry in entries {
                 let path = entry.expect("readable fuzz folder").path();
-                let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let data =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(fuzz_targets::run(target, &data));
                 replayed += 1;
             }
         }
-        assert!(replayed > 0, "no seeds for fuzz target {target} under {}", fuzz.display());
+        assert!(
+            replayed > 0,
+            "no seeds for fuzz target {target} under {}",
+            fuzz.display()
+        );
     }
 }
 
@@ -76,7 +90,12 @@ fn fuzz_checksum_fixing_keeps_valid_files_and_repairs_flipped_ones() {
     for entry in entries {
         let path = entry.expect("readable seed folder").path();
         let bytes = std::fs::read(&path).expect("readable seed");
-        assert_eq!(fuzz_targets::with_valid_checksums(&bytes), bytes, "{}", path.display());
+        assert_eq!(
+            fuzz_targets::with_valid_checksums(&bytes),
+            bytes,
+            "{}",
+            path.display()
+        );
         // The last byte (in the last layer section) flipped: the checksum
         // catches it, and once repaired no checksum error remains.
         let mut flipped = bytes.clone();
@@ -86,7 +105,11 @@ fn fuzz_checksum_fixing_keeps_valid_files_and_repairs_flipped_ones() {
         let err = formats::sqz::read_sqz(&flipped).expect_err("flip detected");
         assert!(err.to_string().contains("checksum"), "{err}");
         if let Err(e) = formats::sqz::read_sqz(&repaired) {
-            assert!(!e.to_string().contains("checksum"), "{}: {e}", path.display());
+            assert!(
+                !e.to_string().contains("checksum"),
+                "{}: {e}",
+                path.display()
+            );
         }
     }
 }
@@ -101,14 +124,21 @@ fn sqz_bit_flips_are_rejected() {
     for position in (0..64).chain(spread) {
         let mut flipped = bytes.clone();
         flipped[position] ^= 1 << (position % 8);
-        inspect_rejects(dir.path(), &flipped, &format!("bit {} of byte {position} flipped", position % 8));
+        inspect_rejects(
+            dir.path(),
+            &flipped,
+            &format!("bit {} of byte {position} flipped", position % 8),
+        );
     }
     // A failing command writes nothing.
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 3] ^= 0x40;
     let input = write(dir.path(), "flipped.sqz", &flipped);
     let out = dir.path().join("decoded.sqz");
-    user_error(&run(args!["decode", input, "-o", out]), "decode of a flipped file");
+    user_error(
+        &run(args!["decode", input, "-o", out]),
+        "decode of a flipped file",
+    );
     assert!(!out.exists(), "a failed decode left {}", out.display());
 }
 
@@ -118,7 +148,11 @@ fn sqz_truncations_are_rejected() {
     let bytes = small_sqz(dir.path());
     let spread = (0..48).map(|i| 48 + i * (bytes.len() - 49) / 47);
     for len in (0..48).chain(spread).chain([bytes.len() - 1]) {
-        inspect_rejects(dir.path(), &bytes[..len], &format!("truncated to {len} of {} bytes", bytes.len()));
+        inspect_rejects(
+            dir.path(),
+            &bytes[..len],
+            &format!("truncated to {len} of {} bytes", bytes.len()),
+        );
     }
     let mut extended = bytes.clone();
     extended.push(0);
@@ -144,7 +178,11 @@ fn sqz_claiming_huge_shapes_is_rejected_quickly() {
             let result = run(args!["decode", input, "-o", out]);
             // A reader that believed the header would allocate terabytes or
             // loop for minutes; checking a few hundred KB takes milliseconds.
-            assert!(start.elapsed() < Duration::from_secs(5), "shape {shape:?} took {:?}", start.elapsed());
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "shape {shape:?} took {:?}",
+                start.elapsed()
+            );
             user_error(&result, &format!("layer {layer} claiming shape {shape:?}"));
             assert!(!out.exists());
         }
@@ -196,8 +234,15 @@ fn broken_images_are_rejected_naming_the_file() {
         let path = write(dir.path(), name, &bytes);
         let start = Instant::now();
         let line = user_error(&run(args!["classify", tiny_param(), path]), name);
-        assert!(start.elapsed() < Duration::from_secs(5), "{name} took {:?}", start.elapsed());
-        assert!(line.contains(name), "{name}: the error must name the file: {line}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{name} took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            line.contains(name),
+            "{name}: the error must name the file: {line}"
+        );
     }
 }
 
@@ -216,15 +261,26 @@ fn row(file: &str, class: usize) -> String {
 fn label_problems_are_rejected_naming_the_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "a.jpg", &real_jpeg());
-    let eval = |case: &str| user_error(&run(args!["eval", tiny_param(), "--images", dir.path()]), case);
+    let eval = |case: &str| {
+        user_error(
+            &run(args!["eval", tiny_param(), "--images", dir.path()]),
+            case,
+        )
+    };
 
     let line = eval("missing labels.tsv");
     assert!(line.contains("labels.tsv"), "{line}");
 
     let malformed: [(&str, &str); 4] = [
         ("wrong header", "name\tfile\nx\ty\n"),
-        ("missing column", "file\tclass_index\twnid\tname\na.jpg\t3\n"),
-        ("class not a number", "file\tclass_index\twnid\tname\na.jpg\tthree\tn0\tx\n"),
+        (
+            "missing column",
+            "file\tclass_index\twnid\tname\na.jpg\t3\n",
+        ),
+        (
+            "class not a number",
+            "file\tclass_index\twnid\tname\na.jpg\tthree\tn0\tx\n",
+        ),
         ("empty file", ""),
     ];
     for (case, text) in malformed {
@@ -277,27 +333,70 @@ fn eval_skip_bad_skips_and_reports_unreadable_images() {
     let predictions = dir.path().join("predictions.tsv");
 
     // Without --skip-bad: the first broken image in list order stops the run.
-    let out = run(args!["eval", v11_param(), "--images", dir.path(), "--json", "--predictions", predictions]);
+    let out = run(args![
+        "eval",
+        v11_param(),
+        "--images",
+        dir.path(),
+        "--json",
+        "--predictions",
+        predictions
+    ]);
     let line = user_error(&out, "eval without --skip-bad");
     assert!(line.contains(broken[0].0), "{line}");
-    assert!(!predictions.exists(), "a failed eval wrote {}", predictions.display());
+    assert!(
+        !predictions.exists(),
+        "a failed eval wrote {}",
+        predictions.display()
+    );
 
-    let out = run(args!["eval", v11_param(), "--images", dir.path(), "--json", "--skip-bad", "--batch", "2"]);
+    let out = run(args![
+        "eval",
+        v11_param(),
+        "--images",
+        dir.path(),
+        "--json",
+        "--skip-bad",
+        "--batch",
+        "2"
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "eval --skip-bad failed: {stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(report["skipped"].as_u64(), Some(broken.len() as u64), "{report}");
-    assert_eq!(report["images"].as_u64(), Some(good.len() as u64), "{report}");
-    assert_eq!(stderr.lines().count(), broken.len(), "one warning per skipped image: {stderr}");
+    assert_eq!(
+        report["skipped"].as_u64(),
+        Some(broken.len() as u64),
+        "{report}"
+    );
+    assert_eq!(
+        report["images"].as_u64(),
+        Some(good.len() as u64),
+        "{report}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        broken.len(),
+        "one warning per skipped image: {stderr}"
+    );
     for (name, _) in &broken {
         assert!(stderr.contains(name), "{name} not reported: {stderr}");
     }
 
     // The accuracy is that of the good images alone.
-    write_labels(dir.path(), &good.iter().map(|(f, c)| row(f, *c)).collect::<Vec<_>>());
+    write_labels(
+        dir.path(),
+        &good.iter().map(|(f, c)| row(f, *c)).collect::<Vec<_>>(),
+    );
     let out = run(args!["eval", v11_param(), "--images", dir.path(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let clean: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(clean["skipped"].as_u64(), Some(0));
-    assert_eq!((&clean["top1"], &clean["top5"]), (&report["top1"], &report["top5"]));
+    assert_eq!(
+        (&clean["top1"], &clean["top5"]),
+        (&report["top1"], &report["top5"])
+    );
 }
