@@ -6,6 +6,8 @@
 
 mod common;
 
+// The fuzz targets load the CRC-32 module of `common` by path too.
+#[allow(clippy::duplicate_mod)]
 #[path = "../fuzz/targets.rs"]
 mod fuzz_targets;
 
