@@ -219,6 +219,29 @@ fn failed_report_leaves_nothing_behind() {
         "nothing written"
     );
 
+    // Models with different layers are refused before evaluation.
+    let sqz = tmp.path().join("han.sqz");
+    run_ok(args!["quantize", han_net(), "--bits", "4", "-o", sqz]);
+    let out = run(args![
+        "report",
+        common::v11_param(),
+        sqz,
+        "--images",
+        images(),
+        "-o",
+        dir
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not in the original model"), "{stderr}");
+    std::fs::remove_file(&sqz).expect("remove han.sqz");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).expect("list").count(),
+        0,
+        "nothing written"
+    );
+
     // A compressed model that is not a .sqz is refused with one line.
     let out = run(args![
         "report",

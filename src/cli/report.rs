@@ -11,7 +11,7 @@ use super::{load, ModelArgs};
 use crate::container::decode_model;
 use crate::eval::{evaluate, EvalOptions, DEFAULT_BATCH};
 use crate::labels::read_labels;
-use crate::report::output::{write_report_dir, INDEX};
+use crate::report::output::{check_replaceable, write_report_dir, INDEX};
 use crate::report::{page, Accuracy, ModelSource, ReportData};
 
 /// Arguments of `report`.
@@ -40,6 +40,7 @@ pub struct Args {
 
 /// Run `report`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_replaceable(&args.output, &[INDEX])?;
     let original = load::load(&args.original)?;
     let sqz_context = || {
         format!(
@@ -51,6 +52,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file = read_sqz(&bytes).with_context(sqz_context)?;
     let compressed = decode_model(&file).with_context(sqz_context)?;
 
+    // Checks that the models match before spending time on evaluation.
+    let data = ReportData::new(
+        ModelSource {
+            path: &args.original.model,
+            model: &original,
+            file_bytes: load::model_bytes(&args.original.model),
+        },
+        ModelSource {
+            path: &args.compressed,
+            model: &compressed,
+            file_bytes: bytes.len() as u64,
+        },
+        &size_breakdown(&file),
+    )?;
     let mut images = read_labels(&args.images.join("labels.tsv"), None)
         .context("cannot read the image labels")?;
     if let Some(limit) = args.limit {
@@ -74,21 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or(f64::NAN),
     };
 
-    let data = ReportData::new(
-        ModelSource {
-            path: &args.original.model,
-            model: &original,
-            file_bytes: load::model_bytes(&args.original.model),
-        },
-        ModelSource {
-            path: &args.compressed,
-            model: &compressed,
-            file_bytes: bytes.len() as u64,
-        },
-        &size_breakdown(&file),
-        accuracy,
-    )?;
-    let html = page::render(&data)?;
+    let html = page::render(&data, &accuracy)?;
     write_report_dir(&args.output, &[(INDEX, html.as_bytes())])?;
     println!("wrote {}", args.output.join(INDEX).display());
     Ok(())

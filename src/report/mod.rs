@@ -8,7 +8,8 @@
 //! - [`output`] writes the report directory atomically.
 //!
 //! The CLI command `report` (in `cli::report`) loads the models, evaluates
-//! them and calls [`ReportData::new`], [`page::render`] and
+//! them and calls [`ReportData::new`] (which checks that the two models
+//! have the same layers), [`page::render`] and
 //! [`output::write_report_dir`].
 
 pub mod charts;
@@ -24,7 +25,8 @@ use formats::{Layer, Model};
 
 use sizes::{model_stage_bytes, model_stats, LayerStats, StageBytes};
 
-/// Everything the page shows, computed from the two models.
+/// What the page shows about the two models' sizes and weights (their
+/// [`Accuracy`] is measured separately, after these checks pass).
 #[derive(Debug, Clone)]
 pub struct ReportData {
     /// Path of the original model, as given.
@@ -39,8 +41,6 @@ pub struct ReportData {
     pub layers: Vec<LayerReport>,
     /// Whole-model bytes per stage.
     pub stages: StageBytes,
-    /// Accuracy of both models on the same images.
-    pub accuracy: Accuracy,
 }
 
 /// One layer: its statistics and the weights its histogram shows.
@@ -92,7 +92,6 @@ impl ReportData {
         original: ModelSource,
         compressed: ModelSource,
         breakdown: &SizeBreakdown,
-        accuracy: Accuracy,
     ) -> anyhow::Result<Self> {
         let (original_model, compressed_model) = (original.model, compressed.model);
         if breakdown.layers.len() != compressed_model.layers.len() {
@@ -137,7 +136,6 @@ impl ReportData {
             compressed_file_bytes: compressed.file_bytes,
             layers,
             stages,
-            accuracy,
         })
     }
 }

@@ -37,8 +37,9 @@ pub fn write_report_dir(dir: &Path, files: &[(&str, &[u8])]) -> anyhow::Result<(
 }
 
 /// Refuse to replace `dir` unless it is missing or a directory holding only
-/// files named in `names`.
-fn check_replaceable(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+/// files named in `names` (checked again by [`write_report_dir`]; callers
+/// may check first to fail before long computations).
+pub fn check_replaceable(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
     if !dir.exists() {
         return Ok(());
     }

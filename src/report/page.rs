@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::charts::{bar_chart_svg, histogram_svg, BarChart, Series};
-use super::{LayerReport, ReportData};
+use super::{Accuracy, LayerReport, ReportData};
 
 /// Bins of each weight histogram.
 const HISTOGRAM_BINS: usize = 80;
@@ -19,8 +19,8 @@ pub fn chart_count(data: &ReportData) -> usize {
     4 + data.layers.len()
 }
 
-/// The HTML page of `data`.
-pub fn render(data: &ReportData) -> anyhow::Result<String> {
+/// The HTML page of `data` and the models' `accuracy`.
+pub fn render(data: &ReportData, accuracy: &Accuracy) -> anyhow::Result<String> {
     let mut html = String::new();
     let title = format!("sqz report: {}", file_name(&data.compressed_path));
     writeln!(
@@ -32,7 +32,7 @@ pub fn render(data: &ReportData) -> anyhow::Result<String> {
     )?;
     summary(&mut html, data)?;
     stages(&mut html, data)?;
-    accuracy(&mut html, data)?;
+    accuracy_section(&mut html, accuracy)?;
     layers(&mut html, data)?;
     histograms(&mut html, data)?;
     writeln!(html, "<script>{SCRIPT}</script>\n</body>\n</html>")?;
@@ -87,8 +87,7 @@ fn stages(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn accuracy(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
-    let a = data.accuracy;
+fn accuracy_section(html: &mut String, a: &Accuracy) -> anyhow::Result<()> {
     let chart = BarChart {
         title: format!("Accuracy on {} images", a.images),
         y_label: "percent".into(),
