@@ -176,8 +176,11 @@ fn draw_histogram<DB: DrawingBackend>(
         let x = lo + i as f64 * width;
         Rectangle::new([(x, 0.0), (x + width, c as f64)], PALETTE[0].filled())
     }))?;
-    for &c in centroids {
-        let x = f64::from(c);
+    for x in centroids
+        .iter()
+        .map(|&c| f64::from(c))
+        .filter(|x| x.is_finite())
+    {
         ctx.draw_series(LineSeries::new(
             [(x, 0.0), (x, top)],
             CENTROID.stroke_width(1),
@@ -224,5 +227,27 @@ fn nice_top(max: f64) -> f64 {
         max * 1.08
     } else {
         1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_split_the_range_evenly_and_drop_values_outside_it() {
+        let weights = [0.0, 0.1, 0.5, 1.0, 2.0, f32::NAN];
+        assert_eq!(bin_counts(&weights, 0.0, 1.0, 2), vec![2, 2]);
+    }
+
+    #[test]
+    fn histogram_of_odd_values_is_still_an_svg() {
+        let svg = histogram_svg("x", &[f32::NAN, 1.0], &[f32::INFINITY, 1.0], 4, (200, 100))
+            .expect("drawn");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
     }
 }
