@@ -237,8 +237,8 @@ pub struct Fitted<T> {
 }
 
 /// Plan, build with `build` (which returns the result and its real size in
-/// bytes) and check the size; when it is over `budget`, lower the byte
-/// budget by the excess plus a small margin and try again, at most
+/// bytes) and check the size; when it is over `budget`, plan again for the
+/// rejected plan's estimate minus the excess (plus a small margin), at most
 /// `max_attempts` times. The accepted result is never over the budget.
 pub fn fit_to_budget<T>(
     table: &CostTable,
@@ -255,8 +255,10 @@ pub fn fit_to_budget<T>(
             return Ok(Fitted { plan, result, bytes, attempts: attempt });
         }
         smallest = smallest.min(bytes);
+        // Below this plan's own estimate, so the next plan is a new one.
         let excess = bytes - budget.bytes + budget.bytes / 1000;
-        planning.bytes = planning.bytes.checked_sub(excess).ok_or_else(|| {
+        let base = planning.bytes.min(estimated_bytes(table, &plan));
+        planning.bytes = base.checked_sub(excess).ok_or_else(|| {
             anyhow::anyhow!("the budget of {} bytes cannot be met: the file came out at {bytes} bytes", budget.bytes)
         })?;
     }
@@ -348,6 +350,15 @@ mod tests {
         .unwrap();
         assert!(fitted.bytes <= budget.bytes);
         assert!(fitted.attempts > 1);
+        // Every rebuild is of a new, smaller plan.
+        let mut built: Vec<Plan> = Vec::new();
+        let fitted = fit_to_budget(&t, &Budget { bytes: 1000, nonzeros: None }, 5, |plan| {
+            assert!(!built.contains(plan), "plan {plan:?} was built twice");
+            built.push(plan.clone());
+            Ok(((), bytes_of(&t, plan) + 100))
+        })
+        .unwrap();
+        assert!(fitted.bytes <= 1000);
         // A build that never fits ends in an error, not an oversized file.
         let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), 5000))).unwrap_err().to_string();
         assert!(err.contains("1700 bytes"), "{err}");
