@@ -49,7 +49,7 @@ pub enum Command {
     Quantize(stages::QuantizeCmd),
     /// Prune, then share weights, in one run.
     Compress(stages::CompressCmd),
-    /// Rebuild dense layers and write them losslessly as a dense `.sqz`.
+    /// Rebuild dense layers and write them losslessly: dense `.sqz`, `.onnx` or `.caffemodel`.
     Decode(decode::Args),
     /// Measure how much pruning or sharing each layer alone hurts the output.
     Sensitivity(sensitivity::Args),
