@@ -167,3 +167,26 @@ fn bad_inputs_fail_cleanly_without_output() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".sqz-tmp")).collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn every_command_documents_an_example_and_the_exit_codes() {
+    let top = run_ok(&["--help"]);
+    assert!(top.contains("Exit codes: 0 success, 1 user error"), "{top}");
+    for command in ["classify", "eval", "inspect", "prune", "quantize", "compress", "decode", "sensitivity", "report", "fetch"] {
+        let help = run_ok(&[command, "--help"]);
+        assert!(help.contains(&format!("Example:\n  sqz-compress {command} ")), "{command}: {help}");
+        assert!(help.contains("--quiet"), "{command} takes the global --quiet");
+    }
+}
+
+#[test]
+fn classify_json_gives_five_probabilities_per_image() {
+    let image = images().join("n01484850_great_white_shark.JPEG");
+    let stdout = run_ok(args!["classify", v11_param(), image, "--json", "--quiet"]);
+    let value = json(&stdout);
+    let top5 = value["top5"].as_array().expect("top5 array");
+    assert_eq!(top5.len(), 5);
+    assert_eq!(top5[0]["class"].as_u64(), Some(2), "a great white shark");
+    let total: f64 = top5.iter().map(|c| c["probability"].as_f64().unwrap()).sum();
+    assert!(total > 0.0 && total <= 1.0 + 1e-6);
+}

@@ -29,6 +29,10 @@ pub struct Args {
     /// Preprocessing to use instead of the model's own.
     #[arg(long, value_enum, value_name = "PRESET")]
     preprocess: Option<PreprocessPreset>,
+    /// Print one JSON object per image (`image`, `top5` with `class`,
+    /// `name` and `probability`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Run `classify`.
@@ -42,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => default_classes()?,
     };
     if classes.is_none() {
-        eprintln!("note: no class names found (give --classes FILE or set SQZ_SHARED); printing class indices only");
+        super::progress::note("no class names found (give --classes FILE or set SQZ_SHARED); printing class indices only");
     }
     let already_probabilities = ends_in_softmax(&model);
     let mut out = std::io::stdout().lock();
@@ -54,6 +58,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 softmax(scores)
             };
+            if args.json {
+                let top5: Vec<serde_json::Value> = top_k(&probabilities, TOP_K)
+                    .into_iter()
+                    .map(|class| {
+                        let name = classes.as_ref().and_then(|t| t.get(class)).map(|c| c.name.clone());
+                        serde_json::json!({ "class": class, "name": name, "probability": probabilities[class] })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::json!({ "image": path.display().to_string(), "top5": top5 }))?;
+                continue;
+            }
             writeln!(out, "{}", path.display())?;
             for class in top_k(&probabilities, TOP_K) {
                 let name = classes.as_ref().map(|t| {

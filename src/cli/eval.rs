@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{load, ModelArgs, PreprocessPreset};
+use super::{progress, load, ModelArgs, PreprocessPreset};
 use crate::calibration::calibration_files;
 use crate::eval::{
     evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction, DEFAULT_BATCH,
@@ -187,10 +186,7 @@ fn evaluate_shown(
     opts: &EvalOptions,
     what: &str,
 ) -> anyhow::Result<EvalReport> {
-    let bar = ProgressBar::new(images.len() as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-    )?);
+    let bar = progress::bar(images.len() as u64, "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")?;
     bar.set_message(what.to_string());
     let report = evaluate_with_progress(model, images, opts, &mut |done| {
         bar.set_position(done as u64)

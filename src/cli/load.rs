@@ -42,7 +42,7 @@ pub fn load_model(path: &Path, prototxt: Option<&Path>) -> anyhow::Result<Model>
         ModelFormat::Caffemodel => read_caffemodel_path(path, prototxt).map_err(anyhow::Error::from),
         ModelFormat::Onnx => read_onnx_path(path, Some(Preprocess::torchvision())).map(|(model, source)| {
             if source == PreprocessSource::Fallback {
-                eprintln!("note: {} records no preprocessing; using torchvision's (override with --preprocess)", path.display());
+                super::progress::note(&format!("{} records no preprocessing; using torchvision's (override with --preprocess)", path.display()));
             }
             model
         }).map_err(anyhow::Error::from),

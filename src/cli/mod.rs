@@ -15,6 +15,7 @@ mod inspect;
 mod inspect_sqz;
 pub mod load;
 mod options;
+mod progress;
 mod output;
 mod sensitivity;
 mod report;
@@ -28,8 +29,16 @@ use formats::Preprocess;
 
 /// Deep Compression for SqueezeNet: evaluate, inspect and compress models.
 #[derive(Debug, Parser)]
-#[command(name = "sqz-compress", version, about)]
+#[command(
+    name = "sqz-compress",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 user error (bad input file or arguments), 2 internal error (a bug in sqz)."
+)]
 pub struct Cli {
+    /// Hide progress bars and notes: print only results and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,24 +47,34 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the five most likely classes of each image.
+    #[command(after_help = "Example:\n  sqz-compress classify squeezenet_v1.1.ncnn.param cat.jpg dog.png")]
     Classify(classify::Args),
     /// Measure top-1 and top-5 accuracy on a labelled image folder.
+    #[command(after_help = "Example:\n  sqz-compress eval small.sqz --reference squeezenet_v1.1.ncnn.param --images imagenet-sample --json")]
     Eval(eval::Args),
     /// Show per-layer shapes, parameter counts, sparsity and distinct values.
+    #[command(after_help = "Example:\n  sqz-compress inspect small.sqz")]
     Inspect(inspect::Args),
     /// Prune the smallest weights to a target sparsity and write a `.sqz`.
+    #[command(after_help = "Example:\n  sqz-compress prune squeezenet_v1.1.ncnn.param --sparsity 0.7 --layer-sparsity convrelu_0=0 -o pruned.sqz")]
     Prune(stages::PruneCmd),
     /// Share weights with per-layer k-means (B-bit codebooks) and write a `.sqz`.
+    #[command(after_help = "Example:\n  sqz-compress quantize pruned.sqz --bits 6 --calib images/ -o small.sqz")]
     Quantize(stages::QuantizeCmd),
     /// Prune, then share weights, in one run.
+    #[command(after_help = "Example:\n  sqz-compress compress squeezenet_v1.1.ncnn.param --target-size 481280 --calib images/ -o small.sqz")]
     Compress(stages::CompressCmd),
     /// Rebuild dense layers and write them losslessly: dense `.sqz`, `.onnx` or `.caffemodel`.
+    #[command(after_help = "Example:\n  sqz-compress decode small.sqz -o small.onnx")]
     Decode(decode::Args),
     /// Measure how much pruning or sharing each layer alone hurts the output.
+    #[command(after_help = "Example:\n  sqz-compress sensitivity squeezenet_v1.1.ncnn.param --calib images/ --chart sensitivity.svg")]
     Sensitivity(sensitivity::Args),
     /// Write an HTML report comparing a compressed `.sqz` with its original.
+    #[command(after_help = "Example:\n  sqz-compress report squeezenet_v1.1.ncnn.param small.sqz --images imagenet-sample -o report/")]
     Report(report::Args),
     /// Download a public SqueezeNet release, verified by SHA-256.
+    #[command(after_help = "Example:\n  sqz-compress fetch squeezenet1.0-deep-compression --dir models/")]
     Fetch(fetch::Args),
 }
 
@@ -138,6 +157,7 @@ pub fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {}{place}", one_line(&message));
     }));
+    progress::set_quiet(cli.quiet);
     match std::panic::catch_unwind(move || cli.command.run()) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

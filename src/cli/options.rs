@@ -8,7 +8,6 @@ use clap::ValueEnum;
 use compress::calib::{GptqOptions, ReconstructOptions};
 use compress::kmeans::Init;
 use formats::Model;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::calibration::{calibration_files, compress_calibrated, evenly_spaced, CalibrationSpec, DEFAULT_CALIB_COUNT};
 use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
@@ -185,8 +184,7 @@ pub fn with_layer_progress<T>(
     layers: usize,
     work: impl FnOnce(&mut dyn FnMut(&str)) -> T,
 ) -> anyhow::Result<T> {
-    let bar = ProgressBar::new(layers as u64);
-    bar.set_style(ProgressStyle::with_template(&format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"))?);
+    let bar = super::progress::bar(layers as u64, &format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"))?;
     let result = work(&mut |name| {
         bar.set_message(name.to_string());
         bar.inc(1);
