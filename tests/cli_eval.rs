@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{run_ok, run_user_error, shared};
+use common::{png_header, run_ok, run_user_error, shared};
 
 /// A model of the shared folder, with the reference name used in `data/reference`.
 struct RealModel {
@@ -352,38 +352,4 @@ fn bad_inputs_give_one_line_errors_and_exit_code_1() {
     assert!(line.contains("missing.param"), "{line}");
     let line = run_user_error(&["inspect", &path("labels.tsv")]);
     assert!(line.contains("unknown model format"), "{line}");
-}
-
-/// A PNG file announcing a `width x height` RGB image: signature, a valid
-/// IHDR chunk and an empty IDAT chunk (decoders read the header up to the
-/// first IDAT), no pixel data.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut header = width.to_be_bytes().to_vec();
-    header.extend_from_slice(&height.to_be_bytes());
-    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(b"IHDR", header), (b"IDAT", Vec::new())] {
-        let mut chunk = kind.to_vec();
-        chunk.extend_from_slice(&data);
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        png.extend_from_slice(&chunk);
-        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    }
-    png
-}
-
-/// CRC-32 (IEEE, reflected), as PNG chunks use.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

@@ -36,10 +36,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     let context = || format!("cannot write {}", path.display());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sqz-tmp-")
-        .tempfile_in(dir)
-        .with_context(context)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sqz-tmp-");
+    // Written files get the mode of any file the user creates, not the
+    // private mode of temporary files.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder.tempfile_in(dir).with_context(context)?;
     tmp.write_all(bytes).with_context(context)?;
     tmp.as_file().sync_all().with_context(context)?;
     tmp.persist(path)
@@ -47,3 +50,4 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(context)?;
     Ok(())
 }
+
