@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::json;
 
-use super::{progress, load, ModelArgs, PreprocessPreset};
+use super::options::ImageSetArgs;
+use super::{load, progress, ModelArgs, PreprocessPreset};
 use crate::calibration::calibration_files;
 use crate::eval::{
-    evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction, DEFAULT_BATCH,
+    evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction,
 };
-use crate::labels::{read_labels, LabeledImage};
+use crate::labels::LabeledImage;
 use formats::Model;
 use std::collections::HashSet;
 
@@ -20,15 +21,8 @@ use std::collections::HashSet;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Image folder with a `labels.tsv` (columns file, class_index, wnid, name).
-    #[arg(long, value_name = "DIR")]
-    images: PathBuf,
-    /// Evaluate only the first N images of `labels.tsv`.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
-    /// Images per engine call.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    batch: u64,
+    #[command(flatten)]
+    set: ImageSetArgs,
     /// Print one JSON object (fractions in 0..1) instead of text.
     #[arg(long)]
     json: bool,
@@ -63,11 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(preset) = args.preprocess {
         model.preprocess = preset.preprocess();
     }
-    let labels_path = args.images.join("labels.tsv");
-    let mut images = read_labels(&labels_path, None).context("cannot read the image labels")?;
-    if let Some(limit) = args.limit {
-        images.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
+    let mut images = args.set.labelled_images()?;
 
     if let Some(dir) = &args.exclude_calib {
         let calib: HashSet<PathBuf> = calibration_files(dir, args.calib_count)?
@@ -77,12 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         images.retain(|i| i.path.canonicalize().map_or(true, |p| !calib.contains(&p)));
     }
     let opts = EvalOptions {
-        batch_size: usize::try_from(args.batch)?,
+        batch_size: args.set.batch_size(),
         skip_bad: args.skip_bad,
     };
     let report = evaluate_shown(&model, &images, &opts, "model")?;
     if let Some(path) = &args.predictions {
-        write_predictions(path, &args.images, &report.predictions)
+        write_predictions(path, &args.set.images, &report.predictions)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let reference = match &args.reference {
@@ -110,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "top5": report.top5,
             "images_per_sec": report.images_per_sec,
             "seconds": report.seconds,
-            "batch": args.batch,
+            "batch": args.set.batch,
             "skipped": report.skipped.len(),
         });
         if let Some((path, r)) = &reference {

@@ -13,7 +13,9 @@ use crate::calibration::{calibration_files, compress_calibrated, evenly_spaced, 
 use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
 use crate::compression::{parse_overrides, PruneSpec, QuantizeSpec};
 use crate::engine::Tensor;
+use crate::eval::DEFAULT_BATCH;
 use crate::imaging::load_batch;
+use crate::labels::{read_labels, LabeledImage};
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
@@ -232,4 +234,34 @@ pub struct AllocationArgs {
     pub sensitivity_count: usize,
     #[command(flatten)]
     pub ladder: LadderArgs,
+}
+
+/// A labelled image folder to evaluate on, as `eval` and `report` take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageSetArgs {
+    /// Image folder with a `labels.tsv` (columns file, class_index, wnid, name).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Evaluate only the first N images of `labels.tsv`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Images per engine call.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch: u64,
+}
+
+impl ImageSetArgs {
+    /// The images of `labels.tsv`, at most `--limit` of them.
+    pub fn labelled_images(&self) -> anyhow::Result<Vec<LabeledImage>> {
+        let mut images = read_labels(&self.images.join("labels.tsv"), None).context("cannot read the image labels")?;
+        if let Some(limit) = self.limit {
+            images.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(images)
+    }
+
+    /// `--batch` as a size.
+    pub fn batch_size(&self) -> usize {
+        usize::try_from(self.batch).unwrap_or(usize::MAX)
+    }
 }

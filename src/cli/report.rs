@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use formats::sqz::{read_sqz, size_breakdown};
 
+use super::options::ImageSetArgs;
 use super::{load, ModelArgs};
 use crate::container::decode_model;
-use crate::eval::{evaluate, EvalOptions, DEFAULT_BATCH};
-use crate::labels::read_labels;
+use crate::eval::{evaluate, EvalOptions};
 use crate::report::output::{check_replaceable, write_report_dir, INDEX};
 use crate::report::{page, Accuracy, ModelSource, ReportData};
 
@@ -23,15 +23,8 @@ pub struct Args {
     /// The compressed model, a `.sqz` file made from ORIG.
     #[arg(value_name = "COMPRESSED")]
     compressed: PathBuf,
-    /// Image folder with a `labels.tsv` to measure both accuracies on.
-    #[arg(long, value_name = "DIR")]
-    images: PathBuf,
-    /// Evaluate only the first N images of `labels.tsv`.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
-    /// Images per engine call.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    batch: u64,
+    #[command(flatten)]
+    set: ImageSetArgs,
     /// Report directory to write (holding `index.html`); replaced if it
     /// holds a previous report.
     #[arg(short, long, value_name = "DIR")]
@@ -66,14 +59,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         &size_breakdown(&file),
     )?;
-    let mut images = read_labels(&args.images.join("labels.tsv"), None)
-        .context("cannot read the image labels")?;
-    if let Some(limit) = args.limit {
-        images.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
+    let images = args.set.labelled_images()?;
     // Both models must see the same images, so an unreadable one is an error.
     let opts = EvalOptions {
-        batch_size: usize::try_from(args.batch)?,
+        batch_size: args.set.batch_size(),
         skip_bad: false,
     };
     let original_eval =
