@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::options::ImageSetArgs;
+use super::output::write_atomic;
 use super::{load, progress, ModelArgs, PreprocessPreset};
 use crate::calibration::calibration_files;
 use crate::eval::{
@@ -72,8 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let report = evaluate_shown(&model, &images, &opts, "model")?;
     if let Some(path) = &args.predictions {
-        write_predictions(path, &args.set.images, &report.predictions)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_predictions(path, &args.set.images, &report.predictions)?;
     }
     let reference = match &args.reference {
         Some(path) => {
@@ -191,17 +191,13 @@ fn evaluate_shown(
 
 /// Write per-image top-5 predictions as TSV, with file names relative to
 /// the image folder (as in `labels.tsv`).
-fn write_predictions(
-    path: &Path,
-    images_dir: &Path,
-    predictions: &[ImagePrediction],
-) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "file\ttop5")?;
+/// The file is written atomically, like every output.
+fn write_predictions(path: &Path, images_dir: &Path, predictions: &[ImagePrediction]) -> anyhow::Result<()> {
+    let mut out = String::from("file\ttop5\n");
     for p in predictions {
         let file = p.path.strip_prefix(images_dir).unwrap_or(&p.path);
         let top5: Vec<String> = p.top5.iter().map(usize::to_string).collect();
-        writeln!(out, "{}\t{}", file.display(), top5.join(","))?;
+        out.push_str(&format!("{}\t{}\n", file.display(), top5.join(",")));
     }
-    out.flush()
+    write_atomic(path, out.as_bytes())
 }
