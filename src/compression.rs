@@ -172,7 +172,7 @@ pub fn shared_values(weights: &[f32], bits: u8, spec: &QuantizeSpec) -> Vec<f32>
     let nonzero: Vec<f32> = weights.iter().copied().filter(|w| *w != 0.0).collect();
     let sparse = nonzero.len() < weights.len();
     let k = ((1usize << bits) - usize::from(sparse)).max(1);
-    let mut codebook = kmeans_1d(&nonzero, k, spec.init.clone(), spec.max_iter).centroids;
+    let mut codebook = kmeans_1d(&nonzero, k, spec.init, spec.max_iter).centroids;
     if spec.half {
         codebook.iter_mut().for_each(|c| *c = round_half(*c));
     }

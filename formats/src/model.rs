@@ -213,7 +213,7 @@ impl Model {
     /// call this so a corrupt file is rejected before the engine sees it.
     pub fn validate(&self) -> Result<(), FormatError> {
         for l in &self.layers {
-            if l.shape.iter().any(|&d| d == 0) {
+            if l.shape.contains(&0) {
                 return Err(FormatError::invalid(format!("layer {}: zero-sized shape {:?}", l.name, l.shape)));
             }
             if l.weights.len() != l.weight_count() {
