@@ -106,7 +106,8 @@ fn compress_and_decode_round_trip() {
     let small = dir.path().join("small.sqz");
     let dense = dir.path().join("dense.sqz");
     run_ok(args!["compress", v11_param(), "--sparsity", "0.5", "--bits", "5", "--init", "kmeans++", "--seed", "7", "-o", small]);
-    run_ok(args!["decode", small, "-o", dense]);
+    let report = json(&run_ok(args!["decode", small, "-o", dense, "--json"]));
+    assert_eq!(report["files"][0]["bytes"].as_u64(), Some(file_len(&dense)));
     assert!(file_len(&dense) > 2 * file_len(&small));
     assert_eq!(load(&small), load(&dense));
 }

@@ -27,6 +27,10 @@ pub struct Args {
     /// as `.prototxt` beside it, e.g. `out.caffemodel` and `out.prototxt`).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
+    /// Print one JSON object (`files` with `path` and `bytes`, `weights`)
+    /// instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// An export format, known by its file extension.
@@ -87,6 +91,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_atomic(path, bytes)?;
     }
     let mut stdout = std::io::stdout();
+    if args.json {
+        let written: Vec<_> = files
+            .iter()
+            .map(|(path, bytes)| serde_json::json!({ "path": path.display().to_string(), "bytes": bytes.len() }))
+            .collect();
+        writeln!(stdout, "{}", serde_json::json!({ "files": written, "weights": model.weight_count() }))?;
+        return Ok(());
+    }
     for (path, bytes) in &files {
         writeln!(stdout, "wrote {} ({} bytes)", path.display(), bytes.len())?;
     }
