@@ -307,41 +307,18 @@ fn bad_inputs_give_one_line_errors_and_exit_code_1() {
         "{line}"
     );
 
-    let line = run_user_error(&[
-        "eval",
-        model,
-        "--images",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
+    let images = dir.path().to_str().expect("utf-8 path");
+    let eval_error = || run_user_error(&["eval", model, "--images", images]);
+    let line = eval_error();
     assert!(line.contains("labels.tsv"), "{line}");
 
-    std::fs::write(
-        path("labels.tsv"),
-        "file\tclass_index\twnid\tname\ngarbage.jpg\t1000\tn0\tx\n",
-    )
-    .expect("write");
-    let line = run_user_error(&[
-        "eval",
-        model,
-        "--images",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
-    assert!(
-        line.contains("labels.tsv:2") && line.contains("1000"),
-        "{line}"
-    );
+    let write_labels = |text: &str| std::fs::write(path("labels.tsv"), text).expect("write");
+    write_labels("file\tclass_index\twnid\tname\ngarbage.jpg\t1000\tn0\tx\n");
+    let line = eval_error();
+    assert!(line.contains("labels.tsv:2") && line.contains("1000"), "{line}");
 
-    std::fs::write(
-        path("labels.tsv"),
-        "file\tclass_index\twnid\tname\ngarbage.jpg\t1\tn01443537\tgoldfish\n",
-    )
-    .expect("write");
-    let line = run_user_error(&[
-        "eval",
-        model,
-        "--images",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
+    write_labels("file\tclass_index\twnid\tname\ngarbage.jpg\t1\tn01443537\tgoldfish\n");
+    let line = eval_error();
     assert!(line.contains("garbage.jpg"), "{line}");
 
     run_user_error(&["eval", model]);
