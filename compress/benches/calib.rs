@@ -72,9 +72,14 @@ fn main() {
 
 /// `H` of 256 images × 111 × 111 columns of 147 inputs.
 fn accumulate_conv1() {
-    let (dim, positions) = (147, 111 * 111);
+    timed_hessian(147, 111 * 111, 48, 0);
+}
+
+/// Accumulate and time `H` over [`IMAGES`] synthetic images of `positions`
+/// columns of `dim` inputs (`sources` latent sources, seeds from `seed`).
+fn timed_hessian(dim: usize, positions: usize, sources: usize, seed: u64) -> Hessian {
     let images: Vec<Vec<f32>> = (0..DISTINCT as u64)
-        .map(|s| relu_columns(dim, positions, 48, s))
+        .map(|s| relu_columns(dim, positions, sources, seed + s))
         .collect();
     let mut h = Hessian::new(dim).expect("dimension is valid");
     let timer = Timer::start();
@@ -87,27 +92,15 @@ fn accumulate_conv1() {
         h.samples(),
         timer.report()
     );
+    h
 }
 
 /// Prune conv10 (1000 × 512) with reconstruction to 30, 50 and 80 %, then
 /// quantize the 50 % one to 4 bits (15 shared values + the pruned zero)
 /// with GPTQ.
 fn reconstruct_conv10() {
-    let (rows, dim, positions) = (1000, 512, 13 * 13);
-    let mut h = Hessian::new(dim).expect("dimension is valid");
-    let images: Vec<Vec<f32>> = (0..DISTINCT as u64)
-        .map(|s| relu_columns(dim, positions, 128, 100 + s))
-        .collect();
-    let timer = Timer::start();
-    for i in 0..IMAGES {
-        h.accumulate(&images[i % DISTINCT], positions)
-            .expect("block has dim × positions values");
-    }
-    println!(
-        "accumulate H: {} columns of {dim}: {}",
-        h.samples(),
-        timer.report()
-    );
+    let (rows, dim) = (1000, 512);
+    let h = timed_hessian(dim, 13 * 13, 128, 100);
     let mut rng = SplitMix64::new(7);
     let original: Vec<f32> = (0..rows * dim)
         .map(|_| (rng.gaussian() * (2.0 / dim as f64).sqrt()) as f32)
