@@ -74,17 +74,19 @@ fn report_of_a_quantized_han_model_renders_every_chart() {
     let sqz = tmp.path().join("q4.sqz");
     run_ok(args!["quantize", han_net(), "--bits", "4", "-o", sqz]);
     let dir = tmp.path().join("report");
-    let stdout = run_ok(args![
+    let (han, sample) = (han_net(), images());
+    let report_args = args![
         "report",
-        han_net(),
+        han,
         sqz,
         "--images",
-        images(),
+        sample,
         "--limit",
         "16",
         "-o",
         dir
-    ]);
+    ];
+    let stdout = run_ok(report_args);
     assert!(stdout.contains("index.html"), "{stdout}");
 
     // Only the report directory, holding only the page, is left behind.
@@ -145,17 +147,7 @@ fn report_of_a_quantized_han_model_renders_every_chart() {
 
     // Rewriting the report over the old one, on one thread, gives the same bytes.
     let again = run_env(
-        args![
-            "report",
-            han_net(),
-            sqz,
-            "--images",
-            images(),
-            "--limit",
-            "16",
-            "-o",
-            dir
-        ],
+        report_args,
         &[("RAYON_NUM_THREADS", "1")],
     );
     assert!(
