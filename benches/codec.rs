@@ -39,7 +39,13 @@ fn main() {
     let net = shared.join("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net");
     let han = formats::deep_compression::read_deep_compression(&net, None)
         .unwrap_or_else(|e| panic!("{}: {e} (set SQZ_SHARED)", net.display()));
-    let spec = QuantizeSpec { bits: 6, per_layer: Default::default(), init: Init::Linear, max_iter: 300, half: false };
+    let spec = QuantizeSpec {
+        bits: 6,
+        per_layer: Default::default(),
+        init: Init::Linear,
+        max_iter: 300,
+        half: false,
+    };
     let share = time(|| {
         let mut m = han.clone();
         quantize_model(&mut m, &spec).expect("quantize")
@@ -47,13 +53,30 @@ fn main() {
     let mut six = han.clone();
     quantize_model(&mut six, &spec).expect("quantize");
 
-    println!("median of {TIMED} runs, {} threads", rayon::current_num_threads());
-    println!("k-means weight sharing of all 26 layers at 6 bits: {:.1} ms", share.as_secs_f64() * 1e3);
-    println!("{:<28} {:>10} {:>12} {:>12}", "model", "bytes", "encode (ms)", "decode (ms)");
-    for (name, model) in [("Han's model, exact (8 bit)", &han), ("Han's model, 6 bit", &six)] {
+    println!(
+        "median of {TIMED} runs, {} threads",
+        rayon::current_num_threads()
+    );
+    println!(
+        "k-means weight sharing of all 26 layers at 6 bits: {:.1} ms",
+        share.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>12}",
+        "model", "bytes", "encode (ms)", "decode (ms)"
+    );
+    for (name, model) in [
+        ("Han's model, exact (8 bit)", &han),
+        ("Han's model, 6 bit", &six),
+    ] {
         let bytes = write_sqz(&encode_model(model));
         let encode = time(|| write_sqz(&encode_model(model)));
         let decode = time(|| decode_model(&read_sqz(&bytes).expect("read")).expect("decode"));
-        println!("{name:<28} {:>10} {:>12.1} {:>12.1}", bytes.len(), encode.as_secs_f64() * 1e3, decode.as_secs_f64() * 1e3);
+        println!(
+            "{name:<28} {:>10} {:>12.1} {:>12.1}",
+            bytes.len(),
+            encode.as_secs_f64() * 1e3,
+            decode.as_secs_f64() * 1e3
+        );
     }
 }

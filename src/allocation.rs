@@ -74,26 +74,37 @@ pub type Plan = Vec<usize>;
 /// Build the cost table of `model` from its `sensitivity`, encoding every
 /// layer at every (sparsity, bits) option with the weight-sharing settings
 /// of `quantize` (its `bits` and `per_layer` are replaced by the ladder).
-pub fn cost_table(model: &Model, sensitivity: &Sensitivity, quantize: &QuantizeSpec) -> anyhow::Result<CostTable> {
+pub fn cost_table(
+    model: &Model,
+    sensitivity: &Sensitivity,
+    quantize: &QuantizeSpec,
+) -> anyhow::Result<CostTable> {
     anyhow::ensure!(
         sensitivity.layers.len() == model.layers.len()
-            && sensitivity.layers.iter().zip(&model.layers).all(|(s, l)| s.name == l.name),
+            && sensitivity
+                .layers
+                .iter()
+                .zip(&model.layers)
+                .all(|(s, l)| s.name == l.name),
         "the sensitivity measurements do not match the model's layers"
     );
     let ladder = &sensitivity.ladder;
     let levels: Vec<(f64, Vec<f64>)> = std::iter::once((0.0, vec![0.0; model.layers.len()]))
-        .chain(
-            ladder
-                .sparsities
-                .iter()
-                .enumerate()
-                .map(|(i, &s)| (s, sensitivity.layers.iter().map(|l| l.prune[i].kl).collect())),
-        )
+        .chain(ladder.sparsities.iter().enumerate().map(|(i, &s)| {
+            (
+                s,
+                sensitivity.layers.iter().map(|l| l.prune[i].kl).collect(),
+            )
+        }))
         .collect();
     let mut layers: Vec<LayerOptions> = model
         .layers
         .iter()
-        .map(|l| LayerOptions { name: l.name.clone(), weights: l.weight_count(), options: Vec::new() })
+        .map(|l| LayerOptions {
+            name: l.name.clone(),
+            weights: l.weight_count(),
+            options: Vec::new(),
+        })
         .collect();
     let mut fixed_bytes = 0;
     for (sparsity, prune_damage) in &levels {
@@ -103,7 +114,11 @@ pub fn cost_table(model: &Model, sensitivity: &Sensitivity, quantize: &QuantizeS
         });
         for (b, &bits) in ladder.bits.iter().enumerate() {
             let mut quantized = pruned.clone();
-            let spec = QuantizeSpec { bits, per_layer: LayerOverrides::new(), ..quantize.clone() };
+            let spec = QuantizeSpec {
+                bits,
+                per_layer: LayerOverrides::new(),
+                ..quantize.clone()
+            };
             quantize_model(&mut quantized, &spec)?;
             let breakdown = size_breakdown(&encode_model(&quantized));
             let layer_bytes: Vec<usize> = breakdown.layers.iter().map(|l| l.total()).collect();
@@ -119,7 +134,10 @@ pub fn cost_table(model: &Model, sensitivity: &Sensitivity, quantize: &QuantizeS
             }
         }
     }
-    Ok(CostTable { layers, fixed_bytes })
+    Ok(CostTable {
+        layers,
+        fixed_bytes,
+    })
 }
 
 /// Choose one option per layer so that the estimated file fits `budget`
@@ -128,7 +146,11 @@ pub fn cost_table(model: &Model, sensitivity: &Sensitivity, quantize: &QuantizeS
 /// reachable plan is over the budget.
 pub fn allocate(table: &CostTable, budget: &Budget) -> anyhow::Result<Plan> {
     let layer_budget = budget.bytes.checked_sub(table.fixed_bytes).ok_or_else(|| {
-        anyhow::anyhow!("the budget of {} bytes is below the {} bytes every file needs besides its layers", budget.bytes, table.fixed_bytes)
+        anyhow::anyhow!(
+            "the budget of {} bytes is below the {} bytes every file needs besides its layers",
+            budget.bytes,
+            table.fixed_bytes
+        )
     })?;
     let layers = &table.layers;
     let mut plan: Plan = Vec::with_capacity(layers.len());
@@ -153,7 +175,9 @@ pub fn allocate(table: &CostTable, budget: &Budget) -> anyhow::Result<Plan> {
         for (li, l) in layers.iter().enumerate() {
             let current = &l.options[plan[li]];
             for (oi, o) in l.options.iter().enumerate() {
-                let tighter = o.bytes <= current.bytes && o.nonzeros <= current.nonzeros && resource(o) < resource(current);
+                let tighter = o.bytes <= current.bytes
+                    && o.nonzeros <= current.nonzeros
+                    && resource(o) < resource(current);
                 if !tighter {
                     continue;
                 }
@@ -206,7 +230,9 @@ fn give_back(layers: &[LayerOptions], plan: &mut Plan, fits: &dyn Fn(&Plan) -> b
 
 /// Estimated layer bytes and nonzeros of a plan.
 fn totals(layers: &[LayerOptions], plan: &Plan) -> (usize, usize) {
-    layers.iter().zip(plan).fold((0, 0), |(b, n), (l, &i)| (b + l.options[i].bytes, n + l.options[i].nonzeros))
+    layers.iter().zip(plan).fold((0, 0), |(b, n), (l, &i)| {
+        (b + l.options[i].bytes, n + l.options[i].nonzeros)
+    })
 }
 
 /// The estimated file bytes of a plan.
@@ -216,12 +242,33 @@ pub fn estimated_bytes(table: &CostTable, plan: &Plan) -> usize {
 
 /// The pruning and weight-sharing specs that carry out `plan`: every
 /// layer gets its own sparsity and bits; the rest of `quantize` is kept.
-pub fn plan_specs(table: &CostTable, plan: &Plan, quantize: &QuantizeSpec) -> (PruneSpec, QuantizeSpec) {
-    let chosen = || table.layers.iter().zip(plan).map(|(l, &i)| (l.name.clone(), l.options[i]));
-    let prune = PruneSpec { sparsity: 0.0, global: false, per_layer: chosen().map(|(n, o)| (n, o.sparsity)).collect() };
+pub fn plan_specs(
+    table: &CostTable,
+    plan: &Plan,
+    quantize: &QuantizeSpec,
+) -> (PruneSpec, QuantizeSpec) {
+    let chosen = || {
+        table
+            .layers
+            .iter()
+            .zip(plan)
+            .map(|(l, &i)| (l.name.clone(), l.options[i]))
+    };
+    let prune = PruneSpec {
+        sparsity: 0.0,
+        global: false,
+        per_layer: chosen().map(|(n, o)| (n, o.sparsity)).collect(),
+    };
     let per_layer: LayerOverrides<u8> = chosen().map(|(n, o)| (n, o.bits)).collect();
     let bits = per_layer.values().copied().max().unwrap_or(quantize.bits);
-    (prune, QuantizeSpec { bits, per_layer, ..quantize.clone() })
+    (
+        prune,
+        QuantizeSpec {
+            bits,
+            per_layer,
+            ..quantize.clone()
+        },
+    )
 }
 
 /// What [`fit_to_budget`] produced.
@@ -252,14 +299,22 @@ pub fn fit_to_budget<T>(
         let plan = allocate(table, &planning)?;
         let (result, bytes) = build(&plan)?;
         if bytes <= budget.bytes {
-            return Ok(Fitted { plan, result, bytes, attempts: attempt });
+            return Ok(Fitted {
+                plan,
+                result,
+                bytes,
+                attempts: attempt,
+            });
         }
         smallest = smallest.min(bytes);
         // Below this plan's own estimate, so the next plan is a new one.
         let excess = bytes - budget.bytes + budget.bytes / 1000;
         let base = planning.bytes.min(estimated_bytes(table, &plan));
         planning.bytes = base.checked_sub(excess).ok_or_else(|| {
-            anyhow::anyhow!("the budget of {} bytes cannot be met: the file came out at {bytes} bytes", budget.bytes)
+            anyhow::anyhow!(
+                "the budget of {} bytes cannot be met: the file came out at {bytes} bytes",
+                budget.bytes
+            )
         })?;
     }
     anyhow::bail!(
@@ -279,7 +334,13 @@ mod tests {
             weights: 100,
             options: options
                 .iter()
-                .map(|&(bytes, nonzeros, damage)| LayerOption { sparsity: 0.0, bits: 8, bytes, nonzeros, damage })
+                .map(|&(bytes, nonzeros, damage)| LayerOption {
+                    sparsity: 0.0,
+                    bits: 8,
+                    bytes,
+                    nonzeros,
+                    damage,
+                })
                 .collect(),
         }
     }
@@ -288,9 +349,15 @@ mod tests {
         CostTable {
             layers: vec![
                 // Robust layer: shrinking it is cheap.
-                layer("robust", &[(1000, 100, 0.0), (600, 60, 0.01), (300, 30, 0.05)]),
+                layer(
+                    "robust",
+                    &[(1000, 100, 0.0), (600, 60, 0.01), (300, 30, 0.05)],
+                ),
                 // Sensitive layer: shrinking it hurts.
-                layer("sensitive", &[(1000, 100, 0.0), (600, 60, 0.5), (300, 30, 2.0)]),
+                layer(
+                    "sensitive",
+                    &[(1000, 100, 0.0), (600, 60, 0.5), (300, 30, 2.0)],
+                ),
             ],
             fixed_bytes: 50,
         }
@@ -304,10 +371,27 @@ mod tests {
     fn every_budget_is_respected_and_loose_budgets_cost_nothing() {
         let t = table();
         for budget in (650..=2100).step_by(25) {
-            let plan = allocate(&t, &Budget { bytes: budget, nonzeros: None }).unwrap();
-            assert!(bytes_of(&t, &plan) <= budget, "budget {budget}: plan {plan:?}");
+            let plan = allocate(
+                &t,
+                &Budget {
+                    bytes: budget,
+                    nonzeros: None,
+                },
+            )
+            .unwrap();
+            assert!(
+                bytes_of(&t, &plan) <= budget,
+                "budget {budget}: plan {plan:?}"
+            );
         }
-        let plan = allocate(&t, &Budget { bytes: 2050, nonzeros: None }).unwrap();
+        let plan = allocate(
+            &t,
+            &Budget {
+                bytes: 2050,
+                nonzeros: None,
+            },
+        )
+        .unwrap();
         assert_eq!(plan, vec![0, 0]);
     }
 
@@ -315,33 +399,94 @@ mod tests {
     fn the_robust_layer_is_shrunk_first() {
         let t = table();
         // 1650 bytes: one layer must drop to 600; the robust one costs 0.01.
-        assert_eq!(allocate(&t, &Budget { bytes: 1650, nonzeros: None }).unwrap(), vec![1, 0]);
+        assert_eq!(
+            allocate(
+                &t,
+                &Budget {
+                    bytes: 1650,
+                    nonzeros: None
+                }
+            )
+            .unwrap(),
+            vec![1, 0]
+        );
         // 1350: the robust layer to 300 (0.05) beats the sensitive one to 600 (0.5).
-        assert_eq!(allocate(&t, &Budget { bytes: 1350, nonzeros: None }).unwrap(), vec![2, 0]);
+        assert_eq!(
+            allocate(
+                &t,
+                &Budget {
+                    bytes: 1350,
+                    nonzeros: None
+                }
+            )
+            .unwrap(),
+            vec![2, 0]
+        );
     }
 
     #[test]
     fn a_nonzero_budget_is_respected_too() {
         let t = table();
-        let plan = allocate(&t, &Budget { bytes: 10_000, nonzeros: Some(100) }).unwrap();
-        let nonzeros: usize = t.layers.iter().zip(&plan).map(|(l, &i)| l.options[i].nonzeros).sum();
+        let plan = allocate(
+            &t,
+            &Budget {
+                bytes: 10_000,
+                nonzeros: Some(100),
+            },
+        )
+        .unwrap();
+        let nonzeros: usize = t
+            .layers
+            .iter()
+            .zip(&plan)
+            .map(|(l, &i)| l.options[i].nonzeros)
+            .sum();
         assert!(nonzeros <= 100);
-        assert_eq!(plan, vec![2, 1], "robust layer to 30, sensitive to 60 is the least damage for 100");
+        assert_eq!(
+            plan,
+            vec![2, 1],
+            "robust layer to 30, sensitive to 60 is the least damage for 100"
+        );
     }
 
     #[test]
     fn impossible_budgets_are_errors() {
         let t = table();
-        let err = allocate(&t, &Budget { bytes: 649, nonzeros: None }).unwrap_err().to_string();
+        let err = allocate(
+            &t,
+            &Budget {
+                bytes: 649,
+                nonzeros: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("650 bytes"), "{err}");
-        assert!(allocate(&t, &Budget { bytes: 40, nonzeros: None }).is_err());
-        assert!(allocate(&t, &Budget { bytes: 10_000, nonzeros: Some(59) }).is_err());
+        assert!(allocate(
+            &t,
+            &Budget {
+                bytes: 40,
+                nonzeros: None
+            }
+        )
+        .is_err());
+        assert!(allocate(
+            &t,
+            &Budget {
+                bytes: 10_000,
+                nonzeros: Some(59)
+            }
+        )
+        .is_err());
     }
 
     #[test]
     fn fit_to_budget_tightens_until_the_real_size_fits() {
         let t = table();
-        let budget = Budget { bytes: 1700, nonzeros: None };
+        let budget = Budget {
+            bytes: 1700,
+            nonzeros: None,
+        };
         // The real encoder is 10 % larger than the estimate.
         let fitted = fit_to_budget(&t, &budget, 5, |plan| {
             let real = bytes_of(&t, plan) * 11 / 10;
@@ -352,15 +497,25 @@ mod tests {
         assert!(fitted.attempts > 1);
         // Every rebuild is of a new, smaller plan.
         let mut built: Vec<Plan> = Vec::new();
-        let fitted = fit_to_budget(&t, &Budget { bytes: 1000, nonzeros: None }, 5, |plan| {
-            assert!(!built.contains(plan), "plan {plan:?} was built twice");
-            built.push(plan.clone());
-            Ok(((), bytes_of(&t, plan) + 100))
-        })
+        let fitted = fit_to_budget(
+            &t,
+            &Budget {
+                bytes: 1000,
+                nonzeros: None,
+            },
+            5,
+            |plan| {
+                assert!(!built.contains(plan), "plan {plan:?} was built twice");
+                built.push(plan.clone());
+                Ok(((), bytes_of(&t, plan) + 100))
+            },
+        )
         .unwrap();
         assert!(fitted.bytes <= 1000);
         // A build that never fits ends in an error, not an oversized file.
-        let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), 5000))).unwrap_err().to_string();
+        let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), 5000)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1700 bytes"), "{err}");
     }
 }

@@ -14,11 +14,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use compress::calib::{correct_bias, gptq_quantize, prune_reconstruct, GptqOptions, Hessian, ReconstructOptions};
+use compress::calib::{
+    correct_bias, gptq_quantize, prune_reconstruct, GptqOptions, Hessian, ReconstructOptions,
+};
 use formats::{Conv, Layer, Model, Node, Op};
 use rayon::prelude::*;
 
-use crate::compression::{layer_sparsity_targets, round_half, shared_values, LayerOverrides, PruneSpec, QuantizeSpec};
+use crate::compression::{
+    layer_sparsity_targets, round_half, shared_values, LayerOverrides, PruneSpec, QuantizeSpec,
+};
 use crate::engine::{conv_patches, forward_hooked, Tensor};
 
 /// Calibration images per Hessian chunk: chunks are accumulated in
@@ -37,10 +41,13 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 /// folder and count always give the same images, which `eval
 /// --exclude-calib` relies on to evaluate on the other ones.
 pub fn calibration_files(dir: &Path, count: usize) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list calibration folder {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list calibration folder {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("cannot list calibration folder {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("cannot list calibration folder {}", dir.display()))?
+            .path();
         let is_image = path
             .extension()
             .and_then(|e| e.to_str())
@@ -50,7 +57,11 @@ pub fn calibration_files(dir: &Path, count: usize) -> anyhow::Result<Vec<PathBuf
         }
     }
     files.sort();
-    anyhow::ensure!(!files.is_empty(), "no JPEG or PNG images in calibration folder {}", dir.display());
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no JPEG or PNG images in calibration folder {}",
+        dir.display()
+    );
     anyhow::ensure!(count > 0, "the calibration image count must be at least 1");
     Ok(evenly_spaced(&files, count))
 }
@@ -108,7 +119,9 @@ pub fn compress_calibrated(
     let mut reports: Vec<Option<LayerCalibrationReport>> = vec![None; model.layers.len()];
     let mut failure: Option<anyhow::Error> = None;
     let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
-        let Op::Conv(conv) = &node.op else { return None };
+        let Op::Conv(conv) = &node.op else {
+            return None;
+        };
         if failure.is_some() {
             return None;
         }
@@ -117,7 +130,9 @@ pub fn compress_calibrated(
             return Some(compressed.layers[conv.layer].clone());
         }
         progress(&model.layers[conv.layer].name);
-        let target = targets.as_ref().map(|t: &LayerOverrides<f64>| t[&model.layers[conv.layer].name]);
+        let target = targets
+            .as_ref()
+            .map(|t: &LayerOverrides<f64>| t[&model.layers[conv.layer].name]);
         match compress_layer(&model.layers[conv.layer], conv, inputs[0], target, spec) {
             Ok((layer, report)) => {
                 compressed.layers[conv.layer] = layer.clone();
@@ -162,11 +177,15 @@ pub fn original_hessians(model: &Model, calib: &Tensor) -> anyhow::Result<(Vec<H
     let mut hessians: Vec<Option<Hessian>> = vec![None; model.layers.len()];
     let mut failure: Option<anyhow::Error> = None;
     let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
-        let Op::Conv(conv) = &node.op else { return None };
+        let Op::Conv(conv) = &node.op else {
+            return None;
+        };
         if failure.is_none() && hessians[conv.layer].is_none() {
             match layer_hessian(inputs[0], &model.layers[conv.layer], conv) {
                 Ok(h) => hessians[conv.layer] = Some(h),
-                Err(e) => failure = Some(e.context(format!("layer {}", model.layers[conv.layer].name))),
+                Err(e) => {
+                    failure = Some(e.context(format!("layer {}", model.layers[conv.layer].name)))
+                }
             }
         }
         None

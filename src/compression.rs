@@ -19,17 +19,22 @@ pub type LayerOverrides<T> = BTreeMap<String, T>;
 
 /// Parse `name=value[,name=value...]` into overrides. Every name must be a
 /// layer of `model`; the error lists the valid names otherwise.
-pub fn parse_overrides<T: std::str::FromStr>(model: &Model, text: &str) -> anyhow::Result<LayerOverrides<T>> {
+pub fn parse_overrides<T: std::str::FromStr>(
+    model: &Model,
+    text: &str,
+) -> anyhow::Result<LayerOverrides<T>> {
     let mut out = BTreeMap::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, value) = item
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("per-layer option '{item}' is not of the form name=value"))?;
+        let (name, value) = item.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("per-layer option '{item}' is not of the form name=value")
+        })?;
         if model.layer_index(name).is_none() {
             let names: Vec<&str> = model.layers.iter().map(|l| l.name.as_str()).collect();
             anyhow::bail!("unknown layer '{name}' (layers: {})", names.join(", "));
         }
-        let value = value.parse().map_err(|_| anyhow::anyhow!("bad value '{value}' for layer '{name}'"))?;
+        let value = value
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad value '{value}' for layer '{name}'"))?;
         out.insert(name.to_string(), value);
     }
     Ok(out)
@@ -67,7 +72,12 @@ pub fn prune_model(model: &mut Model, spec: &PruneSpec) -> anyhow::Result<Vec<La
         .map(|layer| {
             let zeros_before = layer.weight_count() - layer.nonzeros();
             let stats = prune_layer(&mut layer.weights, targets[&layer.name]);
-            LayerPruneReport { name: layer.name.clone(), weights: stats.total, zeros_before, zeros_after: stats.zeros }
+            LayerPruneReport {
+                name: layer.name.clone(),
+                weights: stats.total,
+                zeros_before,
+                zeros_after: stats.zeros,
+            }
         })
         .collect();
     Ok(reports)
@@ -77,7 +87,10 @@ pub fn prune_model(model: &mut Model, spec: &PruneSpec) -> anyhow::Result<Vec<La
 /// common target, or with `global` the share of its weights that falls under
 /// the one magnitude threshold that brings all non-overridden layers
 /// together to the target.
-pub fn layer_sparsity_targets(model: &Model, spec: &PruneSpec) -> anyhow::Result<LayerOverrides<f64>> {
+pub fn layer_sparsity_targets(
+    model: &Model,
+    spec: &PruneSpec,
+) -> anyhow::Result<LayerOverrides<f64>> {
     for s in std::iter::once(&spec.sparsity).chain(spec.per_layer.values()) {
         anyhow::ensure!((0.0..1.0).contains(s), "sparsity {s} is outside [0, 1)");
     }
@@ -87,7 +100,9 @@ pub fn layer_sparsity_targets(model: &Model, spec: &PruneSpec) -> anyhow::Result
         .filter(|l| !spec.per_layer.contains_key(&l.name))
         .map(|l| l.weights.as_slice())
         .collect();
-    let threshold = spec.global.then(|| global_threshold(&shared, spec.sparsity));
+    let threshold = spec
+        .global
+        .then(|| global_threshold(&shared, spec.sparsity));
     Ok(model
         .layers
         .iter()
@@ -95,7 +110,8 @@ pub fn layer_sparsity_targets(model: &Model, spec: &PruneSpec) -> anyhow::Result
             let target = match (spec.per_layer.get(&l.name), threshold) {
                 (Some(s), _) => *s,
                 (None, Some(t)) => {
-                    l.weights.iter().filter(|w| w.abs() <= t).count() as f64 / l.weights.len() as f64
+                    l.weights.iter().filter(|w| w.abs() <= t).count() as f64
+                        / l.weights.len() as f64
                 }
                 (None, None) => spec.sparsity,
             };
@@ -131,7 +147,10 @@ pub struct LayerQuantizeReport {
 /// Replace every layer's weights by the nearest of its k-means shared
 /// values, in place. Zeros (pruned weights) stay out of the clustering and
 /// stay zero.
-pub fn quantize_model(model: &mut Model, spec: &QuantizeSpec) -> anyhow::Result<Vec<LayerQuantizeReport>> {
+pub fn quantize_model(
+    model: &mut Model,
+    spec: &QuantizeSpec,
+) -> anyhow::Result<Vec<LayerQuantizeReport>> {
     spec.check()?;
     let reports = model
         .layers
@@ -143,7 +162,11 @@ pub fn quantize_model(model: &mut Model, spec: &QuantizeSpec) -> anyhow::Result<
             if spec.half {
                 round_biases_half(layer);
             }
-            LayerQuantizeReport { name: layer.name.clone(), bits, clusters: codebook.len() }
+            LayerQuantizeReport {
+                name: layer.name.clone(),
+                bits,
+                clusters: codebook.len(),
+            }
         })
         .collect();
     Ok(reports)
@@ -190,7 +213,13 @@ pub fn assign_nearest(weights: &mut [f32], codebook: &[f32]) {
     for w in weights.iter_mut().filter(|w| **w != 0.0) {
         let i = codebook.partition_point(|c| c < w);
         *w = match (i.checked_sub(1).map(|j| codebook[j]), codebook.get(i)) {
-            (Some(lo), Some(&hi)) => if *w - lo <= hi - *w { lo } else { hi },
+            (Some(lo), Some(&hi)) => {
+                if *w - lo <= hi - *w {
+                    lo
+                } else {
+                    hi
+                }
+            }
             (Some(lo), None) => lo,
             (None, Some(&hi)) => hi,
             (None, None) => unreachable!("codebook is not empty"),

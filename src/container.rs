@@ -45,7 +45,10 @@ pub fn encode_model_dense(model: &Model) -> SqzFile {
     })
 }
 
-fn encode_layers_with(model: &Model, encode: impl Fn(&Layer) -> EncodedLayer + Sync + Send) -> SqzFile {
+fn encode_layers_with(
+    model: &Model,
+    encode: impl Fn(&Layer) -> EncodedLayer + Sync + Send,
+) -> SqzFile {
     use rayon::prelude::*;
     SqzFile {
         graph: model.graph.clone(),
@@ -56,8 +59,16 @@ fn encode_layers_with(model: &Model, encode: impl Fn(&Layer) -> EncodedLayer + S
 
 /// Rebuild the dense model stored in `file`.
 pub fn decode_model(file: &SqzFile) -> Result<Model, DecodeError> {
-    let layers = file.layers.iter().map(decode_layer).collect::<Result<Vec<_>, _>>()?;
-    Ok(Model { graph: file.graph.clone(), layers, preprocess: file.preprocess })
+    let layers = file
+        .layers
+        .iter()
+        .map(decode_layer)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Model {
+        graph: file.graph.clone(),
+        layers,
+        preprocess: file.preprocess,
+    })
 }
 
 /// Encode one layer in the smallest lossless storage kind.
@@ -67,7 +78,12 @@ pub fn encode_layer(layer: &Layer) -> EncodedLayer {
         .into_iter()
         .min_by_key(storage_bytes)
         .expect("dense storage is always a candidate");
-    EncodedLayer { name: layer.name.clone(), shape: layer.shape, bias: float_vec(&layer.bias), weights }
+    EncodedLayer {
+        name: layer.name.clone(),
+        shape: layer.shape,
+        bias: float_vec(&layer.bias),
+        weights,
+    }
 }
 
 /// Every lossless way to store `weights` that is worth comparing.
@@ -82,14 +98,24 @@ fn storage_candidates(weights: &[f32]) -> Vec<WeightStorage> {
         stream(count, alphabet, coded)
     });
     if let Some(positions_stream) = &position_stream {
-        out.push(WeightStorage::Sparse { positions: positions_stream.clone(), values: float_vec(&nonzero) });
+        out.push(WeightStorage::Sparse {
+            positions: positions_stream.clone(),
+            values: float_vec(&nonzero),
+        });
     }
     if let Some((codebook, codes)) = codebook_codes(weights) {
-        out.push(WeightStorage::Quantized { codebook: float_vec(&codebook), codes });
+        out.push(WeightStorage::Quantized {
+            codebook: float_vec(&codebook),
+            codes,
+        });
     }
     if let Some(positions) = position_stream {
         if let Some((codebook, codes)) = codebook_codes(&nonzero) {
-            out.push(WeightStorage::SparseQuantized { codebook: float_vec(&codebook), positions, codes });
+            out.push(WeightStorage::SparseQuantized {
+                codebook: float_vec(&codebook),
+                positions,
+                codes,
+            });
         }
     }
     out
@@ -106,7 +132,11 @@ fn codebook_codes(values: &[f32]) -> Option<(Vec<f32>, Stream)> {
     }
     let codes: Vec<u32> = values
         .iter()
-        .map(|v| codebook.binary_search_by(|c| c.total_cmp(v)).expect("every value is in its own codebook") as u32)
+        .map(|v| {
+            codebook
+                .binary_search_by(|c| c.total_cmp(v))
+                .expect("every value is in its own codebook") as u32
+        })
         .collect();
     let alphabet = codebook.len() as u32;
     let coded = encode_stream(&codes, alphabet);
@@ -118,13 +148,20 @@ fn stream(count: u64, alphabet: u32, coded: Coded) -> Stream {
         Coding::Raw { bits } => StreamCoding::Raw { bits },
         Coding::Huffman { code_lengths } => StreamCoding::Huffman { code_lengths },
     };
-    Stream { count, alphabet, coding, payload: coded.payload }
+    Stream {
+        count,
+        alphabet,
+        coding,
+        payload: coded.payload,
+    }
 }
 
 /// Store `values` as float16 when every one of them survives the round trip
 /// exactly, else as float32.
 fn float_vec(values: &[f32]) -> FloatVec {
-    let exact_f16 = values.iter().all(|v| f16::from_f32(*v).to_f32().to_bits() == v.to_bits());
+    let exact_f16 = values
+        .iter()
+        .all(|v| f16::from_f32(*v).to_f32().to_bits() == v.to_bits());
     if exact_f16 {
         FloatVec::F16(values.iter().map(|v| f16::from_f32(*v)).collect())
     } else {
@@ -137,11 +174,17 @@ fn float_vec(values: &[f32]) -> FloatVec {
 pub fn storage_bytes(storage: &WeightStorage) -> usize {
     match storage {
         WeightStorage::Dense(v) => v.stored_bytes(),
-        WeightStorage::Sparse { positions, values } => stream_bytes(positions) + values.stored_bytes(),
-        WeightStorage::Quantized { codebook, codes } => codebook.stored_bytes() + stream_bytes(codes),
-        WeightStorage::SparseQuantized { codebook, positions, codes } => {
-            codebook.stored_bytes() + stream_bytes(positions) + stream_bytes(codes)
+        WeightStorage::Sparse { positions, values } => {
+            stream_bytes(positions) + values.stored_bytes()
         }
+        WeightStorage::Quantized { codebook, codes } => {
+            codebook.stored_bytes() + stream_bytes(codes)
+        }
+        WeightStorage::SparseQuantized {
+            codebook,
+            positions,
+            codes,
+        } => codebook.stored_bytes() + stream_bytes(positions) + stream_bytes(codes),
     }
 }
 
@@ -152,8 +195,16 @@ fn stream_bytes(s: &Stream) -> usize {
 
 /// Rebuild one layer's dense weights and biases.
 pub fn decode_layer(layer: &EncodedLayer) -> Result<Layer, DecodeError> {
-    let weights = decode_weights(layer).map_err(|message| DecodeError { layer: layer.name.clone(), message })?;
-    Ok(Layer { name: layer.name.clone(), shape: layer.shape, weights, bias: layer.bias.to_f32() })
+    let weights = decode_weights(layer).map_err(|message| DecodeError {
+        layer: layer.name.clone(),
+        message,
+    })?;
+    Ok(Layer {
+        name: layer.name.clone(),
+        shape: layer.shape,
+        weights,
+        bias: layer.bias.to_f32(),
+    })
 }
 
 fn decode_weights(layer: &EncodedLayer) -> Result<Vec<f32>, String> {
@@ -163,20 +214,31 @@ fn decode_weights(layer: &EncodedLayer) -> Result<Vec<f32>, String> {
         WeightStorage::Sparse { positions, values } => {
             scatter(len, &decode_positions(positions, len)?, &values.to_f32())?
         }
-        WeightStorage::Quantized { codebook, codes } => lookup(&decode_symbols(codes)?, &codebook.to_f32())?,
-        WeightStorage::SparseQuantized { codebook, positions, codes } => {
+        WeightStorage::Quantized { codebook, codes } => {
+            lookup(&decode_symbols(codes)?, &codebook.to_f32())?
+        }
+        WeightStorage::SparseQuantized {
+            codebook,
+            positions,
+            codes,
+        } => {
             let values = lookup(&decode_symbols(codes)?, &codebook.to_f32())?;
             scatter(len, &decode_positions(positions, len)?, &values)?
         }
     };
     if weights.len() != len {
-        return Err(format!("{} weights decoded for shape {:?}", weights.len(), layer.shape));
+        return Err(format!(
+            "{} weights decoded for shape {:?}",
+            weights.len(),
+            layer.shape
+        ));
     }
     Ok(weights)
 }
 
 fn decode_symbols(s: &Stream) -> Result<Vec<u32>, String> {
-    let count = usize::try_from(s.count).map_err(|_| format!("stream of {} symbols is too long", s.count))?;
+    let count = usize::try_from(s.count)
+        .map_err(|_| format!("stream of {} symbols is too long", s.count))?;
     decode_stream(&to_coding(&s.coding), &s.payload, count, s.alphabet).map_err(|e| e.to_string())
 }
 
@@ -187,7 +249,9 @@ fn decode_positions(s: &Stream, len: usize) -> Result<Vec<usize>, String> {
 fn to_coding(c: &StreamCoding) -> Coding {
     match c {
         StreamCoding::Raw { bits } => Coding::Raw { bits: *bits },
-        StreamCoding::Huffman { code_lengths } => Coding::Huffman { code_lengths: code_lengths.clone() },
+        StreamCoding::Huffman { code_lengths } => Coding::Huffman {
+            code_lengths: code_lengths.clone(),
+        },
     }
 }
 
@@ -195,18 +259,29 @@ fn to_coding(c: &StreamCoding) -> Coding {
 fn lookup(codes: &[u32], codebook: &[f32]) -> Result<Vec<f32>, String> {
     codes
         .iter()
-        .map(|&c| codebook.get(c as usize).copied().ok_or_else(|| format!("code {c} outside a codebook of {}", codebook.len())))
+        .map(|&c| {
+            codebook
+                .get(c as usize)
+                .copied()
+                .ok_or_else(|| format!("code {c} outside a codebook of {}", codebook.len()))
+        })
         .collect()
 }
 
 /// Dense array of `len` zeros with `values` placed at `positions`.
 fn scatter(len: usize, positions: &[usize], values: &[f32]) -> Result<Vec<f32>, String> {
     if values.len() != positions.len() {
-        return Err(format!("{} values for {} positions", values.len(), positions.len()));
+        return Err(format!(
+            "{} values for {} positions",
+            values.len(),
+            positions.len()
+        ));
     }
     let mut dense = vec![0.0f32; len];
     for (&p, &v) in positions.iter().zip(values) {
-        *dense.get_mut(p).ok_or_else(|| format!("position {p} outside {len} weights"))? = v;
+        *dense
+            .get_mut(p)
+            .ok_or_else(|| format!("position {p} outside {len} weights"))? = v;
     }
     Ok(dense)
 }

@@ -42,7 +42,10 @@ pub struct Ladder {
 impl Default for Ladder {
     /// Sparsity 0.3 to 0.9 in steps of 0.1, and 8 down to 2 bits.
     fn default() -> Self {
-        Ladder { sparsities: vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], bits: vec![8, 7, 6, 5, 4, 3, 2] }
+        Ladder {
+            sparsities: vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            bits: vec![8, 7, 6, 5, 4, 3, 2],
+        }
     }
 }
 
@@ -145,20 +148,36 @@ pub fn measure_sensitivity(
             .ladder
             .sparsities
             .iter()
-            .map(|&s| trial(Some(s), &prune_spec).with_context(|| format!("layer {} at sparsity {s}", layer.name)))
+            .map(|&s| {
+                trial(Some(s), &prune_spec)
+                    .with_context(|| format!("layer {} at sparsity {s}", layer.name))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let quantize = options
             .ladder
             .bits
             .iter()
             .map(|&bits| {
-                let spec = trial_spec(Some(QuantizeSpec { bits, per_layer: Default::default(), ..options.quantize.clone() }));
+                let spec = trial_spec(Some(QuantizeSpec {
+                    bits,
+                    per_layer: Default::default(),
+                    ..options.quantize.clone()
+                }));
                 trial(None, &spec).with_context(|| format!("layer {} at {bits} bits", layer.name))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        layers.push(LayerSensitivity { name: layer.name.clone(), weights: layer.weight_count(), prune, quantize });
+        layers.push(LayerSensitivity {
+            name: layer.name.clone(),
+            weights: layer.weight_count(),
+            prune,
+            quantize,
+        });
     }
-    Ok(Sensitivity { ladder: options.ladder.clone(), images: calib.batch(), layers })
+    Ok(Sensitivity {
+        ladder: options.ladder.clone(),
+        images: calib.batch(),
+        layers,
+    })
 }
 
 /// The original network's class distributions and top-1 classes.
@@ -171,20 +190,41 @@ impl Reference {
     fn new(model: &Model, output: &Tensor) -> Self {
         let probabilities = class_probabilities(model, output);
         let top1 = output_rows(output).map(|row| top_k(row, 1)[0]).collect();
-        Reference { probabilities, top1 }
+        Reference {
+            probabilities,
+            top1,
+        }
     }
 
     /// Run `model` with layer `index` replaced by `layer` and compare.
-    fn damage(&self, model: &Model, calib: &Tensor, index: usize, layer: Layer) -> anyhow::Result<Damage> {
+    fn damage(
+        &self,
+        model: &Model,
+        calib: &Tensor,
+        index: usize,
+        layer: Layer,
+    ) -> anyhow::Result<Damage> {
         let mut hook = |_: usize, node: &Node, _: &[&Tensor]| -> Option<Layer> {
             matches!(&node.op, Op::Conv(c) if c.layer == index).then(|| layer.clone())
         };
         let output = forward_hooked(model, calib, &mut hook).context("the trial pass failed")?;
         let trial = class_probabilities(model, &output);
         let images = self.probabilities.len().max(1) as f64;
-        let kl: f64 = self.probabilities.iter().zip(&trial).map(|(p, q)| kl_divergence(p, q)).sum::<f64>() / images;
-        let agreeing = output_rows(&output).zip(&self.top1).filter(|(row, &t)| top_k(row, 1)[0] == t).count();
-        Ok(Damage { kl, agreement: agreeing as f64 / images })
+        let kl: f64 = self
+            .probabilities
+            .iter()
+            .zip(&trial)
+            .map(|(p, q)| kl_divergence(p, q))
+            .sum::<f64>()
+            / images;
+        let agreeing = output_rows(&output)
+            .zip(&self.top1)
+            .filter(|(row, &t)| top_k(row, 1)[0] == t)
+            .count();
+        Ok(Damage {
+            kl,
+            agreement: agreeing as f64 / images,
+        })
     }
 }
 
@@ -197,7 +237,13 @@ fn class_probabilities(model: &Model, output: &Tensor) -> Vec<Vec<f64>> {
         .iter()
         .any(|n| matches!(n.op, Op::Softmax) && n.outputs.contains(&model.graph.output));
     output_rows(output)
-        .map(|row| if ends_in_softmax { row.iter().map(|&p| f64::from(p)).collect() } else { softmax(row) })
+        .map(|row| {
+            if ends_in_softmax {
+                row.iter().map(|&p| f64::from(p)).collect()
+            } else {
+                softmax(row)
+            }
+        })
         .collect()
 }
 

@@ -19,7 +19,11 @@ fn file_len(path: &Path) -> u64 {
 }
 
 fn distinct_nonzero(weights: &[f32]) -> usize {
-    let mut v: Vec<u32> = weights.iter().filter(|w| **w != 0.0).map(|w| w.to_bits()).collect();
+    let mut v: Vec<u32> = weights
+        .iter()
+        .filter(|w| **w != 0.0)
+        .map(|w| w.to_bits())
+        .collect();
     v.sort_unstable();
     v.dedup();
     v.len()
@@ -35,21 +39,46 @@ fn han_model_reencoded_at_8_bits_is_exact_and_smaller_than_his_file() {
     let out = dir.path().join("han8.sqz");
     run_ok(args!["quantize", han_net(), "--bits", "8", "-o", out]);
     let bytes = file_len(&out);
-    println!("Han's model re-encoded at 8 bits: {bytes} bytes (his .net: {})", file_len(&han_net()));
+    println!(
+        "Han's model re-encoded at 8 bits: {bytes} bytes (his .net: {})",
+        file_len(&han_net())
+    );
     assert!(bytes <= 550_000, "{bytes} bytes");
     let original = load(&han_net());
     let reencoded = load(&out);
-    assert_eq!(original.layers, reencoded.layers, "weights and biases must be identical");
+    assert_eq!(
+        original.layers, reencoded.layers,
+        "weights and biases must be identical"
+    );
     let input = reference_input("squeezenet_v1.0-deep-compression", 227);
-    let bits = |m: &Model| forward(m, &input).unwrap().data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&original), bits(&reencoded), "logits must be identical");
+    let bits = |m: &Model| {
+        forward(m, &input)
+            .unwrap()
+            .data
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bits(&original),
+        bits(&reencoded),
+        "logits must be identical"
+    );
 }
 
 #[test]
 fn han_model_at_6_bits_fits_the_papers_470_kb() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("han6.sqz");
-    let report = json(&run_ok(args!["quantize", han_net(), "--bits", "6", "--json", "-o", out]));
+    let report = json(&run_ok(args![
+        "quantize",
+        han_net(),
+        "--bits",
+        "6",
+        "--json",
+        "-o",
+        out
+    ]));
     let bytes = file_len(&out);
     println!("Han's model at 6 bits: {bytes} bytes");
     assert!(bytes <= 481_280, "{bytes} bytes");
@@ -57,9 +86,18 @@ fn han_model_at_6_bits_fits_the_papers_470_kb() {
     let original = load(&han_net());
     let model = load(&out);
     for (q, o) in model.layers.iter().zip(&original.layers) {
-        assert!(distinct_nonzero(&q.weights) <= 63, "{}: 6 bits leave 63 shared values besides zero", q.name);
+        assert!(
+            distinct_nonzero(&q.weights) <= 63,
+            "{}: 6 bits leave 63 shared values besides zero",
+            q.name
+        );
         for (a, b) in q.weights.iter().zip(&o.weights) {
-            assert_eq!(*a == 0.0, *b == 0.0, "{}: quantization must keep the pruning mask", q.name);
+            assert_eq!(
+                *a == 0.0,
+                *b == 0.0,
+                "{}: quantization must keep the pruning mask",
+                q.name
+            );
         }
     }
 }
@@ -69,22 +107,55 @@ fn prune_then_quantize_chains_and_keeps_the_mask() {
     let dir = tempfile::tempdir().unwrap();
     let pruned = dir.path().join("pruned.sqz");
     let small = dir.path().join("small.sqz");
-    let report = json(&run_ok(args!["prune", v11_param(), "--sparsity", "0.7", "--layer-sparsity", "convrelu_0=0", "--json", "-o", pruned]));
+    let report = json(&run_ok(args![
+        "prune",
+        v11_param(),
+        "--sparsity",
+        "0.7",
+        "--layer-sparsity",
+        "convrelu_0=0",
+        "--json",
+        "-o",
+        pruned
+    ]));
     let model = load(&pruned);
-    for (layer, row) in model.layers.iter().zip(report["layers"].as_array().unwrap()) {
+    for (layer, row) in model
+        .layers
+        .iter()
+        .zip(report["layers"].as_array().unwrap())
+    {
         let sparsity = 1.0 - layer.nonzeros() as f64 / layer.weight_count() as f64;
         let target = if layer.name == "convrelu_0" { 0.0 } else { 0.7 };
-        assert!(sparsity >= target && sparsity < target + 1.0 / layer.weight_count() as f64 + 1e-9, "{}: {sparsity}", layer.name);
+        assert!(
+            sparsity >= target && sparsity < target + 1.0 / layer.weight_count() as f64 + 1e-9,
+            "{}: {sparsity}",
+            layer.name
+        );
         assert_eq!(row["nonzeros"].as_u64(), Some(layer.nonzeros() as u64));
     }
     run_ok(args!["quantize", pruned, "--bits", "6", "-o", small]);
     let quantized = load(&small);
     for (q, p) in quantized.layers.iter().zip(&model.layers) {
         let sparse = p.nonzeros() < p.weight_count();
-        assert!(distinct_nonzero(&q.weights) <= if sparse { 63 } else { 64 }, "{}", q.name);
-        assert!(q.weights.iter().zip(&p.weights).all(|(a, b)| (*a == 0.0) == (*b == 0.0)), "{}", q.name);
+        assert!(
+            distinct_nonzero(&q.weights) <= if sparse { 63 } else { 64 },
+            "{}",
+            q.name
+        );
+        assert!(
+            q.weights
+                .iter()
+                .zip(&p.weights)
+                .all(|(a, b)| (*a == 0.0) == (*b == 0.0)),
+            "{}",
+            q.name
+        );
     }
-    println!("v1.1 pruned to 70 %: {} bytes; then 6 bits: {} bytes", file_len(&pruned), file_len(&small));
+    println!(
+        "v1.1 pruned to 70 %: {} bytes; then 6 bits: {} bytes",
+        file_len(&pruned),
+        file_len(&small)
+    );
     assert!(file_len(&small) < file_len(&pruned));
 }
 
@@ -92,12 +163,30 @@ fn prune_then_quantize_chains_and_keeps_the_mask() {
 fn global_pruning_reaches_the_overall_sparsity() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("global.sqz");
-    let report = json(&run_ok(args!["prune", v11_param(), "--sparsity", "0.6", "--global", "--json", "-o", out]));
+    let report = json(&run_ok(args![
+        "prune",
+        v11_param(),
+        "--sparsity",
+        "0.6",
+        "--global",
+        "--json",
+        "-o",
+        out
+    ]));
     let sparsity = report["sparsity"].as_f64().unwrap();
     assert!((sparsity - 0.6).abs() < 1e-3, "overall sparsity {sparsity}");
-    let per_layer: Vec<f64> = report["layers"].as_array().unwrap().iter().map(|l| l["sparsity"].as_f64().unwrap()).collect();
-    let spread = per_layer.iter().cloned().fold(0.0, f64::max) - per_layer.iter().cloned().fold(1.0, f64::min);
-    assert!(spread > 0.05, "one global threshold prunes layers unevenly, got {per_layer:?}");
+    let per_layer: Vec<f64> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["sparsity"].as_f64().unwrap())
+        .collect();
+    let spread = per_layer.iter().cloned().fold(0.0, f64::max)
+        - per_layer.iter().cloned().fold(1.0, f64::min);
+    assert!(
+        spread > 0.05,
+        "one global threshold prunes layers unevenly, got {per_layer:?}"
+    );
 }
 
 #[test]
@@ -105,7 +194,20 @@ fn compress_and_decode_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small.sqz");
     let dense = dir.path().join("dense.sqz");
-    run_ok(args!["compress", v11_param(), "--sparsity", "0.5", "--bits", "5", "--init", "kmeans++", "--seed", "7", "-o", small]);
+    run_ok(args![
+        "compress",
+        v11_param(),
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "5",
+        "--init",
+        "kmeans++",
+        "--seed",
+        "7",
+        "-o",
+        small
+    ]);
     let report = json(&run_ok(args!["decode", small, "-o", dense, "--json"]));
     assert_eq!(report["files"][0]["bytes"].as_u64(), Some(file_len(&dense)));
     assert!(file_len(&dense) > 2 * file_len(&small));
@@ -117,14 +219,40 @@ fn eval_with_reference_reports_both_models() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("han8.sqz");
     run_ok(args!["quantize", han_net(), "--bits", "8", "-o", out]);
-    let report = json(&run_ok(args!["eval", out, "--reference", han_net(), "--images", images(), "--limit", "24", "--json"]));
-    for key in ["file_bytes", "reference_file_bytes", "compression_ratio", "top1", "top5", "reference_top1", "reference_top5", "agreement", "images_per_sec"] {
-        assert!(report.get(key).is_some_and(|v| !v.is_null()), "missing {key} in {report}");
+    let report = json(&run_ok(args![
+        "eval",
+        out,
+        "--reference",
+        han_net(),
+        "--images",
+        images(),
+        "--limit",
+        "24",
+        "--json"
+    ]));
+    for key in [
+        "file_bytes",
+        "reference_file_bytes",
+        "compression_ratio",
+        "top1",
+        "top5",
+        "reference_top1",
+        "reference_top5",
+        "agreement",
+        "images_per_sec",
+    ] {
+        assert!(
+            report.get(key).is_some_and(|v| !v.is_null()),
+            "missing {key} in {report}"
+        );
     }
     assert_eq!(report["images"].as_u64(), Some(24));
     assert_eq!(report["agreement"].as_f64(), Some(1.0));
     assert_eq!(report["top1"], report["reference_top1"]);
-    assert_eq!(report["reference_file_bytes"].as_u64(), Some(file_len(&han_net())));
+    assert_eq!(
+        report["reference_file_bytes"].as_u64(),
+        Some(file_len(&han_net()))
+    );
 }
 
 #[test]
@@ -137,14 +265,21 @@ fn bad_inputs_fail_cleanly_without_output() {
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 2] ^= 0x10;
     let truncated = &bytes[..bytes.len() - 100];
-    for (name, data) in [("flipped.sqz", flipped.as_slice()), ("truncated.sqz", truncated)] {
+    for (name, data) in [
+        ("flipped.sqz", flipped.as_slice()),
+        ("truncated.sqz", truncated),
+    ] {
         let input = dir.path().join(name);
         std::fs::write(&input, data).unwrap();
         let out = dir.path().join(format!("{name}.out.sqz"));
         let result = run(args!["quantize", input, "--bits", "4", "-o", out]);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(result.status.code(), Some(1), "{name}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{name}: one-line error expected, got {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{name}: one-line error expected, got {stderr}"
+        );
         assert!(stderr.starts_with("error: "), "{stderr}");
         assert!(!out.exists(), "{name}: no output may be written");
     }
@@ -156,16 +291,51 @@ fn bad_inputs_fail_cleanly_without_output() {
 
     // Unknown layer names and impossible settings are user errors.
     for bad in [
-        args!["prune", good, "--sparsity", "1.5", "-o", dir.path().join("x.sqz")].to_vec(),
-        args!["prune", good, "--sparsity", "0.5", "--layer-sparsity", "nope=0", "-o", dir.path().join("x.sqz")].to_vec(),
-        args!["quantize", good, "--bits", "0", "-o", dir.path().join("x.sqz")].to_vec(),
+        args![
+            "prune",
+            good,
+            "--sparsity",
+            "1.5",
+            "-o",
+            dir.path().join("x.sqz")
+        ]
+        .to_vec(),
+        args![
+            "prune",
+            good,
+            "--sparsity",
+            "0.5",
+            "--layer-sparsity",
+            "nope=0",
+            "-o",
+            dir.path().join("x.sqz")
+        ]
+        .to_vec(),
+        args![
+            "quantize",
+            good,
+            "--bits",
+            "0",
+            "-o",
+            dir.path().join("x.sqz")
+        ]
+        .to_vec(),
     ] {
         let result = run(&bad);
-        assert_eq!(result.status.code(), Some(1), "{}", String::from_utf8_lossy(&result.stderr));
+        assert_eq!(
+            result.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
         assert!(!dir.path().join("x.sqz").exists());
     }
     // No temporary files are left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".sqz-tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".sqz-tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -173,10 +343,27 @@ fn bad_inputs_fail_cleanly_without_output() {
 fn every_command_documents_an_example_and_the_exit_codes() {
     let top = run_ok(&["--help"]);
     assert!(top.contains("Exit codes: 0 success, 1 user error"), "{top}");
-    for command in ["classify", "eval", "inspect", "prune", "quantize", "compress", "decode", "sensitivity", "report", "fetch"] {
+    for command in [
+        "classify",
+        "eval",
+        "inspect",
+        "prune",
+        "quantize",
+        "compress",
+        "decode",
+        "sensitivity",
+        "report",
+        "fetch",
+    ] {
         let help = run_ok(&[command, "--help"]);
-        assert!(help.contains(&format!("Example:\n  sqz-compress {command} ")), "{command}: {help}");
-        assert!(help.contains("--quiet"), "{command} takes the global --quiet");
+        assert!(
+            help.contains(&format!("Example:\n  sqz-compress {command} ")),
+            "{command}: {help}"
+        );
+        assert!(
+            help.contains("--quiet"),
+            "{command} takes the global --quiet"
+        );
     }
 }
 
@@ -188,6 +375,9 @@ fn classify_json_gives_five_probabilities_per_image() {
     let top5 = value["top5"].as_array().expect("top5 array");
     assert_eq!(top5.len(), 5);
     assert_eq!(top5[0]["class"].as_u64(), Some(2), "a great white shark");
-    let total: f64 = top5.iter().map(|c| c["probability"].as_f64().unwrap()).sum();
+    let total: f64 = top5
+        .iter()
+        .map(|c| c["probability"].as_f64().unwrap())
+        .sum();
     assert!(total > 0.0 && total <= 1.0 + 1e-6);
 }

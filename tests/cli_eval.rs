@@ -315,7 +315,10 @@ fn bad_inputs_give_one_line_errors_and_exit_code_1() {
     let write_labels = |text: &str| std::fs::write(path("labels.tsv"), text).expect("write");
     write_labels("file\tclass_index\twnid\tname\ngarbage.jpg\t1000\tn0\tx\n");
     let line = eval_error();
-    assert!(line.contains("labels.tsv:2") && line.contains("1000"), "{line}");
+    assert!(
+        line.contains("labels.tsv:2") && line.contains("1000"),
+        "{line}"
+    );
 
     write_labels("file\tclass_index\twnid\tname\ngarbage.jpg\t1\tn01443537\tgoldfish\n");
     let line = eval_error();

@@ -16,12 +16,25 @@ fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("sensitivity.svg");
     let stdout = run_ok(args![
-        "sensitivity", v11_param(), "--calib", images(), "--calib-count", "2",
-        "--sparsity-levels", "0.5,0.9", "--bit-levels", "3", "--chart", chart
+        "sensitivity",
+        v11_param(),
+        "--calib",
+        images(),
+        "--calib-count",
+        "2",
+        "--sparsity-levels",
+        "0.5,0.9",
+        "--bit-levels",
+        "3",
+        "--chart",
+        chart
     ]);
     let names = v11_layer_names();
     let lines: Vec<&str> = stdout.lines().collect();
-    let header = lines.iter().position(|l| l.starts_with("layer")).expect("a header line");
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("layer"))
+        .expect("a header line");
     let rows = &lines[header + 1..];
     assert_eq!(rows.len(), names.len(), "one row per layer:\n{stdout}");
     for (row, name) in rows.iter().zip(&names) {
@@ -35,18 +48,33 @@ fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
         }
     }
     let svg = std::fs::read_to_string(&chart).expect("the chart was written");
-    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "not an SVG document"
+    );
     assert_eq!(svg.matches("<svg").count(), 1);
     for name in &names {
-        assert!(svg.contains(&format!(">\n{name}\n<")) || svg.contains(&format!(">{name}<")), "legend lacks {name}");
+        assert!(
+            svg.contains(&format!(">\n{name}\n<")) || svg.contains(&format!(">{name}<")),
+            "legend lacks {name}"
+        );
     }
 }
 
 #[test]
 fn sensitivity_json_has_every_level_of_every_layer() {
     let stdout = run_ok(args![
-        "sensitivity", v11_param(), "--calib", images(), "--calib-count", "1",
-        "--sparsity-levels", "0.6", "--bit-levels", "5,2", "--json"
+        "sensitivity",
+        v11_param(),
+        "--calib",
+        images(),
+        "--calib-count",
+        "1",
+        "--sparsity-levels",
+        "0.6",
+        "--bit-levels",
+        "5,2",
+        "--json"
     ]);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let layers = report["layers"].as_array().expect("layers");
@@ -54,7 +82,9 @@ fn sensitivity_json_has_every_level_of_every_layer() {
     for l in layers {
         assert_eq!(l["prune"].as_array().map(Vec::len), Some(1));
         assert_eq!(l["quantize"].as_array().map(Vec::len), Some(2));
-        let agreement = l["quantize"][1]["damage"]["agreement"].as_f64().expect("agreement");
+        let agreement = l["quantize"][1]["damage"]["agreement"]
+            .as_f64()
+            .expect("agreement");
         assert!((0.0..=1.0).contains(&agreement));
     }
 }
@@ -65,19 +95,39 @@ fn compress_to_a_target_size_never_exceeds_it() {
     let out = dir.path().join("fitted.sqz");
     let target: u64 = 481_280;
     let stdout = run_ok(args![
-        "compress", v11_param(), "--target-size", target.to_string(), "--calib", images(),
-        "--calib-count", "6", "--sensitivity-count", "2", "--sparsity-levels", "0.5,0.7",
-        "--bit-levels", "6,4", "--json", "-o", out
+        "compress",
+        v11_param(),
+        "--target-size",
+        target.to_string(),
+        "--calib",
+        images(),
+        "--calib-count",
+        "6",
+        "--sensitivity-count",
+        "2",
+        "--sparsity-levels",
+        "0.5,0.7",
+        "--bit-levels",
+        "6,4",
+        "--json",
+        "-o",
+        out
     ]);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let bytes = std::fs::metadata(&out).expect("output written").len();
     println!("fitted to {target}: {bytes} bytes");
-    assert!(bytes <= target, "{bytes} bytes is over the {target}-byte budget");
+    assert!(
+        bytes <= target,
+        "{bytes} bytes is over the {target}-byte budget"
+    );
     assert_eq!(report["file_bytes"].as_u64(), Some(bytes));
     let plan = report["plan"]["layers"].as_array().expect("the plan");
     assert_eq!(plan.len(), v11_layer_names().len());
     // The file holds what the plan says: each layer's bits and sparsity.
-    for (p, l) in plan.iter().zip(report["layers"].as_array().expect("layers")) {
+    for (p, l) in plan
+        .iter()
+        .zip(report["layers"].as_array().expect("layers"))
+    {
         assert_eq!(p["bits"], l["bits"], "{p} vs {l}");
         let planned = p["sparsity"].as_f64().unwrap();
         let reached = l["sparsity"].as_f64().unwrap();
@@ -90,20 +140,43 @@ fn an_impossible_target_size_is_a_clear_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never.sqz");
     let result = run(args![
-        "compress", v11_param(), "--target-size", "20000", "--calib", images(),
-        "--calib-count", "2", "--sensitivity-count", "1", "--sparsity-levels", "0.9",
-        "--bit-levels", "2", "-o", out
+        "compress",
+        v11_param(),
+        "--target-size",
+        "20000",
+        "--calib",
+        images(),
+        "--calib-count",
+        "2",
+        "--sensitivity-count",
+        "1",
+        "--sparsity-levels",
+        "0.9",
+        "--bit-levels",
+        "2",
+        "-o",
+        out
     ]);
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("budget") && stderr.contains("20000"), "{stderr}");
+    assert!(
+        stderr.contains("budget") && stderr.contains("20000"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 
 #[test]
 fn target_size_needs_calibration_images() {
     let dir = tempfile::tempdir().unwrap();
-    let result = run(args!["compress", v11_param(), "--target-size", "400000", "-o", dir.path().join("x.sqz")]);
+    let result = run(args![
+        "compress",
+        v11_param(),
+        "--target-size",
+        "400000",
+        "-o",
+        dir.path().join("x.sqz")
+    ]);
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("--calib"));
 }

@@ -49,7 +49,6 @@ const V1_0: Reference = Reference {
     },
 };
 
-
 /// A little-endian float32 file holding exactly `len` values.
 fn read_f32(path: &Path, len: usize) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

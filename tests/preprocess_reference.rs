@@ -9,7 +9,6 @@ use std::path::Path;
 
 use formats::Preprocess;
 
-
 /// Little-endian float32 file.
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -75,17 +75,7 @@ fn report_of_a_quantized_han_model_renders_every_chart() {
     run_ok(args!["quantize", han_net(), "--bits", "4", "-o", sqz]);
     let dir = tmp.path().join("report");
     let (han, sample) = (han_net(), images());
-    let report_args = args![
-        "report",
-        han,
-        sqz,
-        "--images",
-        sample,
-        "--limit",
-        "16",
-        "-o",
-        dir
-    ];
+    let report_args = args!["report", han, sqz, "--images", sample, "--limit", "16", "-o", dir];
     let stdout = run_ok(report_args);
     assert!(stdout.contains("index.html"), "{stdout}");
 
@@ -146,10 +136,7 @@ fn report_of_a_quantized_han_model_renders_every_chart() {
     }
 
     // Rewriting the report over the old one, on one thread, gives the same bytes.
-    let again = run_env(
-        report_args,
-        &[("RAYON_NUM_THREADS", "1")],
-    );
+    let again = run_env(report_args, &[("RAYON_NUM_THREADS", "1")]);
     assert!(
         again.status.success(),
         "{}",

@@ -15,7 +15,11 @@ pub(crate) struct ByteCursor<'a> {
 
 impl<'a> ByteCursor<'a> {
     pub(crate) fn new(bytes: &'a [u8], source: &'static str) -> Self {
-        ByteCursor { bytes, at: 0, source }
+        ByteCursor {
+            bytes,
+            at: 0,
+            source,
+        }
     }
 
     /// Bytes not read yet.
@@ -45,15 +49,24 @@ impl<'a> ByteCursor<'a> {
 
     /// `count` little-endian float32 values.
     pub(crate) fn f32s(&mut self, count: usize, what: &str) -> Result<Vec<f32>> {
-        let bytes = count.checked_mul(4).ok_or_else(|| FormatError::truncated(format!("{}: {what}: absurd count {count}", self.source)))?;
-        Ok(self.take(bytes, what)?.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let bytes = count.checked_mul(4).ok_or_else(|| {
+            FormatError::truncated(format!("{}: {what}: absurd count {count}", self.source))
+        })?;
+        Ok(self
+            .take(bytes, what)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     /// Succeed only when every byte has been read.
     pub(crate) fn finish(&self) -> Result<()> {
         match self.remaining() {
             0 => Ok(()),
-            n => Err(FormatError::invalid(format!("{}: {n} unexpected bytes after the last layer (offset {})", self.source, self.at))),
+            n => Err(FormatError::invalid(format!(
+                "{}: {n} unexpected bytes after the last layer (offset {})",
+                self.source, self.at
+            ))),
         }
     }
 }

@@ -14,7 +14,9 @@
 //! are skipped, as Caffe does at deployment.
 
 use crate::prototxt::{self, Message, Value};
-use crate::{Conv, FormatError, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize, Result};
+use crate::{
+    Conv, FormatError, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize, Result,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Largest weight count accepted for one layer (2^28, 1 GiB of float32):
@@ -61,9 +63,14 @@ pub fn parse_net_text(text: &str) -> Result<CaffeNet> {
 pub fn parse_net(net: &Message) -> Result<CaffeNet> {
     let mut builder = Builder::default();
     builder.net_input(net)?;
-    let (v2, v1) = (net.get_all_messages("layer")?, net.get_all_messages("layers")?);
+    let (v2, v1) = (
+        net.get_all_messages("layer")?,
+        net.get_all_messages("layers")?,
+    );
     if !v2.is_empty() && !v1.is_empty() {
-        return Err(FormatError::invalid("net mixes `layer` and legacy `layers` fields"));
+        return Err(FormatError::invalid(
+            "net mixes `layer` and legacy `layers` fields",
+        ));
     }
     for layer in v2.into_iter().chain(v1) {
         if in_test_phase(layer)? {
@@ -85,12 +92,19 @@ impl CaffeNet {
             Resize::ShorterSide(side) => side,
         };
         if channels != 3 {
-            return Err(FormatError::unsupported(format!("input with {channels} channels (images have 3)")));
+            return Err(FormatError::unsupported(format!(
+                "input with {channels} channels (images have 3)"
+            )));
         }
         if h != w || h == 0 || h > resize as usize {
-            return Err(FormatError::unsupported(format!("input size {h}x{w} (must be square and at most {resize})")));
+            return Err(FormatError::unsupported(format!(
+                "input size {h}x{w} (must be square and at most {resize})"
+            )));
         }
-        Ok(Preprocess { crop: h as u32, ..base })
+        Ok(Preprocess {
+            crop: h as u32,
+            ..base
+        })
     }
 
     /// Join the definition with its parameters: one `(weights, bias)` pair
@@ -99,11 +113,28 @@ impl CaffeNet {
     pub fn into_model(self, params: Vec<(Vec<f32>, Vec<f32>)>) -> Result<Model> {
         let preprocess = self.preprocess()?;
         if params.len() != self.layers.len() {
-            return Err(FormatError::invalid(format!("{} parameter sets for {} learned layers", params.len(), self.layers.len())));
+            return Err(FormatError::invalid(format!(
+                "{} parameter sets for {} learned layers",
+                params.len(),
+                self.layers.len()
+            )));
         }
-        let layers =
-            self.layers.into_iter().zip(params).map(|(l, (weights, bias))| Layer { name: l.name, shape: l.shape, weights, bias }).collect();
-        let model = Model { graph: self.graph, layers, preprocess };
+        let layers = self
+            .layers
+            .into_iter()
+            .zip(params)
+            .map(|(l, (weights, bias))| Layer {
+                name: l.name,
+                shape: l.shape,
+                weights,
+                bias,
+            })
+            .collect();
+        let model = Model {
+            graph: self.graph,
+            layers,
+            preprocess,
+        };
         model.validate()?;
         Ok(model)
     }
@@ -145,8 +176,15 @@ fn layer_type(layer: &Message) -> Result<String> {
     ];
     match layer.get("type")? {
         Some(Value::Str(t)) => Ok(t.clone()),
-        Some(Value::Ident(word)) => Ok(legacy.iter().find(|(w, _)| *w == word.as_str()).map_or(word.as_str(), |(_, t)| t).to_string()),
-        Some(other) => Err(FormatError::invalid(format!("layer type must be a string, found {}", other.describe()))),
+        Some(Value::Ident(word)) => Ok(legacy
+            .iter()
+            .find(|(w, _)| *w == word.as_str())
+            .map_or(word.as_str(), |(_, t)| t)
+            .to_string()),
+        Some(other) => Err(FormatError::invalid(format!(
+            "layer type must be a string, found {}",
+            other.describe()
+        ))),
         None => Err(FormatError::invalid("layer without a type")),
     }
 }
@@ -159,7 +197,9 @@ fn enum_field(p: &Message, field: &str, words: &[&str]) -> Result<Option<usize>>
             Some(i) => Ok(Some(i)),
             None => Err(FormatError::unsupported(format!("{field}: {w}"))),
         },
-        Some(v) => v.as_usize().map(Some).map_err(|_| FormatError::invalid(format!("{field}: {} is not one of {words:?}", v.describe()))),
+        Some(v) => v.as_usize().map(Some).map_err(|_| {
+            FormatError::invalid(format!("{field}: {} is not one of {words:?}", v.describe()))
+        }),
     }
 }
 
@@ -171,12 +211,21 @@ fn spatial(p: &Message, list: &str, field: &str, default: Option<usize>) -> Resu
     let w = p.get_usize(&format!("{field}_w"))?;
     match (list.as_slice(), h, w) {
         ([], Some(h), Some(w)) => Ok((h, w)),
-        ([], None, None) => default.map(|d| (d, d)).ok_or_else(|| FormatError::invalid(format!("{field} size is missing"))),
+        ([], None, None) => default
+            .map(|d| (d, d))
+            .ok_or_else(|| FormatError::invalid(format!("{field} size is missing"))),
         ([v], None, None) => Ok((*v, *v)),
         ([h, w], None, None) => Ok((*h, *w)),
-        ([], _, _) => Err(FormatError::invalid(format!("{field}_h and {field}_w must be given together"))),
-        (values, None, None) => Err(FormatError::unsupported(format!("{} {field} values (only 2-D)", values.len()))),
-        _ => Err(FormatError::invalid(format!("{field} cannot be combined with {field}_h/{field}_w"))),
+        ([], _, _) => Err(FormatError::invalid(format!(
+            "{field}_h and {field}_w must be given together"
+        ))),
+        (values, None, None) => Err(FormatError::unsupported(format!(
+            "{} {field} values (only 2-D)",
+            values.len()
+        ))),
+        _ => Err(FormatError::invalid(format!(
+            "{field} cannot be combined with {field}_h/{field}_w"
+        ))),
     }
 }
 
@@ -218,19 +267,33 @@ impl Builder {
         match (names.as_slice(), shapes.as_slice()) {
             ([], []) if dims.is_empty() => Ok(()),
             ([name], []) => self.set_input(name, &dims),
-            ([name], [shape]) if dims.is_empty() => self.set_input(name, &shape.get_all_usize("dim")?),
-            ([], _) => Err(FormatError::invalid("input_dim or input_shape without an input name")),
-            ([_], _) => Err(FormatError::invalid("give either input_dim or one input_shape")),
-            (several, _) => Err(FormatError::unsupported(format!("{} net inputs (sqz models have one)", several.len()))),
+            ([name], [shape]) if dims.is_empty() => {
+                self.set_input(name, &shape.get_all_usize("dim")?)
+            }
+            ([], _) => Err(FormatError::invalid(
+                "input_dim or input_shape without an input name",
+            )),
+            ([_], _) => Err(FormatError::invalid(
+                "give either input_dim or one input_shape",
+            )),
+            (several, _) => Err(FormatError::unsupported(format!(
+                "{} net inputs (sqz models have one)",
+                several.len()
+            ))),
         }
     }
 
     fn set_input(&mut self, name: &str, dims: &[usize]) -> Result<()> {
-        let shape: [usize; 4] = dims
-            .try_into()
-            .map_err(|_| FormatError::unsupported(format!("input {name} has {} dimensions (only N,C,H,W)", dims.len())))?;
+        let shape: [usize; 4] = dims.try_into().map_err(|_| {
+            FormatError::unsupported(format!(
+                "input {name} has {} dimensions (only N,C,H,W)",
+                dims.len()
+            ))
+        })?;
         if self.input.is_some() {
-            return Err(FormatError::unsupported("a second net input (sqz models have one)"));
+            return Err(FormatError::unsupported(
+                "a second net input (sqz models have one)",
+            ));
         }
         let blob = self.produce(name, "input");
         self.channels.insert(blob.clone(), shape[1]);
@@ -239,10 +302,15 @@ impl Builder {
     }
 
     fn layer(&mut self, layer: &Message) -> Result<()> {
-        let name = layer.get_str("name")?.ok_or_else(|| FormatError::invalid("layer without a name"))?.to_string();
+        let name = layer
+            .get_str("name")?
+            .ok_or_else(|| FormatError::invalid("layer without a name"))?
+            .to_string();
         self.add_layer(&name, layer).map_err(|e| match e {
             FormatError::Invalid(m) => FormatError::invalid(format!("Caffe layer {name}: {m}")),
-            FormatError::Unsupported(m) => FormatError::unsupported(format!("Caffe layer {name}: {m}")),
+            FormatError::Unsupported(m) => {
+                FormatError::unsupported(format!("Caffe layer {name}: {m}"))
+            }
             other => other,
         })
     }
@@ -254,56 +322,99 @@ impl Builder {
         let kind = layer_type(layer)?;
         let tops = layer.get_all_str("top")?;
         let [top] = tops.as_slice() else {
-            return Err(FormatError::unsupported(format!("{} top blobs (only 1)", tops.len())));
+            return Err(FormatError::unsupported(format!(
+                "{} top blobs (only 1)",
+                tops.len()
+            )));
         };
         if kind == "Input" {
-            let shape = layer.get_message("input_param")?.and_then(|p| p.get_message("shape").transpose()).transpose()?;
-            let shape = shape.ok_or_else(|| FormatError::invalid("Input layer without input_param { shape }"))?;
+            let shape = layer
+                .get_message("input_param")?
+                .and_then(|p| p.get_message("shape").transpose())
+                .transpose()?;
+            let shape = shape
+                .ok_or_else(|| FormatError::invalid("Input layer without input_param { shape }"))?;
             return self.set_input(top, &shape.get_all_usize("dim")?);
         }
         let inputs = layer
             .get_all_str("bottom")?
             .into_iter()
-            .map(|b| self.current.get(b).cloned().ok_or_else(|| FormatError::invalid(format!("bottom {b} is produced by no earlier layer"))))
+            .map(|b| {
+                self.current.get(b).cloned().ok_or_else(|| {
+                    FormatError::invalid(format!("bottom {b} is produced by no earlier layer"))
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         // Every graph blob gets its channel count when it is produced.
-        let in_channels: Vec<usize> = inputs.iter().filter_map(|b| self.channels.get(b).copied()).collect();
-        let params = |field: &str| -> Result<Message> { Ok(layer.get_message(field)?.cloned().unwrap_or_default()) };
+        let in_channels: Vec<usize> = inputs
+            .iter()
+            .filter_map(|b| self.channels.get(b).copied())
+            .collect();
+        let params = |field: &str| -> Result<Message> {
+            Ok(layer.get_message(field)?.cloned().unwrap_or_default())
+        };
         let (op, channels) = match kind.as_str() {
             "Convolution" => {
-                let [c] = in_channels.as_slice() else { return Err(arity(1, inputs.len())) };
+                let [c] = in_channels.as_slice() else {
+                    return Err(arity(1, inputs.len()));
+                };
                 self.convolution(name, &params("convolution_param")?, *c)?
             }
             "Pooling" => (pooling(&params("pooling_param")?)?, single(&in_channels)?),
             "ReLU" => {
-                if params("relu_param")?.get_f64("negative_slope")?.is_some_and(|s| s != 0.0) {
+                if params("relu_param")?
+                    .get_f64("negative_slope")?
+                    .is_some_and(|s| s != 0.0)
+                {
                     return Err(FormatError::unsupported("leaky ReLU"));
                 }
                 (Op::Relu, single(&in_channels)?)
             }
             "Dropout" => (Op::Dropout, single(&in_channels)?),
             "Softmax" => {
-                require_one(params("softmax_param")?.get_with("axis", Value::as_i64)?.unwrap_or(1), "softmax axis")?;
+                require_one(
+                    params("softmax_param")?
+                        .get_with("axis", Value::as_i64)?
+                        .unwrap_or(1),
+                    "softmax axis",
+                )?;
                 (Op::Softmax, single(&in_channels)?)
             }
             "Concat" => {
                 let p = params("concat_param")?;
-                let axis = p.get_with("axis", Value::as_i64)?.or(p.get_with("concat_dim", Value::as_i64)?).unwrap_or(1);
+                let axis = p
+                    .get_with("axis", Value::as_i64)?
+                    .or(p.get_with("concat_dim", Value::as_i64)?)
+                    .unwrap_or(1);
                 if axis != 1 {
-                    return Err(FormatError::unsupported(format!("concat axis {axis} (only 1)")));
+                    return Err(FormatError::unsupported(format!(
+                        "concat axis {axis} (only 1)"
+                    )));
                 }
                 (Op::Concat, in_channels.iter().sum())
             }
-            "Eltwise" => (eltwise(&params("eltwise_param")?)?, equal_channels(&in_channels)?),
+            "Eltwise" => (
+                eltwise(&params("eltwise_param")?)?,
+                equal_channels(&in_channels)?,
+            ),
             "Flatten" => {
                 let p = params("flatten_param")?;
-                require_one(p.get_with("axis", Value::as_i64)?.unwrap_or(1), "flatten axis")?;
+                require_one(
+                    p.get_with("axis", Value::as_i64)?.unwrap_or(1),
+                    "flatten axis",
+                )?;
                 if inputs.iter().any(|b| !self.unit_spatial.contains(b)) {
-                    return Err(FormatError::unsupported("Flatten of a blob not known to be 1x1 (only after global pooling)"));
+                    return Err(FormatError::unsupported(
+                        "Flatten of a blob not known to be 1x1 (only after global pooling)",
+                    ));
                 }
                 (Op::Flatten, single(&in_channels)?)
             }
-            other => return Err(FormatError::unsupported(format!("Caffe layer type {other}"))),
+            other => {
+                return Err(FormatError::unsupported(format!(
+                    "Caffe layer type {other}"
+                )))
+            }
         };
         if inputs.is_empty() {
             return Err(arity(1, 0));
@@ -313,13 +424,20 @@ impl Builder {
         if matches!(op, Op::GlobalAvgPool | Op::Flatten) {
             self.unit_spatial.insert(output.clone());
         }
-        self.nodes.push(Node { name: name.to_string(), op, inputs, outputs: vec![output] });
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs,
+            outputs: vec![output],
+        });
         Ok(())
     }
 
     /// A convolution's op and output channels; records its layer shape.
     fn convolution(&mut self, name: &str, p: &Message, in_channels: usize) -> Result<(Op, usize)> {
-        let out = p.get_usize("num_output")?.ok_or_else(|| FormatError::invalid("convolution without num_output"))?;
+        let out = p
+            .get_usize("num_output")?
+            .ok_or_else(|| FormatError::invalid("convolution without num_output"))?;
         let (kernel_h, kernel_w) = spatial(p, "kernel_size", "kernel", None)?;
         let (stride_h, stride_w) = spatial(p, "stride", "stride", Some(1))?;
         let (pad_h, pad_w) = spatial(p, "pad", "pad", Some(0))?;
@@ -327,25 +445,45 @@ impl Builder {
             require_one(d, "dilation")?;
         }
         require_one(p.get_usize("group")?.unwrap_or(1), "group")?;
-        require_one(p.get_with("axis", Value::as_i64)?.unwrap_or(1), "convolution axis")?;
+        require_one(
+            p.get_with("axis", Value::as_i64)?.unwrap_or(1),
+            "convolution axis",
+        )?;
         if out == 0 || kernel_h == 0 || kernel_w == 0 || stride_h == 0 || stride_w == 0 {
             return Err(FormatError::invalid("zero num_output, kernel or stride"));
         }
         let shape = [out, in_channels, kernel_h, kernel_w];
         let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if count.is_none_or(|c| c > MAX_LAYER_WEIGHTS) {
-            return Err(FormatError::unsupported(format!("shape {shape:?} has more than {MAX_LAYER_WEIGHTS} weights")));
+            return Err(FormatError::unsupported(format!(
+                "shape {shape:?} has more than {MAX_LAYER_WEIGHTS} weights"
+            )));
         }
         let bias_term = p.get_bool("bias_term")?.unwrap_or(true);
-        self.layers.push(LayerShape { name: name.to_string(), shape, bias_term });
-        let conv = Conv { layer: self.layers.len() - 1, stride_h, stride_w, pad_h, pad_w, relu: false };
+        self.layers.push(LayerShape {
+            name: name.to_string(),
+            shape,
+            bias_term,
+        });
+        let conv = Conv {
+            layer: self.layers.len() - 1,
+            stride_h,
+            stride_w,
+            pad_h,
+            pad_w,
+            relu: false,
+        };
         Ok((Op::Conv(conv), out))
     }
 
     /// Name the new version of Caffe blob `top` written by `layer`: `top`
     /// itself the first time, `top/layer` when it is rewritten.
     fn produce(&mut self, top: &str, layer: &str) -> String {
-        let base = if self.current.contains_key(top) { format!("{top}/{layer}") } else { top.to_string() };
+        let base = if self.current.contains_key(top) {
+            format!("{top}/{layer}")
+        } else {
+            top.to_string()
+        };
         let mut name = base.clone();
         let mut suffix = 2;
         while self.produced.contains(&name) {
@@ -358,11 +496,21 @@ impl Builder {
     }
 
     fn finish(self) -> Result<CaffeNet> {
-        let (input, input_shape) = self.input.ok_or_else(|| FormatError::invalid("net has no input (input: or an Input layer)"))?;
+        let (input, input_shape) = self
+            .input
+            .ok_or_else(|| FormatError::invalid("net has no input (input: or an Input layer)"))?;
         let output = Graph::logits_blob(&self.nodes)?;
-        let graph = Graph { nodes: self.nodes, input, output };
+        let graph = Graph {
+            nodes: self.nodes,
+            input,
+            output,
+        };
         graph.validate(self.layers.len())?;
-        Ok(CaffeNet { graph, layers: self.layers, input_shape })
+        Ok(CaffeNet {
+            graph,
+            layers: self.layers,
+            input_shape,
+        })
     }
 }
 
@@ -382,7 +530,9 @@ fn single(in_channels: &[usize]) -> Result<usize> {
 fn equal_channels(in_channels: &[usize]) -> Result<usize> {
     match in_channels.split_first() {
         Some((first, rest)) if rest.iter().all(|c| c == first) => Ok(*first),
-        Some(_) => Err(FormatError::invalid(format!("element-wise inputs with different channels {in_channels:?}"))),
+        Some(_) => Err(FormatError::invalid(format!(
+            "element-wise inputs with different channels {in_channels:?}"
+        ))),
         None => Err(arity(1, 0)),
     }
 }
@@ -414,7 +564,16 @@ fn pooling(p: &Message) -> Result<Op> {
         // Frameworks disagree on the divisor of windows that overlap padding.
         return Err(FormatError::unsupported("average pooling over padding"));
     }
-    Ok(Op::Pool(Pool { kind, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ceil_mode }))
+    Ok(Op::Pool(Pool {
+        kind,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        ceil_mode,
+    }))
 }
 
 /// Only an unweighted sum maps to an engine op.
@@ -422,7 +581,10 @@ fn eltwise(p: &Message) -> Result<Op> {
     if enum_field(p, "operation", &["PROD", "SUM", "MAX"])?.unwrap_or(1) != 1 {
         return Err(FormatError::unsupported("Eltwise operation other than SUM"));
     }
-    if p.get_all_with("coeff", Value::as_f64)?.iter().any(|&c| c != 1.0) {
+    if p.get_all_with("coeff", Value::as_f64)?
+        .iter()
+        .any(|&c| c != 1.0)
+    {
         return Err(FormatError::unsupported("weighted Eltwise sum"));
     }
     Ok(Op::Add)
@@ -433,7 +595,9 @@ mod tests {
     use super::*;
 
     fn net(layers: &str) -> Result<CaffeNet> {
-        parse_net_text(&format!("input: \"data\" input_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n{layers}"))
+        parse_net_text(&format!(
+            "input: \"data\" input_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n{layers}"
+        ))
     }
 
     const CONV_RELU: &str = r#"
@@ -447,14 +611,52 @@ mod tests {
     #[test]
     fn in_place_layers_are_renamed_and_consumers_follow() {
         let n = net(CONV_RELU).unwrap();
-        let blobs: Vec<(&str, &str)> = n.graph.nodes.iter().map(|n| (n.inputs[0].as_str(), n.outputs[0].as_str())).collect();
-        assert_eq!(blobs, [("data", "conv1"), ("conv1", "conv1/relu1"), ("conv1/relu1", "pool1")]);
+        let blobs: Vec<(&str, &str)> = n
+            .graph
+            .nodes
+            .iter()
+            .map(|n| (n.inputs[0].as_str(), n.outputs[0].as_str()))
+            .collect();
+        assert_eq!(
+            blobs,
+            [
+                ("data", "conv1"),
+                ("conv1", "conv1/relu1"),
+                ("conv1/relu1", "pool1")
+            ]
+        );
         assert_eq!(n.graph.output, "pool1");
-        assert_eq!(n.layers, [LayerShape { name: "conv1".into(), shape: [8, 3, 3, 3], bias_term: true }]);
-        assert_eq!(n.graph.nodes[0].op, Op::Conv(Conv { layer: 0, stride_h: 2, stride_w: 2, pad_h: 1, pad_w: 1, relu: false }));
+        assert_eq!(
+            n.layers,
+            [LayerShape {
+                name: "conv1".into(),
+                shape: [8, 3, 3, 3],
+                bias_term: true
+            }]
+        );
+        assert_eq!(
+            n.graph.nodes[0].op,
+            Op::Conv(Conv {
+                layer: 0,
+                stride_h: 2,
+                stride_w: 2,
+                pad_h: 1,
+                pad_w: 1,
+                relu: false
+            })
+        );
         assert_eq!(
             n.graph.nodes[2].op,
-            Op::Pool(Pool { kind: PoolKind::Max, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, pad_h: 0, pad_w: 0, ceil_mode: true })
+            Op::Pool(Pool {
+                kind: PoolKind::Max,
+                kernel_h: 3,
+                kernel_w: 3,
+                stride_h: 2,
+                stride_w: 2,
+                pad_h: 0,
+                pad_w: 0,
+                ceil_mode: true
+            })
         );
         assert_eq!(n.input_shape, [1, 3, 32, 32]);
         assert_eq!(n.preprocess().unwrap().crop, 32);
@@ -476,12 +678,24 @@ mod tests {
         ))
         .unwrap();
         let shapes: Vec<[usize; 4]> = n.layers.iter().map(|l| l.shape).collect();
-        assert_eq!(shapes, [[8, 3, 3, 3], [4, 8, 1, 1], [6, 8, 3, 1], [10, 10, 1, 2], [10, 10, 1, 1]]);
+        assert_eq!(
+            shapes,
+            [
+                [8, 3, 3, 3],
+                [4, 8, 1, 1],
+                [6, 8, 3, 1],
+                [10, 10, 1, 2],
+                [10, 10, 1, 1]
+            ]
+        );
         assert!(!n.layers[3].bias_term);
         assert_eq!(n.graph.nodes[5].op, Op::Concat);
         assert_eq!(n.graph.nodes[8].op, Op::Add);
         assert_eq!(n.graph.nodes[9].op, Op::GlobalAvgPool);
-        assert_eq!(n.graph.output, "gap", "logits are the input of the final Softmax");
+        assert_eq!(
+            n.graph.output, "gap",
+            "logits are the input of the final Softmax"
+        );
     }
 
     #[test]
@@ -495,9 +709,20 @@ mod tests {
             "#
         ))
         .unwrap();
-        assert_eq!((n.graph.nodes[4].op.clone(), n.graph.nodes[5].op.clone()), (Op::Flatten, Op::Flatten));
-        assert_eq!(n.layers[1].shape, [5, 8, 1, 1], "flattening a 1x1 map keeps its channels");
-        let e = net(&format!(r#"{CONV_RELU} layer {{ name: "f" type: "Flatten" bottom: "pool1" top: "f" }}"#)).unwrap_err().to_string();
+        assert_eq!(
+            (n.graph.nodes[4].op.clone(), n.graph.nodes[5].op.clone()),
+            (Op::Flatten, Op::Flatten)
+        );
+        assert_eq!(
+            n.layers[1].shape,
+            [5, 8, 1, 1],
+            "flattening a 1x1 map keeps its channels"
+        );
+        let e = net(&format!(
+            r#"{CONV_RELU} layer {{ name: "f" type: "Flatten" bottom: "pool1" top: "f" }}"#
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not known to be 1x1"), "{e}");
     }
 
@@ -511,7 +736,11 @@ mod tests {
         ];
         for text in forms {
             let n = parse_net_text(&text).unwrap();
-            assert_eq!((n.graph.input.as_str(), n.input_shape), ("x", [1, 3, 9, 9]), "{text}");
+            assert_eq!(
+                (n.graph.input.as_str(), n.input_shape),
+                ("x", [1, 3, 9, 9]),
+                "{text}"
+            );
         }
     }
 
@@ -534,13 +763,18 @@ mod tests {
     #[test]
     fn unsupported_and_invalid_definitions_are_errors() {
         let conv = |params: &str| {
-            net(&format!(r#"layer {{ name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param {{ {params} }} }}"#))
+            net(&format!(
+                r#"layer {{ name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param {{ {params} }} }}"#
+            ))
         };
         for (params, expected) in [
             ("num_output: 4 kernel_size: 3 group: 2", "group 2"),
             ("num_output: 4 kernel_size: 3 dilation: 2", "dilation 2"),
             ("num_output: 4 kernel_size: [1, 1, 1]", "only 2-D"),
-            ("num_output: 4 kernel_size: 3 kernel_h: 3", "cannot be combined"),
+            (
+                "num_output: 4 kernel_size: 3 kernel_h: 3",
+                "cannot be combined",
+            ),
             ("num_output: 4 kernel_h: 3", "together"),
             ("num_output: 4", "kernel size is missing"),
             ("kernel_size: 1", "num_output"),
@@ -548,23 +782,58 @@ mod tests {
             ("num_output: \"4\" kernel_size: 1", "num_output"),
         ] {
             let e = conv(params).unwrap_err().to_string();
-            assert!(e.contains(expected) && e.contains("layer c"), "{params}: {e}");
+            assert!(
+                e.contains(expected) && e.contains("layer c"),
+                "{params}: {e}"
+            );
         }
         for (layers, expected) in [
-            (r#"layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" }"#, "InnerProduct"),
-            (r#"layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { operation: MAX } }"#, "SUM"),
-            (r#"layer { name: "c" type: "Concat" bottom: "data" top: "c" concat_param { axis: 2 } }"#, "axis 2"),
-            (r#"layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }"#, "bottom nope"),
-            (r#"layer { name: "r" type: "ReLU" bottom: "data" top: "a" top: "b" }"#, "2 top blobs"),
-            (r#"layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: AVE kernel_size: 2 pad: 1 } }"#, "padding"),
-            (r#"layer { name: "r" type: "ReLU" bottom: "data" top: "r" } layer { name: "r" type: "ReLU" bottom: "r" top: "s" }"#, "duplicate"),
-            (r#"layer { name: "r" type: "ReLU" bottom: "data" top: "a" } layer { name: "s" type: "ReLU" bottom: "data" top: "b" }"#, "several outputs"),
+            (
+                r#"layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" }"#,
+                "InnerProduct",
+            ),
+            (
+                r#"layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { operation: MAX } }"#,
+                "SUM",
+            ),
+            (
+                r#"layer { name: "c" type: "Concat" bottom: "data" top: "c" concat_param { axis: 2 } }"#,
+                "axis 2",
+            ),
+            (
+                r#"layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }"#,
+                "bottom nope",
+            ),
+            (
+                r#"layer { name: "r" type: "ReLU" bottom: "data" top: "a" top: "b" }"#,
+                "2 top blobs",
+            ),
+            (
+                r#"layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: AVE kernel_size: 2 pad: 1 } }"#,
+                "padding",
+            ),
+            (
+                r#"layer { name: "r" type: "ReLU" bottom: "data" top: "r" } layer { name: "r" type: "ReLU" bottom: "r" top: "s" }"#,
+                "duplicate",
+            ),
+            (
+                r#"layer { name: "r" type: "ReLU" bottom: "data" top: "a" } layer { name: "s" type: "ReLU" bottom: "data" top: "b" }"#,
+                "several outputs",
+            ),
         ] {
             let e = net(layers).unwrap_err().to_string();
             assert!(e.contains(expected), "{layers}: {e}");
         }
-        assert!(parse_net_text("layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"r\" }").unwrap_err().to_string().contains("bottom x"));
-        assert!(parse_net_text("input: \"x\" input_dim: 1 input_dim: 3").unwrap_err().to_string().contains("2 dimensions"));
+        assert!(
+            parse_net_text("layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"r\" }")
+                .unwrap_err()
+                .to_string()
+                .contains("bottom x")
+        );
+        assert!(parse_net_text("input: \"x\" input_dim: 1 input_dim: 3")
+            .unwrap_err()
+            .to_string()
+            .contains("2 dimensions"));
         assert!(parse_net_text("layer {").is_err());
     }
 
@@ -572,8 +841,13 @@ mod tests {
     fn into_model_checks_parameter_counts() {
         let n = net(CONV_RELU).unwrap();
         assert!(n.clone().into_model(vec![]).is_err());
-        assert!(n.clone().into_model(vec![(vec![0.0; 5], vec![0.0; 8])]).is_err());
-        let m = n.into_model(vec![(vec![0.5; 8 * 27], vec![0.0; 8])]).unwrap();
+        assert!(n
+            .clone()
+            .into_model(vec![(vec![0.0; 5], vec![0.0; 8])])
+            .is_err());
+        let m = n
+            .into_model(vec![(vec![0.5; 8 * 27], vec![0.0; 8])])
+            .unwrap();
         assert_eq!(m.parameter_count(), 8 * 27 + 8);
         assert_eq!(m.preprocess.channel_order, crate::ChannelOrder::Bgr);
     }

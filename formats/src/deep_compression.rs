@@ -9,8 +9,8 @@
 //! `[out][in][kh][kw]` weights; gaps longer than 15 are bridged by filler
 //! entries whose code is 0, and positions never reached hold 0.
 
-use crate::caffe_net::{self, LayerShape};
 use crate::byte_cursor::ByteCursor;
+use crate::caffe_net::{self, LayerShape};
 use crate::{FormatError, Model, Result};
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,8 @@ pub fn read_deep_compression(net_path: &Path, prototxt: Option<&Path>) -> Result
         None => prototxt_beside(net_path)?,
     };
     let net = std::fs::read(net_path).map_err(|e| FormatError::io(net_path, e))?;
-    let text = std::fs::read_to_string(&prototxt_path).map_err(|e| FormatError::io(&prototxt_path, e))?;
+    let text =
+        std::fs::read_to_string(&prototxt_path).map_err(|e| FormatError::io(&prototxt_path, e))?;
     parse_deep_compression(&net, &text)
 }
 
@@ -67,12 +68,19 @@ pub(crate) fn prototxt_beside(net_path: &Path) -> Result<PathBuf> {
     found.sort();
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(FormatError::invalid(format!("no .prototxt beside {}; give the network definition explicitly", net_path.display()))),
+        [] => Err(FormatError::invalid(format!(
+            "no .prototxt beside {}; give the network definition explicitly",
+            net_path.display()
+        ))),
         several => Err(FormatError::invalid(format!(
             "{} .prototxt files beside {} ({}); give the network definition explicitly",
             several.len(),
             net_path.display(),
-            several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            several
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -83,9 +91,15 @@ pub(crate) fn prototxt_beside(net_path: &Path) -> Result<PathBuf> {
 /// bytes must be used up exactly.
 pub fn decode_net(net: &[u8], layers: &[LayerShape]) -> Result<Vec<DecodedLayer>> {
     let mut cursor = ByteCursor::new(net, "Deep Compression .net");
-    let header = layers.len().checked_mul(4).ok_or_else(|| FormatError::invalid("absurd layer count"))?;
+    let header = layers
+        .len()
+        .checked_mul(4)
+        .ok_or_else(|| FormatError::invalid("absurd layer count"))?;
     let counts = cursor.take(header, "the nnz table")?;
-    let nnz: Vec<usize> = counts.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
+    let nnz: Vec<usize> = counts
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect();
     let mut needed = 0usize;
     for (layer, &n) in layers.iter().zip(&nnz) {
         if n > layer.weight_count() {
@@ -95,7 +109,8 @@ pub fn decode_net(net: &[u8], layers: &[LayerShape]) -> Result<Vec<DecodedLayer>
                 layer.weight_count()
             )));
         }
-        let layer_bytes = (4 * CODEBOOK_SIZE + n + n.div_ceil(2)).saturating_add(layer.shape[0].saturating_mul(4));
+        let layer_bytes = (4 * CODEBOOK_SIZE + n + n.div_ceil(2))
+            .saturating_add(layer.shape[0].saturating_mul(4));
         needed = needed.saturating_add(layer_bytes);
     }
     if needed > cursor.remaining() {
@@ -104,7 +119,11 @@ pub fn decode_net(net: &[u8], layers: &[LayerShape]) -> Result<Vec<DecodedLayer>
             cursor.remaining()
         )));
     }
-    let decoded = layers.iter().zip(nnz).map(|(layer, n)| decode_layer(&mut cursor, layer, n)).collect::<Result<Vec<_>>>()?;
+    let decoded = layers
+        .iter()
+        .zip(nnz)
+        .map(|(layer, n)| decode_layer(&mut cursor, layer, n))
+        .collect::<Result<Vec<_>>>()?;
     cursor.finish()?;
     Ok(decoded)
 }
@@ -113,7 +132,10 @@ fn decode_layer(cursor: &mut ByteCursor, layer: &LayerShape, nnz: usize) -> Resu
     let name = &layer.name;
     let codebook = cursor.f32s(CODEBOOK_SIZE, &format!("codebook of {name}"))?;
     if codebook[0] != 0.0 {
-        return Err(FormatError::invalid(format!("layer {name}: codebook entry 0 is {} instead of 0", codebook[0])));
+        return Err(FormatError::invalid(format!(
+            "layer {name}: codebook entry 0 is {} instead of 0",
+            codebook[0]
+        )));
     }
     let bias = cursor.f32s(layer.shape[0], &format!("biases of {name}"))?;
     let codes = cursor.take(nnz, &format!("codes of {name}"))?;
@@ -123,15 +145,26 @@ fn decode_layer(cursor: &mut ByteCursor, layer: &LayerShape, nnz: usize) -> Resu
     let mut next = 0usize;
     for (i, &code) in codes.iter().enumerate() {
         let packed = gaps[i / 2];
-        let gap = if i % 2 == 0 { packed & 0x0f } else { packed >> 4 };
+        let gap = if i % 2 == 0 {
+            packed & 0x0f
+        } else {
+            packed >> 4
+        };
         let position = next + gap as usize;
         if position >= count {
-            return Err(FormatError::invalid(format!("layer {name}: entry {i} lands at position {position}, past its {count} weights")));
+            return Err(FormatError::invalid(format!(
+                "layer {name}: entry {i} lands at position {position}, past its {count} weights"
+            )));
         }
         weights[position] = codebook[code as usize];
         next = position + 1;
     }
-    Ok(DecodedLayer { nnz, codebook, weights, bias })
+    Ok(DecodedLayer {
+        nnz,
+        codebook,
+        weights,
+        bias,
+    })
 }
 
 #[cfg(test)]
@@ -165,11 +198,17 @@ mod tests {
         let m = parse_deep_compression(&net, PROTOTXT).unwrap();
         let w = &m.layers[0].weights;
         assert_eq!(w.len(), 54);
-        let nonzero: Vec<(usize, f32)> = w.iter().copied().enumerate().filter(|(_, v)| *v != 0.0).collect();
+        let nonzero: Vec<(usize, f32)> = w
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, v)| *v != 0.0)
+            .collect();
         assert_eq!(nonzero, [(0, 1.0), (3, 2.0), (35, 3.0), (37, 4.0)]);
         assert_eq!(m.layers[0].bias, [1.0, -1.0]);
         assert_eq!(m.preprocess.crop, 8);
-        let decoded = decode_net(&net, &caffe_net::parse_net_text(PROTOTXT).unwrap().layers).unwrap();
+        let decoded =
+            decode_net(&net, &caffe_net::parse_net_text(PROTOTXT).unwrap().layers).unwrap();
         assert_eq!(decoded[0].nnz, 5);
         assert_eq!(decoded[0].codebook[3], 1.5);
     }
@@ -180,14 +219,24 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let net_path = dir.join("model.net");
         std::fs::write(&net_path, net_bytes(&[1], &[0])).unwrap();
-        let e = read_deep_compression(&net_path, None).unwrap_err().to_string();
+        let e = read_deep_compression(&net_path, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no .prototxt beside"), "{e}");
         std::fs::write(dir.join("deploy.prototxt"), PROTOTXT).unwrap();
         let found = read_deep_compression(&net_path, None).unwrap();
-        assert_eq!(found, read_deep_compression(&net_path, Some(&dir.join("deploy.prototxt"))).unwrap());
+        assert_eq!(
+            found,
+            read_deep_compression(&net_path, Some(&dir.join("deploy.prototxt"))).unwrap()
+        );
         std::fs::write(dir.join("train.prototxt"), "").unwrap();
-        let e = read_deep_compression(&net_path, None).unwrap_err().to_string();
-        assert!(e.contains("2 .prototxt files") && e.contains("train.prototxt"), "{e}");
+        let e = read_deep_compression(&net_path, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2 .prototxt files") && e.contains("train.prototxt"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -199,17 +248,31 @@ mod tests {
             (good[..good.len() - 1].to_vec(), "truncated"),
             (good[..2].to_vec(), "nnz table"),
             ([good.clone(), vec![0]].concat(), "unexpected bytes"),
-            (net_bytes(&[1; 55], &[0; 28]), "55 stored entries for only 54"),
-            (net_bytes(&[1, 1, 1, 1, 1], &[0xff, 0xff, 0x0f]), "past its 54 weights"),
-            ([&u32::MAX.to_le_bytes()[..], &good[4..]].concat(), "stored entries"),
+            (
+                net_bytes(&[1; 55], &[0; 28]),
+                "55 stored entries for only 54",
+            ),
+            (
+                net_bytes(&[1, 1, 1, 1, 1], &[0xff, 0xff, 0x0f]),
+                "past its 54 weights",
+            ),
+            (
+                [&u32::MAX.to_le_bytes()[..], &good[4..]].concat(),
+                "stored entries",
+            ),
             ([&40u32.to_le_bytes()[..], &good[4..]].concat(), "need"),
         ];
         for (bytes, expected) in cases {
-            let e = parse_deep_compression(&bytes, PROTOTXT).unwrap_err().to_string();
+            let e = parse_deep_compression(&bytes, PROTOTXT)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(expected), "{expected}: {e}");
         }
         let mut bad_codebook = good.clone();
         bad_codebook[4..8].copy_from_slice(&0.25f32.to_le_bytes());
-        assert!(parse_deep_compression(&bad_codebook, PROTOTXT).unwrap_err().to_string().contains("entry 0"));
+        assert!(parse_deep_compression(&bad_codebook, PROTOTXT)
+            .unwrap_err()
+            .to_string()
+            .contains("entry 0"));
     }
 }

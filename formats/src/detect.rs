@@ -41,7 +41,10 @@ pub fn detect_format(path: &Path) -> Result<ModelFormat> {
     if is_ncnn_param(&head) {
         return Ok(ModelFormat::Ncnn);
     }
-    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("net") => Ok(ModelFormat::DeepCompression),
         Some("onnx") => Ok(ModelFormat::Onnx),
@@ -84,23 +87,34 @@ mod tests {
     fn content_wins_over_extension() {
         assert_eq!(detect("m.sqz", b"SQZ\0\x01rest").unwrap(), ModelFormat::Sqz);
         assert_eq!(detect("renamed.onnx", b"SQZ\0").unwrap(), ModelFormat::Sqz);
-        assert_eq!(detect("m.ncnn.param", b"7767517\n49 57\n").unwrap(), ModelFormat::Ncnn);
+        assert_eq!(
+            detect("m.ncnn.param", b"7767517\n49 57\n").unwrap(),
+            ModelFormat::Ncnn
+        );
         assert_eq!(detect("m.txt", b"7767517\r\n").unwrap(), ModelFormat::Ncnn);
         assert_eq!(detect("m.param", b"7767517").unwrap(), ModelFormat::Ncnn);
     }
 
     #[test]
     fn extensions_decide_without_a_signature() {
-        assert_eq!(detect("c.net", &[1, 0, 0, 0]).unwrap(), ModelFormat::DeepCompression);
+        assert_eq!(
+            detect("c.net", &[1, 0, 0, 0]).unwrap(),
+            ModelFormat::DeepCompression
+        );
         assert_eq!(detect("m.ONNX", &[8, 7]).unwrap(), ModelFormat::Onnx);
-        assert_eq!(detect("w.caffemodel", &[]).unwrap(), ModelFormat::Caffemodel);
+        assert_eq!(
+            detect("w.caffemodel", &[]).unwrap(),
+            ModelFormat::Caffemodel
+        );
     }
 
     #[test]
     fn unknown_files_get_a_clear_error() {
         let e = detect("m.param", b"77675170\n").unwrap_err().to_string();
         assert!(e.contains("not an ncnn .param"), "{e}");
-        let e = detect("model.bin", b"\x47\x6b\x30\x01").unwrap_err().to_string();
+        let e = detect("model.bin", b"\x47\x6b\x30\x01")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown model format"), "{e}");
         let missing = detect_format(Path::new("/nonexistent/sqz/model.net")).unwrap_err();
         assert!(matches!(missing, FormatError::Io { .. }), "{missing}");

@@ -5,17 +5,19 @@
 //! and does no numerical work. See `SQZ.md` for the `.sqz` layout.
 
 mod byte_cursor;
-pub mod error;
-pub mod model;
 pub mod caffe_net;
 pub mod deep_compression;
 pub mod detect;
+pub mod error;
+pub mod model;
 pub mod ncnn;
 pub mod prototxt;
 
 pub use error::{FormatError, Result};
-pub use model::{ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize};
-pub mod onnx;
+pub use model::{
+    ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize,
+};
 pub mod caffemodel;
+pub mod onnx;
 pub(crate) mod relu_fusion;
 pub mod sqz;

@@ -182,7 +182,10 @@ impl Preprocess {
     /// mean (104, 117, 123).
     pub fn caffe() -> Self {
         Preprocess {
-            resize: Resize::Exact { width: 256, height: 256 },
+            resize: Resize::Exact {
+                width: 256,
+                height: 256,
+            },
             crop: 227,
             channel_order: ChannelOrder::Bgr,
             scale: 1.0,
@@ -200,7 +203,10 @@ impl Model {
 
     /// Total number of parameters: weights plus biases.
     pub fn parameter_count(&self) -> usize {
-        self.layers.iter().map(|l| l.weight_count() + l.bias.len()).sum()
+        self.layers
+            .iter()
+            .map(|l| l.weight_count() + l.bias.len())
+            .sum()
     }
 
     /// Index of the layer called `name`.
@@ -214,7 +220,10 @@ impl Model {
     pub fn validate(&self) -> Result<(), FormatError> {
         for l in &self.layers {
             if l.shape.contains(&0) {
-                return Err(FormatError::invalid(format!("layer {}: zero-sized shape {:?}", l.name, l.shape)));
+                return Err(FormatError::invalid(format!(
+                    "layer {}: zero-sized shape {:?}",
+                    l.name, l.shape
+                )));
             }
             if l.weights.len() != l.weight_count() {
                 return Err(FormatError::invalid(format!(
@@ -244,11 +253,21 @@ impl Graph {
     /// file ending in Softmax keeps the node but exposes the blob before it.
     /// Errors when the nodes leave no unread blob or several.
     pub fn logits_blob(nodes: &[Node]) -> Result<String, FormatError> {
-        let read: std::collections::HashSet<&str> = nodes.iter().flat_map(|n| n.inputs.iter().map(String::as_str)).collect();
-        let mut sinks = nodes.iter().flat_map(|n| n.outputs.iter().map(move |o| (n, o))).filter(|(_, o)| !read.contains(o.as_str()));
-        let (node, blob) = sinks.next().ok_or_else(|| FormatError::invalid("the graph has no output: every blob is read by some node"))?;
+        let read: std::collections::HashSet<&str> = nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(String::as_str))
+            .collect();
+        let mut sinks = nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().map(move |o| (n, o)))
+            .filter(|(_, o)| !read.contains(o.as_str()));
+        let (node, blob) = sinks.next().ok_or_else(|| {
+            FormatError::invalid("the graph has no output: every blob is read by some node")
+        })?;
         if let Some((_, other)) = sinks.next() {
-            return Err(FormatError::unsupported(format!("the graph has several outputs ({blob}, {other}, ...); sqz needs exactly one")));
+            return Err(FormatError::unsupported(format!(
+                "the graph has several outputs ({blob}, {other}, ...); sqz needs exactly one"
+            )));
         }
         match (&node.op, node.inputs.as_slice()) {
             (Op::Softmax, [logits]) => Ok(logits.clone()),
@@ -265,20 +284,32 @@ impl Graph {
         for n in &self.nodes {
             for i in &n.inputs {
                 if !known.contains(i.as_str()) {
-                    return Err(FormatError::invalid(format!("node {}: input blob {i} is not produced before it", n.name)));
+                    return Err(FormatError::invalid(format!(
+                        "node {}: input blob {i} is not produced before it",
+                        n.name
+                    )));
                 }
             }
             if let Op::Conv(c) = &n.op {
                 if c.layer >= layer_count {
-                    return Err(FormatError::invalid(format!("node {}: refers to missing layer {}", n.name, c.layer)));
+                    return Err(FormatError::invalid(format!(
+                        "node {}: refers to missing layer {}",
+                        n.name, c.layer
+                    )));
                 }
                 if c.stride_h == 0 || c.stride_w == 0 {
-                    return Err(FormatError::invalid(format!("node {}: zero stride", n.name)));
+                    return Err(FormatError::invalid(format!(
+                        "node {}: zero stride",
+                        n.name
+                    )));
                 }
             }
             if let Op::Pool(p) = &n.op {
                 if p.kernel_h == 0 || p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0 {
-                    return Err(FormatError::invalid(format!("node {}: zero pooling kernel or stride", n.name)));
+                    return Err(FormatError::invalid(format!(
+                        "node {}: zero pooling kernel or stride",
+                        n.name
+                    )));
                 }
             }
             let arity_ok = match n.op {
@@ -298,7 +329,10 @@ impl Graph {
             }
         }
         if !known.contains(self.output.as_str()) {
-            return Err(FormatError::invalid(format!("output blob {} is never produced", self.output)));
+            return Err(FormatError::invalid(format!(
+                "output blob {} is never produced",
+                self.output
+            )));
         }
         Ok(())
     }

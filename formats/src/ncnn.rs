@@ -47,27 +47,42 @@ pub fn read_ncnn(param_path: &Path) -> Result<Model> {
 /// must be used up exactly: leftovers mean the two files do not belong
 /// together.
 pub fn parse_ncnn(param_text: &str, bin: &[u8]) -> Result<Model> {
-    let mut lines = param_text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = param_text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty());
     match lines.next() {
         Some((_, l)) if l.trim() == PARAM_MAGIC => {}
         Some((_, l)) => {
-            return Err(FormatError::invalid(format!("not an ncnn .param file: first line is {:?}, expected {PARAM_MAGIC}", l.trim())))
+            return Err(FormatError::invalid(format!(
+                "not an ncnn .param file: first line is {:?}, expected {PARAM_MAGIC}",
+                l.trim()
+            )))
         }
         None => return Err(FormatError::truncated("empty ncnn .param file")),
     }
     let (layer_count, blob_count) = match lines.next() {
         Some((n, l)) => parse_counts(n, l)?,
-        None => return Err(FormatError::truncated("ncnn .param ends before its layer and blob counts")),
+        None => {
+            return Err(FormatError::truncated(
+                "ncnn .param ends before its layer and blob counts",
+            ))
+        }
     };
     let mut builder = Builder::new(bin);
     let mut seen_layers = 0usize;
     for (number, line) in lines {
         seen_layers += 1;
         let layer = LayerLine::parse(line).map_err(|e| at_line(number, None, e))?;
-        builder.add(&layer).map_err(|e| at_line(number, Some(layer.name), e))?;
+        builder
+            .add(&layer)
+            .map_err(|e| at_line(number, Some(layer.name), e))?;
     }
     if seen_layers != layer_count {
-        return Err(FormatError::invalid(format!("ncnn .param announces {layer_count} layers but has {seen_layers}")));
+        return Err(FormatError::invalid(format!(
+            "ncnn .param announces {layer_count} layers but has {seen_layers}"
+        )));
     }
     builder.finish(blob_count)
 }
@@ -77,9 +92,13 @@ fn parse_counts(number: usize, line: &str) -> Result<(usize, usize)> {
     match fields.as_slice() {
         [layers, blobs] => match (layers.parse(), blobs.parse()) {
             (Ok(l), Ok(b)) => Ok((l, b)),
-            _ => Err(FormatError::invalid(format!("ncnn .param line {number}: layer and blob counts must be numbers: {line:?}"))),
+            _ => Err(FormatError::invalid(format!(
+                "ncnn .param line {number}: layer and blob counts must be numbers: {line:?}"
+            ))),
         },
-        _ => Err(FormatError::invalid(format!("ncnn .param line {number}: expected `layer_count blob_count`, found {line:?}"))),
+        _ => Err(FormatError::invalid(format!(
+            "ncnn .param line {number}: expected `layer_count blob_count`, found {line:?}"
+        ))),
     }
 }
 
@@ -110,13 +129,24 @@ impl<'a> LayerLine<'a> {
     fn parse(line: &'a str) -> Result<Self> {
         let tokens: Vec<&str> = line.split_whitespace().collect();
         let [kind, name, n_in, n_out, rest @ ..] = tokens.as_slice() else {
-            return Err(FormatError::invalid(format!("expected `type name n_in n_out ...`, found {line:?}")));
+            return Err(FormatError::invalid(format!(
+                "expected `type name n_in n_out ...`, found {line:?}"
+            )));
         };
-        let count = |s: &str| s.parse::<usize>().map_err(|_| FormatError::invalid(format!("blob count {s:?} is not a number")));
+        let count = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| FormatError::invalid(format!("blob count {s:?} is not a number")))
+        };
         let (n_in, n_out) = (count(n_in)?, count(n_out)?);
-        let blobs = n_in.checked_add(n_out).filter(|&n| n <= rest.len()).ok_or_else(|| {
-            FormatError::invalid(format!("announces {n_in} inputs and {n_out} outputs but lists only {} more fields", rest.len()))
-        })?;
+        let blobs = n_in
+            .checked_add(n_out)
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(|| {
+                FormatError::invalid(format!(
+                    "announces {n_in} inputs and {n_out} outputs but lists only {} more fields",
+                    rest.len()
+                ))
+            })?;
         Ok(LayerLine {
             kind,
             name,
@@ -156,23 +186,29 @@ impl ParamDict {
     fn parse(tokens: &[&str]) -> Result<Self> {
         let mut dict = ParamDict::default();
         for token in tokens {
-            let (key, value) = token
-                .split_once('=')
-                .ok_or_else(|| FormatError::invalid(format!("parameter {token:?} is not key=value")))?;
-            let key: i64 = key.parse().map_err(|_| FormatError::invalid(format!("parameter key {key:?} is not a number")))?;
+            let (key, value) = token.split_once('=').ok_or_else(|| {
+                FormatError::invalid(format!("parameter {token:?} is not key=value"))
+            })?;
+            let key: i64 = key.parse().map_err(|_| {
+                FormatError::invalid(format!("parameter key {key:?} is not a number"))
+            })?;
             let (id, param) = if key <= -23300 {
                 let mut items = value.split(',');
                 let announced = items.next().and_then(|n| n.parse::<usize>().ok());
                 let items: Vec<String> = items.map(str::to_string).collect();
                 if announced != Some(items.len()) {
-                    return Err(FormatError::invalid(format!("array parameter {token:?} announces a length it does not have")));
+                    return Err(FormatError::invalid(format!(
+                        "array parameter {token:?} announces a length it does not have"
+                    )));
                 }
                 (-23300 - key, Param::Array(items))
             } else {
                 (key, Param::Scalar(value.to_string()))
             };
             if dict.values.insert(id, param).is_some() {
-                return Err(FormatError::invalid(format!("parameter {id} is given twice")));
+                return Err(FormatError::invalid(format!(
+                    "parameter {id} is given twice"
+                )));
             }
         }
         Ok(dict)
@@ -181,10 +217,17 @@ impl ParamDict {
     /// Reject parameters this reader does not interpret, so a feature it
     /// does not know is never silently ignored.
     fn only(&self, kind: &str, known: &[i64]) -> Result<()> {
-        let mut unknown: Vec<i64> = self.values.keys().copied().filter(|k| !known.contains(k)).collect();
+        let mut unknown: Vec<i64> = self
+            .values
+            .keys()
+            .copied()
+            .filter(|k| !known.contains(k))
+            .collect();
         unknown.sort_unstable();
         match unknown.first() {
-            Some(k) => Err(FormatError::unsupported(format!("{kind} parameter {k} is not supported"))),
+            Some(k) => Err(FormatError::unsupported(format!(
+                "{kind} parameter {k} is not supported"
+            ))),
             None => Ok(()),
         }
     }
@@ -193,27 +236,37 @@ impl ParamDict {
         match self.values.get(&id) {
             None => Ok(None),
             Some(Param::Scalar(s)) => Ok(Some(s)),
-            Some(Param::Array(_)) => Err(FormatError::invalid(format!("parameter {id} must be a single value, found an array"))),
+            Some(Param::Array(_)) => Err(FormatError::invalid(format!(
+                "parameter {id} must be a single value, found an array"
+            ))),
         }
     }
 
     fn int(&self, id: i64, default: i64) -> Result<i64> {
         match self.scalar(id)? {
             None => Ok(default),
-            Some(s) => s.parse().map_err(|_| FormatError::invalid(format!("parameter {id}={s} must be an integer"))),
+            Some(s) => s.parse().map_err(|_| {
+                FormatError::invalid(format!("parameter {id}={s} must be an integer"))
+            }),
         }
     }
 
     /// A size-like parameter: a non-negative integer.
     fn size(&self, id: i64, default: usize) -> Result<usize> {
         let value = self.int(id, default as i64)?;
-        usize::try_from(value).map_err(|_| FormatError::unsupported(format!("parameter {id}={value} (negative values are not supported)")))
+        usize::try_from(value).map_err(|_| {
+            FormatError::unsupported(format!(
+                "parameter {id}={value} (negative values are not supported)"
+            ))
+        })
     }
 
     fn float(&self, id: i64, default: f32) -> Result<f32> {
         match self.scalar(id)? {
             None => Ok(default),
-            Some(s) => s.parse().map_err(|_| FormatError::invalid(format!("parameter {id}={s} must be a number"))),
+            Some(s) => s
+                .parse()
+                .map_err(|_| FormatError::invalid(format!("parameter {id}={s} must be a number"))),
         }
     }
 
@@ -228,7 +281,9 @@ impl ParamDict {
 /// Require `value == expected` for a parameter sqz only supports at one value.
 fn require<T: PartialEq + Display>(value: T, expected: T, what: &str) -> Result<()> {
     if value != expected {
-        return Err(FormatError::unsupported(format!("{what} {value} (only {expected} is supported)")));
+        return Err(FormatError::unsupported(format!(
+            "{what} {value} (only {expected} is supported)"
+        )));
     }
     Ok(())
 }
@@ -236,7 +291,9 @@ fn require<T: PartialEq + Display>(value: T, expected: T, what: &str) -> Result<
 /// Equal leading and trailing padding, the only kind the engine implements.
 fn symmetric(before: usize, after: usize, what: &str) -> Result<usize> {
     if before != after {
-        return Err(FormatError::unsupported(format!("asymmetric {what} padding {before}/{after}")));
+        return Err(FormatError::unsupported(format!(
+            "asymmetric {what} padding {before}/{after}"
+        )));
     }
     Ok(before)
 }
@@ -306,11 +363,23 @@ impl<'b> Builder<'b> {
         if !multi_input {
             layer.expect_arity(1, 1)?;
         } else if layer.outputs.len() != 1 || layer.inputs.is_empty() {
-            return Err(FormatError::invalid(format!("{} needs inputs and exactly one output", layer.kind)));
+            return Err(FormatError::invalid(format!(
+                "{} needs inputs and exactly one output",
+                layer.kind
+            )));
         }
-        let inputs = layer.inputs.iter().map(|b| self.resolve(b)).collect::<Result<Vec<_>>>()?;
+        let inputs = layer
+            .inputs
+            .iter()
+            .map(|b| self.resolve(b))
+            .collect::<Result<Vec<_>>>()?;
         let output = self.produce(layer.outputs[0])?;
-        self.nodes.push(Node { name: layer.name.to_string(), op, inputs, outputs: vec![output] });
+        self.nodes.push(Node {
+            name: layer.name.to_string(),
+            op,
+            inputs,
+            outputs: vec![output],
+        });
         Ok(())
     }
 
@@ -318,15 +387,25 @@ impl<'b> Builder<'b> {
         layer.expect_arity(0, 1)?;
         layer.params.only("Input", &[0, 1, 2])?;
         if self.input.is_some() {
-            return Err(FormatError::unsupported("a second Input layer (sqz models have one input)"));
+            return Err(FormatError::unsupported(
+                "a second Input layer (sqz models have one input)",
+            ));
         }
-        let (w, h, c) = (layer.params.int(0, 0)?, layer.params.int(1, 0)?, layer.params.int(2, 3)?);
+        let (w, h, c) = (
+            layer.params.int(0, 0)?,
+            layer.params.int(1, 0)?,
+            layer.params.int(2, 3)?,
+        );
         require(c, 3, "input channel count")?;
         if w != h {
-            return Err(FormatError::unsupported(format!("non-square input {w}x{h}")));
+            return Err(FormatError::unsupported(format!(
+                "non-square input {w}x{h}"
+            )));
         }
         if w > 0 {
-            self.crop = Some(u32::try_from(w).map_err(|_| FormatError::invalid(format!("input size {w}")))?);
+            self.crop = Some(
+                u32::try_from(w).map_err(|_| FormatError::invalid(format!("input size {w}")))?,
+            );
         }
         self.input = Some(self.produce(layer.outputs[0])?);
         Ok(())
@@ -347,7 +426,12 @@ impl<'b> Builder<'b> {
 
     fn convolution(&mut self, layer: &LayerLine) -> Result<Op> {
         let p = &layer.params;
-        p.only("Convolution", &[0, 1, 11, 2, 12, 3, 13, 4, 14, 15, 16, 18, 5, 6, 8, 9, 10, 19])?;
+        p.only(
+            "Convolution",
+            &[
+                0, 1, 11, 2, 12, 3, 13, 4, 14, 15, 16, 18, 5, 6, 8, 9, 10, 19,
+            ],
+        )?;
         let out = p.size(0, 0)?;
         let kernel_w = p.size(1, 0)?;
         let kernel_h = p.size(11, kernel_w)?;
@@ -367,12 +451,18 @@ impl<'b> Builder<'b> {
         let relu = match p.int(9, 0)? {
             0 => false,
             1 => true,
-            other => return Err(FormatError::unsupported(format!("fused activation type {other} (only 1 = ReLU)"))),
+            other => {
+                return Err(FormatError::unsupported(format!(
+                    "fused activation type {other} (only 1 = ReLU)"
+                )))
+            }
         };
         if out == 0 || kernel_w == 0 || kernel_h == 0 || stride_w == 0 || stride_h == 0 {
             return Err(FormatError::invalid("zero num_output, kernel or stride"));
         }
-        let per_input = out.checked_mul(kernel_h).and_then(|n| n.checked_mul(kernel_w));
+        let per_input = out
+            .checked_mul(kernel_h)
+            .and_then(|n| n.checked_mul(kernel_w));
         let in_channels = match per_input {
             Some(per) if weight_count > 0 && weight_count % per == 0 => weight_count / per,
             _ => {
@@ -383,9 +473,25 @@ impl<'b> Builder<'b> {
         };
         let what = format!("weights of {}", layer.name);
         let weights = read_weights(&mut self.bin, weight_count, &what)?;
-        let bias = if bias_term { self.bin.f32s(out, &format!("biases of {}", layer.name))? } else { vec![0.0; out] };
-        self.layers.push(Layer { name: layer.name.to_string(), shape: [out, in_channels, kernel_h, kernel_w], weights, bias });
-        Ok(Op::Conv(Conv { layer: self.layers.len() - 1, stride_h, stride_w, pad_h, pad_w, relu }))
+        let bias = if bias_term {
+            self.bin.f32s(out, &format!("biases of {}", layer.name))?
+        } else {
+            vec![0.0; out]
+        };
+        self.layers.push(Layer {
+            name: layer.name.to_string(),
+            shape: [out, in_channels, kernel_h, kernel_w],
+            weights,
+            bias,
+        });
+        Ok(Op::Conv(Conv {
+            layer: self.layers.len() - 1,
+            stride_h,
+            stride_w,
+            pad_h,
+            pad_w,
+            relu,
+        }))
     }
 
     /// The real blob behind `name`, looking through `Split` aliases.
@@ -394,7 +500,9 @@ impl<'b> Builder<'b> {
             return Ok(source.clone());
         }
         if !self.produced.contains(name) {
-            return Err(FormatError::invalid(format!("reads blob {name} that no earlier layer produces")));
+            return Err(FormatError::invalid(format!(
+                "reads blob {name} that no earlier layer produces"
+            )));
         }
         Ok(name.to_string())
     }
@@ -402,7 +510,9 @@ impl<'b> Builder<'b> {
     /// Record that a layer writes `name`; ncnn blobs are written once.
     fn produce(&mut self, name: &str) -> Result<String> {
         if !self.produced.insert(name.to_string()) {
-            return Err(FormatError::invalid(format!("blob {name} is produced twice")));
+            return Err(FormatError::invalid(format!(
+                "blob {name} is produced twice"
+            )));
         }
         Ok(name.to_string())
     }
@@ -415,13 +525,26 @@ impl<'b> Builder<'b> {
             )));
         }
         self.bin.finish()?;
-        let input = self.input.ok_or_else(|| FormatError::invalid("ncnn .param has no Input layer"))?;
+        let input = self
+            .input
+            .ok_or_else(|| FormatError::invalid("ncnn .param has no Input layer"))?;
         let output = Graph::logits_blob(&self.nodes)?;
         let preprocess = match self.crop {
-            Some(crop) => Preprocess { crop, ..Preprocess::torchvision() },
+            Some(crop) => Preprocess {
+                crop,
+                ..Preprocess::torchvision()
+            },
             None => Preprocess::torchvision(),
         };
-        let model = Model { graph: Graph { nodes: self.nodes, input, output }, layers: self.layers, preprocess };
+        let model = Model {
+            graph: Graph {
+                nodes: self.nodes,
+                input,
+                output,
+            },
+            layers: self.layers,
+            preprocess,
+        };
         model.validate()?;
         Ok(model)
     }
@@ -469,13 +592,26 @@ fn pooling(p: &ParamDict) -> Result<Op> {
     let ceil_mode = match p.int(5, 0)? {
         0 => true,
         1 => false,
-        other => return Err(FormatError::unsupported(format!("pooling pad_mode {other} (only 0 full and 1 valid)"))),
+        other => {
+            return Err(FormatError::unsupported(format!(
+                "pooling pad_mode {other} (only 0 full and 1 valid)"
+            )))
+        }
     };
     if kind == PoolKind::Avg && (pad_w > 0 || pad_h > 0 || p.int(6, 0)? != 0) {
         // Frameworks disagree on the divisor of windows that overlap padding.
         return Err(FormatError::unsupported("average pooling over padding"));
     }
-    Ok(Op::Pool(Pool { kind, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ceil_mode }))
+    Ok(Op::Pool(Pool {
+        kind,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        ceil_mode,
+    }))
 }
 
 /// Eltwise: only a plain sum (operation 1 without coefficients other than 1).
@@ -484,7 +620,9 @@ fn eltwise(p: &ParamDict) -> Result<Op> {
     require(p.int(0, 0)?, 1, "Eltwise operation")?;
     if let Some(coeffs) = p.array(1) {
         if coeffs.iter().any(|c| c.parse::<f32>() != Ok(1.0)) {
-            return Err(FormatError::unsupported(format!("Eltwise coefficients {coeffs:?}")));
+            return Err(FormatError::unsupported(format!(
+                "Eltwise coefficients {coeffs:?}"
+            )));
         }
     }
     Ok(Op::Add)
@@ -495,11 +633,20 @@ fn eltwise(p: &ParamDict) -> Result<Op> {
 fn reshape(p: &ParamDict) -> Result<Op> {
     p.only("Reshape", &[0, 1, 11, 2, 3])?;
     require(p.int(3, 0)?, 0, "Reshape permute")?;
-    let dims: Vec<i64> =
-        [p.int(0, UNSET)?, p.int(1, UNSET)?, p.int(11, UNSET)?, p.int(2, UNSET)?].into_iter().filter(|&d| d != UNSET).collect();
+    let dims: Vec<i64> = [
+        p.int(0, UNSET)?,
+        p.int(1, UNSET)?,
+        p.int(11, UNSET)?,
+        p.int(2, UNSET)?,
+    ]
+    .into_iter()
+    .filter(|&d| d != UNSET)
+    .collect();
     match dims.split_last() {
         Some((-1, inner)) if inner.iter().all(|&d| d == 1) => Ok(Op::Flatten),
-        _ => Err(FormatError::unsupported(format!("Reshape to {dims:?} (only flattening reshapes)"))),
+        _ => Err(FormatError::unsupported(format!(
+            "Reshape to {dims:?} (only flattening reshapes)"
+        ))),
     }
 }
 
@@ -537,12 +684,33 @@ mod tests {
         assert_eq!(m.layers[0].weights, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(m.layers[0].bias, vec![0.5, -0.5]);
         let names: Vec<&str> = m.graph.nodes.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["c1", "r1", "cat", "gap", "prob"], "Split and Input become no nodes");
-        assert_eq!(m.graph.nodes[1].inputs, ["c1"], "split outputs resolve to the split input");
+        assert_eq!(
+            names,
+            ["c1", "r1", "cat", "gap", "prob"],
+            "Split and Input become no nodes"
+        );
+        assert_eq!(
+            m.graph.nodes[1].inputs,
+            ["c1"],
+            "split outputs resolve to the split input"
+        );
         assert_eq!(m.graph.nodes[2].inputs, ["r1", "c1"]);
         assert_eq!(m.graph.input, "data");
-        assert_eq!(m.graph.output, "gap", "the output is the blob before the final Softmax");
-        assert_eq!(m.graph.nodes[0].op, Op::Conv(Conv { layer: 0, stride_h: 2, stride_w: 2, pad_h: 1, pad_w: 1, relu: false }));
+        assert_eq!(
+            m.graph.output, "gap",
+            "the output is the blob before the final Softmax"
+        );
+        assert_eq!(
+            m.graph.nodes[0].op,
+            Op::Conv(Conv {
+                layer: 0,
+                stride_h: 2,
+                stride_w: 2,
+                pad_h: 1,
+                pad_w: 1,
+                relu: false
+            })
+        );
         assert_eq!(m.graph.nodes[3].op, Op::GlobalAvgPool);
         assert_eq!(m.preprocess.crop, 5);
     }
@@ -557,10 +725,20 @@ mod tests {
         bin.extend([0, 0]);
         let m = parse_ncnn(param, &bin).unwrap();
         assert_eq!(m.layers[0].weights, vec![1.0, -2.0, 0.5]);
-        assert_eq!(m.layers[0].bias, vec![0.0], "no bias_term gives zero biases");
-        assert!(matches!(m.graph.nodes[0].op, Op::Conv(Conv { relu: true, .. })));
+        assert_eq!(
+            m.layers[0].bias,
+            vec![0.0],
+            "no bias_term gives zero biases"
+        );
+        assert!(matches!(
+            m.graph.nodes[0].op,
+            Op::Conv(Conv { relu: true, .. })
+        ));
         let e = parse_ncnn(param, &bin[..bin.len() - 2]).unwrap_err();
-        assert!(matches!(e, FormatError::Truncated(_)), "missing padding: {e}");
+        assert!(
+            matches!(e, FormatError::Truncated(_)),
+            "missing padding: {e}"
+        );
     }
 
     #[test]
@@ -569,12 +747,16 @@ mod tests {
         let mut bin = 0x000D_4B38u32.to_le_bytes().to_vec();
         bin.extend([0; 4]);
         let e = parse_ncnn(param, &bin).unwrap_err();
-        assert!(matches!(e, FormatError::Unsupported(_)) && e.to_string().contains("0x000d4b38"), "{e}");
+        assert!(
+            matches!(e, FormatError::Unsupported(_)) && e.to_string().contains("0x000d4b38"),
+            "{e}"
+        );
     }
 
     #[test]
     fn lying_weight_count_is_truncated_not_allocated() {
-        let param = "7767517\n2 2\nInput in 0 1 data\nConvolution c 1 1 data out 0=1 1=1 6=4000000000000\n";
+        let param =
+            "7767517\n2 2\nInput in 0 1 data\nConvolution c 1 1 data out 0=1 1=1 6=4000000000000\n";
         let e = parse_ncnn(param, &TAG_FP32.to_le_bytes()).unwrap_err();
         assert!(matches!(e, FormatError::Truncated(_)), "{e}");
     }
@@ -583,7 +765,10 @@ mod tests {
     fn leftover_bin_bytes_are_rejected() {
         let (param, mut bin) = small_net();
         bin.push(0);
-        assert!(parse_ncnn(&param, &bin).unwrap_err().to_string().contains("unexpected bytes"));
+        assert!(parse_ncnn(&param, &bin)
+            .unwrap_err()
+            .to_string()
+            .contains("unexpected bytes"));
     }
 
     #[test]
@@ -595,13 +780,42 @@ mod tests {
         let p = pool("0=0 1=3 11=2 2=2 12=1 3=1 13=0 5=1").unwrap();
         assert_eq!(
             p,
-            Op::Pool(Pool { kind: PoolKind::Max, kernel_h: 2, kernel_w: 3, stride_h: 1, stride_w: 2, pad_h: 0, pad_w: 1, ceil_mode: false })
+            Op::Pool(Pool {
+                kind: PoolKind::Max,
+                kernel_h: 2,
+                kernel_w: 3,
+                stride_h: 1,
+                stride_w: 2,
+                pad_h: 0,
+                pad_w: 1,
+                ceil_mode: false
+            })
         );
-        assert!(matches!(pool("0=0 1=3 2=2").unwrap(), Op::Pool(Pool { ceil_mode: true, kernel_h: 3, stride_h: 2, .. })));
-        assert!(matches!(pool("0=0 1=3 5=2"), Err(FormatError::Unsupported(_))));
-        assert!(matches!(pool("0=0 4=1"), Err(FormatError::Unsupported(_))), "global max");
-        assert!(matches!(pool("0=1 1=3 3=1"), Err(FormatError::Unsupported(_))), "padded average");
-        assert!(matches!(pool("0=0 1=3 3=1 14=0"), Err(FormatError::Unsupported(_))), "asymmetric");
+        assert!(matches!(
+            pool("0=0 1=3 2=2").unwrap(),
+            Op::Pool(Pool {
+                ceil_mode: true,
+                kernel_h: 3,
+                stride_h: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pool("0=0 1=3 5=2"),
+            Err(FormatError::Unsupported(_))
+        ));
+        assert!(
+            matches!(pool("0=0 4=1"), Err(FormatError::Unsupported(_))),
+            "global max"
+        );
+        assert!(
+            matches!(pool("0=1 1=3 3=1"), Err(FormatError::Unsupported(_))),
+            "padded average"
+        );
+        assert!(
+            matches!(pool("0=0 1=3 3=1 14=0"), Err(FormatError::Unsupported(_))),
+            "asymmetric"
+        );
     }
 
     #[test]
@@ -630,7 +844,11 @@ mod tests {
             assert!(matches!(e, FormatError::Unsupported(_)), "{bad}: {e}");
             assert!(e.to_string().contains("line 4 (layer c)"), "{e}");
         }
-        let e = parse_ncnn("7767517\n2 2\nInput in 0 1 data\nInnerProduct fc 1 1 data out 0=10\n", &[]).unwrap_err();
+        let e = parse_ncnn(
+            "7767517\n2 2\nInput in 0 1 data\nInnerProduct fc 1 1 data out 0=10\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("InnerProduct"), "{e}");
     }
 
@@ -643,14 +861,38 @@ mod tests {
             ("7767517\n", "counts"),
             ("7767517\n1 x\n", "numbers"),
             ("7767517\n2 2\nInput in 0 1 data\n", "announces 2 layers"),
-            ("7767517\n1 1\nInput in 0 9 data\n", "announces 0 inputs and 9 outputs"),
-            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 nowhere out\n", "no earlier layer"),
-            ("7767517\n2 1\nInput in 0 1 data\nReLU r 1 1 data data\n", "produced twice"),
-            ("7767517\n2 5\nInput in 0 1 data\nReLU r 1 1 data out\n", "announces 5 blobs"),
-            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0\n", "key=value"),
-            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0=1 0=2\n", "twice"),
-            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -23300=3,1\n", "array"),
-            ("7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -9223372036854775808=0\n", "not supported"),
+            (
+                "7767517\n1 1\nInput in 0 9 data\n",
+                "announces 0 inputs and 9 outputs",
+            ),
+            (
+                "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 nowhere out\n",
+                "no earlier layer",
+            ),
+            (
+                "7767517\n2 1\nInput in 0 1 data\nReLU r 1 1 data data\n",
+                "produced twice",
+            ),
+            (
+                "7767517\n2 5\nInput in 0 1 data\nReLU r 1 1 data out\n",
+                "announces 5 blobs",
+            ),
+            (
+                "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0\n",
+                "key=value",
+            ),
+            (
+                "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out 0=1 0=2\n",
+                "twice",
+            ),
+            (
+                "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -23300=3,1\n",
+                "array",
+            ),
+            (
+                "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out -9223372036854775808=0\n",
+                "not supported",
+            ),
         ];
         for (param, expected) in cases {
             let e = parse_ncnn(param, &bin).unwrap_err().to_string();

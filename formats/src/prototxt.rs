@@ -39,7 +39,10 @@ pub struct Message {
 
 /// Parse a whole prototxt document into its top-level message.
 pub fn parse(text: &str) -> Result<Message> {
-    let mut parser = Parser { lexer: Lexer::new(text), depth: 0 };
+    let mut parser = Parser {
+        lexer: Lexer::new(text),
+        depth: 0,
+    };
     parser.message_body(None)
 }
 
@@ -93,12 +96,15 @@ impl Value {
 
     /// An integer (decimal, `0x` hex or leading-zero octal) as `i64`.
     pub fn as_i64(&self) -> Result<i64> {
-        self.integer().and_then(|i| i64::try_from(i).map_err(|_| expected("an integer that fits 64 bits", self)))
+        self.integer().and_then(|i| {
+            i64::try_from(i).map_err(|_| expected("an integer that fits 64 bits", self))
+        })
     }
 
     /// A non-negative integer as `usize`.
     pub fn as_usize(&self) -> Result<usize> {
-        self.integer().and_then(|i| usize::try_from(i).map_err(|_| expected("a non-negative integer", self)))
+        self.integer()
+            .and_then(|i| usize::try_from(i).map_err(|_| expected("a non-negative integer", self)))
     }
 
     /// A boolean: `true`/`false` (also `True`, `t`, ...) or `1`/`0`.
@@ -136,8 +142,14 @@ impl Message {
     }
 
     /// Every value of field `name`, in file order.
-    pub fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a Value> + use<'a, 'n> {
-        self.fields.iter().filter(move |(n, _)| n == name).map(|(_, v)| v)
+    pub fn get_all<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a Value> + use<'a, 'n> {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// True when field `name` appears at least once.
@@ -147,13 +159,25 @@ impl Message {
 
     /// The only value of field `name` converted by `convert` (one of the
     /// `Value::as_*` methods); conversion errors name the field.
-    pub fn get_with<'a, T>(&'a self, name: &str, convert: impl Fn(&'a Value) -> Result<T>) -> Result<Option<T>> {
-        self.get(name)?.map(|v| convert(v).map_err(|e| in_field(name, e))).transpose()
+    pub fn get_with<'a, T>(
+        &'a self,
+        name: &str,
+        convert: impl Fn(&'a Value) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.get(name)?
+            .map(|v| convert(v).map_err(|e| in_field(name, e)))
+            .transpose()
     }
 
     /// Every value of field `name` converted by `convert`.
-    pub fn get_all_with<'a, T>(&'a self, name: &str, convert: impl Fn(&'a Value) -> Result<T>) -> Result<Vec<T>> {
-        self.get_all(name).map(|v| convert(v).map_err(|e| in_field(name, e))).collect()
+    pub fn get_all_with<'a, T>(
+        &'a self,
+        name: &str,
+        convert: impl Fn(&'a Value) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.get_all(name)
+            .map(|v| convert(v).map_err(|e| in_field(name, e)))
+            .collect()
     }
 
     /// The only value of `name` as a string.
@@ -220,7 +244,10 @@ fn parse_integer(raw: &str) -> Option<i128> {
         Some(rest) => (true, rest),
         None => (false, raw),
     };
-    let magnitude = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let magnitude = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i128::from_str_radix(hex, 16).ok()?
     } else if digits.len() > 1 && digits.starts_with('0') {
         i128::from_str_radix(&digits[1..], 8).ok()?
@@ -295,7 +322,12 @@ struct Lexer {
 
 impl Lexer {
     fn new(text: &str) -> Self {
-        Lexer { chars: text.chars().collect(), at: 0, pos: Pos { line: 1, column: 1 }, peeked: None }
+        Lexer {
+            chars: text.chars().collect(),
+            at: 0,
+            pos: Pos { line: 1, column: 1 },
+            peeked: None,
+        }
     }
 
     fn peek(&mut self) -> Result<&(Token, Pos)> {
@@ -346,7 +378,9 @@ impl Lexer {
     fn lex(&mut self) -> Result<(Token, Pos)> {
         self.skip_blanks();
         let start = self.pos;
-        let Some(c) = self.current() else { return Ok((Token::End, start)) };
+        let Some(c) = self.current() else {
+            return Ok((Token::End, start));
+        };
         let token = match c {
             '{' | '}' | '<' | '>' | '[' | ']' | ':' | ',' | ';' => {
                 self.bump();
@@ -355,14 +389,22 @@ impl Lexer {
             '"' | '\'' => Token::Str(self.string()?),
             c if c.is_ascii_alphabetic() || c == '_' => Token::Ident(self.word()),
             c if c.is_ascii_digit() || c == '.' || c == '-' => self.number(start)?,
-            other => return Err(syntax_error(start, format!("unexpected character {other:?}"))),
+            other => {
+                return Err(syntax_error(
+                    start,
+                    format!("unexpected character {other:?}"),
+                ))
+            }
         };
         Ok((token, start))
     }
 
     fn word(&mut self) -> String {
         let mut w = String::new();
-        while let Some(c) = self.current().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+        while let Some(c) = self
+            .current()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
             w.push(c);
             self.bump();
         }
@@ -382,7 +424,9 @@ impl Lexer {
         } else {
             let mut previous = ' ';
             while let Some(c) = self.current() {
-                let exponent_sign = (c == '-' || c == '+') && matches!(previous, 'e' | 'E') && !raw.contains(['x', 'X']);
+                let exponent_sign = (c == '-' || c == '+')
+                    && matches!(previous, 'e' | 'E')
+                    && !raw.contains(['x', 'X']);
                 if !(c.is_ascii_alphanumeric() || c == '.' || exponent_sign) {
                     break;
                 }
@@ -411,11 +455,14 @@ impl Lexer {
                 Some(c) => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
             }
         }
-        String::from_utf8(bytes).map_err(|_| syntax_error(start, "string escapes do not form valid UTF-8"))
+        String::from_utf8(bytes)
+            .map_err(|_| syntax_error(start, "string escapes do not form valid UTF-8"))
     }
 
     fn escape(&mut self, pos: Pos, out: &mut Vec<u8>) -> Result<()> {
-        let c = self.bump().ok_or_else(|| syntax_error(pos, "unterminated escape"))?;
+        let c = self
+            .bump()
+            .ok_or_else(|| syntax_error(pos, "unterminated escape"))?;
         let byte = match c {
             'n' => b'\n',
             't' => b'\t',
@@ -478,7 +525,10 @@ impl Parser {
             match (token, close) {
                 (Token::End, None) => return Ok(message),
                 (Token::End, Some((c, open))) => {
-                    return Err(syntax_error(pos, format!("end of file inside the message opened at {open}; expected `{c}`")))
+                    return Err(syntax_error(
+                        pos,
+                        format!("end of file inside the message opened at {open}; expected `{c}`"),
+                    ))
                 }
                 (Token::Punct(c), Some((want, _))) if c == want => return Ok(message),
                 (Token::Ident(name), _) => {
@@ -487,7 +537,12 @@ impl Parser {
                         self.lexer.next()?;
                     }
                 }
-                (token, _) => return Err(syntax_error(pos, format!("expected a field name, found {}", token.describe()))),
+                (token, _) => {
+                    return Err(syntax_error(
+                        pos,
+                        format!("expected a field name, found {}", token.describe()),
+                    ))
+                }
             }
         }
     }
@@ -509,10 +564,18 @@ impl Parser {
             }
             Token::Punct(open @ ('{' | '<')) => {
                 let nested = self.nested(open, pos)?;
-                message.fields.push((name.to_string(), Value::Message(nested)));
+                message
+                    .fields
+                    .push((name.to_string(), Value::Message(nested)));
                 Ok(())
             }
-            other => Err(syntax_error(pos, format!("expected `:` or `{{` after field `{name}`, found {}", other.describe()))),
+            other => Err(syntax_error(
+                pos,
+                format!(
+                    "expected `:` or `{{` after field `{name}`, found {}",
+                    other.describe()
+                ),
+            )),
         }
     }
 
@@ -531,7 +594,10 @@ impl Parser {
                 (other, pos) => {
                     return Err(syntax_error(
                         pos,
-                        format!("expected `,` or `]` in the list opened at {open}, found {}", other.describe()),
+                        format!(
+                            "expected `,` or `]` in the list opened at {open}, found {}",
+                            other.describe()
+                        ),
                     ))
                 }
             }
@@ -553,13 +619,19 @@ impl Parser {
                 Ok(Value::Str(s))
             }
             Token::Punct(open @ ('{' | '<')) => Ok(Value::Message(self.nested(open, pos)?)),
-            other => Err(syntax_error(pos, format!("expected a value, found {}", other.describe()))),
+            other => Err(syntax_error(
+                pos,
+                format!("expected a value, found {}", other.describe()),
+            )),
         }
     }
 
     fn nested(&mut self, open: char, pos: Pos) -> Result<Message> {
         if self.depth >= MAX_DEPTH {
-            return Err(syntax_error(pos, format!("messages nested deeper than {MAX_DEPTH} levels")));
+            return Err(syntax_error(
+                pos,
+                format!("messages nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
         let close = if open == '{' { '}' } else { '>' };
         self.depth += 1;
@@ -609,7 +681,15 @@ mod tests {
         let layers = m.get_all_messages("layer").unwrap();
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].get_str("name").unwrap(), Some("a"));
-        assert_eq!(layers[0].get_message("param").unwrap().unwrap().get_usize("lr").unwrap(), Some(1));
+        assert_eq!(
+            layers[0]
+                .get_message("param")
+                .unwrap()
+                .unwrap()
+                .get_usize("lr")
+                .unwrap(),
+            Some(1)
+        );
         assert_eq!(layers[1].get_str("name").unwrap(), Some("b"));
     }
 
@@ -634,7 +714,10 @@ mod tests {
         let m = parse("# header\na: 1, b: 2; # trailing\nc { d: 3; }\n# end").unwrap();
         assert_eq!(m.fields.len(), 3);
         assert_eq!(m.get_usize("b").unwrap(), Some(2));
-        assert_eq!(m.get_message("c").unwrap().unwrap().get_usize("d").unwrap(), Some(3));
+        assert_eq!(
+            m.get_message("c").unwrap().unwrap().get_usize("d").unwrap(),
+            Some(3)
+        );
     }
 
     #[test]
@@ -643,7 +726,11 @@ mod tests {
         assert_eq!(m.get_str("s").unwrap(), Some("a\"b\\c\n\tAA"));
         assert_eq!(m.get_str("t").unwrap(), Some("its"));
         assert_eq!(m.get_str("u").unwrap(), Some("café"));
-        assert_eq!(m.get_str("v").unwrap(), Some("x#y"), "# inside a string is not a comment");
+        assert_eq!(
+            m.get_str("v").unwrap(),
+            Some("x#y"),
+            "# inside a string is not a comment"
+        );
     }
 
     #[test]
@@ -658,7 +745,11 @@ mod tests {
     #[test]
     fn syntax_errors_report_line_and_column() {
         assert!(err("a: 1\nb 2").contains("2:3"), "{}", err("a: 1\nb 2"));
-        assert!(err("layer {\n  name: \"x\"\n").contains("3:1"), "{}", err("layer {\n  name: \"x\"\n"));
+        assert!(
+            err("layer {\n  name: \"x\"\n").contains("3:1"),
+            "{}",
+            err("layer {\n  name: \"x\"\n")
+        );
         assert!(err("a: \"open").contains("1:4"));
         assert!(err("a: 1.2.3").contains("malformed number"));
         assert!(err("a: \"\\q\"").contains("unknown escape"));

@@ -21,7 +21,10 @@ const PRE_RELU_SUFFIX: &str = "/pre_relu";
 /// `nodes` with every fused ReLU made a separate node (see the module
 /// documentation). Intermediate blob names are made unique among all blobs.
 pub(crate) fn split(nodes: &[Node], input: &str) -> Vec<Node> {
-    let mut taken: HashSet<String> = nodes.iter().flat_map(|n| n.outputs.iter().cloned()).collect();
+    let mut taken: HashSet<String> = nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().cloned())
+        .collect();
     taken.insert(input.to_string());
     let mut out = Vec::with_capacity(nodes.len());
     for node in nodes {
@@ -36,7 +39,10 @@ pub(crate) fn split(nodes: &[Node], input: &str) -> Vec<Node> {
         let pre_relu = unique_name(&format!("{output}{PRE_RELU_SUFFIX}"), &mut taken);
         out.push(Node {
             name: node.name.clone(),
-            op: Op::Conv(Conv { relu: false, ..*conv }),
+            op: Op::Conv(Conv {
+                relu: false,
+                ..*conv
+            }),
             inputs: node.inputs.clone(),
             outputs: vec![pre_relu.clone()],
         });
@@ -57,13 +63,20 @@ pub(crate) fn merge(nodes: Vec<Node>, output: &str) -> Vec<Node> {
     for input in nodes.iter().flat_map(|n| &n.inputs) {
         *readers.entry(input.as_str()).or_default() += 1;
     }
-    let producers: HashMap<&str, usize> =
-        nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let producers: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
+        .collect();
     // relu index -> conv index
     let mut folds: HashMap<usize, usize> = HashMap::new();
     for (r, relu) in nodes.iter().enumerate() {
-        let (Op::Relu, [input]) = (&relu.op, relu.inputs.as_slice()) else { continue };
-        let Some(&c) = producers.get(input.as_str()) else { continue };
+        let (Op::Relu, [input]) = (&relu.op, relu.inputs.as_slice()) else {
+            continue;
+        };
+        let Some(&c) = producers.get(input.as_str()) else {
+            continue;
+        };
         let conv = &nodes[c];
         let plain_conv = matches!(conv.op, Op::Conv(Conv { relu: false, .. }));
         let marked = relu.name.strip_suffix(FUSED_RELU_SUFFIX) == Some(conv.name.as_str());
@@ -71,7 +84,10 @@ pub(crate) fn merge(nodes: Vec<Node>, output: &str) -> Vec<Node> {
             folds.insert(r, c);
         }
     }
-    let fused_outputs: HashMap<usize, Vec<String>> = folds.iter().map(|(&r, &c)| (c, nodes[r].outputs.clone())).collect();
+    let fused_outputs: HashMap<usize, Vec<String>> = folds
+        .iter()
+        .map(|(&r, &c)| (c, nodes[r].outputs.clone()))
+        .collect();
     let mut out = Vec::with_capacity(nodes.len() - folds.len());
     for (i, mut node) in nodes.into_iter().enumerate() {
         if folds.contains_key(&i) {
@@ -113,7 +129,14 @@ mod tests {
     }
 
     fn conv(relu: bool) -> Op {
-        Op::Conv(Conv { layer: 0, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, relu })
+        Op::Conv(Conv {
+            layer: 0,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+            relu,
+        })
     }
 
     #[test]
@@ -126,8 +149,15 @@ mod tests {
         ];
         let split_nodes = split(&nodes, "x");
         assert_eq!(split_nodes.len(), 6);
-        assert_eq!(split_nodes[0], node("c", conv(false), &["x"], &["a/pre_relu#2"]), "the obvious name is taken");
-        assert_eq!(split_nodes[1], node("c/fused_relu", Op::Relu, &["a/pre_relu#2"], &["a"]));
+        assert_eq!(
+            split_nodes[0],
+            node("c", conv(false), &["x"], &["a/pre_relu#2"]),
+            "the obvious name is taken"
+        );
+        assert_eq!(
+            split_nodes[1],
+            node("c/fused_relu", Op::Relu, &["a/pre_relu#2"], &["a"])
+        );
         assert_eq!(split_nodes[5].inputs, ["a/pre_relu/pre_relu"]);
         assert_eq!(merge(split_nodes, "a/pre_relu"), nodes);
     }
@@ -139,10 +169,20 @@ mod tests {
             node("c/fused_relu", Op::Relu, &["a"], &["b"]),
             node("s", Op::Add, &["a", "b"], &["y"]),
         ];
-        assert_eq!(merge(shared.clone(), "y"), shared, "the conv output has another reader");
-        let unmarked = vec![node("c", conv(false), &["x"], &["a"]), node("relu", Op::Relu, &["a"], &["b"])];
+        assert_eq!(
+            merge(shared.clone(), "y"),
+            shared,
+            "the conv output has another reader"
+        );
+        let unmarked = vec![
+            node("c", conv(false), &["x"], &["a"]),
+            node("relu", Op::Relu, &["a"], &["b"]),
+        ];
         assert_eq!(merge(unmarked.clone(), "b"), unmarked);
-        let marked = vec![node("c", conv(false), &["x"], &["a"]), node("c/fused_relu", Op::Relu, &["a"], &["b"])];
+        let marked = vec![
+            node("c", conv(false), &["x"], &["a"]),
+            node("c/fused_relu", Op::Relu, &["a"], &["b"]),
+        ];
         assert_eq!(merge(marked.clone(), "a"), marked, "the output blob stays");
         assert_eq!(merge(marked, "b"), [node("c", conv(true), &["x"], &["b"])]);
     }

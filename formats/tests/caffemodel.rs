@@ -6,8 +6,12 @@ mod shared_data;
 
 use shared_data::Lcg;
 
-use formats::caffemodel::proto::{BlobProto, BlobShape, LayerParameter, NetParameter, V1LayerParameter, V1_CONVOLUTION};
-use formats::caffemodel::{read_caffemodel, read_caffemodel_path, write_caffemodel, write_prototxt};
+use formats::caffemodel::proto::{
+    BlobProto, BlobShape, LayerParameter, NetParameter, V1LayerParameter, V1_CONVOLUTION,
+};
+use formats::caffemodel::{
+    read_caffemodel, read_caffemodel_path, write_caffemodel, write_prototxt,
+};
 use formats::{FormatError, Model, Op, Preprocess};
 use prost::Message;
 use shared_data::{shared, squeezenet_v1_0, squeezenet_v1_1, synthetic_model, V10_PROTOTXT};
@@ -29,13 +33,24 @@ fn deep_compression_v1_0_round_trips_with_its_own_and_a_written_prototxt() {
     assert_eq!(back, model);
     assert_bit_identical(&back, &model);
     let written = write_prototxt(&model).unwrap();
-    assert_eq!(read_caffemodel(&bytes, &written).unwrap(), model, "the v1.0 preset is Caffe's, so nothing is lost");
-    assert_eq!(write_caffemodel(&back).unwrap(), bytes, "writing is deterministic");
+    assert_eq!(
+        read_caffemodel(&bytes, &written).unwrap(),
+        model,
+        "the v1.0 preset is Caffe's, so nothing is lost"
+    );
+    assert_eq!(
+        write_caffemodel(&back).unwrap(),
+        bytes,
+        "writing is deterministic"
+    );
 
     let net = NetParameter::decode(bytes.as_slice()).unwrap();
     assert_eq!(net.layer.len(), 26);
     let conv1 = &net.layer[0];
-    assert_eq!((conv1.name.as_deref(), conv1.r#type.as_deref()), (Some("conv1"), Some("Convolution")));
+    assert_eq!(
+        (conv1.name.as_deref(), conv1.r#type.as_deref()),
+        (Some("conv1"), Some("Convolution"))
+    );
     assert_eq!(conv1.blobs[0].shape.as_ref().unwrap().dim, [96, 3, 7, 7]);
     assert_eq!(conv1.blobs[1].shape.as_ref().unwrap().dim, [96]);
 }
@@ -47,10 +62,19 @@ fn ncnn_v1_1_round_trips_through_a_written_prototxt() {
     let prototxt = write_prototxt(&model).unwrap();
     let back = read_caffemodel(&bytes, &prototxt).unwrap();
     // A prototxt has no place for torchvision's preprocessing.
-    let expected = Model { preprocess: Preprocess { crop: 224, ..Preprocess::caffe() }, ..model.clone() };
+    let expected = Model {
+        preprocess: Preprocess {
+            crop: 224,
+            ..Preprocess::caffe()
+        },
+        ..model.clone()
+    };
     assert_eq!(back, expected);
     assert_bit_identical(&back, &model);
-    assert!(prototxt.contains("name: \"convrelu_0/fused_relu\"\n  type: \"ReLU\""), "fused ReLUs become ReLU layers");
+    assert!(
+        prototxt.contains("name: \"convrelu_0/fused_relu\"\n  type: \"ReLU\""),
+        "fused ReLUs become ReLU layers"
+    );
     assert_eq!(prototxt.matches("type: \"Flatten\"").count(), 2);
 }
 
@@ -59,13 +83,25 @@ fn every_op_caffe_expresses_round_trips() {
     let model = synthetic_model(0);
     let prototxt = write_prototxt(&model).unwrap();
     let back = read_caffemodel(&write_caffemodel(&model).unwrap(), &prototxt).unwrap();
-    assert_eq!(back, Model { preprocess: Preprocess { crop: 16, ..Preprocess::caffe() }, ..model });
+    assert_eq!(
+        back,
+        Model {
+            preprocess: Preprocess {
+                crop: 16,
+                ..Preprocess::caffe()
+            },
+            ..model
+        }
+    );
     assert!(
         prototxt.contains("pool: MAX kernel_h: 2 kernel_w: 2 stride_h: 2 stride_w: 2 pad_h: 0 pad_w: 0 round_mode: FLOOR"),
         "{prototxt}"
     );
     let e = write_prototxt(&synthetic_model(1)).unwrap_err();
-    assert!(matches!(&e, FormatError::Unsupported(m) if m.contains("node avg: average pooling over padding")), "{e}");
+    assert!(
+        matches!(&e, FormatError::Unsupported(m) if m.contains("node avg: average pooling over padding")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -75,11 +111,16 @@ fn path_reader_finds_the_prototxt_beside_the_weights() {
     std::fs::create_dir_all(&dir).unwrap();
     let weights = dir.join("squeezenet.caffemodel");
     std::fs::write(&weights, write_caffemodel(&model).unwrap()).unwrap();
-    let e = read_caffemodel_path(&weights, None).unwrap_err().to_string();
+    let e = read_caffemodel_path(&weights, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no .prototxt beside"), "{e}");
     std::fs::write(dir.join("deploy.prototxt"), write_prototxt(&model).unwrap()).unwrap();
     assert_eq!(read_caffemodel_path(&weights, None).unwrap(), model);
-    assert_eq!(read_caffemodel_path(&weights, Some(&shared(V10_PROTOTXT))).unwrap(), model);
+    assert_eq!(
+        read_caffemodel_path(&weights, Some(&shared(V10_PROTOTXT))).unwrap(),
+        model
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -93,11 +134,23 @@ const PROTOTXT: &str = r#"
 /// A legacy blob with the 4-D num/channels/height/width shape.
 fn legacy_blob(dims: [i64; 4], data: Vec<f32>) -> BlobProto {
     let [n, c, h, w] = dims.map(Some);
-    BlobProto { num: n, channels: c, height: h, width: w, data, ..Default::default() }
+    BlobProto {
+        num: n,
+        channels: c,
+        height: h,
+        width: w,
+        data,
+        ..Default::default()
+    }
 }
 
 fn v1_layer(name: &str, blobs: Vec<BlobProto>) -> V1LayerParameter {
-    V1LayerParameter { name: Some(name.into()), r#type: Some(V1_CONVOLUTION), blobs, ..Default::default() }
+    V1LayerParameter {
+        name: Some(name.into()),
+        r#type: Some(V1_CONVOLUTION),
+        blobs,
+        ..Default::default()
+    }
 }
 
 /// Old-style weights for [`PROTOTXT`]: legacy `layers` entries, legacy blob
@@ -108,9 +161,19 @@ fn legacy_net() -> NetParameter {
     NetParameter {
         name: Some("old".into()),
         layers: vec![
-            V1LayerParameter { name: Some("data".into()), r#type: Some(5), ..Default::default() },
+            V1LayerParameter {
+                name: Some("data".into()),
+                r#type: Some(5),
+                ..Default::default()
+            },
             v1_layer("plain", vec![legacy_blob([4, 2, 1, 1], plain_weights)]),
-            v1_layer("conv", vec![legacy_blob([2, 3, 3, 3], conv_weights), legacy_blob([1, 1, 1, 2], vec![0.5, -0.5])]),
+            v1_layer(
+                "conv",
+                vec![
+                    legacy_blob([2, 3, 3, 3], conv_weights),
+                    legacy_blob([1, 1, 1, 2], vec![0.5, -0.5]),
+                ],
+            ),
         ],
         ..Default::default()
     }
@@ -119,19 +182,31 @@ fn legacy_net() -> NetParameter {
 #[test]
 fn legacy_layers_load() {
     let m = read_caffemodel(&legacy_net().encode_to_vec(), PROTOTXT).unwrap();
-    assert_eq!(m.layers[0].weights, (0..54).map(|i| i as f32 * 0.25).collect::<Vec<_>>());
+    assert_eq!(
+        m.layers[0].weights,
+        (0..54).map(|i| i as f32 * 0.25).collect::<Vec<_>>()
+    );
     assert_eq!(m.layers[0].bias, [0.5, -0.5]);
-    assert_eq!(m.layers[1].weights, (0..8).map(|i| -(i as f32)).collect::<Vec<_>>());
+    assert_eq!(
+        m.layers[1].weights,
+        (0..8).map(|i| -(i as f32)).collect::<Vec<_>>()
+    );
     assert_eq!(m.layers[1].bias, [0.0; 4], "no bias_term: zeros");
     assert_eq!(m.graph.nodes.len(), 3);
-    assert_eq!(m.graph.nodes[1].op, Op::Relu, "an ordinary ReLU layer stays a node");
+    assert_eq!(
+        m.graph.nodes[1].op,
+        Op::Relu,
+        "an ordinary ReLU layer stays a node"
+    );
 }
 
 /// The legacy net changed by `edit` must fail to load, naming `expected`.
 fn refused(edit: impl FnOnce(&mut NetParameter), expected: &str) {
     let mut net = legacy_net();
     edit(&mut net);
-    let e = read_caffemodel(&net.encode_to_vec(), PROTOTXT).unwrap_err().to_string();
+    let e = read_caffemodel(&net.encode_to_vec(), PROTOTXT)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(expected), "{expected}: {e}");
 }
 
@@ -149,25 +224,59 @@ fn weights_that_do_not_fit_the_definition_are_refused() {
         },
         "1 blobs in the .caffemodel, the prototxt needs 2",
     );
-    refused(|n| n.layers[1].blobs.push(BlobProto::default()), "2 blobs in the .caffemodel, the prototxt needs 1");
+    refused(
+        |n| n.layers[1].blobs.push(BlobProto::default()),
+        "2 blobs in the .caffemodel, the prototxt needs 1",
+    );
     refused(
         |n| {
             n.layers[2].blobs[0].data.pop();
         },
         "has shape [2, 3, 3, 3] but 53 values",
     );
-    refused(|n| n.layers[2].blobs[0] = legacy_blob([2, 3, 1, 9], vec![0.0; 54]), "the prototxt says [2, 3, 3, 3]");
-    refused(|n| n.layers[2].blobs[1] = legacy_blob([1, 1, 1, 3], vec![0.0; 3]), "bias blob has 3 values, the prototxt needs 2");
-    refused(|n| n.layers[2].blobs[1].width = Some(i64::MAX), "has shape");
-    refused(|n| n.layers[2].blobs[1] = BlobProto { double_data: vec![0.5, -0.5], ..Default::default() }, "double-precision");
     refused(
-        |n| n.layer.push(LayerParameter { name: Some("conv".into()), blobs: vec![BlobProto::default()], ..Default::default() }),
+        |n| n.layers[2].blobs[0] = legacy_blob([2, 3, 1, 9], vec![0.0; 54]),
+        "the prototxt says [2, 3, 3, 3]",
+    );
+    refused(
+        |n| n.layers[2].blobs[1] = legacy_blob([1, 1, 1, 3], vec![0.0; 3]),
+        "bias blob has 3 values, the prototxt needs 2",
+    );
+    refused(|n| n.layers[2].blobs[1].width = Some(i64::MAX), "has shape");
+    refused(
+        |n| {
+            n.layers[2].blobs[1] = BlobProto {
+                double_data: vec![0.5, -0.5],
+                ..Default::default()
+            }
+        },
+        "double-precision",
+    );
+    refused(
+        |n| {
+            n.layer.push(LayerParameter {
+                name: Some("conv".into()),
+                blobs: vec![BlobProto::default()],
+                ..Default::default()
+            })
+        },
         "two layers named \"conv\"",
     );
-    let modern = BlobProto { shape: Some(BlobShape { dim: vec![2] }), data: vec![1.0, 2.0], ..Default::default() };
+    let modern = BlobProto {
+        shape: Some(BlobShape { dim: vec![2] }),
+        data: vec![1.0, 2.0],
+        ..Default::default()
+    };
     let mut net = legacy_net();
     net.layers[2].blobs[1] = modern;
-    assert_eq!(read_caffemodel(&net.encode_to_vec(), PROTOTXT).unwrap().layers[0].bias, [1.0, 2.0], "shape wins over legacy fields");
+    assert_eq!(
+        read_caffemodel(&net.encode_to_vec(), PROTOTXT)
+            .unwrap()
+            .layers[0]
+            .bias,
+        [1.0, 2.0],
+        "shape wins over legacy fields"
+    );
 }
 
 #[test]
@@ -175,11 +284,20 @@ fn models_caffe_cannot_express_are_refused_by_the_writers() {
     let mut shared_layer = squeezenet_v1_0();
     shared_layer.layers[1].name = shared_layer.layers[0].name.clone();
     let e = write_caffemodel(&shared_layer).unwrap_err();
-    assert!(e.to_string().contains("two layers are named \"conv1\""), "{e}");
-    assert!(write_prototxt(&shared_layer).unwrap_err().to_string().contains("two Caffe layers would be named \"conv1\""));
+    assert!(
+        e.to_string().contains("two layers are named \"conv1\""),
+        "{e}"
+    );
+    assert!(write_prototxt(&shared_layer)
+        .unwrap_err()
+        .to_string()
+        .contains("two Caffe layers would be named \"conv1\""));
     let mut dangling = squeezenet_v1_0();
     dangling.graph.output = "conv1".into();
-    assert!(matches!(write_prototxt(&dangling), Err(FormatError::Unsupported(_))));
+    assert!(matches!(
+        write_prototxt(&dangling),
+        Err(FormatError::Unsupported(_))
+    ));
 }
 
 #[test]
@@ -188,8 +306,15 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
     let prototxt = std::fs::read_to_string(shared(V10_PROTOTXT)).unwrap();
     let bytes = write_caffemodel(&model).unwrap();
     let step = bytes.len() / 97;
-    for cut in (0..bytes.len()).step_by(step).chain([1, 2, 3, 10, 100, bytes.len() - 1]) {
-        assert!(read_caffemodel(&bytes[..cut], &prototxt).is_err(), "cut at {cut} of {}", bytes.len());
+    for cut in (0..bytes.len())
+        .step_by(step)
+        .chain([1, 2, 3, 10, 100, bytes.len() - 1])
+    {
+        assert!(
+            read_caffemodel(&bytes[..cut], &prototxt).is_err(),
+            "cut at {cut} of {}",
+            bytes.len()
+        );
     }
     let mut rng = Lcg(5);
     for _ in 0..60 {
@@ -202,6 +327,9 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
     }
     for len in [1, 7, 100, 10_000] {
         let garbage: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-        assert!(read_caffemodel(&garbage, &prototxt).is_err(), "{len} random bytes");
+        assert!(
+            read_caffemodel(&garbage, &prototxt).is_err(),
+            "{len} random bytes"
+        );
     }
 }

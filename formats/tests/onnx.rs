@@ -7,8 +7,8 @@ mod shared_data;
 use shared_data::Lcg;
 
 use formats::onnx::proto::{
-    AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    TypeProtoTensor, ValueInfoProto,
+    AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 use formats::onnx::{read_onnx, read_onnx_path, write_onnx, PreprocessSource};
 use formats::{Conv, FormatError, Model, Op, Pool, PoolKind, Preprocess};
@@ -35,7 +35,9 @@ fn assert_bit_identical(a: &Model, b: &Model) {
 }
 
 fn count_ops(proto: &ModelProto, op_type: &str) -> usize {
-    proto.graph.as_ref().map_or(0, |g| g.node.iter().filter(|n| n.op_type == op_type).count())
+    proto.graph.as_ref().map_or(0, |g| {
+        g.node.iter().filter(|n| n.op_type == op_type).count()
+    })
 }
 
 #[test]
@@ -46,23 +48,61 @@ fn real_models_round_trip_exactly() {
         assert_eq!(source, PreprocessSource::Metadata);
         assert_eq!(back, model);
         assert_bit_identical(&back, &model);
-        assert_eq!(write_onnx(&back).unwrap(), bytes, "writing is deterministic");
+        assert_eq!(
+            write_onnx(&back).unwrap(),
+            bytes,
+            "writing is deterministic"
+        );
 
         let proto = ModelProto::decode(bytes.as_slice()).unwrap();
         assert_eq!((proto.ir_version, proto.opset_import[0].version), (7, 13));
         let graph = proto.graph.as_ref().unwrap();
-        let input = graph.input[0].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
-        let dims: Vec<(Option<i64>, Option<String>)> =
-            input.shape.as_ref().unwrap().dim.iter().map(|d| (d.dim_value, d.dim_param.clone())).collect();
+        let input = graph.input[0]
+            .r#type
+            .as_ref()
+            .unwrap()
+            .tensor_type
+            .as_ref()
+            .unwrap();
+        let dims: Vec<(Option<i64>, Option<String>)> = input
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| (d.dim_value, d.dim_param.clone()))
+            .collect();
         let crop = model.preprocess.crop as i64;
-        assert_eq!(dims, [(None, Some("N".into())), (Some(3), None), (Some(crop), None), (Some(crop), None)]);
+        assert_eq!(
+            dims,
+            [
+                (None, Some("N".into())),
+                (Some(3), None),
+                (Some(crop), None),
+                (Some(crop), None)
+            ]
+        );
         assert_eq!(graph.output[0].name, model.graph.output);
         assert_eq!(count_ops(&proto, "Conv"), 26);
-        assert_eq!(count_ops(&proto, "Relu"), relus, "fused or not, every ReLU is a node in ONNX");
+        assert_eq!(
+            count_ops(&proto, "Relu"),
+            relus,
+            "fused or not, every ReLU is a node in ONNX"
+        );
         assert_eq!(count_ops(&proto, "MaxPool"), 3);
         let pools = graph.node.iter().filter(|n| n.op_type == "MaxPool");
-        assert!(pools.flat_map(|n| &n.attribute).filter(|a| a.name == "ceil_mode").all(|a| a.i == 1));
-        assert_eq!(graph.initializer.iter().filter(|t| t.data_type == FLOAT).count(), 52);
+        assert!(pools
+            .flat_map(|n| &n.attribute)
+            .filter(|a| a.name == "ceil_mode")
+            .all(|a| a.i == 1));
+        assert_eq!(
+            graph
+                .initializer
+                .iter()
+                .filter(|t| t.data_type == FLOAT)
+                .count(),
+            52
+        );
     }
 }
 
@@ -74,7 +114,14 @@ fn every_engine_op_round_trips_exactly() {
     assert_eq!(back, model);
     assert_bit_identical(&back, &model);
     let proto = ModelProto::decode(bytes.as_slice()).unwrap();
-    let ops: Vec<&str> = proto.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+    let ops: Vec<&str> = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
     assert_eq!(
         ops,
         [
@@ -96,8 +143,17 @@ fn every_engine_op_round_trips_exactly() {
         ]
     );
     let average = &proto.graph.as_ref().unwrap().node[6];
-    let attribute = |name: &str| average.attribute.iter().find(|a| a.name == name).map(|a| a.i);
-    assert_eq!((attribute("count_include_pad"), attribute("ceil_mode")), (Some(1), Some(1)));
+    let attribute = |name: &str| {
+        average
+            .attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.i)
+    };
+    assert_eq!(
+        (attribute("count_include_pad"), attribute("ceil_mode")),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -115,22 +171,48 @@ fn path_reader_reads_what_the_writer_wrote() {
 // ---- A hand-made model, built the way exporters write them. ----
 
 fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: ATTR_INTS, ints: values.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: ATTR_INTS,
+        ints: values.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: ATTR_INT, i: value, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: ATTR_INT,
+        i: value,
+        ..Default::default()
+    }
 }
 
 fn float(name: &str, value: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: ATTR_FLOAT, f: value, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: ATTR_FLOAT,
+        f: value,
+        ..Default::default()
+    }
 }
 
 fn string(name: &str, value: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: ATTR_STRING, s: value.as_bytes().to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: ATTR_STRING,
+        s: value.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
-fn node(name: &str, op_type: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    name: &str,
+    op_type: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         name: name.into(),
         op_type: op_type.into(),
@@ -159,10 +241,25 @@ fn gemm_b() -> Vec<f32> {
 /// -> Gemm (transB=0) -> Softmax. Conv weights in float_data, conv bias
 /// FLOAT16 in raw_data, Gemm B FLOAT16 in int32_data, Gemm C in raw_data.
 fn tiny() -> ModelProto {
-    let conv_bias: Vec<u8> = [0.5f32, -1.5].iter().flat_map(|&v| f16_bits(v).to_le_bytes()).collect();
+    let conv_bias: Vec<u8> = [0.5f32, -1.5]
+        .iter()
+        .flat_map(|&v| f16_bits(v).to_le_bytes())
+        .collect();
     let initializer = vec![
-        TensorProto { name: "c.weight".into(), dims: vec![2, 3, 3, 3], data_type: FLOAT, float_data: conv_weights(), ..Default::default() },
-        TensorProto { name: "c.bias".into(), dims: vec![2], data_type: FLOAT16, raw_data: conv_bias, ..Default::default() },
+        TensorProto {
+            name: "c.weight".into(),
+            dims: vec![2, 3, 3, 3],
+            data_type: FLOAT,
+            float_data: conv_weights(),
+            ..Default::default()
+        },
+        TensorProto {
+            name: "c.bias".into(),
+            dims: vec![2],
+            data_type: FLOAT16,
+            raw_data: conv_bias,
+            ..Default::default()
+        },
         TensorProto {
             name: "fc.weight".into(),
             dims: vec![2, 5],
@@ -174,31 +271,68 @@ fn tiny() -> ModelProto {
             name: "fc.bias".into(),
             dims: vec![5],
             data_type: FLOAT,
-            raw_data: [1.0f32, 2.0, 3.0, 4.0, 5.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            raw_data: [1.0f32, 2.0, 3.0, 4.0, 5.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             ..Default::default()
         },
     ];
     let nodes = vec![
-        node("conv", "Conv", &["x", "c.weight", "c.bias"], "c", vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])]),
+        node(
+            "conv",
+            "Conv",
+            &["x", "c.weight", "c.bias"],
+            "c",
+            vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])],
+        ),
         node("relu", "Relu", &["c"], "r", vec![]),
         node("gap", "GlobalAveragePool", &["r"], "g", vec![]),
         node("flat", "Flatten", &["g"], "f", vec![int("axis", 1)]),
-        node("fc", "Gemm", &["f", "fc.weight", "fc.bias"], "logits", vec![float("alpha", 1.0), int("transB", 0)]),
+        node(
+            "fc",
+            "Gemm",
+            &["f", "fc.weight", "fc.bias"],
+            "logits",
+            vec![float("alpha", 1.0), int("transB", 0)],
+        ),
         node("prob", "Softmax", &["logits"], "p", vec![int("axis", -1)]),
     ];
-    let dims = [Dimension { dim_value: None, dim_param: Some("batch".into()) }]
-        .into_iter()
-        .chain([3, 4, 4].map(|v| Dimension { dim_value: Some(v), dim_param: None }))
-        .collect();
-    let tensor = |shape| Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: FLOAT, shape }) });
+    let dims = [Dimension {
+        dim_value: None,
+        dim_param: Some("batch".into()),
+    }]
+    .into_iter()
+    .chain([3, 4, 4].map(|v| Dimension {
+        dim_value: Some(v),
+        dim_param: None,
+    }))
+    .collect();
+    let tensor = |shape| {
+        Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: FLOAT,
+                shape,
+            }),
+        })
+    };
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
         graph: Some(GraphProto {
             node: nodes,
             initializer,
-            input: vec![ValueInfoProto { name: "x".into(), r#type: tensor(Some(TensorShapeProto { dim: dims })) }],
-            output: vec![ValueInfoProto { name: "p".into(), r#type: tensor(None) }],
+            input: vec![ValueInfoProto {
+                name: "x".into(),
+                r#type: tensor(Some(TensorShapeProto { dim: dims })),
+            }],
+            output: vec![ValueInfoProto {
+                name: "p".into(),
+                r#type: tensor(None),
+            }],
             ..Default::default()
         }),
         ..Default::default()
@@ -217,7 +351,14 @@ fn import(m: &ModelProto) -> Result<Model, FormatError> {
 fn hand_made_model_imports_with_every_encoding() {
     let (m, source) = read_onnx(&tiny().encode_to_vec(), Some(Preprocess::torchvision())).unwrap();
     assert_eq!(source, PreprocessSource::Fallback);
-    assert_eq!(m.preprocess, Preprocess { crop: 4, ..Preprocess::torchvision() }, "the crop follows the declared input");
+    assert_eq!(
+        m.preprocess,
+        Preprocess {
+            crop: 4,
+            ..Preprocess::torchvision()
+        },
+        "the crop follows the declared input"
+    );
     let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["c", "fc"]);
     assert_eq!(m.layers[0].shape, [2, 3, 3, 3]);
@@ -226,24 +367,54 @@ fn hand_made_model_imports_with_every_encoding() {
     // Gemm with transB=0: B[k][o] becomes weight[o][k].
     assert_eq!(m.layers[1].shape, [5, 2, 1, 1]);
     let b = gemm_b();
-    let expected: Vec<f32> = (0..5).flat_map(|o| (0..2).map(move |k| (o, k))).map(|(o, k)| b[k * 5 + o]).collect();
-    assert_eq!(m.layers[1].weights, expected, "FLOAT16 int32_data, transposed");
-    assert_eq!(m.layers[1].bias, [1.0, 2.0, 3.0, 4.0, 5.0], "FLOAT raw_data");
+    let expected: Vec<f32> = (0..5)
+        .flat_map(|o| (0..2).map(move |k| (o, k)))
+        .map(|(o, k)| b[k * 5 + o])
+        .collect();
+    assert_eq!(
+        m.layers[1].weights, expected,
+        "FLOAT16 int32_data, transposed"
+    );
+    assert_eq!(
+        m.layers[1].bias,
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+        "FLOAT raw_data"
+    );
     let ops: Vec<&Op> = m.graph.nodes.iter().map(|n| &n.op).collect();
     assert_eq!(
         ops,
         [
-            &Op::Conv(Conv { layer: 0, stride_h: 1, stride_w: 1, pad_h: 1, pad_w: 1, relu: false }),
+            &Op::Conv(Conv {
+                layer: 0,
+                stride_h: 1,
+                stride_w: 1,
+                pad_h: 1,
+                pad_w: 1,
+                relu: false
+            }),
             &Op::Relu,
             &Op::GlobalAvgPool,
             &Op::Flatten,
-            &Op::Conv(Conv { layer: 1, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, relu: false }),
+            &Op::Conv(Conv {
+                layer: 1,
+                stride_h: 1,
+                stride_w: 1,
+                pad_h: 0,
+                pad_w: 0,
+                relu: false
+            }),
             &Op::Softmax,
         ]
     );
-    assert_eq!((m.graph.input.as_str(), m.graph.output.as_str()), ("x", "logits"), "logits are the Softmax's input");
+    assert_eq!(
+        (m.graph.input.as_str(), m.graph.output.as_str()),
+        ("x", "logits"),
+        "logits are the Softmax's input"
+    );
 
-    let e = read_onnx(&tiny().encode_to_vec(), None).unwrap_err().to_string();
+    let e = read_onnx(&tiny().encode_to_vec(), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no sqz.preprocess metadata"), "{e}");
     // The import survives a write and read of its own.
     let again = read_onnx(&write_onnx(&m).unwrap(), None).unwrap();
@@ -256,19 +427,39 @@ fn exporter_variants_import_alike() {
     // Reshape [0, -1] instead of Flatten, with its shape from a Constant node.
     let mut reshaped = tiny();
     let g = graph_mut(&mut reshaped);
-    let shape = TensorProto { dims: vec![2], data_type: INT64, int64_data: vec![0, -1], ..Default::default() };
+    let shape = TensorProto {
+        dims: vec![2],
+        data_type: INT64,
+        int64_data: vec![0, -1],
+        ..Default::default()
+    };
     g.node[3] = node("flat", "Reshape", &["g", "shape"], "f", vec![]);
-    let constant = AttributeProto { name: "value".into(), r#type: 4, t: Some(shape), ..Default::default() };
-    g.node.insert(3, node("shape_const", "Constant", &[], "shape", vec![constant]));
+    let constant = AttributeProto {
+        name: "value".into(),
+        r#type: 4,
+        t: Some(shape),
+        ..Default::default()
+    };
+    g.node.insert(
+        3,
+        node("shape_const", "Constant", &[], "shape", vec![constant]),
+    );
     assert_eq!(import(&reshaped).unwrap(), reference);
     // auto_pad SAME_UPPER at stride 1 is the explicit pad 1; Dropout with a
     // false training_mode is the identity.
     let mut same = tiny();
     let g = graph_mut(&mut same);
     g.node[0].attribute = vec![string("auto_pad", "SAME_UPPER")];
-    g.initializer.push(TensorProto { name: "no".into(), dims: vec![], data_type: BOOL, raw_data: vec![0], ..Default::default() });
+    g.initializer.push(TensorProto {
+        name: "no".into(),
+        dims: vec![],
+        data_type: BOOL,
+        raw_data: vec![0],
+        ..Default::default()
+    });
     g.node[1] = node("relu", "Relu", &["c"], "r0", vec![]);
-    g.node.insert(2, node("drop", "Dropout", &["r0", "", "no"], "r", vec![]));
+    g.node
+        .insert(2, node("drop", "Dropout", &["r0", "", "no"], "r", vec![]));
     let m = import(&same).unwrap();
     assert_eq!(m.graph.nodes[0].op, reference.graph.nodes[0].op);
     assert_eq!(m.graph.nodes[2].op, Op::Dropout);
@@ -276,7 +467,17 @@ fn exporter_variants_import_alike() {
     let mut fused = tiny();
     graph_mut(&mut fused).node[1].name = "conv/fused_relu".into();
     let m = import(&fused).unwrap();
-    assert_eq!(m.graph.nodes[0].op, Op::Conv(Conv { layer: 0, stride_h: 1, stride_w: 1, pad_h: 1, pad_w: 1, relu: true }));
+    assert_eq!(
+        m.graph.nodes[0].op,
+        Op::Conv(Conv {
+            layer: 0,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 1,
+            pad_w: 1,
+            relu: true
+        })
+    );
     assert_eq!(m.graph.nodes[0].outputs, ["r"]);
 }
 
@@ -285,13 +486,33 @@ fn pools_import_with_their_rounding() {
     let mut pooled = tiny();
     let g = graph_mut(&mut pooled);
     g.node[1] = node("relu", "Relu", &["c"], "r0", vec![]);
-    let window = vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), int("ceil_mode", 1)];
-    g.node.insert(2, node("mp", "MaxPool", &["r0"], "r1", window.clone()));
-    let average = [window, vec![ints("pads", &[1, 1, 1, 1]), int("count_include_pad", 1)]].concat();
-    g.node.insert(3, node("ap", "AveragePool", &["r1"], "r", average));
+    let window = vec![
+        ints("kernel_shape", &[3, 3]),
+        ints("strides", &[2, 2]),
+        int("ceil_mode", 1),
+    ];
+    g.node
+        .insert(2, node("mp", "MaxPool", &["r0"], "r1", window.clone()));
+    let average = [
+        window,
+        vec![ints("pads", &[1, 1, 1, 1]), int("count_include_pad", 1)],
+    ]
+    .concat();
+    g.node
+        .insert(3, node("ap", "AveragePool", &["r1"], "r", average));
     let m = import(&pooled).unwrap();
-    let pool =
-        |kind, pad| Op::Pool(Pool { kind, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, pad_h: pad, pad_w: pad, ceil_mode: true });
+    let pool = |kind, pad| {
+        Op::Pool(Pool {
+            kind,
+            kernel_h: 3,
+            kernel_w: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_h: pad,
+            pad_w: pad,
+            ceil_mode: true,
+        })
+    };
     assert_eq!(m.graph.nodes[2].op, pool(PoolKind::Max, 0));
     assert_eq!(m.graph.nodes[3].op, pool(PoolKind::Avg, 1));
 }
@@ -313,46 +534,134 @@ fn unsupported_operators_and_attributes_are_named() {
         "unsupported: ONNX node norm (LRN): operator LRN",
         true,
     );
-    refused(|g| g.node[1] = node("", "Sigmoid", &["c"], "r", vec![]), "node Sigmoid_1 (Sigmoid)", true);
-    refused(|g| g.node[0].attribute.push(int("group", 2)), "group 2", true);
-    refused(|g| g.node[0].attribute.push(ints("dilations", &[2, 2])), "dilations [2, 2]", true);
-    refused(|g| g.node[0].attribute[0] = ints("pads", &[1, 1, 0, 0]), "asymmetric pads", true);
-    refused(|g| g.node[0].attribute = vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])], "auto_pad SAME_UPPER", true);
-    refused(|g| g.node[0].attribute.push(int("mystery", 1)), "attribute mystery", true);
-    refused(|g| g.node[4].attribute.push(float("beta", 0.5)), "beta 0.5", true);
-    refused(|g| g.node[4].attribute.push(int("transA", 1)), "transA", true);
-    refused(|g| g.node[4].input[0] = "g".into(), "rank 4", true);
-    refused(|g| g.node[5].attribute = vec![int("axis", 0)], "softmax axis 0", true);
     refused(
-        |g| g.node[2] = node("ap", "AveragePool", &["r"], "g", vec![ints("kernel_shape", &[2, 2]), ints("pads", &[1, 1, 1, 1])]),
+        |g| g.node[1] = node("", "Sigmoid", &["c"], "r", vec![]),
+        "node Sigmoid_1 (Sigmoid)",
+        true,
+    );
+    refused(
+        |g| g.node[0].attribute.push(int("group", 2)),
+        "group 2",
+        true,
+    );
+    refused(
+        |g| g.node[0].attribute.push(ints("dilations", &[2, 2])),
+        "dilations [2, 2]",
+        true,
+    );
+    refused(
+        |g| g.node[0].attribute[0] = ints("pads", &[1, 1, 0, 0]),
+        "asymmetric pads",
+        true,
+    );
+    refused(
+        |g| g.node[0].attribute = vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])],
+        "auto_pad SAME_UPPER",
+        true,
+    );
+    refused(
+        |g| g.node[0].attribute.push(int("mystery", 1)),
+        "attribute mystery",
+        true,
+    );
+    refused(
+        |g| g.node[4].attribute.push(float("beta", 0.5)),
+        "beta 0.5",
+        true,
+    );
+    refused(
+        |g| g.node[4].attribute.push(int("transA", 1)),
+        "transA",
+        true,
+    );
+    refused(|g| g.node[4].input[0] = "g".into(), "rank 4", true);
+    refused(
+        |g| g.node[5].attribute = vec![int("axis", 0)],
+        "softmax axis 0",
+        true,
+    );
+    refused(
+        |g| {
+            g.node[2] = node(
+                "ap",
+                "AveragePool",
+                &["r"],
+                "g",
+                vec![ints("kernel_shape", &[2, 2]), ints("pads", &[1, 1, 1, 1])],
+            )
+        },
         "count_include_pad",
         true,
     );
-    refused(|g| g.node[1].domain = "com.example".into(), "domain com.example", true);
-    refused(|g| g.node[1].input[0] = "nowhere".into(), "reads nowhere", false);
-    refused(|g| g.node[1].input[0] = "c.bias".into(), "constant tensor", true);
-    refused(|g| g.initializer[0].dims = vec![200, 3, 3, 3], "need 5400 float_data values but 54", false);
-    refused(|g| g.initializer[0].dims = vec![1 << 40, 3, 3, 3], "exceed", true);
-    refused(|g| g.initializer[1].dims = vec![3], "need 6 raw bytes but 4", false);
+    refused(
+        |g| g.node[1].domain = "com.example".into(),
+        "domain com.example",
+        true,
+    );
+    refused(
+        |g| g.node[1].input[0] = "nowhere".into(),
+        "reads nowhere",
+        false,
+    );
+    refused(
+        |g| g.node[1].input[0] = "c.bias".into(),
+        "constant tensor",
+        true,
+    );
+    refused(
+        |g| g.initializer[0].dims = vec![200, 3, 3, 3],
+        "need 5400 float_data values but 54",
+        false,
+    );
+    refused(
+        |g| g.initializer[0].dims = vec![1 << 40, 3, 3, 3],
+        "exceed",
+        true,
+    );
+    refused(
+        |g| g.initializer[1].dims = vec![3],
+        "need 6 raw bytes but 4",
+        false,
+    );
     refused(|g| g.initializer[0].data_type = 11, "element type 11", true);
     refused(|g| g.input.push(g.input[0].clone()), "2 inputs", true);
-    refused(|g| g.node[5].attribute.push(int("axis", 1)), "given twice", false);
+    refused(
+        |g| g.node[5].attribute.push(int("axis", 1)),
+        "given twice",
+        false,
+    );
     let mut old = tiny();
     old.opset_import[0].version = 6;
     assert!(import(&old).unwrap_err().to_string().contains("opset 6"));
     let mut reshape = tiny();
     let g = graph_mut(&mut reshape);
-    g.initializer.push(TensorProto { name: "s".into(), dims: vec![3], data_type: INT64, int64_data: vec![0, 2, -1], ..Default::default() });
+    g.initializer.push(TensorProto {
+        name: "s".into(),
+        dims: vec![3],
+        data_type: INT64,
+        int64_data: vec![0, 2, -1],
+        ..Default::default()
+    });
     g.node[3] = node("flat", "Reshape", &["g", "s"], "f", vec![]);
-    assert!(import(&reshape).unwrap_err().to_string().contains("Reshape to [0, 2, -1]"));
+    assert!(import(&reshape)
+        .unwrap_err()
+        .to_string()
+        .contains("Reshape to [0, 2, -1]"));
 }
 
 #[test]
 fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
     let bytes = write_onnx(&squeezenet_v1_1()).unwrap();
     let step = bytes.len() / 97;
-    for cut in (0..bytes.len()).step_by(step).chain([1, 2, 3, 10, 100, bytes.len() - 1]) {
-        assert!(read_onnx(&bytes[..cut], None).is_err(), "cut at {cut} of {}", bytes.len());
+    for cut in (0..bytes.len())
+        .step_by(step)
+        .chain([1, 2, 3, 10, 100, bytes.len() - 1])
+    {
+        assert!(
+            read_onnx(&bytes[..cut], None).is_err(),
+            "cut at {cut} of {}",
+            bytes.len()
+        );
     }
     let mut rng = Lcg(11);
     for _ in 0..60 {
@@ -365,6 +674,9 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
     }
     for len in [1, 7, 100, 10_000] {
         let garbage: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-        assert!(read_onnx(&garbage, Some(Preprocess::torchvision())).is_err(), "{len} random bytes");
+        assert!(
+            read_onnx(&garbage, Some(Preprocess::torchvision())).is_err(),
+            "{len} random bytes"
+        );
     }
 }

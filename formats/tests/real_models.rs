@@ -31,16 +31,38 @@ fn text(relative: &str) -> String {
 }
 
 fn conv_count(m: &Model) -> usize {
-    m.graph.nodes.iter().filter(|n| matches!(n.op, Op::Conv(_))).count()
+    m.graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Conv(_)))
+        .count()
 }
 
 fn pools(m: &Model) -> Vec<Pool> {
-    m.graph.nodes.iter().filter_map(|n| if let Op::Pool(p) = n.op { Some(p) } else { None }).collect()
+    m.graph
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            if let Op::Pool(p) = n.op {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// The max pools of both SqueezeNets: 3x3, stride 2, no padding, ceil rounding.
-const SQUEEZENET_MAX_POOL: Pool =
-    Pool { kind: PoolKind::Max, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, pad_h: 0, pad_w: 0, ceil_mode: true };
+const SQUEEZENET_MAX_POOL: Pool = Pool {
+    kind: PoolKind::Max,
+    kernel_h: 3,
+    kernel_w: 3,
+    stride_h: 2,
+    stride_w: 2,
+    pad_h: 0,
+    pad_w: 0,
+    ceil_mode: true,
+};
 
 #[test]
 fn squeezenet_v1_1_ncnn() {
@@ -52,12 +74,23 @@ fn squeezenet_v1_1_ncnn() {
     assert_eq!(m.preprocess, Preprocess::torchvision());
     assert_eq!(m.layers[0].shape, [64, 3, 3, 3]);
     assert_eq!(m.layers[25].shape, [1000, 512, 1, 1]);
-    assert!(matches!(m.graph.nodes[0].op, Op::Conv(c) if c.stride_h == 2 && c.stride_w == 2 && c.pad_h == 0 && c.relu));
+    assert!(
+        matches!(m.graph.nodes[0].op, Op::Conv(c) if c.stride_h == 2 && c.stride_w == 2 && c.pad_h == 0 && c.relu)
+    );
     assert_eq!(pools(&m), [SQUEEZENET_MAX_POOL; 3]);
     assert!(m.graph.nodes.iter().any(|n| n.op == Op::GlobalAvgPool));
-    assert_eq!((m.graph.input.as_str(), m.graph.output.as_str()), ("in0", "out0"));
-    assert!(m.layers.iter().all(|l| l.weights.iter().chain(&l.bias).all(|v| v.is_finite())));
-    assert!(read_ncnn(&shared(V11_BIN)).unwrap_err().to_string().contains("through its .param"));
+    assert_eq!(
+        (m.graph.input.as_str(), m.graph.output.as_str()),
+        ("in0", "out0")
+    );
+    assert!(m
+        .layers
+        .iter()
+        .all(|l| l.weights.iter().chain(&l.bias).all(|v| v.is_finite())));
+    assert!(read_ncnn(&shared(V11_BIN))
+        .unwrap_err()
+        .to_string()
+        .contains("through its .param"));
 }
 
 #[test]
@@ -67,16 +100,28 @@ fn ncnn_offsets_match_the_bin_layout() {
     // biases close it.
     let bin = read(V11_BIN);
     let m = parse_ncnn(&text(V11_PARAM), &bin).unwrap();
-    assert_eq!(u32::from_le_bytes(bin[..4].try_into().unwrap()), 0x0130_6B47);
-    assert_eq!(m.layers[0].weights[0], half::f16::from_le_bytes([bin[4], bin[5]]).to_f32());
-    let tail: Vec<f32> = bin[bin.len() - 4000..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(
+        u32::from_le_bytes(bin[..4].try_into().unwrap()),
+        0x0130_6B47
+    );
+    assert_eq!(
+        m.layers[0].weights[0],
+        half::f16::from_le_bytes([bin[4], bin[5]]).to_f32()
+    );
+    let tail: Vec<f32> = bin[bin.len() - 4000..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     assert_eq!(m.layers[25].bias, tail);
 }
 
 #[test]
 fn squeezenet_v1_0_deep_compression() {
     let m = read_deep_compression(&shared(V10_NET), None).unwrap();
-    assert_eq!(m, read_deep_compression(&shared(V10_NET), Some(&shared(V10_PROTOTXT))).unwrap());
+    assert_eq!(
+        m,
+        read_deep_compression(&shared(V10_NET), Some(&shared(V10_PROTOTXT))).unwrap()
+    );
     m.validate().unwrap();
     assert_eq!(m.layers.len(), 26);
     assert_eq!(conv_count(&m), 26);
@@ -84,12 +129,26 @@ fn squeezenet_v1_0_deep_compression() {
     assert_eq!(m.layers[0].shape, [96, 3, 7, 7]);
     assert_eq!(m.preprocess.crop, 227);
     assert_eq!(m.preprocess.channel_order, ChannelOrder::Bgr);
-    assert_eq!((m.graph.input.as_str(), m.graph.output.as_str()), ("data", "pool_final"));
+    assert_eq!(
+        (m.graph.input.as_str(), m.graph.output.as_str()),
+        ("data", "pool_final")
+    );
 
-    let node = |name: &str| m.graph.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"));
+    let node = |name: &str| {
+        m.graph
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    };
     assert!(matches!(node("conv1").op, Op::Conv(c) if c.stride_h == 2 && c.pad_h == 0));
-    assert!(matches!(node("conv_final").op, Op::Conv(c) if c.pad_h == 1 && c.pad_w == 1 && c.stride_h == 1));
-    assert_eq!(m.layers[m.layer_index("conv_final").unwrap()].shape, [1000, 512, 1, 1]);
+    assert!(
+        matches!(node("conv_final").op, Op::Conv(c) if c.pad_h == 1 && c.pad_w == 1 && c.stride_h == 1)
+    );
+    assert_eq!(
+        m.layers[m.layer_index("conv_final").unwrap()].shape,
+        [1000, 512, 1, 1]
+    );
     for pool in ["pool1", "pool4", "pool8"] {
         assert_eq!(node(pool).op, Op::Pool(SQUEEZENET_MAX_POOL), "{pool}");
     }
@@ -110,10 +169,24 @@ fn deep_compression_entries_and_codebooks() {
     assert_eq!(decoded.iter().map(|d| d.nnz).sum::<usize>(), 422_083);
     for (layer, d) in definition.layers.iter().zip(&decoded) {
         let distinct: HashSet<u32> = d.weights.iter().map(|w| (w + 0.0).to_bits()).collect();
-        assert!(distinct.len() <= 256, "{}: {} distinct values", layer.name, distinct.len());
-        assert!(distinct.contains(&0.0f32.to_bits()), "{}: no zero weight", layer.name);
+        assert!(
+            distinct.len() <= 256,
+            "{}: {} distinct values",
+            layer.name,
+            distinct.len()
+        );
+        assert!(
+            distinct.contains(&0.0f32.to_bits()),
+            "{}: no zero weight",
+            layer.name
+        );
         let nonzeros = d.weights.iter().filter(|w| **w != 0.0).count();
-        assert!(nonzeros <= d.nnz, "{}: {nonzeros} nonzeros from {} entries", layer.name, d.nnz);
+        assert!(
+            nonzeros <= d.nnz,
+            "{}: {nonzeros} nonzeros from {} entries",
+            layer.name,
+            d.nnz
+        );
         assert_eq!(d.codebook.len(), 256);
         assert_eq!(d.codebook[0], 0.0);
     }
@@ -121,8 +194,14 @@ fn deep_compression_entries_and_codebooks() {
 
 #[test]
 fn formats_are_detected() {
-    assert_eq!(detect_format(&shared(V11_PARAM)).unwrap(), ModelFormat::Ncnn);
-    assert_eq!(detect_format(&shared(V10_NET)).unwrap(), ModelFormat::DeepCompression);
+    assert_eq!(
+        detect_format(&shared(V11_PARAM)).unwrap(),
+        ModelFormat::Ncnn
+    );
+    assert_eq!(
+        detect_format(&shared(V10_NET)).unwrap(),
+        ModelFormat::DeepCompression
+    );
     assert!(detect_format(&shared(V11_BIN)).is_err());
 }
 
@@ -130,7 +209,17 @@ fn formats_are_detected() {
 fn cut_or_padded_ncnn_bin_is_rejected() {
     let param = text(V11_PARAM);
     let bin = read(V11_BIN);
-    for cut in [0, 3, 4, 5, 1000, bin.len() / 3, bin.len() / 2, bin.len() - 4001, bin.len() - 1] {
+    for cut in [
+        0,
+        3,
+        4,
+        5,
+        1000,
+        bin.len() / 3,
+        bin.len() / 2,
+        bin.len() - 4001,
+        bin.len() - 1,
+    ] {
         let e = parse_ncnn(&param, &bin[..cut]).unwrap_err();
         assert!(matches!(e, FormatError::Truncated(_)), "cut at {cut}: {e}");
     }
@@ -144,7 +233,10 @@ fn bad_ncnn_tag_and_lying_sizes_are_rejected() {
     let mut bin = read(V11_BIN);
     bin[..4].copy_from_slice(&0x000D_4B38u32.to_le_bytes());
     let e = parse_ncnn(&param, &bin).unwrap_err();
-    assert!(matches!(e, FormatError::Unsupported(_)) && e.to_string().contains("0x000d4b38"), "{e}");
+    assert!(
+        matches!(e, FormatError::Unsupported(_)) && e.to_string().contains("0x000d4b38"),
+        "{e}"
+    );
 
     let bin = read(V11_BIN);
     let lying = param.replace("6=512000", "6=51200000000000");
@@ -167,7 +259,10 @@ fn cut_padded_or_lying_net_is_rejected() {
         let mut lying = net.clone();
         let first = u32::from_le_bytes(lying[..4].try_into().unwrap());
         lying[..4].copy_from_slice(&first.wrapping_add(lie).to_le_bytes());
-        assert!(parse_deep_compression(&lying, &prototxt).is_err(), "nnz + {lie}");
+        assert!(
+            parse_deep_compression(&lying, &prototxt).is_err(),
+            "nnz + {lie}"
+        );
     }
 }
 
@@ -176,12 +271,23 @@ fn garbage_prototxt_is_rejected_with_a_position() {
     let net = read(V10_NET);
     let prototxt = text(V10_PROTOTXT);
     let cut = prototxt.find("pooling_param").unwrap();
-    let e = parse_deep_compression(&net, &prototxt[..cut]).unwrap_err().to_string();
-    assert!(e.contains("end of file inside the message opened at"), "{e}");
-    let e = parse_deep_compression(&net, &prototxt.replacen("layer {", "layer {{", 2)).unwrap_err().to_string();
+    let e = parse_deep_compression(&net, &prototxt[..cut])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("end of file inside the message opened at"),
+        "{e}"
+    );
+    let e = parse_deep_compression(&net, &prototxt.replacen("layer {", "layer {{", 2))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("prototxt 7:8"), "{e}");
     // A definition that does not match the weights: conv_final one output short.
-    assert!(parse_deep_compression(&net, &prototxt.replace("num_output: 1000", "num_output: 999")).is_err());
+    assert!(parse_deep_compression(
+        &net,
+        &prototxt.replace("num_output: 1000", "num_output: 999")
+    )
+    .is_err());
 }
 
 #[test]

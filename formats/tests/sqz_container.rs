@@ -4,10 +4,12 @@
 //! are rejected quickly without large allocations.
 
 use formats::sqz::{
-    read_sqz, size_breakdown, write_sqz, EncodedLayer, FloatVec, SqzFile, Stream, StreamCoding, WeightStorage,
-    MAX_TEXT_BYTES,
+    read_sqz, size_breakdown, write_sqz, EncodedLayer, FloatVec, SqzFile, Stream, StreamCoding,
+    WeightStorage, MAX_TEXT_BYTES,
 };
-use formats::{ChannelOrder, Conv, FormatError, Graph, Node, Op, Pool, PoolKind, Preprocess, Resize};
+use formats::{
+    ChannelOrder, Conv, FormatError, Graph, Node, Op, Pool, PoolKind, Preprocess, Resize,
+};
 use half::f16;
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -139,8 +141,17 @@ fn sections(file: &[u8]) -> Vec<(u8, Vec<u8>)> {
 
 /// Pack `values` as `width`-bit numbers, most significant bit first.
 fn pack_msb_first(values: &[u32], width: u32) -> Vec<u8> {
-    let bits: Vec<u8> = values.iter().flat_map(|&v| (0..width).rev().map(move |i| (v >> i) as u8 & 1)).collect();
-    bits.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |b, (i, &bit)| b | bit << (7 - i))).collect()
+    let bits: Vec<u8> = values
+        .iter()
+        .flat_map(|&v| (0..width).rev().map(move |i| (v >> i) as u8 & 1))
+        .collect();
+    bits.chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |b, (i, &bit)| b | bit << (7 - i))
+        })
+        .collect()
 }
 
 /// String table of the tiny reference file: "conv", "data", "data_out".
@@ -177,7 +188,13 @@ fn caffe_preprocess() -> Vec<u8> {
 /// Model section of the tiny reference file: graph input "data", output
 /// "data_out", one node, the Caffe preset.
 fn tiny_model_body() -> Vec<u8> {
-    [tiny_strings(), vec![1, 2, 1], tiny_node(), caffe_preprocess()].concat()
+    [
+        tiny_strings(),
+        vec![1, 2, 1],
+        tiny_node(),
+        caffe_preprocess(),
+    ]
+    .concat()
 }
 
 /// Layer section of the tiny reference file: shape [2,3,1,1], float32
@@ -226,7 +243,9 @@ fn tiny_file() -> SqzFile {
                 codes: Stream {
                     count: 2,
                     alphabet: 2,
-                    coding: StreamCoding::Huffman { code_lengths: vec![1, 1] },
+                    coding: StreamCoding::Huffman {
+                        code_lengths: vec![1, 1],
+                    },
                     payload: pack_msb_first(&[1, 0], 1),
                 },
             },
@@ -238,11 +257,23 @@ fn tiny_file() -> SqzFile {
 // In-memory builders.
 
 fn node(name: &str, op: Op, inputs: &[&str], output: &str) -> Node {
-    Node { name: name.into(), op, inputs: inputs.iter().map(|s| s.to_string()).collect(), outputs: vec![output.into()] }
+    Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+    }
 }
 
 fn conv_op(layer: usize, stride: usize, pad: usize, relu: bool) -> Op {
-    Op::Conv(Conv { layer, stride_h: stride, stride_w: stride, pad_h: pad, pad_w: pad, relu })
+    Op::Conv(Conv {
+        layer,
+        stride_h: stride,
+        stride_w: stride,
+        pad_h: pad,
+        pad_w: pad,
+        relu,
+    })
 }
 
 fn pool_op(kind: PoolKind, kernel: usize, stride: usize, pad: usize, ceil_mode: bool) -> Op {
@@ -260,7 +291,10 @@ fn pool_op(kind: PoolKind, kernel: usize, stride: usize, pad: usize, ceil_mode: 
 
 /// Raw stream of `symbols`, packed at `ceil(log2(alphabet))` bits.
 fn raw_stream(symbols: &[u32], alphabet: u32) -> Stream {
-    let bits = (1..=16).find(|&b| 1u32 << b >= alphabet).filter(|_| alphabet > 1).unwrap_or(0);
+    let bits = (1..=16)
+        .find(|&b| 1u32 << b >= alphabet)
+        .filter(|_| alphabet > 1)
+        .unwrap_or(0);
     Stream {
         count: symbols.len() as u64,
         alphabet,
@@ -300,7 +334,12 @@ fn layers_of_every_kind() -> Vec<EncodedLayer> {
             FloatVec::F32(vec![0.25, -3.5]),
             WeightStorage::Dense(FloatVec::F32(vec![1.0, -2.0, 0.0, 3.25])),
         ),
-        layer("dense16", [1, 3, 1, 1], f16s(&[7.0]), WeightStorage::Dense(f16s(&[0.5, 0.0, -0.125]))),
+        layer(
+            "dense16",
+            [1, 3, 1, 1],
+            f16s(&[7.0]),
+            WeightStorage::Dense(f16s(&[0.5, 0.0, -0.125])),
+        ),
         layer(
             // 3x2x2x2 = 24 weights; gaps over alphabet 4: symbol 3 skips 3
             // positions, so [3, 3, 0, 1, 2] lists positions 6, 8, 11.
@@ -350,9 +389,19 @@ fn graph_of_every_op() -> Graph {
         nodes: vec![
             node("c0", conv_op(0, 1, 0, true), &["data"], "a"),
             node("relu", Op::Relu, &["a"], "b"),
-            node("maxpool", pool_op(PoolKind::Max, 3, 2, 0, true), &["b"], "c"),
+            node(
+                "maxpool",
+                pool_op(PoolKind::Max, 3, 2, 0, true),
+                &["b"],
+                "c",
+            ),
             node("c1", conv_op(1, 2, 1, false), &["c"], "d"),
-            node("avgpool", pool_op(PoolKind::Avg, 2, 1, 1, false), &["c"], "e"),
+            node(
+                "avgpool",
+                pool_op(PoolKind::Avg, 2, 1, 1, false),
+                &["c"],
+                "e",
+            ),
             node("cat", Op::Concat, &["d", "e"], "f"),
             node("add", Op::Add, &["f", "f"], "g"),
             node("drop", Op::Dropout, &["g"], "h"),
@@ -370,7 +419,11 @@ fn graph_of_every_op() -> Graph {
 }
 
 fn file_of_every_kind(preprocess: Preprocess) -> SqzFile {
-    SqzFile { graph: graph_of_every_op(), preprocess, layers: layers_of_every_kind() }
+    SqzFile {
+        graph: graph_of_every_op(),
+        preprocess,
+        layers: layers_of_every_kind(),
+    }
 }
 
 /// SqueezeNet v1.0 as the Deep Compression release's
@@ -384,7 +437,12 @@ fn squeezenet_v10() -> SqzFile {
     let mut shapes: Vec<(String, [usize; 4])> = Vec::new();
     // A conv layer and its in-place ReLU; returns the ReLU's output blob.
     let mut add_conv = |nodes: &mut Vec<Node>, name: &str, input: &str, shape, stride, pad| {
-        nodes.push(node(name, conv_op(shapes.len(), stride, pad, false), &[input], name));
+        nodes.push(node(
+            name,
+            conv_op(shapes.len(), stride, pad, false),
+            &[input],
+            name,
+        ));
         shapes.push((name.to_string(), shape));
         let relu = match name.rsplit_once('/') {
             Some((fire, conv)) => format!("{fire}/relu_{conv}"),
@@ -420,9 +478,25 @@ fn squeezenet_v10() -> SqzFile {
     }
     let dropped = format!("{blob}/drop9");
     nodes.push(node("drop9", Op::Dropout, &[&blob], &dropped));
-    let logits = add_conv(&mut nodes, "conv_final", &dropped, [1000, channels, 1, 1], 1, 1);
-    nodes.push(node("pool_final", Op::GlobalAvgPool, &[&logits], "pool_final"));
-    let graph = Graph { nodes, input: "data".into(), output: "pool_final".into() };
+    let logits = add_conv(
+        &mut nodes,
+        "conv_final",
+        &dropped,
+        [1000, channels, 1, 1],
+        1,
+        1,
+    );
+    nodes.push(node(
+        "pool_final",
+        Op::GlobalAvgPool,
+        &[&logits],
+        "pool_final",
+    ));
+    let graph = Graph {
+        nodes,
+        input: "data".into(),
+        output: "pool_final".into(),
+    };
     let layers = shapes
         .into_iter()
         .map(|(name, shape)| {
@@ -439,7 +513,11 @@ fn squeezenet_v10() -> SqzFile {
             }
         })
         .collect();
-    SqzFile { graph, preprocess: Preprocess::caffe(), layers }
+    SqzFile {
+        graph,
+        preprocess: Preprocess::caffe(),
+        layers,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -472,12 +550,16 @@ impl SplitMix {
     /// A valid stream of `count` symbols over `alphabet`, raw or Huffman.
     fn stream(&mut self, count: u64, alphabet: u32) -> Stream {
         if self.coin() {
-            let symbols: Vec<u32> = (0..count).map(|_| self.range(0, u64::from(alphabet) - 1) as u32).collect();
+            let symbols: Vec<u32> = (0..count)
+                .map(|_| self.range(0, u64::from(alphabet) - 1) as u32)
+                .collect();
             return raw_stream(&symbols, alphabet);
         }
         // A fixed-length code with some symbols absent (Kraft sum <= 1).
         let length = (1..=16).find(|&b| 1u32 << b >= alphabet).unwrap_or(1) as u8;
-        let mut lengths: Vec<u8> = (0..alphabet).map(|_| if self.coin() { length } else { 0 }).collect();
+        let mut lengths: Vec<u8> = (0..alphabet)
+            .map(|_| if self.coin() { length } else { 0 })
+            .collect();
         lengths[self.range(0, u64::from(alphabet) - 1) as usize] = length;
         let fill = self.next() as u8;
         huffman_stream(count, lengths, fill)
@@ -494,7 +576,13 @@ impl SplitMix {
 }
 
 fn random_layer(rng: &mut SplitMix, name: String) -> EncodedLayer {
-    let shape = [rng.range(1, 5), rng.range(1, 5), rng.range(1, 3), rng.range(1, 3)].map(|d| d as usize);
+    let shape = [
+        rng.range(1, 5),
+        rng.range(1, 5),
+        rng.range(1, 3),
+        rng.range(1, 3),
+    ]
+    .map(|d| d as usize);
     let n: u64 = shape.iter().product::<usize>() as u64;
     let half = rng.coin();
     let bias_half = rng.coin();
@@ -508,11 +596,17 @@ fn random_layer(rng: &mut SplitMix, name: String) -> EncodedLayer {
         0 => WeightStorage::Dense(rng.floats(n as usize, half)),
         1 => {
             let entries = rng.range(0, n);
-            WeightStorage::Sparse { positions: positions(rng, entries), values: rng.floats(entries as usize, half) }
+            WeightStorage::Sparse {
+                positions: positions(rng, entries),
+                values: rng.floats(entries as usize, half),
+            }
         }
         2 => {
             let size = rng.range(1, 12);
-            WeightStorage::Quantized { codebook: rng.floats(size as usize, half), codes: rng.stream(n, size as u32) }
+            WeightStorage::Quantized {
+                codebook: rng.floats(size as usize, half),
+                codes: rng.stream(n, size as u32),
+            }
         }
         _ => {
             let size = rng.range(1, 12);
@@ -524,7 +618,12 @@ fn random_layer(rng: &mut SplitMix, name: String) -> EncodedLayer {
             }
         }
     };
-    EncodedLayer { name, shape, bias, weights }
+    EncodedLayer {
+        name,
+        shape,
+        bias,
+        weights,
+    }
 }
 
 fn random_op(rng: &mut SplitMix, layers: usize) -> Op {
@@ -540,7 +639,11 @@ fn random_op(rng: &mut SplitMix, layers: usize) -> Op {
         }),
         1 => Op::Relu,
         2 => Op::Pool(Pool {
-            kind: if rng.coin() { PoolKind::Max } else { PoolKind::Avg },
+            kind: if rng.coin() {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            },
             kernel_h: small(rng),
             kernel_w: small(rng),
             stride_h: small(rng),
@@ -570,7 +673,11 @@ fn random_file(seed: u64) -> SqzFile {
     let mut nodes = Vec::new();
     for i in 0..rng.range(1, 12) {
         let op = random_op(rng, layers.len());
-        let arity = if matches!(op, Op::Concat | Op::Add) { rng.range(1, 3) } else { 1 };
+        let arity = if matches!(op, Op::Concat | Op::Add) {
+            rng.range(1, 3)
+        } else {
+            1
+        };
         // The previous output often, else any earlier blob.
         let mut pick = || match rng.coin() {
             true => blobs[blobs.len() - 1].clone(),
@@ -584,7 +691,12 @@ fn random_file(seed: u64) -> SqzFile {
             2 => name.clone(),
             _ => format!("{}/{name}", inputs[0]),
         };
-        nodes.push(Node { name, op, inputs, outputs: vec![output.clone()] });
+        nodes.push(Node {
+            name,
+            op,
+            inputs,
+            outputs: vec![output.clone()],
+        });
         blobs.push(output);
     }
     let output = blobs[rng.range(0, blobs.len() as u64 - 1) as usize].clone();
@@ -592,7 +704,10 @@ fn random_file(seed: u64) -> SqzFile {
         0 => Preprocess::torchvision(),
         1 => Preprocess::caffe(),
         _ => Preprocess {
-            resize: Resize::Exact { width: rng.range(1, 5000) as u32, height: rng.range(1, 5000) as u32 },
+            resize: Resize::Exact {
+                width: rng.range(1, 5000) as u32,
+                height: rng.range(1, 5000) as u32,
+            },
             crop: rng.range(1, 5000) as u32,
             channel_order: ChannelOrder::Rgb,
             scale: 0.5,
@@ -600,17 +715,31 @@ fn random_file(seed: u64) -> SqzFile {
             std: [rng.range(1, 255) as f32, 0.25, 3.0],
         },
     };
-    SqzFile { graph: Graph { nodes, input, output }, preprocess, layers }
+    SqzFile {
+        graph: Graph {
+            nodes,
+            input,
+            output,
+        },
+        preprocess,
+        layers,
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Assertions.
 
 fn expect_invalid(file: &SqzFile, needle: &str) {
-    assert!(file.validate().is_err(), "validate accepted a file that should fail with {needle:?}");
+    assert!(
+        file.validate().is_err(),
+        "validate accepted a file that should fail with {needle:?}"
+    );
     match read_sqz(&write_sqz(file)) {
         Err(FormatError::Invalid(message)) => {
-            assert!(message.contains(needle), "message {message:?} does not mention {needle:?}")
+            assert!(
+                message.contains(needle),
+                "message {message:?} does not mention {needle:?}"
+            )
         }
         other => panic!("expected an invalid-file error mentioning {needle:?}, got {other:?}"),
     }
@@ -622,7 +751,11 @@ fn expect_rejected_cheaply(bytes: &[u8], max_heap: usize) -> FormatError {
     let (result, heap) = peak_heap(|| read_sqz(bytes));
     let error = result.expect_err("a lying file was accepted");
     assert!(heap <= max_heap, "rejecting {error} used {heap} heap bytes");
-    assert!(start.elapsed().as_secs_f64() < 2.0, "rejecting {error} took {:?}", start.elapsed());
+    assert!(
+        start.elapsed().as_secs_f64() < 2.0,
+        "rejecting {error} took {:?}",
+        start.elapsed()
+    );
     error
 }
 
@@ -633,7 +766,10 @@ fn expect_rejected_cheaply(bytes: &[u8], max_heap: usize) -> FormatError {
 fn writer_matches_the_byte_layout_of_the_spec() {
     assert_eq!(tiny_file().validate().ok(), Some(()));
     assert_eq!(write_sqz(&tiny_file()), tiny_file_bytes());
-    assert_eq!(read_sqz(&tiny_file_bytes()).expect("the spec's example reads"), tiny_file());
+    assert_eq!(
+        read_sqz(&tiny_file_bytes()).expect("the spec's example reads"),
+        tiny_file()
+    );
 }
 
 #[test]
@@ -653,15 +789,25 @@ fn delta_code_length_tables_match_the_spec() {
         },
     };
     let bytes = write_sqz(&file);
-    let expected_stream = [&[16u8, 16, 0xC0, 0b0001_0011, 0xFF, 0b1111_1100, 8][..], &[0x77; 8]].concat();
-    assert!(bytes.ends_with(&expected_stream), "the code stream is not laid out as SQZ.md says");
+    let expected_stream = [
+        &[16u8, 16, 0xC0, 0b0001_0011, 0xFF, 0b1111_1100, 8][..],
+        &[0x77; 8],
+    ]
+    .concat();
+    assert!(
+        bytes.ends_with(&expected_stream),
+        "the code stream is not laid out as SQZ.md says"
+    );
     assert_eq!(read_sqz(&bytes).expect("reads back"), file);
 }
 
 #[test]
 fn every_storage_kind_float_width_op_and_preprocess_round_trips() {
     let exact_rgb = Preprocess {
-        resize: Resize::Exact { width: 300, height: 200 },
+        resize: Resize::Exact {
+            width: 300,
+            height: 200,
+        },
         channel_order: ChannelOrder::Rgb,
         ..Preprocess::caffe()
     };
@@ -676,7 +822,11 @@ fn every_storage_kind_float_width_op_and_preprocess_round_trips() {
 
 #[test]
 fn size_breakdown_adds_up_to_the_file_length() {
-    for file in [file_of_every_kind(Preprocess::caffe()), tiny_file(), squeezenet_v10()] {
+    for file in [
+        file_of_every_kind(Preprocess::caffe()),
+        tiny_file(),
+        squeezenet_v10(),
+    ] {
         let sizes = size_breakdown(&file);
         assert_eq!(sizes.total(), write_sqz(&file).len());
         assert_eq!(sizes.layers.len(), file.layers.len());
@@ -686,16 +836,33 @@ fn size_breakdown_adds_up_to_the_file_length() {
                 WeightStorage::Dense(v) => (v, None, None),
                 WeightStorage::Sparse { positions, values } => (values, Some(positions), None),
                 WeightStorage::Quantized { codebook, codes } => (codebook, None, Some(codes)),
-                WeightStorage::SparseQuantized { codebook, positions, codes } => {
-                    (codebook, Some(positions), Some(codes))
-                }
+                WeightStorage::SparseQuantized {
+                    codebook,
+                    positions,
+                    codes,
+                } => (codebook, Some(positions), Some(codes)),
             };
             // Each float vector is its count varint plus its stored values.
-            assert_eq!(bytes.bias, varint_bytes(layer.bias.len() as u64).len() + layer.bias.stored_bytes());
-            assert_eq!(bytes.values, varint_bytes(values.len() as u64).len() + values.stored_bytes());
-            assert_eq!(bytes.positions, positions.map(Stream::stored_bytes).unwrap_or_default());
-            assert_eq!(bytes.codes, codes.map(Stream::stored_bytes).unwrap_or_default());
-            assert_eq!(bytes.positions.payload, positions.map_or(0, |s| s.payload.len()));
+            assert_eq!(
+                bytes.bias,
+                varint_bytes(layer.bias.len() as u64).len() + layer.bias.stored_bytes()
+            );
+            assert_eq!(
+                bytes.values,
+                varint_bytes(values.len() as u64).len() + values.stored_bytes()
+            );
+            assert_eq!(
+                bytes.positions,
+                positions.map(Stream::stored_bytes).unwrap_or_default()
+            );
+            assert_eq!(
+                bytes.codes,
+                codes.map(Stream::stored_bytes).unwrap_or_default()
+            );
+            assert_eq!(
+                bytes.positions.payload,
+                positions.map_or(0, |s| s.payload.len())
+            );
             assert_eq!(bytes.codes.payload, codes.map_or(0, |s| s.payload.len()));
         }
     }
@@ -705,7 +872,11 @@ fn size_breakdown_adds_up_to_the_file_length() {
 fn squeezenet_graph_overhead() {
     let file = squeezenet_v10();
     // The shapes follow the prototxt; the release's README gives the count.
-    let parameters: usize = file.layers.iter().map(|l| l.shape.iter().product::<usize>() + l.shape[0]).sum();
+    let parameters: usize = file
+        .layers
+        .iter()
+        .map(|l| l.shape.iter().product::<usize>() + l.shape[0])
+        .sum();
     assert_eq!((file.layers.len(), parameters), (26, 1_248_424));
     file.validate().expect("the SqueezeNet file is valid");
     let bytes = write_sqz(&file);
@@ -734,7 +905,7 @@ fn every_single_bit_flip_is_detected() {
         let mut corrupt = bytes.clone();
         corrupt[bit / 8] ^= 1 << (bit % 8);
         match read_sqz(&corrupt) {
-            Err(FormatError::Invalid(_)) if bit < 32 => {}     // magic
+            Err(FormatError::Invalid(_)) if bit < 32 => {} // magic
             Err(FormatError::Unsupported(_)) if bit < 48 => {} // version
             Err(FormatError::Checksum(_)) => {}
             other => panic!("flipping bit {bit} gave {other:?}"),
@@ -750,7 +921,11 @@ fn checksum_errors_name_the_section() {
     // The last layer's body ends the file.
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10;
-    let expected = format!("section {} (layer {})", sizes.layers.len(), sizes.layers.len() - 1);
+    let expected = format!(
+        "section {} (layer {})",
+        sizes.layers.len(),
+        sizes.layers.len() - 1
+    );
     match read_sqz(&bytes) {
         Err(FormatError::Checksum(section)) => assert_eq!(section, expected),
         other => panic!("expected a checksum error, got {other:?}"),
@@ -766,7 +941,10 @@ fn truncation_at_every_length_is_rejected() {
     for len in 0..bytes.len() {
         match read_sqz(&bytes[..len]) {
             Err(FormatError::Truncated(_)) => {}
-            other => panic!("truncating to {len} of {} bytes gave {other:?}", bytes.len()),
+            other => panic!(
+                "truncating to {len} of {} bytes gave {other:?}",
+                bytes.len()
+            ),
         }
     }
 }
@@ -788,7 +966,9 @@ fn wrong_magic_and_unknown_versions_are_rejected() {
         let mut other = bytes.clone();
         other[4..6].copy_from_slice(&version.to_le_bytes());
         match read_sqz(&other) {
-            Err(FormatError::Unsupported(m)) => assert!(m.contains(&format!("version {version}")), "{m}"),
+            Err(FormatError::Unsupported(m)) => {
+                assert!(m.contains(&format!("version {version}")), "{m}")
+            }
             result => panic!("version {version} gave {result:?}"),
         }
     }
@@ -811,7 +991,10 @@ fn lying_layer_headers_are_rejected_without_large_allocations() {
     // 2^20 x 2^20 x 1 x 1 = 2^40 weights, stored dense with no values.
     let shape_2_40 = [&[0u8][..], &huge(1 << 20), &huge(1 << 20), &[1, 1, 0, 0, 0]].concat();
     let e = expect_rejected_cheaply(&layer_with(&shape_2_40, &[]), SMALL);
-    assert!(matches!(&e, FormatError::Invalid(m) if m.contains("weights")), "{e}");
+    assert!(
+        matches!(&e, FormatError::Invalid(m) if m.contains("weights")),
+        "{e}"
+    );
     // A dense layer announcing 2^60 float32 values.
     let dense_lie = [&[0u8, 2, 3, 1, 1, 0, 2][..], &[0; 8], &huge(1 << 60)].concat();
     let e = expect_rejected_cheaply(&layer_with(&dense_lie, &[0; 16]), SMALL);
@@ -833,11 +1016,15 @@ fn lying_layer_headers_are_rejected_without_large_allocations() {
     for (stream, truncated) in lies.iter().zip([false, false, true, false]) {
         let e = expect_rejected_cheaply(&layer_with(head, &[&stream[..], codes].concat()), SMALL);
         assert_eq!(matches!(e, FormatError::Truncated(_)), truncated, "{e}");
-        assert!(matches!(e, FormatError::Truncated(_) | FormatError::Invalid(_)), "{e}");
+        assert!(
+            matches!(e, FormatError::Truncated(_) | FormatError::Invalid(_)),
+            "{e}"
+        );
     }
     // Non-canonical varints and a varint past 64 bits.
     for bad in [&[0x82, 0x00][..], &[0xFF; 10], &[0xFF; 11]] {
-        let e = expect_rejected_cheaply(&layer_with(&[0], &[bad, &[3, 1, 1, 0x0B]].concat()), SMALL);
+        let e =
+            expect_rejected_cheaply(&layer_with(&[0], &[bad, &[3, 1, 1, 0x0B]].concat()), SMALL);
         assert!(matches!(e, FormatError::Invalid(_)), "{e}");
     }
 }
@@ -857,14 +1044,25 @@ fn lying_container_and_graph_headers_are_rejected_without_large_allocations() {
     let header_crc = crc32fast::hash(&header);
     header.extend(header_crc.to_le_bytes());
     let e = expect_rejected_cheaply(&[header, directory].concat(), SMALL);
-    assert!(matches!(&e, FormatError::Invalid(m) if m.contains("section count")), "{e}");
+    assert!(
+        matches!(&e, FormatError::Invalid(m) if m.contains("section count")),
+        "{e}"
+    );
     // Directory length 2^32 - 1.
     bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     let header_crc = crc32fast::hash(&bytes[..16]);
     bytes[16..20].copy_from_slice(&header_crc.to_le_bytes());
-    assert!(matches!(expect_rejected_cheaply(&bytes, SMALL), FormatError::Truncated(_)));
+    assert!(matches!(
+        expect_rejected_cheaply(&bytes, SMALL),
+        FormatError::Truncated(_)
+    ));
     // A section announcing 2^62 bytes.
-    let directory = [vec![1, 1], huge(1 << 62), crc32fast::hash(&model).to_le_bytes().to_vec()].concat();
+    let directory = [
+        vec![1, 1],
+        huge(1 << 62),
+        crc32fast::hash(&model).to_le_bytes().to_vec(),
+    ]
+    .concat();
     let mut lying = tiny_file_bytes()[..8].to_vec();
     lying.extend((directory.len() as u32).to_le_bytes());
     lying.extend(crc32fast::hash(&directory).to_le_bytes());
@@ -872,17 +1070,30 @@ fn lying_container_and_graph_headers_are_rejected_without_large_allocations() {
     lying.extend(header_crc.to_le_bytes());
     lying.extend(directory);
     lying.extend(&model);
-    assert!(matches!(expect_rejected_cheaply(&lying, SMALL), FormatError::Truncated(_)));
+    assert!(matches!(
+        expect_rejected_cheaply(&lying, SMALL),
+        FormatError::Truncated(_)
+    ));
     // 2^62 strings; 2^40 nodes; a node with 2^40 inputs.
     let (strings, node, preprocess) = (tiny_strings(), tiny_node(), caffe_preprocess());
     let graph_lies = [
         [huge(1 << 62), model[1..].to_vec()].concat(),
         [&strings[..], &[1, 2], &huge(1 << 40), &node, &preprocess].concat(),
-        [&strings[..], &[1, 2, 1, 0, 0], &huge(1 << 40), &node[2..], &preprocess].concat(),
+        [
+            &strings[..],
+            &[1, 2, 1, 0, 0],
+            &huge(1 << 40),
+            &node[2..],
+            &preprocess,
+        ]
+        .concat(),
     ];
     for body in graph_lies {
         let e = expect_rejected_cheaply(&frame(&[(1, body), (2, layer.clone())]), SMALL);
-        assert!(matches!(e, FormatError::Truncated(_) | FormatError::Invalid(_)), "{e}");
+        assert!(
+            matches!(e, FormatError::Truncated(_) | FormatError::Invalid(_)),
+            "{e}"
+        );
     }
 }
 
@@ -900,13 +1111,17 @@ fn repeated_long_names_cannot_expand_without_bound() {
     body.extend([1, 0]);
     body.extend(caffe_preprocess());
     let e = expect_rejected_cheaply(&frame(&[(1, body)]), 2 * MAX_TEXT_BYTES + (1 << 20));
-    assert!(matches!(&e, FormatError::Invalid(m) if m.contains("names")), "{e}");
+    assert!(
+        matches!(&e, FormatError::Invalid(m) if m.contains("names")),
+        "{e}"
+    );
 }
 
 /// The position stream of a sparse layer.
 fn positions_of(layer: &mut EncodedLayer) -> &mut Stream {
     match &mut layer.weights {
-        WeightStorage::Sparse { positions, .. } | WeightStorage::SparseQuantized { positions, .. } => positions,
+        WeightStorage::Sparse { positions, .. }
+        | WeightStorage::SparseQuantized { positions, .. } => positions,
         _ => panic!("layer {} is not sparse", layer.name),
     }
 }
@@ -914,7 +1129,9 @@ fn positions_of(layer: &mut EncodedLayer) -> &mut Stream {
 /// The code stream of a quantized layer.
 fn codes_of(layer: &mut EncodedLayer) -> &mut Stream {
     match &mut layer.weights {
-        WeightStorage::Quantized { codes, .. } | WeightStorage::SparseQuantized { codes, .. } => codes,
+        WeightStorage::Quantized { codes, .. } | WeightStorage::SparseQuantized { codes, .. } => {
+            codes
+        }
         _ => panic!("layer {} is not quantized", layer.name),
     }
 }
@@ -927,11 +1144,16 @@ fn inconsistent_files_are_rejected() {
         edit(&mut file.layers[index]);
         file
     };
-    let huffman = |lengths: &[u8]| StreamCoding::Huffman { code_lengths: lengths.to_vec() };
+    let huffman = |lengths: &[u8]| StreamCoding::Huffman {
+        code_lengths: lengths.to_vec(),
+    };
     // Layer indices: 0 dense32, 1 dense16, 2 sparse (24 weights, 3
     // entries, raw gaps over 4), 3 quant (36 codes, Huffman over 3),
     // 4 sparse_quant (5 raw 2-bit codes over 3), 5 empty_sparse.
-    expect_invalid(&with_layer(0, &|l| l.bias = FloatVec::F32(vec![1.0])), "biases");
+    expect_invalid(
+        &with_layer(0, &|l| l.bias = FloatVec::F32(vec![1.0])),
+        "biases",
+    );
     expect_invalid(&with_layer(1, &|l| l.shape = [1, 4, 1, 1]), "dense weights");
     expect_invalid(&with_layer(1, &|l| l.shape = [1, 3, 0, 1]), "shape");
     expect_invalid(
@@ -943,17 +1165,41 @@ fn inconsistent_files_are_rejected() {
         "codebook",
     );
     expect_invalid(&with_layer(3, &|l| codes_of(l).count = 35), "codes");
-    expect_invalid(&with_layer(4, &|l| codes_of(l).coding = StreamCoding::Raw { bits: 3 }), "raw symbols");
+    expect_invalid(
+        &with_layer(4, &|l| codes_of(l).coding = StreamCoding::Raw { bits: 3 }),
+        "raw symbols",
+    );
     expect_invalid(&with_layer(4, &|l| codes_of(l).payload.push(0)), "payload");
     expect_invalid(&with_layer(4, &|l| codes_of(l).payload[1] |= 1), "padding");
-    expect_invalid(&with_layer(3, &|l| codes_of(l).coding = huffman(&[1, 2])), "code length");
-    expect_invalid(&with_layer(3, &|l| codes_of(l).coding = huffman(&[1, 1, 2])), "Kraft");
-    expect_invalid(&with_layer(3, &|l| codes_of(l).coding = huffman(&[25, 1, 2])), "exceeds");
-    expect_invalid(&with_layer(3, &|l| codes_of(l).payload.truncate(4)), "payload");
+    expect_invalid(
+        &with_layer(3, &|l| codes_of(l).coding = huffman(&[1, 2])),
+        "code length",
+    );
+    expect_invalid(
+        &with_layer(3, &|l| codes_of(l).coding = huffman(&[1, 1, 2])),
+        "Kraft",
+    );
+    expect_invalid(
+        &with_layer(3, &|l| codes_of(l).coding = huffman(&[25, 1, 2])),
+        "exceeds",
+    );
+    expect_invalid(
+        &with_layer(3, &|l| codes_of(l).payload.truncate(4)),
+        "payload",
+    );
     // 24 weights, 3 entries, alphabet 4: at most (24 - 3) / 3 = 7 skips.
-    expect_invalid(&with_layer(2, &|l| *positions_of(l) = raw_stream(&[3; 11], 4)), "position symbols");
-    expect_invalid(&with_layer(2, &|l| *positions_of(l) = raw_stream(&[0, 1], 4)), "position symbols");
-    expect_invalid(&with_layer(2, &|l| *positions_of(l) = raw_stream(&[0, 0, 0], 1)), "below 2");
+    expect_invalid(
+        &with_layer(2, &|l| *positions_of(l) = raw_stream(&[3; 11], 4)),
+        "position symbols",
+    );
+    expect_invalid(
+        &with_layer(2, &|l| *positions_of(l) = raw_stream(&[0, 1], 4)),
+        "position symbols",
+    );
+    expect_invalid(
+        &with_layer(2, &|l| *positions_of(l) = raw_stream(&[0, 0, 0], 1)),
+        "below 2",
+    );
     expect_invalid(&with_layer(5, &|l| l.name = "dense32".into()), "two layers");
     let mut missing_layer = base.clone();
     missing_layer.layers.pop();
@@ -973,9 +1219,14 @@ fn inconsistent_files_are_rejected() {
 fn seeded_random_files_round_trip() {
     for seed in 0..300 {
         let file = random_file(seed);
-        file.validate().unwrap_or_else(|e| panic!("seed {seed} made an invalid file: {e}"));
+        file.validate()
+            .unwrap_or_else(|e| panic!("seed {seed} made an invalid file: {e}"));
         let bytes = write_sqz(&file);
-        assert_eq!(read_sqz(&bytes).unwrap_or_else(|e| panic!("seed {seed}: {e}")), file, "seed {seed}");
+        assert_eq!(
+            read_sqz(&bytes).unwrap_or_else(|e| panic!("seed {seed}: {e}")),
+            file,
+            "seed {seed}"
+        );
     }
 }
 

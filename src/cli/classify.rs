@@ -66,7 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         serde_json::json!({ "class": class, "name": name, "probability": probabilities[class] })
                     })
                     .collect();
-                writeln!(out, "{}", serde_json::json!({ "image": path.display().to_string(), "top5": top5 }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "image": path.display().to_string(), "top5": top5 })
+                )?;
                 continue;
             }
             writeln!(out, "{}", path.display())?;

@@ -96,7 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(path, bytes)| serde_json::json!({ "path": path.display().to_string(), "bytes": bytes.len() }))
             .collect();
-        writeln!(stdout, "{}", serde_json::json!({ "files": written, "weights": model.weight_count() }))?;
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({ "files": written, "weights": model.weight_count() })
+        )?;
         return Ok(());
     }
     for (path, bytes) in &files {

@@ -9,9 +9,7 @@ use super::options::ImageSetArgs;
 use super::output::write_atomic;
 use super::{load, progress, ModelArgs, PreprocessPreset};
 use crate::calibration::calibration_files;
-use crate::eval::{
-    evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction,
-};
+use crate::eval::{evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction};
 use crate::labels::LabeledImage;
 use formats::Model;
 use std::collections::HashSet;
@@ -175,7 +173,10 @@ fn evaluate_shown(
     opts: &EvalOptions,
     what: &str,
 ) -> anyhow::Result<EvalReport> {
-    let bar = progress::bar(images.len() as u64, "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")?;
+    let bar = progress::bar(
+        images.len() as u64,
+        "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+    )?;
     bar.set_message(what.to_string());
     let report = evaluate_with_progress(model, images, opts, &mut |done| {
         bar.set_position(done as u64)
@@ -191,7 +192,11 @@ fn evaluate_shown(
 /// Write per-image top-5 predictions as TSV, with file names relative to
 /// the image folder (as in `labels.tsv`).
 /// The file is written atomically, like every output.
-fn write_predictions(path: &Path, images_dir: &Path, predictions: &[ImagePrediction]) -> anyhow::Result<()> {
+fn write_predictions(
+    path: &Path,
+    images_dir: &Path,
+    predictions: &[ImagePrediction],
+) -> anyhow::Result<()> {
     let mut out = String::from("file\ttop5\n");
     for p in predictions {
         let file = p.path.strip_prefix(images_dir).unwrap_or(&p.path);

@@ -23,20 +23,35 @@ struct StorageRow<'a> {
     total: usize,
 }
 
-fn rows<'a>(file: &'a SqzFile, breakdown: &SizeBreakdown, nonzeros: &[usize]) -> Vec<StorageRow<'a>> {
+fn rows<'a>(
+    file: &'a SqzFile,
+    breakdown: &SizeBreakdown,
+    nonzeros: &[usize],
+) -> Vec<StorageRow<'a>> {
     file.layers
         .iter()
         .zip(&breakdown.layers)
         .zip(nonzeros)
         .map(|((layer, bytes), &nonzeros)| {
-            let (kind, codebook_len, streams): (_, Option<usize>, Vec<&StreamCoding>) = match &layer.weights {
-                WeightStorage::Dense(_) => ("dense", None, vec![]),
-                WeightStorage::Sparse { positions, .. } => ("sparse", None, vec![&positions.coding]),
-                WeightStorage::Quantized { codebook, codes } => ("quantized", Some(codebook.len()), vec![&codes.coding]),
-                WeightStorage::SparseQuantized { codebook, positions, codes } => {
-                    ("sparse+quantized", Some(codebook.len() + 1), vec![&codes.coding, &positions.coding])
-                }
-            };
+            let (kind, codebook_len, streams): (_, Option<usize>, Vec<&StreamCoding>) =
+                match &layer.weights {
+                    WeightStorage::Dense(_) => ("dense", None, vec![]),
+                    WeightStorage::Sparse { positions, .. } => {
+                        ("sparse", None, vec![&positions.coding])
+                    }
+                    WeightStorage::Quantized { codebook, codes } => {
+                        ("quantized", Some(codebook.len()), vec![&codes.coding])
+                    }
+                    WeightStorage::SparseQuantized {
+                        codebook,
+                        positions,
+                        codes,
+                    } => (
+                        "sparse+quantized",
+                        Some(codebook.len() + 1),
+                        vec![&codes.coding, &positions.coding],
+                    ),
+                };
             let coding = streams
                 .iter()
                 .map(|c| match c {
@@ -74,7 +89,16 @@ pub fn print(out: &mut impl Write, file: &SqzFile, nonzeros: &[usize]) -> std::i
     writeln!(
         out,
         "{:<28} {:>16} {:>4} {:>11} {:>8} {:>9} {:>8} {:>7} {:>8} {:>9}",
-        "layer", "storage", "bits", "coding", "codes", "positions", "values", "bias", "total", "bits/nz"
+        "layer",
+        "storage",
+        "bits",
+        "coding",
+        "codes",
+        "positions",
+        "values",
+        "bias",
+        "total",
+        "bits/nz"
     )?;
     for r in rows(file, &breakdown, nonzeros) {
         writeln!(
@@ -103,7 +127,8 @@ pub fn print(out: &mut impl Write, file: &SqzFile, nonzeros: &[usize]) -> std::i
         breakdown.preprocess,
         layers
     )?;
-    let sum = |f: fn(&formats::sqz::LayerBytes) -> usize| breakdown.layers.iter().map(f).sum::<usize>();
+    let sum =
+        |f: fn(&formats::sqz::LayerBytes) -> usize| breakdown.layers.iter().map(f).sum::<usize>();
     writeln!(
         out,
         "layers: codes {} + positions {} + values/codebooks {} + biases {} + headers {} bytes",

@@ -85,10 +85,20 @@ pub fn model_files(path: &Path) -> Vec<PathBuf> {
 pub fn input_files(path: &Path, prototxt: Option<&Path>) -> Vec<PathBuf> {
     let mut files = model_files(path);
     files.extend(prototxt.map(Path::to_path_buf));
-    let caffe = matches!(detect_format(path), Ok(ModelFormat::DeepCompression | ModelFormat::Caffemodel));
+    let caffe = matches!(
+        detect_format(path),
+        Ok(ModelFormat::DeepCompression | ModelFormat::Caffemodel)
+    );
     if caffe && prototxt.is_none() {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let beside = std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path());
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let beside = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path());
         files.extend(beside.filter(|p| p.extension().is_some_and(|e| e == "prototxt")));
     }
     files

@@ -15,10 +15,10 @@ mod inspect;
 mod inspect_sqz;
 pub mod load;
 mod options;
-mod progress;
 mod output;
-mod sensitivity;
+mod progress;
 mod report;
+mod sensitivity;
 mod stages;
 
 use std::path::PathBuf;
@@ -47,34 +47,50 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the five most likely classes of each image.
-    #[command(after_help = "Example:\n  sqz-compress classify squeezenet_v1.1.ncnn.param cat.jpg dog.png")]
+    #[command(
+        after_help = "Example:\n  sqz-compress classify squeezenet_v1.1.ncnn.param cat.jpg dog.png"
+    )]
     Classify(classify::Args),
     /// Measure top-1 and top-5 accuracy on a labelled image folder.
-    #[command(after_help = "Example:\n  sqz-compress eval small.sqz --reference squeezenet_v1.1.ncnn.param --images imagenet-sample --json")]
+    #[command(
+        after_help = "Example:\n  sqz-compress eval small.sqz --reference squeezenet_v1.1.ncnn.param --images imagenet-sample --json"
+    )]
     Eval(eval::Args),
     /// Show per-layer shapes, parameter counts, sparsity and distinct values.
     #[command(after_help = "Example:\n  sqz-compress inspect small.sqz")]
     Inspect(inspect::Args),
     /// Prune the smallest weights to a target sparsity and write a `.sqz`.
-    #[command(after_help = "Example:\n  sqz-compress prune squeezenet_v1.1.ncnn.param --sparsity 0.7 --layer-sparsity convrelu_0=0 -o pruned.sqz")]
+    #[command(
+        after_help = "Example:\n  sqz-compress prune squeezenet_v1.1.ncnn.param --sparsity 0.7 --layer-sparsity convrelu_0=0 -o pruned.sqz"
+    )]
     Prune(stages::PruneCmd),
     /// Share weights with per-layer k-means (B-bit codebooks) and write a `.sqz`.
-    #[command(after_help = "Example:\n  sqz-compress quantize pruned.sqz --bits 6 --calib images/ -o small.sqz")]
+    #[command(
+        after_help = "Example:\n  sqz-compress quantize pruned.sqz --bits 6 --calib images/ -o small.sqz"
+    )]
     Quantize(stages::QuantizeCmd),
     /// Prune, then share weights, in one run.
-    #[command(after_help = "Example:\n  sqz-compress compress squeezenet_v1.1.ncnn.param --target-size 481280 --calib images/ -o small.sqz")]
+    #[command(
+        after_help = "Example:\n  sqz-compress compress squeezenet_v1.1.ncnn.param --target-size 481280 --calib images/ -o small.sqz"
+    )]
     Compress(stages::CompressCmd),
     /// Rebuild dense layers and write them losslessly: dense `.sqz`, `.onnx` or `.caffemodel`.
     #[command(after_help = "Example:\n  sqz-compress decode small.sqz -o small.onnx")]
     Decode(decode::Args),
     /// Measure how much pruning or sharing each layer alone hurts the output.
-    #[command(after_help = "Example:\n  sqz-compress sensitivity squeezenet_v1.1.ncnn.param --calib images/ --chart sensitivity.svg")]
+    #[command(
+        after_help = "Example:\n  sqz-compress sensitivity squeezenet_v1.1.ncnn.param --calib images/ --chart sensitivity.svg"
+    )]
     Sensitivity(sensitivity::Args),
     /// Write an HTML report comparing a compressed `.sqz` with its original.
-    #[command(after_help = "Example:\n  sqz-compress report squeezenet_v1.1.ncnn.param small.sqz --images imagenet-sample -o report/")]
+    #[command(
+        after_help = "Example:\n  sqz-compress report squeezenet_v1.1.ncnn.param small.sqz --images imagenet-sample -o report/"
+    )]
     Report(report::Args),
     /// Download a public SqueezeNet release, verified by SHA-256.
-    #[command(after_help = "Example:\n  sqz-compress fetch squeezenet1.0-deep-compression --dir models/")]
+    #[command(
+        after_help = "Example:\n  sqz-compress fetch squeezenet1.0-deep-compression --dir models/"
+    )]
     Fetch(fetch::Args),
 }
 

@@ -9,13 +9,15 @@ use compress::calib::{GptqOptions, ReconstructOptions};
 use compress::kmeans::Init;
 use formats::Model;
 
-use crate::calibration::{calibration_files, compress_calibrated, evenly_spaced, CalibrationSpec, DEFAULT_CALIB_COUNT};
-use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
+use crate::calibration::{
+    calibration_files, compress_calibrated, evenly_spaced, CalibrationSpec, DEFAULT_CALIB_COUNT,
+};
 use crate::compression::{parse_overrides, PruneSpec, QuantizeSpec};
 use crate::engine::Tensor;
 use crate::eval::DEFAULT_BATCH;
 use crate::imaging::load_batch;
 use crate::labels::{read_labels, LabeledImage};
+use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
@@ -88,7 +90,12 @@ impl QuantizeArgs {
 
     /// The weight-sharing spec with `bits` as the common width (for
     /// allocation, which then sets every layer's width itself).
-    pub fn spec_with_bits(&self, model: &Model, bits: u8, half: bool) -> anyhow::Result<QuantizeSpec> {
+    pub fn spec_with_bits(
+        &self,
+        model: &Model,
+        bits: u8,
+        half: bool,
+    ) -> anyhow::Result<QuantizeSpec> {
         let init = match self.init {
             InitArg::Linear => Init::Linear,
             InitArg::Density => Init::Density,
@@ -145,13 +152,20 @@ impl CalibArgs {
     /// preprocessed for `model`. Subsets stay inside the calibration set, so
     /// `eval --exclude-calib` still evaluates on unseen images.
     pub fn load_batch(&self, model: &Model, count: usize) -> anyhow::Result<Tensor> {
-        let dir = self.dir().context("no calibration folder (use --calib DIR)")?;
+        let dir = self
+            .dir()
+            .context("no calibration folder (use --calib DIR)")?;
         let files = evenly_spaced(&calibration_files(dir, self.calib_count)?, count);
         load_batch(&files, &model.preprocess).context("cannot load the calibration images")
     }
 
     /// Compress `model` on the calibration images.
-    pub fn run(&self, model: &Model, prune: Option<PruneSpec>, quantize: Option<QuantizeSpec>) -> anyhow::Result<Model> {
+    pub fn run(
+        &self,
+        model: &Model,
+        prune: Option<PruneSpec>,
+        quantize: Option<QuantizeSpec>,
+    ) -> anyhow::Result<Model> {
         let batch = self.load_batch(model, self.calib_count)?;
         self.compress(model, &batch, prune, quantize)
     }
@@ -186,7 +200,10 @@ pub fn with_layer_progress<T>(
     layers: usize,
     work: impl FnOnce(&mut dyn FnMut(&str)) -> T,
 ) -> anyhow::Result<T> {
-    let bar = super::progress::bar(layers as u64, &format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"))?;
+    let bar = super::progress::bar(
+        layers as u64,
+        &format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"),
+    )?;
     let result = work(&mut |name| {
         bar.set_message(name.to_string());
         bar.inc(1);
@@ -198,17 +215,33 @@ pub fn with_layer_progress<T>(
 /// Weight-sharing settings of sensitivity trials and allocation when the
 /// command has no weight-sharing options: the defaults of `quantize`.
 pub fn default_quantize_spec(half: bool) -> QuantizeSpec {
-    QuantizeSpec { bits: 8, per_layer: Default::default(), init: Init::Linear, max_iter: 300, half }
+    QuantizeSpec {
+        bits: 8,
+        per_layer: Default::default(),
+        init: Init::Linear,
+        max_iter: 300,
+        half,
+    }
 }
 
 /// The levels sensitivity analysis tries on each layer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LadderArgs {
     /// Sparsity levels tried on each layer.
-    #[arg(long, value_name = "S,...", value_delimiter = ',', default_value = "0.3,0.4,0.5,0.6,0.7,0.8,0.9")]
+    #[arg(
+        long,
+        value_name = "S,...",
+        value_delimiter = ',',
+        default_value = "0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+    )]
     pub sparsity_levels: Vec<f64>,
     /// Bit widths tried on each layer.
-    #[arg(long, value_name = "B,...", value_delimiter = ',', default_value = "8,7,6,5,4,3,2")]
+    #[arg(
+        long,
+        value_name = "B,...",
+        value_delimiter = ',',
+        default_value = "8,7,6,5,4,3,2"
+    )]
     pub bit_levels: Vec<u8>,
 }
 
@@ -253,7 +286,8 @@ pub struct ImageSetArgs {
 impl ImageSetArgs {
     /// The images of `labels.tsv`, at most `--limit` of them.
     pub fn labelled_images(&self) -> anyhow::Result<Vec<LabeledImage>> {
-        let mut images = read_labels(&self.images.join("labels.tsv"), None).context("cannot read the image labels")?;
+        let mut images = read_labels(&self.images.join("labels.tsv"), None)
+            .context("cannot read the image labels")?;
         if let Some(limit) = self.limit {
             images.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         }

@@ -50,4 +50,3 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(context)?;
     Ok(())
 }
-

@@ -12,7 +12,9 @@ use super::load;
 use super::options::{default_quantize_spec, with_layer_progress, CalibArgs, LadderArgs};
 use super::output::write_atomic;
 use super::ModelArgs;
-use crate::sensitivity::{measure_sensitivity, Damage, Sensitivity, SensitivityOptions, SENSITIVITY_CALIB_COUNT};
+use crate::sensitivity::{
+    measure_sensitivity, Damage, Sensitivity, SensitivityOptions, SENSITIVITY_CALIB_COUNT,
+};
 
 /// Arguments of `sensitivity`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +41,11 @@ pub struct Args {
 /// Run `sensitivity`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = load::load(&args.model)?;
-    let calib = CalibArgs { calib: Some(args.calib.clone()), calib_count: args.calib_count, no_bias_correction: false };
+    let calib = CalibArgs {
+        calib: Some(args.calib.clone()),
+        calib_count: args.calib_count,
+        no_bias_correction: false,
+    };
     let batch = calib.load_batch(&model, args.calib_count)?;
     let options = SensitivityOptions {
         ladder: args.ladder.ladder()?,
@@ -70,8 +76,20 @@ pub fn sensitivity_json(s: &Sensitivity) -> serde_json::Value {
         .layers
         .iter()
         .map(|l| {
-            let prune: Vec<_> = s.ladder.sparsities.iter().zip(&l.prune).map(|(sp, d)| json!({ "sparsity": sp, "damage": damage(d) })).collect();
-            let quantize: Vec<_> = s.ladder.bits.iter().zip(&l.quantize).map(|(b, d)| json!({ "bits": b, "damage": damage(d) })).collect();
+            let prune: Vec<_> = s
+                .ladder
+                .sparsities
+                .iter()
+                .zip(&l.prune)
+                .map(|(sp, d)| json!({ "sparsity": sp, "damage": damage(d) }))
+                .collect();
+            let quantize: Vec<_> = s
+                .ladder
+                .bits
+                .iter()
+                .zip(&l.quantize)
+                .map(|(b, d)| json!({ "bits": b, "damage": damage(d) }))
+                .collect();
             json!({ "name": l.name, "weights": l.weights, "prune": prune, "quantize": quantize })
         })
         .collect();
@@ -127,16 +145,40 @@ fn chart_svg(s: &Sensitivity) -> anyhow::Result<String> {
         let prune: Vec<(Vec<f64>, Vec<f64>)> = s
             .layers
             .iter()
-            .map(|l| (s.ladder.sparsities.clone(), l.prune.iter().map(|d| d.kl).collect()))
+            .map(|l| {
+                (
+                    s.ladder.sparsities.clone(),
+                    l.prune.iter().map(|d| d.kl).collect(),
+                )
+            })
             .collect();
         let quantize: Vec<(Vec<f64>, Vec<f64>)> = s
             .layers
             .iter()
-            .map(|l| (s.ladder.bits.iter().map(|&b| f64::from(b)).collect(), l.quantize.iter().map(|d| d.kl).collect()))
+            .map(|l| {
+                (
+                    s.ladder.bits.iter().map(|&b| f64::from(b)).collect(),
+                    l.quantize.iter().map(|d| d.kl).collect(),
+                )
+            })
             .collect();
         let names: Vec<&str> = s.layers.iter().map(|l| l.name.as_str()).collect();
-        draw_panel(&panels[0], "pruning one layer", "sparsity", &prune, &names, top)?;
-        draw_panel(&panels[1], "weight sharing in one layer", "bits", &quantize, &names, top)?;
+        draw_panel(
+            &panels[0],
+            "pruning one layer",
+            "sparsity",
+            &prune,
+            &names,
+            top,
+        )?;
+        draw_panel(
+            &panels[1],
+            "weight sharing in one layer",
+            "bits",
+            &quantize,
+            &names,
+            top,
+        )?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -152,7 +194,9 @@ fn draw_panel(
     top: f64,
 ) -> anyhow::Result<()> {
     let xs = series.iter().flat_map(|(x, _)| x.iter().copied());
-    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
     let pad = ((hi - lo) * 0.05).max(0.05);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
@@ -169,7 +213,11 @@ fn draw_panel(
         .map_err(chart_error)?;
     for (i, ((x, kl), name)) in series.iter().zip(names).enumerate() {
         let colour = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = x.iter().zip(kl).map(|(&x, &k)| (x, k.max(KL_FLOOR))).collect();
+        let points: Vec<(f64, f64)> = x
+            .iter()
+            .zip(kl)
+            .map(|(&x, &k)| (x, k.max(KL_FLOOR)))
+            .collect();
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(chart_error)?

@@ -11,10 +11,14 @@ use std::io::Write;
 use serde_json::json;
 
 use super::load;
-use super::options::{with_layer_progress, AllocationArgs, CalibArgs, OutputArgs, PruneArgs, QuantizeArgs};
+use super::options::{
+    with_layer_progress, AllocationArgs, CalibArgs, OutputArgs, PruneArgs, QuantizeArgs,
+};
 use super::output::{check_output, write_atomic};
 use super::ModelArgs;
-use crate::allocation::{cost_table, estimated_bytes, fit_to_budget, plan_specs, Budget, CostTable, Plan};
+use crate::allocation::{
+    cost_table, estimated_bytes, fit_to_budget, plan_specs, Budget, CostTable, Plan,
+};
 use crate::compression::{prune_model, quantize_model, round_model_half, PruneSpec, QuantizeSpec};
 use crate::container::encode_model;
 use crate::sensitivity::{measure_sensitivity, SensitivityOptions};
@@ -76,7 +80,13 @@ pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
 
 /// Run `quantize`.
 pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
-    run(&cmd.model, None, Some(&cmd.quantize), &cmd.calib, &cmd.output)
+    run(
+        &cmd.model,
+        None,
+        Some(&cmd.quantize),
+        &cmd.calib,
+        &cmd.output,
+    )
 }
 
 /// Run `compress`: pruning then weight sharing in one go, uniformly or,
@@ -84,7 +94,13 @@ pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
 pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
     match cmd.allocation.target_size {
         Some(target) => compress_to_size(&cmd, target),
-        None => run(&cmd.model, Some(&cmd.prune), Some(&cmd.quantize), &cmd.calib, &cmd.output),
+        None => run(
+            &cmd.model,
+            Some(&cmd.prune),
+            Some(&cmd.quantize),
+            &cmd.calib,
+            &cmd.output,
+        ),
     }
 }
 
@@ -112,7 +128,16 @@ fn run(
     }
     let file = encode_model(&model);
     let bytes = write_sqz(&file);
-    report(model_args, &original, &model, quantize_spec.as_ref(), &file, &bytes, out, None)
+    report(
+        model_args,
+        &original,
+        &model,
+        quantize_spec.as_ref(),
+        &file,
+        &bytes,
+        out,
+        None,
+    )
 }
 
 /// `compress --target-size`: measure each layer's sensitivity on a subset
@@ -121,7 +146,10 @@ fn run(
 /// again with a tighter budget while it is over.
 fn compress_to_size(cmd: &CompressCmd, target: usize) -> anyhow::Result<()> {
     check_output(&cmd.output.output, &cmd.model)?;
-    anyhow::ensure!(cmd.calib.dir().is_some(), "--target-size needs calibration images (--calib DIR)");
+    anyhow::ensure!(
+        cmd.calib.dir().is_some(),
+        "--target-size needs calibration images (--calib DIR)"
+    );
     anyhow::ensure!(
         cmd.quantize.bits.is_none()
             && cmd.quantize.layer_bits.is_empty()
@@ -131,7 +159,9 @@ fn compress_to_size(cmd: &CompressCmd, target: usize) -> anyhow::Result<()> {
     );
     let original = load::load(&cmd.model)?;
     let ladder = cmd.allocation.ladder.ladder()?;
-    let quantize = cmd.quantize.spec_with_bits(&original, ladder.bits[0], cmd.output.half)?;
+    let quantize = cmd
+        .quantize
+        .spec_with_bits(&original, ladder.bits[0], cmd.output.half)?;
     let nonzeros = match cmd.prune.sparsity {
         Some(s) => {
             anyhow::ensure!((0.0..1.0).contains(&s), "sparsity {s} is outside [0, 1)");
@@ -141,7 +171,9 @@ fn compress_to_size(cmd: &CompressCmd, target: usize) -> anyhow::Result<()> {
         None => None,
     };
 
-    let sample = cmd.calib.load_batch(&original, cmd.allocation.sensitivity_count)?;
+    let sample = cmd
+        .calib
+        .load_batch(&original, cmd.allocation.sensitivity_count)?;
     let options = SensitivityOptions {
         ladder,
         quantize: quantize.clone(),
@@ -156,21 +188,42 @@ fn compress_to_size(cmd: &CompressCmd, target: usize) -> anyhow::Result<()> {
     let table = cost_table(&original, &sensitivity, &quantize)?;
 
     let batch = cmd.calib.load_batch(&original, cmd.calib.calib_count)?;
-    let budget = Budget { bytes: target, nonzeros };
+    let budget = Budget {
+        bytes: target,
+        nonzeros,
+    };
     let fitted = fit_to_budget(&table, &budget, MAX_FIT_ATTEMPTS, |plan| {
         let (prune, quantize) = plan_specs(&table, plan, &quantize);
-        let model = cmd.calib.compress(&original, &batch, Some(prune), Some(quantize.clone()))?;
+        let model = cmd
+            .calib
+            .compress(&original, &batch, Some(prune), Some(quantize.clone()))?;
         let file = encode_model(&model);
         let bytes = write_sqz(&file);
         let len = bytes.len();
         if len > target {
-            eprintln!("plan came out at {len} bytes, over the {target}-byte budget: planning again");
+            eprintln!(
+                "plan came out at {len} bytes, over the {target}-byte budget: planning again"
+            );
         }
         Ok(((model, quantize, file, bytes), len))
     })?;
     let (model, quantize, file, bytes) = fitted.result;
-    let plan = PlanReport { table: &table, plan: &fitted.plan, target, attempts: fitted.attempts };
-    report(&cmd.model, &original, &model, Some(&quantize), &file, &bytes, &cmd.output, Some(plan))
+    let plan = PlanReport {
+        table: &table,
+        plan: &fitted.plan,
+        target,
+        attempts: fitted.attempts,
+    };
+    report(
+        &cmd.model,
+        &original,
+        &model,
+        Some(&quantize),
+        &file,
+        &bytes,
+        &cmd.output,
+        Some(plan),
+    )
 }
 
 /// The allocation behind a `--target-size` result, for the report.
@@ -191,13 +244,34 @@ impl PlanReport<'_> {
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
         )?;
-        writeln!(out, "{:<28} {:>9} {:>5} {:>10} {:>10}", "layer", "sparsity", "bits", "est. bytes", "damage")?;
+        writeln!(
+            out,
+            "{:<28} {:>9} {:>5} {:>10} {:>10}",
+            "layer", "sparsity", "bits", "est. bytes", "damage"
+        )?;
         for (l, &i) in self.table.layers.iter().zip(self.plan) {
             let o = &l.options[i];
-            writeln!(out, "{:<28} {:>7.1} % {:>5} {:>10} {:>10.5}", l.name, 100.0 * o.sparsity, o.bits, o.bytes, o.damage)?;
+            writeln!(
+                out,
+                "{:<28} {:>7.1} % {:>5} {:>10} {:>10.5}",
+                l.name,
+                100.0 * o.sparsity,
+                o.bits,
+                o.bytes,
+                o.damage
+            )?;
         }
-        let damage: f64 = self.table.layers.iter().zip(self.plan).map(|(l, &i)| l.options[i].damage).sum();
-        writeln!(out, "estimated total damage (sum of per-layer KL): {damage:.5}")
+        let damage: f64 = self
+            .table
+            .layers
+            .iter()
+            .zip(self.plan)
+            .map(|(l, &i)| l.options[i].damage)
+            .sum();
+        writeln!(
+            out,
+            "estimated total damage (sum of per-layer KL): {damage:.5}"
+        )
     }
 
     fn json(&self) -> serde_json::Value {
@@ -278,7 +352,11 @@ fn report(
 }
 
 /// Magnitude pruning and plain k-means, without calibration data.
-fn compress_plain(original: &Model, prune: Option<&PruneSpec>, quantize: Option<&QuantizeSpec>) -> anyhow::Result<Model> {
+fn compress_plain(
+    original: &Model,
+    prune: Option<&PruneSpec>,
+    quantize: Option<&QuantizeSpec>,
+) -> anyhow::Result<Model> {
     let mut model = original.clone();
     if let Some(spec) = prune {
         prune_model(&mut model, spec)?;
@@ -291,7 +369,11 @@ fn compress_plain(original: &Model, prune: Option<&PruneSpec>, quantize: Option<
 
 /// Number of distinct nonzero values of a layer (its shared values).
 fn distinct_nonzero(weights: &[f32]) -> usize {
-    let mut values: Vec<u32> = weights.iter().filter(|w| **w != 0.0).map(|w| w.to_bits()).collect();
+    let mut values: Vec<u32> = weights
+        .iter()
+        .filter(|w| **w != 0.0)
+        .map(|w| w.to_bits())
+        .collect();
     values.sort_unstable();
     values.dedup();
     values.len()
@@ -319,11 +401,18 @@ impl LayerRow<'_> {
 }
 
 fn totals(rows: &[LayerRow]) -> (usize, usize) {
-    (rows.iter().map(|r| r.weights).sum(), rows.iter().map(|r| r.nonzeros).sum())
+    (
+        rows.iter().map(|r| r.weights).sum(),
+        rows.iter().map(|r| r.nonzeros).sum(),
+    )
 }
 
 fn print_table(out: &mut impl Write, rows: &[LayerRow]) -> std::io::Result<()> {
-    writeln!(out, "{:<28} {:>9} {:>9} {:>9} {:>5} {:>7} {:>9}", "layer", "weights", "before", "sparsity", "bits", "shared", "bytes")?;
+    writeln!(
+        out,
+        "{:<28} {:>9} {:>9} {:>9} {:>5} {:>7} {:>9}",
+        "layer", "weights", "before", "sparsity", "bits", "shared", "bytes"
+    )?;
     for r in rows {
         let bits = r.bits.map(|b| b.to_string()).unwrap_or_default();
         let shared = r.shared.map(|s| s.to_string()).unwrap_or_default();
@@ -342,7 +431,12 @@ fn print_table(out: &mut impl Write, rows: &[LayerRow]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn json_report(rows: &[LayerRow], input_bytes: u64, output_bytes: usize, out: &OutputArgs) -> serde_json::Value {
+fn json_report(
+    rows: &[LayerRow],
+    input_bytes: u64,
+    output_bytes: usize,
+    out: &OutputArgs,
+) -> serde_json::Value {
     let layers: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {

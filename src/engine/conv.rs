@@ -42,7 +42,12 @@ pub(crate) struct ConvGeometry {
 impl ConvGeometry {
     /// The geometry of `conv` with a `kh x kw` kernel on an NCHW input of
     /// `input_shape` producing `out_h x out_w` positions.
-    pub(crate) fn new(input_shape: [usize; 4], [kh, kw]: [usize; 2], conv: &Conv, [out_h, out_w]: [usize; 2]) -> Self {
+    pub(crate) fn new(
+        input_shape: [usize; 4],
+        [kh, kw]: [usize; 2],
+        conv: &Conv,
+        [out_h, out_w]: [usize; 2],
+    ) -> Self {
         let [_, channels, in_h, in_w] = input_shape;
         ConvGeometry {
             channels,

@@ -28,14 +28,20 @@ pub fn write_prototxt(model: &Model) -> Result<String> {
         .nodes
         .iter()
         .map(|n| match &n.op {
-            Op::Conv(c) => Node { name: model.layers[c.layer].name.clone(), ..n.clone() },
+            Op::Conv(c) => Node {
+                name: model.layers[c.layer].name.clone(),
+                ..n.clone()
+            },
             _ => n.clone(),
         })
         .collect();
     let nodes = relu_fusion::split(&renamed, &graph.input);
     let mut names = HashSet::new();
     if let Some(repeated) = nodes.iter().find(|n| !names.insert(n.name.as_str())) {
-        return Err(FormatError::invalid(format!("two Caffe layers would be named {:?}", repeated.name)));
+        return Err(FormatError::invalid(format!(
+            "two Caffe layers would be named {:?}",
+            repeated.name
+        )));
     }
     if Graph::logits_blob(&nodes)? != graph.output {
         return Err(FormatError::unsupported(format!(
@@ -44,10 +50,17 @@ pub fn write_prototxt(model: &Model) -> Result<String> {
         )));
     }
     let crop = model.preprocess.crop;
-    let mut text = format!("name: \"sqz\"\ninput: {}\ninput_shape {{ dim: 1 dim: 3 dim: {crop} dim: {crop} }}\n", quote(&graph.input));
+    let mut text = format!(
+        "name: \"sqz\"\ninput: {}\ninput_shape {{ dim: 1 dim: 3 dim: {crop} dim: {crop} }}\n",
+        quote(&graph.input)
+    );
     for node in &nodes {
         let (kind, params) = layer_text(node, model)?;
-        let _ = write!(text, "layer {{\n  name: {}\n  type: \"{kind}\"\n", quote(&node.name));
+        let _ = write!(
+            text,
+            "layer {{\n  name: {}\n  type: \"{kind}\"\n",
+            quote(&node.name)
+        );
         for bottom in &node.inputs {
             let _ = writeln!(text, "  bottom: {}", quote(bottom));
         }
@@ -75,17 +88,31 @@ fn layer_text(node: &Node, model: &Model) -> Result<(&'static str, String)> {
         }
         Op::Pool(p) => {
             if p.kind == PoolKind::Avg && (p.pad_h, p.pad_w) != (0, 0) {
-                return Err(FormatError::unsupported(format!("node {}: average pooling over padding", node.name)));
+                return Err(FormatError::unsupported(format!(
+                    "node {}: average pooling over padding",
+                    node.name
+                )));
             }
-            let method = if p.kind == PoolKind::Max { "MAX" } else { "AVE" };
-            let round = if p.ceil_mode { "" } else { " round_mode: FLOOR" };
+            let method = if p.kind == PoolKind::Max {
+                "MAX"
+            } else {
+                "AVE"
+            };
+            let round = if p.ceil_mode {
+                ""
+            } else {
+                " round_mode: FLOOR"
+            };
             let params = format!(
                 "pooling_param {{ pool: {method} kernel_h: {} kernel_w: {} stride_h: {} stride_w: {} pad_h: {} pad_w: {}{round} }}",
                 p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w
             );
             ("Pooling", params)
         }
-        Op::GlobalAvgPool => ("Pooling", "pooling_param { pool: AVE global_pooling: true }".to_string()),
+        Op::GlobalAvgPool => (
+            "Pooling",
+            "pooling_param { pool: AVE global_pooling: true }".to_string(),
+        ),
         Op::Relu => ("ReLU", String::new()),
         Op::Concat => ("Concat", String::new()),
         Op::Dropout => ("Dropout", String::new()),

@@ -16,7 +16,8 @@ pub fn read_caffemodel_path(path: &Path, prototxt: Option<&Path>) -> Result<Mode
         None => prototxt_beside(path)?,
     };
     let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-    let text = std::fs::read_to_string(&prototxt_path).map_err(|e| FormatError::io(&prototxt_path, e))?;
+    let text =
+        std::fs::read_to_string(&prototxt_path).map_err(|e| FormatError::io(&prototxt_path, e))?;
     read_caffemodel(&bytes, &text)
 }
 
@@ -29,11 +30,17 @@ pub fn read_caffemodel_path(path: &Path, prototxt: Option<&Path>) -> Result<Mode
 /// [`super::write_prototxt`] made is folded back into its convolution.
 pub fn read_caffemodel(model_bytes: &[u8], prototxt_text: &str) -> Result<Model> {
     let definition = caffe_net::parse_net_text(prototxt_text)?;
-    let net = NetParameter::decode(model_bytes).map_err(|e| FormatError::invalid(format!("not a readable .caffemodel: {e}")))?;
+    let net = NetParameter::decode(model_bytes)
+        .map_err(|e| FormatError::invalid(format!("not a readable .caffemodel: {e}")))?;
     let mut saved = blobs_by_layer(net)?;
-    let params = definition.layers.iter().map(|shape| layer_params(shape, &mut saved)).collect::<Result<Vec<_>>>()?;
+    let params = definition
+        .layers
+        .iter()
+        .map(|shape| layer_params(shape, &mut saved))
+        .collect::<Result<Vec<_>>>()?;
     let mut model = definition.into_model(params)?;
-    model.graph.nodes = relu_fusion::merge(std::mem::take(&mut model.graph.nodes), &model.graph.output);
+    model.graph.nodes =
+        relu_fusion::merge(std::mem::take(&mut model.graph.nodes), &model.graph.output);
     Ok(model)
 }
 
@@ -47,7 +54,9 @@ fn blobs_by_layer(net: NetParameter) -> Result<HashMap<String, Vec<BlobProto>>> 
     for (name, blobs) in modern.chain(legacy).filter(|(_, blobs)| !blobs.is_empty()) {
         let name = name.unwrap_or_default();
         if saved.contains_key(&name) {
-            return Err(FormatError::invalid(format!(".caffemodel has two layers named {name:?} with weights")));
+            return Err(FormatError::invalid(format!(
+                ".caffemodel has two layers named {name:?} with weights"
+            )));
         }
         saved.insert(name, blobs);
     }
@@ -56,21 +65,31 @@ fn blobs_by_layer(net: NetParameter) -> Result<HashMap<String, Vec<BlobProto>>> 
 
 /// The `(weights, biases)` of the learned layer `shape`, taken out of
 /// `saved`.
-fn layer_params(shape: &LayerShape, saved: &mut HashMap<String, Vec<BlobProto>>) -> Result<(Vec<f32>, Vec<f32>)> {
+fn layer_params(
+    shape: &LayerShape,
+    saved: &mut HashMap<String, Vec<BlobProto>>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let name = &shape.name;
-    let blobs = saved.remove(name).ok_or_else(|| FormatError::invalid(format!(".caffemodel has no weights for layer {name}")))?;
+    let blobs = saved.remove(name).ok_or_else(|| {
+        FormatError::invalid(format!(".caffemodel has no weights for layer {name}"))
+    })?;
     let out = shape.shape[0];
     let expected = if shape.bias_term { 2 } else { 1 };
     if blobs.len() != expected {
         return Err(FormatError::invalid(format!(
             "layer {name}: {} blobs in the .caffemodel, the prototxt needs {expected} ({})",
             blobs.len(),
-            if shape.bias_term { "weights and biases" } else { "weights, bias_term: false" }
+            if shape.bias_term {
+                "weights and biases"
+            } else {
+                "weights, bias_term: false"
+            }
         )));
     }
     let mut blobs = blobs.into_iter();
     let mut next = |what: &str, count: usize, dims: Option<[usize; 4]>| match blobs.next() {
-        Some(blob) => blob_values(blob, count, dims).map_err(|m| FormatError::invalid(format!("layer {name}: {what} blob {m}"))),
+        Some(blob) => blob_values(blob, count, dims)
+            .map_err(|m| FormatError::invalid(format!("layer {name}: {what} blob {m}"))),
         // Only the bias blob can be missing: bias_term is false.
         None => Ok(vec![0.0; out]),
     };
@@ -82,7 +101,11 @@ fn layer_params(shape: &LayerShape, saved: &mut HashMap<String, Vec<BlobProto>>)
 /// The values of `blob`, which must hold `count` of them; when `dims` is
 /// given and the blob has four dimensions they must equal it. Errors are
 /// the message tail for the caller to prefix.
-fn blob_values(blob: BlobProto, count: usize, dims: Option<[usize; 4]>) -> std::result::Result<Vec<f32>, String> {
+fn blob_values(
+    blob: BlobProto,
+    count: usize,
+    dims: Option<[usize; 4]>,
+) -> std::result::Result<Vec<f32>, String> {
     if blob.data.is_empty() && !blob.double_data.is_empty() {
         return Err("holds double-precision data (only float)".to_string());
     }
@@ -90,22 +113,34 @@ fn blob_values(blob: BlobProto, count: usize, dims: Option<[usize; 4]>) -> std::
     let legacy = [blob.num, blob.channels, blob.height, blob.width];
     let stored: Option<Vec<i64>> = match &blob.shape {
         Some(shape) => Some(shape.dim.clone()),
-        None if legacy.iter().any(Option::is_some) => Some(legacy.iter().map(|d| d.unwrap_or(0)).collect()),
+        None if legacy.iter().any(Option::is_some) => {
+            Some(legacy.iter().map(|d| d.unwrap_or(0)).collect())
+        }
         None => None,
     };
     if let Some(stored) = &stored {
-        let product = stored.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
+        let product = stored.iter().try_fold(1usize, |acc, &d| {
+            usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        });
         if product != Some(blob.data.len()) {
-            return Err(format!("has shape {stored:?} but {} values", blob.data.len()));
+            return Err(format!(
+                "has shape {stored:?} but {} values",
+                blob.data.len()
+            ));
         }
         if let Some(expected) = dims.filter(|_| stored.len() == 4) {
             if stored.iter().zip(expected).any(|(&s, e)| s != e as i64) {
-                return Err(format!("has shape {stored:?}, the prototxt says {expected:?}"));
+                return Err(format!(
+                    "has shape {stored:?}, the prototxt says {expected:?}"
+                ));
             }
         }
     }
     if blob.data.len() != count {
-        return Err(format!("has {} values, the prototxt needs {count}", blob.data.len()));
+        return Err(format!(
+            "has {} values, the prototxt needs {count}",
+            blob.data.len()
+        ));
     }
     Ok(blob.data)
 }

@@ -17,9 +17,16 @@ pub fn write_caffemodel(model: &Model) -> Result<Vec<u8>> {
     model.validate()?;
     let mut names = HashSet::new();
     if let Some(repeated) = model.layers.iter().find(|l| !names.insert(l.name.as_str())) {
-        return Err(FormatError::invalid(format!("two layers are named {:?}; Caffe matches weights by layer name", repeated.name)));
+        return Err(FormatError::invalid(format!(
+            "two layers are named {:?}; Caffe matches weights by layer name",
+            repeated.name
+        )));
     }
-    let net = NetParameter { name: Some("sqz".to_string()), layer: model.layers.iter().map(layer_parameter).collect(), layers: vec![] };
+    let net = NetParameter {
+        name: Some("sqz".to_string()),
+        layer: model.layers.iter().map(layer_parameter).collect(),
+        layers: vec![],
+    };
     Ok(net.encode_to_vec())
 }
 
@@ -29,10 +36,19 @@ fn layer_parameter(layer: &Layer) -> LayerParameter {
         r#type: Some("Convolution".to_string()),
         bottom: vec![],
         top: vec![],
-        blobs: vec![blob(&layer.shape, &layer.weights), blob(&[layer.shape[0]], &layer.bias)],
+        blobs: vec![
+            blob(&layer.shape, &layer.weights),
+            blob(&[layer.shape[0]], &layer.bias),
+        ],
     }
 }
 
 fn blob(dims: &[usize], data: &[f32]) -> BlobProto {
-    BlobProto { shape: Some(BlobShape { dim: dims.iter().map(|&d| d as i64).collect() }), data: data.to_vec(), ..Default::default() }
+    BlobProto {
+        shape: Some(BlobShape {
+            dim: dims.iter().map(|&d| d as i64).collect(),
+        }),
+        data: data.to_vec(),
+        ..Default::default()
+    }
 }

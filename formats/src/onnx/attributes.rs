@@ -26,10 +26,15 @@ impl<'a> Attributes<'a> {
         let mut found = self.list.iter().filter(|a| a.name == name);
         let first = found.next();
         if found.next().is_some() {
-            return Err(FormatError::invalid(format!("attribute {name} is given twice")));
+            return Err(FormatError::invalid(format!(
+                "attribute {name} is given twice"
+            )));
         }
         match first {
-            Some(a) if a.r#type != kind => Err(FormatError::invalid(format!("attribute {name} has type {} instead of {kind}", a.r#type))),
+            Some(a) if a.r#type != kind => Err(FormatError::invalid(format!(
+                "attribute {name} has type {} instead of {kind}",
+                a.r#type
+            ))),
             other => Ok(other),
         }
     }
@@ -41,7 +46,9 @@ impl<'a> Attributes<'a> {
 
     /// An INTS attribute.
     pub(crate) fn ints(&self, name: &str) -> Result<Option<&'a [i64]>> {
-        Ok(self.get(name, attribute_type::INTS)?.map(|a| a.ints.as_slice()))
+        Ok(self
+            .get(name, attribute_type::INTS)?
+            .map(|a| a.ints.as_slice()))
     }
 
     /// A FLOAT attribute.
@@ -52,14 +59,21 @@ impl<'a> Attributes<'a> {
     /// A STRING attribute (UTF-8).
     pub(crate) fn string(&self, name: &str) -> Result<Option<&'a str>> {
         self.get(name, attribute_type::STRING)?
-            .map(|a| std::str::from_utf8(&a.s).map_err(|_| FormatError::invalid(format!("attribute {name} is not UTF-8"))))
+            .map(|a| {
+                std::str::from_utf8(&a.s)
+                    .map_err(|_| FormatError::invalid(format!("attribute {name} is not UTF-8")))
+            })
             .transpose()
     }
 
     /// A TENSOR attribute.
     pub(crate) fn tensor(&self, name: &str) -> Result<Option<&'a TensorProto>> {
         self.get(name, attribute_type::TENSOR)?
-            .map(|a| a.t.as_ref().ok_or_else(|| FormatError::invalid(format!("attribute {name} holds no tensor"))))
+            .map(|a| {
+                a.t.as_ref().ok_or_else(|| {
+                    FormatError::invalid(format!("attribute {name} holds no tensor"))
+                })
+            })
             .transpose()
     }
 
@@ -70,16 +84,26 @@ impl<'a> Attributes<'a> {
             None => Ok(default),
             Some(&[h, w]) => match (usize::try_from(h), usize::try_from(w)) {
                 (Ok(h), Ok(w)) => Ok([h, w]),
-                _ => Err(FormatError::invalid(format!("{name} [{h}, {w}] is negative"))),
+                _ => Err(FormatError::invalid(format!(
+                    "{name} [{h}, {w}] is negative"
+                ))),
             },
-            Some(other) => Err(FormatError::unsupported(format!("{name} with {} values (only 2-D)", other.len()))),
+            Some(other) => Err(FormatError::unsupported(format!(
+                "{name} with {} values (only 2-D)",
+                other.len()
+            ))),
         }
     }
 }
 
 /// An INT attribute for writing.
 pub(crate) fn int_attribute(name: &str, value: i64) -> AttributeProto {
-    AttributeProto { name: name.to_string(), r#type: attribute_type::INT, i: value, ..Default::default() }
+    AttributeProto {
+        name: name.to_string(),
+        r#type: attribute_type::INT,
+        i: value,
+        ..Default::default()
+    }
 }
 
 /// An INTS attribute for writing.

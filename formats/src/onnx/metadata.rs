@@ -31,14 +31,29 @@ pub(crate) fn to_metadata(p: &Preprocess) -> Vec<StringStringEntryProto> {
         ChannelOrder::Bgr => "bgr",
     };
     let triple = |v: [f32; 3]| format!("{},{},{}", v[0], v[1], v[2]);
-    let values = [resize, p.crop.to_string(), order.to_string(), p.scale.to_string(), triple(p.mean), triple(p.std)];
-    KEYS.iter().zip(values).map(|(key, value)| StringStringEntryProto { key: format!("{PREFIX}{key}"), value }).collect()
+    let values = [
+        resize,
+        p.crop.to_string(),
+        order.to_string(),
+        p.scale.to_string(),
+        triple(p.mean),
+        triple(p.std),
+    ];
+    KEYS.iter()
+        .zip(values)
+        .map(|(key, value)| StringStringEntryProto {
+            key: format!("{PREFIX}{key}"),
+            value,
+        })
+        .collect()
 }
 
 /// The preset in `entries`, `None` when no `sqz.preprocess.*` key is there.
 pub(crate) fn from_metadata(entries: &[StringStringEntryProto]) -> Result<Option<Preprocess>> {
     let find = |key: &str| -> Result<Option<&str>> {
-        let mut found = entries.iter().filter(|e| e.key.strip_prefix(PREFIX) == Some(key));
+        let mut found = entries
+            .iter()
+            .filter(|e| e.key.strip_prefix(PREFIX) == Some(key));
         let first = found.next();
         if found.next().is_some() {
             return Err(bad(key, "is given twice"));
@@ -49,9 +64,18 @@ pub(crate) fn from_metadata(entries: &[StringStringEntryProto]) -> Result<Option
     if values.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let [Some(resize), Some(crop), Some(order), Some(scale), Some(mean), Some(std)] = values[..] else {
-        let missing: Vec<&str> = KEYS.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
-        return Err(FormatError::invalid(format!("ONNX metadata: preprocessing keys missing: {PREFIX}{{{}}}", missing.join(","))));
+    let [Some(resize), Some(crop), Some(order), Some(scale), Some(mean), Some(std)] = values[..]
+    else {
+        let missing: Vec<&str> = KEYS
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        return Err(FormatError::invalid(format!(
+            "ONNX metadata: preprocessing keys missing: {PREFIX}{{{}}}",
+            missing.join(",")
+        )));
     };
     let preprocess = Preprocess {
         resize: parse_resize(resize)?,
@@ -76,7 +100,12 @@ fn parse_resize(value: &str) -> Result<Resize> {
     let parsed = if let Some(side) = value.strip_prefix("shorter_side:") {
         positive(side).map(Resize::ShorterSide)
     } else if let Some(size) = value.strip_prefix("exact:") {
-        size.split_once('x').and_then(|(w, h)| Some(Resize::Exact { width: positive(w)?, height: positive(h)? }))
+        size.split_once('x').and_then(|(w, h)| {
+            Some(Resize::Exact {
+                width: positive(w)?,
+                height: positive(h)?,
+            })
+        })
     } else {
         None
     };
@@ -107,7 +136,10 @@ mod tests {
         let odd = Preprocess {
             scale: 1.0 / 3.0,
             mean: [0.1, -0.0, 1e-30],
-            resize: Resize::Exact { width: 300, height: 200 },
+            resize: Resize::Exact {
+                width: 300,
+                height: 200,
+            },
             ..Preprocess::caffe()
         };
         for p in [Preprocess::torchvision(), Preprocess::caffe(), odd] {
@@ -121,13 +153,24 @@ mod tests {
         let good = to_metadata(&Preprocess::torchvision());
         let e = from_metadata(&good[1..]).unwrap_err().to_string();
         assert!(e.contains("missing") && e.contains("resize"), "{e}");
-        for (index, value) in [(0, "shorter_side:0"), (0, "exact:3"), (1, "-4"), (2, "grey"), (3, "NaN"), (4, "1,2"), (5, "1,0,1")] {
+        for (index, value) in [
+            (0, "shorter_side:0"),
+            (0, "exact:3"),
+            (1, "-4"),
+            (2, "grey"),
+            (3, "NaN"),
+            (4, "1,2"),
+            (5, "1,0,1"),
+        ] {
             let mut entries = good.clone();
             entries[index].value = value.into();
             let e = from_metadata(&entries).unwrap_err().to_string();
             assert!(e.contains(KEYS[index]) && e.contains(value), "{e}");
         }
         let twice = [good.clone(), good[..1].to_vec()].concat();
-        assert!(from_metadata(&twice).unwrap_err().to_string().contains("twice"));
+        assert!(from_metadata(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 }

@@ -25,7 +25,10 @@ pub enum PreprocessSource {
 }
 
 /// Read the ONNX model at `path`; see [`read_onnx`].
-pub fn read_onnx_path(path: &Path, fallback: Option<Preprocess>) -> Result<(Model, PreprocessSource)> {
+pub fn read_onnx_path(
+    path: &Path,
+    fallback: Option<Preprocess>,
+) -> Result<(Model, PreprocessSource)> {
     let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
     read_onnx(&bytes, fallback)
 }
@@ -34,35 +37,66 @@ pub fn read_onnx_path(path: &Path, fallback: Option<Preprocess>) -> Result<(Mode
 /// subset). The preprocessing comes from the model's `sqz.preprocess.*`
 /// metadata, else from `fallback`; without either the model is refused.
 pub fn read_onnx(bytes: &[u8], fallback: Option<Preprocess>) -> Result<(Model, PreprocessSource)> {
-    let proto = ModelProto::decode(bytes).map_err(|e| FormatError::invalid(format!("not a readable ONNX model: {e}")))?;
+    let proto = ModelProto::decode(bytes)
+        .map_err(|e| FormatError::invalid(format!("not a readable ONNX model: {e}")))?;
     let opset = standard_opset(&proto)?;
-    let graph = proto.graph.as_ref().ok_or_else(|| FormatError::invalid("ONNX model without a graph"))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| FormatError::invalid("ONNX model without a graph"))?;
     let mut importer = Importer::new(graph, opset)?;
     for (index, node) in graph.node.iter().enumerate() {
-        importer.node(index, node).map_err(|e| in_node(node, index, e))?;
+        importer
+            .node(index, node)
+            .map_err(|e| in_node(node, index, e))?;
     }
     let (graph_out, layers, input_size) = importer.finish(graph)?;
-    let (preprocess, source) = match (metadata::from_metadata(&proto.metadata_props)?, fallback) {
-        (Some(stored), _) => {
-            if let Some(size) = input_size.filter(|&size| size != stored.crop) {
-                return Err(FormatError::invalid(format!("ONNX metadata says crop {} but the model input is {size}x{size}", stored.crop)));
+    let (preprocess, source) =
+        match (metadata::from_metadata(&proto.metadata_props)?, fallback) {
+            (Some(stored), _) => {
+                if let Some(size) = input_size.filter(|&size| size != stored.crop) {
+                    return Err(FormatError::invalid(format!(
+                        "ONNX metadata says crop {} but the model input is {size}x{size}",
+                        stored.crop
+                    )));
+                }
+                (stored, PreprocessSource::Metadata)
             }
-            (stored, PreprocessSource::Metadata)
-        }
-        (None, Some(f)) => (Preprocess { crop: input_size.unwrap_or(f.crop), ..f }, PreprocessSource::Fallback),
-        (None, None) => return Err(FormatError::invalid("the ONNX model has no sqz.preprocess metadata and no fallback preset was given")),
+            (None, Some(f)) => (
+                Preprocess {
+                    crop: input_size.unwrap_or(f.crop),
+                    ..f
+                },
+                PreprocessSource::Fallback,
+            ),
+            (None, None) => return Err(FormatError::invalid(
+                "the ONNX model has no sqz.preprocess metadata and no fallback preset was given",
+            )),
+        };
+    let model = Model {
+        graph: graph_out,
+        layers,
+        preprocess,
     };
-    let model = Model { graph: graph_out, layers, preprocess };
     model.validate()?;
     Ok((model, source))
 }
 
 /// The version of the standard operator set the model imports.
 fn standard_opset(proto: &ModelProto) -> Result<i64> {
-    let version = proto.opset_import.iter().filter(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).max();
+    let version = proto
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max();
     match version {
-        None => Err(FormatError::invalid("ONNX model imports no standard operator set")),
-        Some(v) if v < MIN_OPSET => Err(FormatError::unsupported(format!("ONNX opset {v} (sqz reads opset {MIN_OPSET} and later)"))),
+        None => Err(FormatError::invalid(
+            "ONNX model imports no standard operator set",
+        )),
+        Some(v) if v < MIN_OPSET => Err(FormatError::unsupported(format!(
+            "ONNX opset {v} (sqz reads opset {MIN_OPSET} and later)"
+        ))),
         Some(v) => Ok(v),
     }
 }
@@ -134,7 +168,10 @@ impl<'g> Importer<'g> {
         let mut initializers = HashMap::new();
         for t in &graph.initializer {
             if initializers.insert(t.name.as_str(), t).is_some() {
-                return Err(FormatError::invalid(format!("ONNX initializer {} is defined twice", t.name)));
+                return Err(FormatError::invalid(format!(
+                    "ONNX initializer {} is defined twice",
+                    t.name
+                )));
             }
         }
         // Layers are numbered in initializer order, the order in which
@@ -142,11 +179,23 @@ impl<'g> Importer<'g> {
         let weight_inputs: HashSet<&str> = graph
             .node
             .iter()
-            .filter(|n| matches!(n.op_type.as_str(), "Conv" | "Gemm") && (n.domain.is_empty() || n.domain == "ai.onnx"))
+            .filter(|n| {
+                matches!(n.op_type.as_str(), "Conv" | "Gemm")
+                    && (n.domain.is_empty() || n.domain == "ai.onnx")
+            })
             .filter_map(|n| n.input.get(1).map(String::as_str))
             .collect();
-        let slot_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| weight_inputs.contains(n)).collect();
-        let slot_of = slot_names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let slot_names: Vec<&str> = graph
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| weight_inputs.contains(n))
+            .collect();
+        let slot_of = slot_names
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i))
+            .collect();
         let mut importer = Importer {
             opset,
             initializers,
@@ -167,34 +216,71 @@ impl<'g> Importer<'g> {
     /// The one graph input that is not an initializer: a float NCHW image
     /// batch with 3 channels.
     fn graph_input(&mut self, graph: &GraphProto) -> Result<()> {
-        let inputs: Vec<_> = graph.input.iter().filter(|v| !self.initializers.contains_key(v.name.as_str())).collect();
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|v| !self.initializers.contains_key(v.name.as_str()))
+            .collect();
         let [input] = inputs.as_slice() else {
-            return Err(FormatError::unsupported(format!("ONNX graph with {} inputs (sqz models have one)", inputs.len())));
+            return Err(FormatError::unsupported(format!(
+                "ONNX graph with {} inputs (sqz models have one)",
+                inputs.len()
+            )));
         };
         let tensor = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-        let tensor = tensor.ok_or_else(|| FormatError::unsupported(format!("ONNX input {} is not a tensor", input.name)))?;
+        let tensor = tensor.ok_or_else(|| {
+            FormatError::unsupported(format!("ONNX input {} is not a tensor", input.name))
+        })?;
         if tensor.elem_type != data_type::FLOAT {
-            return Err(FormatError::unsupported(format!("ONNX input {} has element type {} (only FLOAT)", input.name, tensor.elem_type)));
+            return Err(FormatError::unsupported(format!(
+                "ONNX input {} has element type {} (only FLOAT)",
+                input.name, tensor.elem_type
+            )));
         }
         let mut channels = None;
         if let Some(shape) = &tensor.shape {
-            let dims: Vec<Option<i64>> = shape.dim.iter().map(|d| d.dim_value.filter(|&v| v > 0)).collect();
+            let dims: Vec<Option<i64>> = shape
+                .dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0))
+                .collect();
             let [_, c, h, w] = dims[..] else {
-                return Err(FormatError::unsupported(format!("ONNX input {} has {} dimensions (only N,C,H,W)", input.name, dims.len())));
+                return Err(FormatError::unsupported(format!(
+                    "ONNX input {} has {} dimensions (only N,C,H,W)",
+                    input.name,
+                    dims.len()
+                )));
             };
             if c.is_some_and(|c| c != 3) {
-                return Err(FormatError::unsupported(format!("ONNX input {} has {} channels (images have 3)", input.name, c.unwrap_or(0))));
+                return Err(FormatError::unsupported(format!(
+                    "ONNX input {} has {} channels (images have 3)",
+                    input.name,
+                    c.unwrap_or(0)
+                )));
             }
             channels = c.map(|c| c as usize);
             if let (Some(h), Some(w)) = (h, w) {
                 if h != w {
-                    return Err(FormatError::unsupported(format!("ONNX input {} is {h}x{w} (sqz crops square images)", input.name)));
+                    return Err(FormatError::unsupported(format!(
+                        "ONNX input {} is {h}x{w} (sqz crops square images)",
+                        input.name
+                    )));
                 }
-                self.input_size = Some(u32::try_from(h).map_err(|_| FormatError::invalid(format!("ONNX input size {h}")))?);
+                self.input_size = Some(
+                    u32::try_from(h)
+                        .map_err(|_| FormatError::invalid(format!("ONNX input size {h}")))?,
+                );
             }
         }
         self.input = input.name.clone();
-        self.blobs.insert(input.name.clone(), Blob { rank: 4, channels, unit_spatial: false });
+        self.blobs.insert(
+            input.name.clone(),
+            Blob {
+                rank: 4,
+                channels,
+                unit_spatial: false,
+            },
+        );
         Ok(())
     }
 
@@ -202,32 +288,55 @@ impl<'g> Importer<'g> {
     /// other node a graph [`Node`].
     fn node(&mut self, index: usize, node: &'g NodeProto) -> Result<()> {
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-            return Err(FormatError::unsupported(format!("operator domain {}", node.domain)));
+            return Err(FormatError::unsupported(format!(
+                "operator domain {}",
+                node.domain
+            )));
         }
-        let outputs: Vec<&str> = node.output.iter().map(String::as_str).filter(|o| !o.is_empty()).collect();
+        let outputs: Vec<&str> = node
+            .output
+            .iter()
+            .map(String::as_str)
+            .filter(|o| !o.is_empty())
+            .collect();
         let Some(output) = node.output.first().filter(|o| !o.is_empty()) else {
             return Err(FormatError::invalid("node without an output"));
         };
         // Only Dropout may name a second output (its mask), which nothing
         // can read since the importer does not produce it.
         if outputs.len() > 1 && node.op_type != "Dropout" {
-            return Err(FormatError::unsupported(format!("{} outputs (only 1)", outputs.len())));
+            return Err(FormatError::unsupported(format!(
+                "{} outputs (only 1)",
+                outputs.len()
+            )));
         }
         for o in &outputs {
-            if self.blobs.contains_key(*o) || self.initializers.contains_key(o) || self.constants.contains_key(*o) {
-                return Err(FormatError::invalid(format!("writes {o}, which already exists")));
+            if self.blobs.contains_key(*o)
+                || self.initializers.contains_key(o)
+                || self.constants.contains_key(*o)
+            {
+                return Err(FormatError::invalid(format!(
+                    "writes {o}, which already exists"
+                )));
             }
         }
         if node.op_type == "Constant" {
-            let value = super::attributes::Attributes::new(&node.attribute, &["value"])?.tensor("value")?;
-            let value = value.ok_or_else(|| FormatError::unsupported("Constant without a tensor value"))?;
+            let value =
+                super::attributes::Attributes::new(&node.attribute, &["value"])?.tensor("value")?;
+            let value =
+                value.ok_or_else(|| FormatError::unsupported("Constant without a tensor value"))?;
             self.constants.insert(output.to_string(), value.clone());
             return Ok(());
         }
         let (op, inputs, blob) = self.convert(node)?;
         self.blobs.insert(output.to_string(), blob);
         self.producers.insert(output.to_string(), op.clone());
-        self.nodes.push(Node { name: display_name(node, index), op, inputs, outputs: vec![output.to_string()] });
+        self.nodes.push(Node {
+            name: display_name(node, index),
+            op,
+            inputs,
+            outputs: vec![output.to_string()],
+        });
         Ok(())
     }
 
@@ -237,9 +346,13 @@ impl<'g> Importer<'g> {
             return Ok(*b);
         }
         if self.initializers.contains_key(name) || self.constants.contains_key(name) {
-            return Err(FormatError::unsupported(format!("input {name} is a constant tensor where sqz needs a computed one")));
+            return Err(FormatError::unsupported(format!(
+                "input {name} is a constant tensor where sqz needs a computed one"
+            )));
         }
-        Err(FormatError::invalid(format!("reads {name}, which no earlier node produces")))
+        Err(FormatError::invalid(format!(
+            "reads {name}, which no earlier node produces"
+        )))
     }
 
     /// The constant tensor `name` (initializer or `Constant` output).
@@ -248,7 +361,9 @@ impl<'g> Importer<'g> {
             .get(name)
             .copied()
             .or_else(|| self.constants.get(name))
-            .ok_or_else(|| FormatError::unsupported(format!("input {name} must be a constant tensor")))
+            .ok_or_else(|| {
+                FormatError::unsupported(format!("input {name} must be a constant tensor"))
+            })
     }
 
     /// The layer of weight initializer `weights`, built by `build` on first
@@ -261,15 +376,25 @@ impl<'g> Importer<'g> {
         build: impl FnOnce(&TensorProto) -> Result<Layer>,
     ) -> Result<usize> {
         let Some(&slot) = self.slot_of.get(weights) else {
-            return Err(FormatError::unsupported(format!("weights {weights} must be an initializer")));
+            return Err(FormatError::unsupported(format!(
+                "weights {weights} must be an initializer"
+            )));
         };
         match &self.layers[slot] {
-            Some(existing) if existing.bias.as_deref() == bias && existing.op_type == op_type => Ok(slot),
-            Some(_) => Err(FormatError::unsupported(format!("weights {weights} are shared with a node of another kind or bias"))),
+            Some(existing) if existing.bias.as_deref() == bias && existing.op_type == op_type => {
+                Ok(slot)
+            }
+            Some(_) => Err(FormatError::unsupported(format!(
+                "weights {weights} are shared with a node of another kind or bias"
+            ))),
             None => {
                 let tensor = self.constant(weights)?;
                 let layer = build(tensor)?;
-                self.layers[slot] = Some(LayerSlot { layer, bias: bias.map(str::to_string), op_type: op_type.to_string() });
+                self.layers[slot] = Some(LayerSlot {
+                    layer,
+                    bias: bias.map(str::to_string),
+                    op_type: op_type.to_string(),
+                });
                 Ok(slot)
             }
         }
@@ -279,26 +404,50 @@ impl<'g> Importer<'g> {
     /// a `.weight` suffix, made unique), and the fixed input size if any.
     fn finish(self, graph: &GraphProto) -> Result<(Graph, Vec<Layer>, Option<u32>)> {
         let [declared] = graph.output.as_slice() else {
-            return Err(FormatError::unsupported(format!("ONNX graph with {} outputs (sqz models have one)", graph.output.len())));
+            return Err(FormatError::unsupported(format!(
+                "ONNX graph with {} outputs (sqz models have one)",
+                graph.output.len()
+            )));
         };
         // Like Graph::logits_blob: a final Softmax is kept, its input exposed.
         let softmax_input = match self.producers.get(&declared.name) {
-            Some(Op::Softmax) => self.nodes.iter().find(|n| n.outputs.contains(&declared.name)).and_then(|n| n.inputs.first()),
+            Some(Op::Softmax) => self
+                .nodes
+                .iter()
+                .find(|n| n.outputs.contains(&declared.name))
+                .and_then(|n| n.inputs.first()),
             _ => None,
         };
         let output = softmax_input.unwrap_or(&declared.name).clone();
         if !self.blobs.contains_key(&output) {
-            return Err(FormatError::invalid(format!("ONNX output {output} is not computed by the graph")));
+            return Err(FormatError::invalid(format!(
+                "ONNX output {output} is not computed by the graph"
+            )));
         }
         let mut taken = HashSet::new();
         let mut layers = Vec::with_capacity(self.layers.len());
         for (slot, name) in self.layers.into_iter().zip(&self.slot_names) {
-            let mut layer = slot.ok_or_else(|| FormatError::invalid(format!("weights {name} are used by no supported node")))?.layer;
-            let base = name.strip_suffix(".weight").filter(|b| !b.is_empty()).unwrap_or(name);
+            let mut layer = slot
+                .ok_or_else(|| {
+                    FormatError::invalid(format!("weights {name} are used by no supported node"))
+                })?
+                .layer;
+            let base = name
+                .strip_suffix(".weight")
+                .filter(|b| !b.is_empty())
+                .unwrap_or(name);
             layer.name = unique_name(base, &mut taken);
             layers.push(layer);
         }
         let nodes = relu_fusion::merge(self.nodes, &output);
-        Ok((Graph { nodes, input: self.input, output }, layers, self.input_size))
+        Ok((
+            Graph {
+                nodes,
+                input: self.input,
+                output,
+            },
+            layers,
+            self.input_size,
+        ))
     }
 }

@@ -4,8 +4,8 @@
 use super::attributes::{int_attribute, ints_attribute};
 use super::metadata;
 use super::proto::{
-    data_type, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, TypeProtoTensor,
-    ValueInfoProto,
+    data_type, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+    TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 use super::tensor::{float_tensor, int64_tensor};
 use crate::relu_fusion::{self, unique_name};
@@ -30,7 +30,10 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     model.validate()?;
     let graph = &model.graph;
     let nodes = relu_fusion::split(&graph.nodes, &graph.input);
-    let mut taken: HashSet<String> = nodes.iter().flat_map(|n| n.outputs.iter().cloned()).collect();
+    let mut taken: HashSet<String> = nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().cloned())
+        .collect();
     taken.insert(graph.input.clone());
     let mut initializer = Vec::with_capacity(2 * model.layers.len() + 1);
     let mut parameter_names = Vec::with_capacity(model.layers.len());
@@ -48,19 +51,36 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
         initializer.push(int64_tensor(&name, &[0, -1, 1, 1]));
         name
     });
-    let node = nodes.iter().map(|n| node_proto(n, model, &parameter_names, flatten_shape.as_deref())).collect();
+    let node = nodes
+        .iter()
+        .map(|n| node_proto(n, model, &parameter_names, flatten_shape.as_deref()))
+        .collect();
     let crop = model.preprocess.crop as usize;
     let graph_proto = GraphProto {
         node,
         name: "sqz".to_string(),
         initializer,
-        input: vec![value_info(&graph.input, [Dim::Batch, Dim::Fixed(3), Dim::Fixed(crop), Dim::Fixed(crop)])],
-        output: vec![value_info(&graph.output, [Dim::Batch, Dim::Unknown, Dim::Unknown, Dim::Unknown])],
+        input: vec![value_info(
+            &graph.input,
+            [
+                Dim::Batch,
+                Dim::Fixed(3),
+                Dim::Fixed(crop),
+                Dim::Fixed(crop),
+            ],
+        )],
+        output: vec![value_info(
+            &graph.output,
+            [Dim::Batch, Dim::Unknown, Dim::Unknown, Dim::Unknown],
+        )],
         ..Default::default()
     };
     let proto = ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "sqz".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         graph: Some(graph_proto),
@@ -72,7 +92,12 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
 
 /// The ONNX node computing `node`; `parameters` are the initializer names
 /// of each layer.
-fn node_proto(node: &Node, model: &Model, parameters: &[(String, String)], flatten_shape: Option<&str>) -> NodeProto {
+fn node_proto(
+    node: &Node,
+    model: &Model,
+    parameters: &[(String, String)],
+    flatten_shape: Option<&str>,
+) -> NodeProto {
     let mut input = node.inputs.clone();
     let (op_type, attribute) = match &node.op {
         Op::Conv(c) => {
@@ -142,14 +167,28 @@ fn value_info(name: &str, dims: [Dim; 4]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
-            Dim::Batch => Dimension { dim_value: None, dim_param: Some(BATCH.to_string()) },
-            Dim::Fixed(v) => Dimension { dim_value: Some(*v as i64), dim_param: None },
-            Dim::Unknown => Dimension { dim_value: None, dim_param: None },
+            Dim::Batch => Dimension {
+                dim_value: None,
+                dim_param: Some(BATCH.to_string()),
+            },
+            Dim::Fixed(v) => Dimension {
+                dim_value: Some(*v as i64),
+                dim_param: None,
+            },
+            Dim::Unknown => Dimension {
+                dim_value: None,
+                dim_param: None,
+            },
         })
         .collect();
     let shape = Some(TensorShapeProto { dim });
     ValueInfoProto {
         name: name.to_string(),
-        r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape }) }),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape,
+            }),
+        }),
     }
 }

@@ -18,7 +18,11 @@ pub(crate) struct BitWriter<'a> {
 
 impl<'a> BitWriter<'a> {
     pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
-        BitWriter { out, byte: 0, held: 0 }
+        BitWriter {
+            out,
+            byte: 0,
+            held: 0,
+        }
     }
 
     /// Append the low `width` bits of `value`, most significant first.
@@ -51,17 +55,20 @@ pub(crate) struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     /// Read from the start of `bytes`, naming the field `label` in errors.
     pub(crate) fn new(bytes: &'a [u8], label: String) -> Self {
-        BitReader { bytes, position: 0, label }
+        BitReader {
+            bytes,
+            position: 0,
+            label,
+        }
     }
 
     /// The next `width` (≤ 32) bits as a number, most significant first.
     pub(crate) fn read(&mut self, width: u32) -> Result<u32> {
         let mut value = 0;
         for _ in 0..width {
-            let byte = self
-                .bytes
-                .get(self.position / 8)
-                .ok_or_else(|| FormatError::truncated(format!("{} ends after {} bits", self.label, self.position)))?;
+            let byte = self.bytes.get(self.position / 8).ok_or_else(|| {
+                FormatError::truncated(format!("{} ends after {} bits", self.label, self.position))
+            })?;
             value = (value << 1) | u32::from(byte >> (7 - self.position % 8)) & 1;
             self.position += 1;
         }

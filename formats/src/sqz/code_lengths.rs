@@ -53,7 +53,9 @@ pub(crate) fn decode(r: &mut Reader, coding: u8, alphabet: usize, what: &str) ->
                 .map(|_| {
                     let length = previous + unzigzag(read_gamma(bits)? - 1);
                     if !(0..=i32::from(MAX_CODE_LENGTH)).contains(&length) {
-                        return Err(bits.invalid(format!("code length {length} is outside 0..={MAX_CODE_LENGTH}")));
+                        return Err(bits.invalid(format!(
+                            "code length {length} is outside 0..={MAX_CODE_LENGTH}"
+                        )));
                     }
                     previous = length;
                     Ok(length as u8)
@@ -65,7 +67,11 @@ pub(crate) fn decode(r: &mut Reader, coding: u8, alphabet: usize, what: &str) ->
     if width > MAX_WIDTH {
         return Err(r.invalid(format!("{what}: field width {width} exceeds {MAX_WIDTH}")));
     }
-    r.bits(what, |bits| (0..alphabet).map(|_| Ok(bits.read(width.into())? as u8)).collect())
+    r.bits(what, |bits| {
+        (0..alphabet)
+            .map(|_| Ok(bits.read(width.into())? as u8))
+            .collect()
+    })
 }
 
 /// Zigzag map of a difference: 0, -1, 1, -2, 2, ... to 0, 1, 2, 3, 4, ...

@@ -58,7 +58,11 @@ pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usi
     out.extend_from_slice(&0u16.to_le_bytes());
     // A directory longer than 4 GiB cannot be read back (the limits keep it
     // under 64 KiB); saturate rather than wrap so the reader rejects it.
-    out.extend_from_slice(&u32::try_from(directory.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(directory.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&crc32fast::hash(&directory).to_le_bytes());
     let header_crc = crc32fast::hash(&out);
     out.extend_from_slice(&header_crc.to_le_bytes());
@@ -75,7 +79,9 @@ pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usi
 pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
     let magic_len = bytes.len().min(MAGIC.len());
     if bytes[..magic_len] != MAGIC[..magic_len] {
-        return Err(FormatError::invalid("not a .sqz file: bad magic (expected \"SQZ\\0\")"));
+        return Err(FormatError::invalid(
+            "not a .sqz file: bad magic (expected \"SQZ\\0\")",
+        ));
     }
     let mut header = Reader::new(bytes, "header");
     header.take(MAGIC.len() as u128, "magic")?;
@@ -93,7 +99,9 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
         return Err(FormatError::Checksum("header".to_string()));
     }
     if flags != 0 {
-        return Err(FormatError::unsupported(format!(".sqz header flags {flags:#06x} (none are defined)")));
+        return Err(FormatError::unsupported(format!(
+            ".sqz header flags {flags:#06x} (none are defined)"
+        )));
     }
     let mut rest = Reader::new(&bytes[HEADER_LEN..], "file");
     let directory = rest.take(u128::from(directory_len), "section directory")?;
@@ -109,7 +117,10 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
         )));
     }
     if needed < available {
-        return Err(FormatError::invalid(format!("{} trailing bytes after the last section", available - needed)));
+        return Err(FormatError::invalid(format!(
+            "{} trailing bytes after the last section",
+            available - needed
+        )));
     }
     let mut sections = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
@@ -117,7 +128,10 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
         if crc32fast::hash(body) != entry.crc {
             return Err(FormatError::Checksum(section_label(index)));
         }
-        sections.push(Section { kind: entry.kind, body });
+        sections.push(Section {
+            kind: entry.kind,
+            body,
+        });
     }
     Ok(sections)
 }
@@ -140,7 +154,9 @@ fn read_directory(directory: &[u8]) -> Result<Vec<Entry>> {
             1 => SectionKind::Model,
             2 => SectionKind::Layer,
             other => {
-                return Err(FormatError::unsupported(format!("section {index} has unknown kind {other}")));
+                return Err(FormatError::unsupported(format!(
+                    "section {index} has unknown kind {other}"
+                )));
             }
         };
         let len = r.varint("section length")?;

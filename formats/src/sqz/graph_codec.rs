@@ -87,7 +87,8 @@ impl<'a> GraphPlan<'a> {
         let mut previous_output = Some(graph.input.as_str());
         let mut nodes = Vec::with_capacity(graph.nodes.len());
         for (index, node) in graph.nodes.iter().enumerate() {
-            let chained = matches!((node.inputs.as_slice(), previous_output), ([i], Some(p)) if i == p);
+            let chained =
+                matches!((node.inputs.as_slice(), previous_output), ([i], Some(p)) if i == p);
             let inputs = (!chained).then(|| {
                 let reference = |name: &'a String| match producers.get(name.as_str()) {
                     Some(&producer) => BlobRef::Producer(index - producer),
@@ -117,7 +118,9 @@ impl<'a> GraphPlan<'a> {
                 OUTPUTS_LISTED => plan.node.outputs.as_slice(),
                 _ => &[],
             };
-            std::iter::once(plan.node.name.as_str()).chain(inputs).chain(outputs.iter().map(String::as_str))
+            std::iter::once(plan.node.name.as_str())
+                .chain(inputs)
+                .chain(outputs.iter().map(String::as_str))
         });
         graph.into_iter().chain(nodes)
     }
@@ -142,7 +145,9 @@ impl<'a> GraphPlan<'a> {
             }
             if plan.head & OUTPUTS == OUTPUTS_LISTED {
                 put_varint(out, node.outputs.len() as u64);
-                node.outputs.iter().for_each(|o| put_varint(out, strings.index(o)));
+                node.outputs
+                    .iter()
+                    .for_each(|o| put_varint(out, strings.index(o)));
             }
             match &node.op {
                 Op::Conv(c) => {
@@ -158,7 +163,9 @@ impl<'a> GraphPlan<'a> {
 
 /// The output mode of `node`'s head byte.
 fn output_mode(node: &Node) -> u8 {
-    let [output] = node.outputs.as_slice() else { return OUTPUTS_LISTED };
+    let [output] = node.outputs.as_slice() else {
+        return OUTPUTS_LISTED;
+    };
     match node.inputs.first() {
         _ if *output == node.name => OUTPUT_IS_NAME,
         Some(input) if output == input => OUTPUT_IS_INPUT,
@@ -173,12 +180,19 @@ fn slash_join(input: &str, name: &str) -> String {
 
 /// Append the flags byte of `flags`' set bits.
 fn flags_byte(flags: &[(bool, u8)]) -> u8 {
-    flags.iter().filter(|(on, _)| *on).fold(0, |byte, (_, bit)| byte | bit)
+    flags
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |byte, (_, bit)| byte | bit)
 }
 
 fn encode_conv(c: &Conv, next_layer: usize, out: &mut Vec<u8>) {
     let square = c.stride_h == c.stride_w && c.pad_h == c.pad_w;
-    out.push(flags_byte(&[(square, SQUARE), (c.relu, CONV_RELU), (c.layer == next_layer, CONV_NEXT_LAYER)]));
+    out.push(flags_byte(&[
+        (square, SQUARE),
+        (c.relu, CONV_RELU),
+        (c.layer == next_layer, CONV_NEXT_LAYER),
+    ]));
     if c.layer != next_layer {
         put_varint(out, c.layer as u64);
     }
@@ -191,10 +205,16 @@ fn encode_conv(c: &Conv, next_layer: usize, out: &mut Vec<u8>) {
 
 fn encode_pool(p: &Pool, out: &mut Vec<u8>) {
     let square = p.kernel_h == p.kernel_w && p.stride_h == p.stride_w && p.pad_h == p.pad_w;
-    out.push(flags_byte(&[(square, SQUARE), (p.kind == PoolKind::Avg, POOL_AVG), (p.ceil_mode, POOL_CEIL)]));
+    out.push(flags_byte(&[
+        (square, SQUARE),
+        (p.kind == PoolKind::Avg, POOL_AVG),
+        (p.ceil_mode, POOL_CEIL),
+    ]));
     let sizes: &[usize] = match square {
         true => &[p.kernel_h, p.stride_h, p.pad_h],
-        false => &[p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w],
+        false => &[
+            p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+        ],
     };
     sizes.iter().for_each(|&v| put_varint(out, v as u64));
 }
@@ -211,7 +231,9 @@ impl Names<'_> {
     fn charge(&mut self, r: &Reader, name: String) -> Result<String> {
         self.text += name.len();
         if self.text > MAX_TEXT_BYTES {
-            return Err(r.invalid(format!("the graph's names exceed {MAX_TEXT_BYTES} bytes in total")));
+            return Err(r.invalid(format!(
+                "the graph's names exceed {MAX_TEXT_BYTES} bytes in total"
+            )));
         }
         Ok(name)
     }
@@ -232,7 +254,9 @@ impl Names<'_> {
             return self.charge(r, name);
         }
         let distance = value / 2 + 1;
-        let producer = usize::try_from(distance).ok().and_then(|d| nodes.len().checked_sub(d));
+        let producer = usize::try_from(distance)
+            .ok()
+            .and_then(|d| nodes.len().checked_sub(d));
         let output = producer.and_then(|p| nodes[p].outputs.first()).ok_or_else(|| {
             r.invalid(format!("{what} refers to the output of a node {distance} places back, which does not exist"))
         })?;
@@ -250,7 +274,10 @@ impl Names<'_> {
         // Every reference takes at least one byte, so `count` is bounded by
         // the section's size before anything large is allocated.
         if count > r.remaining() as u64 {
-            return Err(r.invalid(format!("{count} {what}s cannot fit in {} bytes", r.remaining())));
+            return Err(r.invalid(format!(
+                "{count} {what}s cannot fit in {} bytes",
+                r.remaining()
+            )));
         }
         (0..count).map(|_| item(self, r)).collect()
     }
@@ -258,7 +285,10 @@ impl Names<'_> {
 
 /// Read a graph written by [`GraphPlan::encode`].
 pub(crate) fn decode(r: &mut Reader, strings: &StringTable) -> Result<Graph> {
-    let mut names = Names { table: strings, text: 0 };
+    let mut names = Names {
+        table: strings,
+        text: 0,
+    };
     let input = names.string(r, "graph input")?;
     let output = names.string(r, "graph output")?;
     let node_count = r.bounded("node count", MAX_NODES as u64)?;
@@ -275,7 +305,8 @@ pub(crate) fn decode(r: &mut Reader, strings: &StringTable) -> Result<Graph> {
                     Some(node) => node.outputs.first(),
                     None => Some(&input),
                 };
-                let previous = previous.ok_or_else(|| r.invalid("chained to a node without outputs"))?;
+                let previous =
+                    previous.ok_or_else(|| r.invalid("chained to a node without outputs"))?;
                 vec![names.charge(r, previous.clone())?]
             }
         };
@@ -304,10 +335,19 @@ pub(crate) fn decode(r: &mut Reader, strings: &StringTable) -> Result<Graph> {
         if let Op::Conv(c) = &op {
             next_layer = c.layer + 1;
         }
-        nodes.push(Node { name, op, inputs, outputs });
+        nodes.push(Node {
+            name,
+            op,
+            inputs,
+            outputs,
+        });
     }
     r.set_context("model section");
-    Ok(Graph { nodes, input, output })
+    Ok(Graph {
+        nodes,
+        input,
+        output,
+    })
 }
 
 /// `N` hyper-parameters, each at most [`MAX_HYPERPARAMETER`].
@@ -338,15 +378,36 @@ fn decode_conv(r: &mut Reader, next_layer: usize) -> Result<Conv> {
         0 => hyperparameters(r, "conv stride or padding")?,
         _ => hyperparameters::<2>(r, "conv stride or padding").map(|[s, p]| [s, s, p, p])?,
     };
-    Ok(Conv { layer, stride_h, stride_w, pad_h, pad_w, relu: flags & CONV_RELU != 0 })
+    Ok(Conv {
+        layer,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        relu: flags & CONV_RELU != 0,
+    })
 }
 
 fn decode_pool(r: &mut Reader) -> Result<Pool> {
     let flags = read_flags(r, "pool flags", SQUARE | POOL_AVG | POOL_CEIL)?;
     let [kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w] = match flags & SQUARE {
         0 => hyperparameters(r, "pool kernel, stride or padding")?,
-        _ => hyperparameters::<3>(r, "pool kernel, stride or padding").map(|[k, s, p]| [k, k, s, s, p, p])?,
+        _ => hyperparameters::<3>(r, "pool kernel, stride or padding")
+            .map(|[k, s, p]| [k, k, s, s, p, p])?,
     };
-    let kind = if flags & POOL_AVG != 0 { PoolKind::Avg } else { PoolKind::Max };
-    Ok(Pool { kind, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ceil_mode: flags & POOL_CEIL != 0 })
+    let kind = if flags & POOL_AVG != 0 {
+        PoolKind::Avg
+    } else {
+        PoolKind::Max
+    };
+    Ok(Pool {
+        kind,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        ceil_mode: flags & POOL_CEIL != 0,
+    })
 }

@@ -29,7 +29,8 @@ fn kind_code(weights: &WeightStorage) -> u8 {
 fn values(weights: &WeightStorage) -> &FloatVec {
     match weights {
         WeightStorage::Dense(v) | WeightStorage::Sparse { values: v, .. } => v,
-        WeightStorage::Quantized { codebook, .. } | WeightStorage::SparseQuantized { codebook, .. } => codebook,
+        WeightStorage::Quantized { codebook, .. }
+        | WeightStorage::SparseQuantized { codebook, .. } => codebook,
     }
 }
 
@@ -41,7 +42,10 @@ fn is_f16(v: &FloatVec) -> bool {
 pub(crate) fn encode(layer: &EncodedLayer, name: u64) -> (Vec<u8>, LayerBytes) {
     let mut out = Vec::new();
     put_varint(&mut out, name);
-    layer.shape.iter().for_each(|&d| put_varint(&mut out, d as u64));
+    layer
+        .shape
+        .iter()
+        .for_each(|&d| put_varint(&mut out, d as u64));
     let values = values(&layer.weights);
     let mut flags = kind_code(&layer.weights);
     if is_f16(&layer.bias) {
@@ -51,7 +55,11 @@ pub(crate) fn encode(layer: &EncodedLayer, name: u64) -> (Vec<u8>, LayerBytes) {
         flags |= VALUES_F16;
     }
     out.push(flags);
-    let mut bytes = LayerBytes { name: layer.name.clone(), header: out.len(), ..LayerBytes::default() };
+    let mut bytes = LayerBytes {
+        name: layer.name.clone(),
+        header: out.len(),
+        ..LayerBytes::default()
+    };
     let mark = out.len();
     put_floats(&mut out, &layer.bias);
     bytes.bias = out.len() - mark;
@@ -60,9 +68,13 @@ pub(crate) fn encode(layer: &EncodedLayer, name: u64) -> (Vec<u8>, LayerBytes) {
     bytes.values = out.len() - mark;
     match &layer.weights {
         WeightStorage::Dense(_) => {}
-        WeightStorage::Sparse { positions, .. } => bytes.positions = stream::encode(positions, &mut out),
+        WeightStorage::Sparse { positions, .. } => {
+            bytes.positions = stream::encode(positions, &mut out)
+        }
         WeightStorage::Quantized { codes, .. } => bytes.codes = stream::encode(codes, &mut out),
-        WeightStorage::SparseQuantized { positions, codes, .. } => {
+        WeightStorage::SparseQuantized {
+            positions, codes, ..
+        } => {
             bytes.positions = stream::encode(positions, &mut out);
             bytes.codes = stream::encode(codes, &mut out);
         }
@@ -88,8 +100,14 @@ pub(crate) fn decode(body: &[u8], strings: &StringTable, index: usize) -> Result
     let values = r.floats(flags & VALUES_F16 != 0, "weight values")?;
     let weights = match flags & KIND_MASK {
         0 => WeightStorage::Dense(values),
-        1 => WeightStorage::Sparse { positions: stream::decode(&mut r, "positions")?, values },
-        2 => WeightStorage::Quantized { codebook: values, codes: stream::decode(&mut r, "codes")? },
+        1 => WeightStorage::Sparse {
+            positions: stream::decode(&mut r, "positions")?,
+            values,
+        },
+        2 => WeightStorage::Quantized {
+            codebook: values,
+            codes: stream::decode(&mut r, "codes")?,
+        },
         _ => WeightStorage::SparseQuantized {
             codebook: values,
             positions: stream::decode(&mut r, "positions")?,
@@ -97,5 +115,10 @@ pub(crate) fn decode(body: &[u8], strings: &StringTable, index: usize) -> Result
         },
     };
     r.finish()?;
-    Ok(EncodedLayer { name, shape, bias, weights })
+    Ok(EncodedLayer {
+        name,
+        shape,
+        bias,
+        weights,
+    })
 }

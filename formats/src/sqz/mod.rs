@@ -99,7 +99,11 @@ pub enum WeightStorage {
     Quantized { codebook: FloatVec, codes: Stream },
     /// Nonzero positions plus one codebook index per nonzero. The codebook
     /// holds only nonzero shared values; the pruned zero is implicit.
-    SparseQuantized { codebook: FloatVec, positions: Stream, codes: Stream },
+    SparseQuantized {
+        codebook: FloatVec,
+        positions: Stream,
+        codes: Stream,
+    },
 }
 
 /// A sequence of `count` symbols from the alphabet `0..alphabet`, coded.

@@ -24,7 +24,14 @@ pub(crate) fn encode(file: &SqzFile, strings: &StringTable) -> (Vec<u8>, ModelPa
     let graph_len = out.len() - strings_len;
     preprocess_codec::encode(&file.preprocess, &mut out);
     let preprocess_len = out.len() - strings_len - graph_len;
-    (out, ModelParts { strings: strings_len, graph: graph_len, preprocess: preprocess_len })
+    (
+        out,
+        ModelParts {
+            strings: strings_len,
+            graph: graph_len,
+            preprocess: preprocess_len,
+        },
+    )
 }
 
 /// Decode a model section body.

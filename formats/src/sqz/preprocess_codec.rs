@@ -30,10 +30,15 @@ pub(crate) fn encode(p: &Preprocess, out: &mut Vec<u8>) {
 
 /// Read a preset written by [`encode`].
 pub(crate) fn decode(r: &mut Reader) -> Result<Preprocess> {
-    let side = |r: &mut Reader, what: &str| -> Result<u32> { Ok(r.bounded(what, u32::MAX.into())? as u32) };
+    let side = |r: &mut Reader, what: &str| -> Result<u32> {
+        Ok(r.bounded(what, u32::MAX.into())? as u32)
+    };
     let resize = match r.u8("resize kind")? {
         0 => Resize::ShorterSide(side(r, "resize shorter side")?),
-        1 => Resize::Exact { width: side(r, "resize width")?, height: side(r, "resize height")? },
+        1 => Resize::Exact {
+            width: side(r, "resize width")?,
+            height: side(r, "resize height")?,
+        },
         other => return Err(r.invalid(format!("unknown resize kind {other}"))),
     };
     let crop = side(r, "crop")?;
@@ -43,8 +48,16 @@ pub(crate) fn decode(r: &mut Reader) -> Result<Preprocess> {
         other => return Err(r.invalid(format!("unknown channel order {other}"))),
     };
     let scale = r.f32("scale")?;
-    let mut triple = |what: &str| -> Result<[f32; 3]> { Ok([r.f32(what)?, r.f32(what)?, r.f32(what)?]) };
+    let mut triple =
+        |what: &str| -> Result<[f32; 3]> { Ok([r.f32(what)?, r.f32(what)?, r.f32(what)?]) };
     let mean = triple("mean")?;
     let std = triple("std")?;
-    Ok(Preprocess { resize, crop, channel_order, scale, mean, std })
+    Ok(Preprocess {
+        resize,
+        crop,
+        channel_order,
+        scale,
+        mean,
+        std,
+    })
 }

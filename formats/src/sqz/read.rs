@@ -20,10 +20,17 @@ pub fn read_sqz(bytes: &[u8]) -> Result<SqzFile> {
         .enumerate()
         .map(|(index, section)| match section.kind {
             SectionKind::Layer => layer_section::decode(section.body, &strings, index),
-            SectionKind::Model => Err(FormatError::invalid(format!("section {} is a second model section", index + 1))),
+            SectionKind::Model => Err(FormatError::invalid(format!(
+                "section {} is a second model section",
+                index + 1
+            ))),
         })
         .collect::<Result<Vec<_>>>()?;
-    let file = SqzFile { graph, preprocess, layers };
+    let file = SqzFile {
+        graph,
+        preprocess,
+        layers,
+    };
     file.validate()?;
     Ok(file)
 }

@@ -20,7 +20,10 @@ impl Stream {
     pub fn stored_bytes(&self) -> StreamBytes {
         let mut header = Vec::new();
         encode_header(self, &mut header);
-        StreamBytes { header: header.len(), payload: self.payload.len() }
+        StreamBytes {
+            header: header.len(),
+            payload: self.payload.len(),
+        }
     }
 }
 
@@ -30,7 +33,10 @@ pub(crate) fn encode(stream: &Stream, out: &mut Vec<u8>) -> StreamBytes {
     encode_header(stream, out);
     let header = out.len() - start;
     out.extend_from_slice(&stream.payload);
-    StreamBytes { header, payload: stream.payload.len() }
+    StreamBytes {
+        header,
+        payload: stream.payload.len(),
+    }
 }
 
 /// Append everything of `stream` but its payload.
@@ -43,7 +49,9 @@ fn encode_header(stream: &Stream, out: &mut Vec<u8>) {
         // The table's length is implied by the alphabet. A table that
         // contradicts it cannot be written faithfully, so the file is made
         // unreadable instead.
-        StreamCoding::Huffman { code_lengths } if code_lengths.len() != stream.alphabet as usize => {
+        StreamCoding::Huffman { code_lengths }
+            if code_lengths.len() != stream.alphabet as usize =>
+        {
             out.push(REJECTED_CODING)
         }
         StreamCoding::Huffman { code_lengths } => code_lengths::encode(code_lengths, out),
@@ -61,10 +69,22 @@ pub(crate) fn decode(r: &mut Reader, what: &str) -> Result<Stream> {
     let coding = match coding_byte & HUFFMAN_BIT {
         0 => StreamCoding::Raw { bits: coding_byte },
         _ => StreamCoding::Huffman {
-            code_lengths: code_lengths::decode(r, coding_byte, alphabet, &format!("{what} code length table"))?,
+            code_lengths: code_lengths::decode(
+                r,
+                coding_byte,
+                alphabet,
+                &format!("{what} code length table"),
+            )?,
         },
     };
     let payload_len = r.varint(&format!("{what} payload length"))?;
-    let payload = r.take(payload_len.into(), &format!("{what} payload"))?.to_vec();
-    Ok(Stream { count, alphabet: alphabet as u32, coding, payload })
+    let payload = r
+        .take(payload_len.into(), &format!("{what} payload"))?
+        .to_vec();
+    Ok(Stream {
+        count,
+        alphabet: alphabet as u32,
+        coding,
+        payload,
+    })
 }

@@ -18,10 +18,15 @@ impl StringTable {
     /// of [`GraphPlan::names`] and the layer names.
     pub(crate) fn for_file(file: &SqzFile) -> Self {
         let plan = GraphPlan::new(&file.graph);
-        let mut strings: Vec<&str> = plan.names().chain(file.layers.iter().map(|l| l.name.as_str())).collect();
+        let mut strings: Vec<&str> = plan
+            .names()
+            .chain(file.layers.iter().map(|l| l.name.as_str()))
+            .collect();
         strings.sort_unstable();
         strings.dedup();
-        StringTable { strings: strings.into_iter().map(str::to_string).collect() }
+        StringTable {
+            strings: strings.into_iter().map(str::to_string).collect(),
+        }
     }
 
     /// Total bytes of all distinct names.
@@ -68,9 +73,12 @@ impl StringTable {
             }
             let mut bytes = previous[..shared].to_vec();
             bytes.extend_from_slice(r.take(suffix_len as u128, "name")?);
-            let s = String::from_utf8(bytes).map_err(|_| r.invalid(format!("string {index} is not UTF-8")))?;
+            let s = String::from_utf8(bytes)
+                .map_err(|_| r.invalid(format!("string {index} is not UTF-8")))?;
             if strings.last().is_some_and(|p| *p >= s) {
-                return Err(r.invalid(format!("string {index} is not after its predecessor in byte order")));
+                return Err(r.invalid(format!(
+                    "string {index} is not after its predecessor in byte order"
+                )));
             }
             strings.push(s);
         }
@@ -83,6 +91,11 @@ impl StringTable {
             .ok()
             .and_then(|i| self.strings.get(i))
             .map(String::as_str)
-            .ok_or_else(|| r.invalid(format!("{what} refers to string {index} of {}", self.strings.len())))
+            .ok_or_else(|| {
+                r.invalid(format!(
+                    "{what} refers to string {index} of {}",
+                    self.strings.len()
+                ))
+            })
     }
 }

@@ -7,8 +7,9 @@
 use super::bits::packed_len;
 use super::strings::StringTable;
 use super::{
-    EncodedLayer, SqzFile, Stream, StreamCoding, WeightStorage, MAX_ALPHABET, MAX_CODE_LENGTH, MAX_HYPERPARAMETER,
-    MAX_LAYERS, MAX_NAME_BYTES, MAX_NODES, MAX_TEXT_BYTES, MAX_WEIGHTS_PER_LAYER,
+    EncodedLayer, SqzFile, Stream, StreamCoding, WeightStorage, MAX_ALPHABET, MAX_CODE_LENGTH,
+    MAX_HYPERPARAMETER, MAX_LAYERS, MAX_NAME_BYTES, MAX_NODES, MAX_TEXT_BYTES,
+    MAX_WEIGHTS_PER_LAYER,
 };
 use crate::model::{Graph, Op, Preprocess, Resize};
 use crate::{FormatError, Result};
@@ -24,22 +25,31 @@ impl SqzFile {
     /// [`read_sqz`](super::read_sqz) reads back equal.
     pub fn validate(&self) -> Result<()> {
         if self.layers.len() > MAX_LAYERS {
-            return Err(FormatError::invalid(format!("{} layers exceed the limit {MAX_LAYERS}", self.layers.len())));
+            return Err(FormatError::invalid(format!(
+                "{} layers exceed the limit {MAX_LAYERS}",
+                self.layers.len()
+            )));
         }
         let mut names = std::collections::HashSet::new();
         for layer in &self.layers {
             if !names.insert(layer.name.as_str()) {
-                return Err(FormatError::invalid(format!("two layers are named {}", layer.name)));
+                return Err(FormatError::invalid(format!(
+                    "two layers are named {}",
+                    layer.name
+                )));
             }
             layer.validate()?;
         }
         check_graph_limits(&self.graph).map_err(|m| FormatError::invalid(format!("graph: {m}")))?;
         let text = StringTable::for_file(self).text_bytes();
         if text > MAX_TEXT_BYTES {
-            return Err(FormatError::invalid(format!("the names total {text} bytes, over the limit {MAX_TEXT_BYTES}")));
+            return Err(FormatError::invalid(format!(
+                "the names total {text} bytes, over the limit {MAX_TEXT_BYTES}"
+            )));
         }
         self.graph.validate(self.layers.len())?;
-        check_preprocess(&self.preprocess).map_err(|m| FormatError::invalid(format!("preprocess: {m}")))
+        check_preprocess(&self.preprocess)
+            .map_err(|m| FormatError::invalid(format!("preprocess: {m}")))
     }
 }
 
@@ -49,7 +59,8 @@ impl EncodedLayer {
     /// stream counts matching the storage kind, codebook size equal to the
     /// code alphabet, and every stream valid ([`Stream::validate`]).
     pub fn validate(&self) -> Result<()> {
-        self.check().map_err(|m| FormatError::invalid(format!("layer {}: {m}", self.name)))
+        self.check()
+            .map_err(|m| FormatError::invalid(format!("layer {}: {m}", self.name)))
     }
 
     fn check(&self) -> Check {
@@ -59,18 +70,35 @@ impl EncodedLayer {
             .iter()
             .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
             .filter(|&n| n >= 1 && n <= MAX_WEIGHTS_PER_LAYER as u64)
-            .ok_or_else(|| format!("shape {:?} is empty or over {MAX_WEIGHTS_PER_LAYER} weights", self.shape))?;
+            .ok_or_else(|| {
+                format!(
+                    "shape {:?} is empty or over {MAX_WEIGHTS_PER_LAYER} weights",
+                    self.shape
+                )
+            })?;
         if self.bias.len() != self.shape[0] {
-            return Err(format!("{} biases for {} output channels", self.bias.len(), self.shape[0]));
+            return Err(format!(
+                "{} biases for {} output channels",
+                self.bias.len(),
+                self.shape[0]
+            ));
         }
         match &self.weights {
-            WeightStorage::Dense(values) => expect_count("dense weights", values.len() as u64, weights),
-            WeightStorage::Sparse { positions, values } => check_positions(positions, values.len() as u64, weights),
+            WeightStorage::Dense(values) => {
+                expect_count("dense weights", values.len() as u64, weights)
+            }
+            WeightStorage::Sparse { positions, values } => {
+                check_positions(positions, values.len() as u64, weights)
+            }
             WeightStorage::Quantized { codebook, codes } => {
                 check_codes(codes, codebook.len())?;
                 expect_count("codes", codes.count, weights)
             }
-            WeightStorage::SparseQuantized { codebook, positions, codes } => {
+            WeightStorage::SparseQuantized {
+                codebook,
+                positions,
+                codes,
+            } => {
                 check_codes(codes, codebook.len())?;
                 check_positions(positions, codes.count, weights)
             }
@@ -92,7 +120,10 @@ impl Stream {
 
     fn check(&self) -> Check {
         if self.alphabet == 0 || self.alphabet > MAX_ALPHABET {
-            return Err(format!("alphabet {} is outside 1..={MAX_ALPHABET}", self.alphabet));
+            return Err(format!(
+                "alphabet {} is outside 1..={MAX_ALPHABET}",
+                self.alphabet
+            ));
         }
         match &self.coding {
             StreamCoding::Raw { bits } => self.check_raw(*bits),
@@ -103,7 +134,10 @@ impl Stream {
     fn check_raw(&self, bits: u8) -> Check {
         let needed = raw_bits(self.alphabet);
         if u32::from(bits) != needed {
-            return Err(format!("{bits}-bit raw symbols for alphabet {} (needs {needed})", self.alphabet));
+            return Err(format!(
+                "{bits}-bit raw symbols for alphabet {} (needs {needed})",
+                self.alphabet
+            ));
         }
         let expected = packed_len(self.count, needed);
         if self.payload.len() as u128 != expected {
@@ -114,7 +148,11 @@ impl Stream {
             ));
         }
         let used_bits = (u128::from(self.count) * u128::from(needed) % 8) as u32;
-        let padding_clear = used_bits == 0 || self.payload.last().is_none_or(|b| b & (0xFF >> used_bits) == 0);
+        let padding_clear = used_bits == 0
+            || self
+                .payload
+                .last()
+                .is_none_or(|b| b & (0xFF >> used_bits) == 0);
         if !padding_clear {
             return Err("nonzero padding bits after the last raw symbol".to_string());
         }
@@ -123,7 +161,11 @@ impl Stream {
 
     fn check_huffman(&self, code_lengths: &[u8]) -> Check {
         if code_lengths.len() != self.alphabet as usize {
-            return Err(format!("{} code lengths for alphabet {}", code_lengths.len(), self.alphabet));
+            return Err(format!(
+                "{} code lengths for alphabet {}",
+                code_lengths.len(),
+                self.alphabet
+            ));
         }
         if let Some(&l) = code_lengths.iter().find(|&&l| l > MAX_CODE_LENGTH) {
             return Err(format!("code length {l} exceeds {MAX_CODE_LENGTH}"));
@@ -136,7 +178,11 @@ impl Stream {
         let (Some(shortest), Some(longest)) = (used().min(), used().max()) else {
             return match (self.count, self.payload.len()) {
                 (0, 0) => Ok(()),
-                _ => Err(format!("{} symbols and {} payload bytes but no codes", self.count, self.payload.len())),
+                _ => Err(format!(
+                    "{} symbols and {} payload bytes but no codes",
+                    self.count,
+                    self.payload.len()
+                )),
             };
         };
         let payload_bits = self.payload.len() as u128 * 8;
@@ -169,7 +215,10 @@ fn expect_count(what: &str, actual: u64, expected: u64) -> Check {
 fn check_codes(codes: &Stream, codebook_len: usize) -> Check {
     codes.check().map_err(|m| format!("codes: {m}"))?;
     if codebook_len != codes.alphabet as usize {
-        return Err(format!("codebook of {codebook_len} values for a code alphabet of {}", codes.alphabet));
+        return Err(format!(
+            "codebook of {codebook_len} values for a code alphabet of {}",
+            codes.alphabet
+        ));
     }
     Ok(())
 }
@@ -180,7 +229,10 @@ fn check_codes(codes: &Stream, codebook_len: usize) -> Check {
 fn check_positions(positions: &Stream, entries: u64, weights: u64) -> Check {
     positions.check().map_err(|m| format!("positions: {m}"))?;
     if positions.alphabet < 2 {
-        return Err(format!("position alphabet {} is below 2", positions.alphabet));
+        return Err(format!(
+            "position alphabet {} is below 2",
+            positions.alphabet
+        ));
     }
     if entries > weights {
         return Err(format!("{entries} nonzero entries for {weights} weights"));
@@ -199,33 +251,49 @@ fn check_positions(positions: &Stream, entries: u64, weights: u64) -> Check {
 fn check_name(name: &str) -> Check {
     match name.len() <= MAX_NAME_BYTES {
         true => Ok(()),
-        false => Err(format!("a name of {} bytes exceeds {MAX_NAME_BYTES}", name.len())),
+        false => Err(format!(
+            "a name of {} bytes exceeds {MAX_NAME_BYTES}",
+            name.len()
+        )),
     }
 }
 
 /// The limits the graph encoding imposes on top of [`Graph::validate`].
 fn check_graph_limits(graph: &Graph) -> Check {
     if graph.nodes.len() > MAX_NODES {
-        return Err(format!("{} nodes exceed the limit {MAX_NODES}", graph.nodes.len()));
+        return Err(format!(
+            "{} nodes exceed the limit {MAX_NODES}",
+            graph.nodes.len()
+        ));
     }
     let names = || {
-        [&graph.input, &graph.output]
-            .into_iter()
-            .chain(graph.nodes.iter().flat_map(|n| std::iter::once(&n.name).chain(&n.inputs).chain(&n.outputs)))
+        [&graph.input, &graph.output].into_iter().chain(
+            graph
+                .nodes
+                .iter()
+                .flat_map(|n| std::iter::once(&n.name).chain(&n.inputs).chain(&n.outputs)),
+        )
     };
     names().try_for_each(|n| check_name(n))?;
     let text: usize = names().map(String::len).sum();
     if text > MAX_TEXT_BYTES {
-        return Err(format!("names total {text} bytes, over the limit {MAX_TEXT_BYTES}"));
+        return Err(format!(
+            "names total {text} bytes, over the limit {MAX_TEXT_BYTES}"
+        ));
     }
     for node in &graph.nodes {
         let sizes = match &node.op {
             Op::Conv(c) => vec![c.stride_h, c.stride_w, c.pad_h, c.pad_w],
-            Op::Pool(p) => vec![p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w],
+            Op::Pool(p) => vec![
+                p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+            ],
             _ => vec![],
         };
         if let Some(v) = sizes.iter().find(|&&v| v > MAX_HYPERPARAMETER) {
-            return Err(format!("node {}: kernel, stride or padding {v} exceeds {MAX_HYPERPARAMETER}", node.name));
+            return Err(format!(
+                "node {}: kernel, stride or padding {v} exceeds {MAX_HYPERPARAMETER}",
+                node.name
+            ));
         }
     }
     Ok(())
@@ -239,7 +307,10 @@ fn check_preprocess(p: &Preprocess) -> Check {
     if !sides_ok || p.crop == 0 {
         return Err("zero resize or crop size".to_string());
     }
-    let numbers_ok = std::iter::once(p.scale).chain(p.mean).chain(p.std).all(f32::is_finite);
+    let numbers_ok = std::iter::once(p.scale)
+        .chain(p.mean)
+        .chain(p.std)
+        .all(f32::is_finite);
     if !numbers_ok || p.std.contains(&0.0) {
         return Err("scale, mean and std must be finite and std nonzero".to_string());
     }

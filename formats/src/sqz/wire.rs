@@ -23,8 +23,12 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 pub(crate) fn put_floats(out: &mut Vec<u8>, values: &FloatVec) {
     put_varint(out, values.len() as u64);
     match values {
-        FloatVec::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        FloatVec::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        FloatVec::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        FloatVec::F16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }
 }
 
@@ -39,7 +43,11 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Read `bytes`, naming them `context` in error messages.
     pub(crate) fn new(bytes: &'a [u8], context: impl Into<String>) -> Self {
-        Reader { bytes, pos: 0, context: context.into() }
+        Reader {
+            bytes,
+            pos: 0,
+            context: context.into(),
+        }
     }
 
     /// Name this reader's bytes `context` in later error messages.
@@ -138,15 +146,29 @@ impl<'a> Reader<'a> {
         let width = if half { 2 } else { 4 };
         let bytes = self.take(u128::from(count) * width, what)?;
         Ok(if half {
-            FloatVec::F16(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+            FloatVec::F16(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            )
         } else {
-            FloatVec::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            FloatVec::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
         })
     }
 
     /// Read a bit string with `read` (see [`BitReader`]), then move on to
     /// the next byte boundary; the padding bits must be zero.
-    pub(crate) fn bits<T>(&mut self, what: &str, read: impl FnOnce(&mut BitReader<'a>) -> Result<T>) -> Result<T> {
+    pub(crate) fn bits<T>(
+        &mut self,
+        what: &str,
+        read: impl FnOnce(&mut BitReader<'a>) -> Result<T>,
+    ) -> Result<T> {
         let mut bits = BitReader::new(&self.bytes[self.pos..], format!("{}: {what}", self.context));
         let value = read(&mut bits)?;
         self.pos += bits.finish()?;

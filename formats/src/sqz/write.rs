@@ -30,7 +30,12 @@ pub(crate) fn encode(file: &SqzFile) -> (Vec<u8>, SizeBreakdown) {
     }
     let layer_total: usize = layers.iter().map(|l| l.total()).sum();
     let container = bytes.len() - layer_total - parts.strings - parts.graph - parts.preprocess;
-    let breakdown =
-        SizeBreakdown { container, strings: parts.strings, graph: parts.graph, preprocess: parts.preprocess, layers };
+    let breakdown = SizeBreakdown {
+        container,
+        strings: parts.strings,
+        graph: parts.graph,
+        preprocess: parts.preprocess,
+        layers,
+    };
     (bytes, breakdown)
 }

@@ -48,13 +48,38 @@ pub fn synthetic_model(avg_pad: usize) -> Model {
     use formats::{Conv, Graph, Layer, Node, Op, Pool, PoolKind, Preprocess};
     let layer = |name: &str, shape: [usize; 4]| {
         let count = shape.iter().product::<usize>();
-        let mut weights: Vec<f32> = (0..count).map(|i| (i as f32 - count as f32 / 2.0) / 16.0).collect();
+        let mut weights: Vec<f32> = (0..count)
+            .map(|i| (i as f32 - count as f32 / 2.0) / 16.0)
+            .collect();
         weights[..3].copy_from_slice(&[-0.0, f32::from_bits(1), f32::MAX]);
-        Layer { name: name.into(), shape, weights, bias: (0..shape[0]).map(|i| i as f32 - 1.5).collect() }
+        Layer {
+            name: name.into(),
+            shape,
+            weights,
+            bias: (0..shape[0]).map(|i| i as f32 - 1.5).collect(),
+        }
     };
-    let conv = |layer, pad, relu| Op::Conv(Conv { layer, stride_h: 1, stride_w: 1, pad_h: pad, pad_w: pad, relu });
+    let conv = |layer, pad, relu| {
+        Op::Conv(Conv {
+            layer,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: pad,
+            pad_w: pad,
+            relu,
+        })
+    };
     let pool = |kind, kernel, pad, ceil_mode| {
-        Op::Pool(Pool { kind, kernel_h: kernel, kernel_w: kernel, stride_h: 2, stride_w: 2, pad_h: pad, pad_w: pad, ceil_mode })
+        Op::Pool(Pool {
+            kind,
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride_h: 2,
+            stride_w: 2,
+            pad_h: pad,
+            pad_w: pad,
+            ceil_mode,
+        })
     };
     let node = |name: &str, op: Op, inputs: &[&str]| Node {
         name: name.into(),
@@ -79,9 +104,20 @@ pub fn synthetic_model(avg_pad: usize) -> Model {
         node("prob", Op::Softmax, &["fc"]),
     ];
     let model = Model {
-        graph: Graph { nodes, input: "in".into(), output: "fc".into() },
-        layers: vec![layer("a", [4, 3, 3, 3]), layer("b", [4, 4, 1, 1]), layer("fc", [5, 8, 1, 1])],
-        preprocess: Preprocess { crop: 16, ..Preprocess::torchvision() },
+        graph: Graph {
+            nodes,
+            input: "in".into(),
+            output: "fc".into(),
+        },
+        layers: vec![
+            layer("a", [4, 3, 3, 3]),
+            layer("b", [4, 4, 1, 1]),
+            layer("fc", [5, 8, 1, 1]),
+        ],
+        preprocess: Preprocess {
+            crop: 16,
+            ..Preprocess::torchvision()
+        },
     };
     model.validate().expect("the synthetic model is consistent");
     model
@@ -93,7 +129,10 @@ pub struct Lcg(pub u64);
 impl Lcg {
     /// A number below `n`.
     pub fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n
     }
 }
