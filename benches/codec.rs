@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use compress::kmeans::Init;
 use formats::sqz::{read_sqz, write_sqz};
-use sqz::compression::{quantize_model, QuantizeSpec};
 use sqz::container::{decode_model, encode_model};
+use sqz::pipeline::params::Bits;
+use sqz::pipeline::quantize::{quantize_model, KMeans, QuantizeSpec};
 
 const TIMED: usize = 9;
 
@@ -39,19 +39,13 @@ fn main() {
     let net = shared.join("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net");
     let han = formats::deep_compression::read_deep_compression(&net, None)
         .unwrap_or_else(|e| panic!("{}: {e} (set SQZ_SHARED)", net.display()));
-    let spec = QuantizeSpec {
-        bits: 6,
-        per_layer: Default::default(),
-        init: Init::Linear,
-        max_iter: 300,
-        half: false,
-    };
+    let spec = QuantizeSpec::uniform(Bits::new(6).expect("6 bits"), KMeans::default());
     let share = time(|| {
         let mut m = han.clone();
-        quantize_model(&mut m, &spec).expect("quantize")
+        quantize_model(&mut m, &spec, false)
     });
     let mut six = han.clone();
-    quantize_model(&mut six, &spec).expect("quantize");
+    quantize_model(&mut six, &spec, false);
 
     println!(
         "median of {TIMED} runs, {} threads",

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use formats::Model;
+use formats::{Model, Op};
 
 use crate::engine::{self, EngineError, Tensor};
 use crate::imaging::{self, ImagingError};
@@ -311,6 +311,39 @@ pub fn output_rows(output: &Tensor) -> impl Iterator<Item = &[f32]> {
     output.data.chunks_exact((c * h * w).max(1))
 }
 
+/// Per-image class probabilities of a network output: the output itself
+/// when the graph ends in a softmax, else the softmax of the logits.
+pub fn class_probabilities(model: &Model, output: &Tensor) -> Vec<Vec<f64>> {
+    let already_probabilities = ends_in_softmax(model);
+    output_rows(output)
+        .map(|row| {
+            if already_probabilities {
+                row.iter().map(|&p| f64::from(p)).collect()
+            } else {
+                softmax(row)
+            }
+        })
+        .collect()
+}
+
+/// Whether the model's output blob is produced by a softmax, so its values
+/// are probabilities already.
+fn ends_in_softmax(model: &Model) -> bool {
+    model
+        .graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, Op::Softmax) && n.outputs.contains(&model.graph.output))
+}
+
+/// Numerically stable softmax in float64.
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exp: Vec<f64> = logits.iter().map(|&x| (f64::from(x) - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
 /// Indices of the `k` largest scores, best first; ties go to the lower
 /// index so the order is fully deterministic.
 pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
@@ -323,6 +356,14 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1000.0, 999.0, -5.0]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[0] > p[1] && p[1] > p[2]);
+        assert!((p[0] / p[1] - std::f64::consts::E).abs() < 1e-9);
+    }
 
     #[test]
     fn top_k_orders_by_score_then_index() {

@@ -128,6 +128,24 @@ impl Layer {
     pub fn nonzeros(&self) -> usize {
         self.weights.iter().filter(|w| **w != 0.0).count()
     }
+
+    /// The distinct nonzero weight values, ascending: after weight sharing,
+    /// the layer's shared values (its codebook without the pruned zero).
+    /// `0.0` and `-0.0` are both zero and never listed, as
+    /// [`Layer::nonzeros`] counts them; every other value is compared bit for
+    /// bit, so each value a file must store appears exactly once.
+    pub fn distinct_nonzero_weights(&self) -> Vec<f32> {
+        distinct_nonzero(self.weights.iter().copied())
+    }
+}
+
+/// The distinct nonzero values of `values`, ascending, as
+/// [`Layer::distinct_nonzero_weights`] defines them.
+fn distinct_nonzero(values: impl Iterator<Item = f32>) -> Vec<f32> {
+    let mut values: Vec<f32> = values.filter(|w| *w != 0.0).collect();
+    values.sort_unstable_by(f32::total_cmp);
+    values.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    values
 }
 
 /// Order of colour channels in the input tensor.
@@ -207,6 +225,12 @@ impl Model {
             .iter()
             .map(|l| l.weight_count() + l.bias.len())
             .sum()
+    }
+
+    /// The distinct nonzero weight values over all layers, ascending, with
+    /// the zero handling of [`Layer::distinct_nonzero_weights`].
+    pub fn distinct_nonzero_weights(&self) -> Vec<f32> {
+        distinct_nonzero(self.layers.iter().flat_map(|l| l.weights.iter().copied()))
     }
 
     /// Index of the layer called `name`.
@@ -335,5 +359,35 @@ impl Graph {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Graph, Layer, Model, Preprocess};
+
+    #[test]
+    fn distinct_nonzero_weights_skip_both_zeros_and_sort() {
+        let layer = Layer {
+            name: "l".into(),
+            shape: [1, 1, 1, 7],
+            weights: vec![0.5, -0.0, -1.0, 0.0, 0.5, -1.0, 2.0],
+            bias: vec![0.0],
+        };
+        assert_eq!(layer.distinct_nonzero_weights(), vec![-1.0, 0.5, 2.0]);
+        let other = Layer {
+            weights: vec![2.0, 3.0],
+            ..layer.clone()
+        };
+        let model = Model {
+            graph: Graph {
+                nodes: Vec::new(),
+                input: "in".into(),
+                output: "in".into(),
+            },
+            layers: vec![layer, other],
+            preprocess: Preprocess::torchvision(),
+        };
+        assert_eq!(model.distinct_nonzero_weights(), vec![-1.0, 0.5, 2.0, 3.0]);
     }
 }

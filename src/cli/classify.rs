@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use formats::{Model, Op};
+use serde::Serialize;
 
 use super::{load, ModelArgs, PreprocessPreset};
 use crate::engine;
-use crate::eval::{output_rows, top_k, DEFAULT_BATCH, TOP_K};
+use crate::eval::{class_probabilities, output_rows, top_k, DEFAULT_BATCH, TOP_K};
 use crate::imaging::load_batch;
 use crate::labels::ClassTable;
 
@@ -48,38 +48,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if classes.is_none() {
         super::progress::note("no class names found (give --classes FILE or set SQZ_SHARED); printing class indices only");
     }
-    let already_probabilities = ends_in_softmax(&model);
     let mut out = std::io::stdout().lock();
     for chunk in args.images.chunks(DEFAULT_BATCH) {
         let output = engine::forward(&model, &load_batch(chunk, &model.preprocess)?)?;
-        for (path, scores) in chunk.iter().zip(output_rows(&output)) {
-            let probabilities = if already_probabilities {
-                scores.to_vec()
-            } else {
-                softmax(scores)
+        let probabilities = class_probabilities(&model, &output);
+        for ((path, scores), probabilities) in
+            chunk.iter().zip(output_rows(&output)).zip(&probabilities)
+        {
+            // Softmax keeps the order, so the best scores are the most
+            // probable classes.
+            let top5 = top_k(scores, TOP_K);
+            let name = |class: usize| {
+                classes.as_ref().map(|t| {
+                    t.get(class)
+                        .map_or("(not in the class table)", |c| c.name.as_str())
+                })
             };
             if args.json {
-                let top5: Vec<serde_json::Value> = top_k(&probabilities, TOP_K)
-                    .into_iter()
-                    .map(|class| {
-                        let name = classes.as_ref().and_then(|t| t.get(class)).map(|c| c.name.clone());
-                        serde_json::json!({ "class": class, "name": name, "probability": probabilities[class] })
-                    })
-                    .collect();
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({ "image": path.display().to_string(), "top5": top5 })
-                )?;
+                let json = ImageJson {
+                    image: path.display().to_string(),
+                    top5: top5
+                        .iter()
+                        .map(|&class| ClassJson {
+                            class,
+                            name: classes
+                                .as_ref()
+                                .and_then(|t| t.get(class))
+                                .map(|c| c.name.as_str()),
+                            probability: probabilities[class],
+                        })
+                        .collect(),
+                };
+                writeln!(out, "{}", serde_json::to_string(&json)?)?;
                 continue;
             }
             writeln!(out, "{}", path.display())?;
-            for class in top_k(&probabilities, TOP_K) {
-                let name = classes.as_ref().map(|t| {
-                    t.get(class)
-                        .map_or("(not in the class table)", |c| c.name.as_str())
-                });
-                match name {
+            for class in top5 {
+                match name(class) {
                     Some(name) => {
                         writeln!(out, "  {:.4}  {class:>4}  {name}", probabilities[class])?
                     }
@@ -89,6 +94,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One image of the `--json` output.
+#[derive(Serialize)]
+struct ImageJson<'a> {
+    image: String,
+    top5: Vec<ClassJson<'a>>,
+}
+
+/// One of an image's best classes; `name` is `null` without a class table
+/// or for a class it does not list.
+#[derive(Serialize)]
+struct ClassJson<'a> {
+    class: usize,
+    name: Option<&'a str>,
+    probability: f64,
 }
 
 /// The default class table, if one of the default locations has it.
@@ -106,22 +127,4 @@ fn default_classes() -> anyhow::Result<Option<ClassTable>> {
         }
     }
     Ok(None)
-}
-
-/// Whether the model's output blob is produced by a softmax, so its values
-/// are probabilities already.
-fn ends_in_softmax(model: &Model) -> bool {
-    model
-        .graph
-        .nodes
-        .iter()
-        .any(|n| n.op == Op::Softmax && n.outputs.contains(&model.graph.output))
-}
-
-/// Softmax of `scores`, computed relative to the maximum to avoid overflow.
-fn softmax(scores: &[f32]) -> Vec<f32> {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
 }

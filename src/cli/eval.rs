@@ -3,14 +3,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::options::ImageSetArgs;
 use super::output::write_atomic;
 use super::{load, progress, ModelArgs, PreprocessPreset};
-use crate::calibration::calibration_files;
 use crate::eval::{evaluate_with_progress, EvalOptions, EvalReport, ImagePrediction};
 use crate::labels::LabeledImage;
+use crate::pipeline::calib_images::CalibrationImages;
+use crate::pipeline::defaults;
 use formats::Model;
 use std::collections::HashSet;
 
@@ -36,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     exclude_calib: Option<PathBuf>,
     /// Number of calibration images `--exclude-calib` leaves out.
-    #[arg(long, value_name = "N", default_value_t = crate::calibration::DEFAULT_CALIB_COUNT)]
+    #[arg(long, value_name = "N", default_value_t = defaults::CALIB_COUNT)]
     calib_count: usize,
     /// Also write every image's top-5 classes to this TSV file (columns
     /// `file`, `top5` as comma-separated class indices, best first), the
@@ -58,7 +59,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut images = args.set.labelled_images()?;
 
     if let Some(dir) = &args.exclude_calib {
-        let calib: HashSet<PathBuf> = calibration_files(dir, args.calib_count)?
+        let calib_images = CalibrationImages {
+            dir: dir.clone(),
+            count: args.calib_count,
+        };
+        let calib: HashSet<PathBuf> = calib_images
+            .files()?
             .into_iter()
             .filter_map(|p| p.canonicalize().ok())
             .collect();
@@ -89,27 +95,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file_bytes = load::model_bytes(&args.model.model);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut value = json!({
-            "model": args.model.model.display().to_string(),
-            "file_bytes": file_bytes,
-            "images": report.images,
-            "top1": report.top1,
-            "top5": report.top5,
-            "images_per_sec": report.images_per_sec,
-            "seconds": report.seconds,
-            "batch": args.set.batch,
-            "skipped": report.skipped.len(),
-        });
-        if let Some((path, r)) = &reference {
-            let reference_bytes = load::model_bytes(path);
-            value["reference"] = json!(path.display().to_string());
-            value["reference_file_bytes"] = json!(reference_bytes);
-            value["compression_ratio"] = json!(reference_bytes as f64 / file_bytes as f64);
-            value["reference_top1"] = json!(r.top1);
-            value["reference_top5"] = json!(r.top5);
-            value["agreement"] = json!(report.top1_agreement(r));
-        }
-        writeln!(out, "{value}")?;
+        let json = EvalJson {
+            model: args.model.model.display().to_string(),
+            file_bytes,
+            images: report.images,
+            top1: report.top1,
+            top5: report.top5,
+            images_per_sec: report.images_per_sec,
+            seconds: report.seconds,
+            batch: args.set.batch,
+            skipped: report.skipped.len(),
+            reference: reference.as_ref().map(|(path, r)| {
+                let reference_file_bytes = load::model_bytes(path);
+                ReferenceJson {
+                    reference: path.display().to_string(),
+                    reference_file_bytes,
+                    compression_ratio: reference_file_bytes as f64 / file_bytes as f64,
+                    reference_top1: r.top1,
+                    reference_top5: r.top5,
+                    agreement: report.top1_agreement(r),
+                }
+            }),
+        };
+        writeln!(out, "{}", serde_json::to_string(&json)?)?;
     } else if let Some((path, r)) = &reference {
         let reference_bytes = load::model_bytes(path);
         writeln!(out, "{} images", report.images)?;
@@ -165,6 +173,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `--json` output.
+#[derive(Serialize)]
+struct EvalJson {
+    model: String,
+    file_bytes: u64,
+    images: usize,
+    top1: f64,
+    top5: f64,
+    images_per_sec: f64,
+    seconds: f64,
+    batch: u64,
+    skipped: usize,
+    #[serde(flatten)]
+    reference: Option<ReferenceJson>,
+}
+
+/// The `--reference` part of the `--json` output.
+#[derive(Serialize)]
+struct ReferenceJson {
+    reference: String,
+    reference_file_bytes: u64,
+    compression_ratio: f64,
+    reference_top1: f64,
+    reference_top5: f64,
+    /// `null` when the two evaluations cover different images.
+    agreement: Option<f64>,
+}
+
 /// Evaluate with a progress bar labelled `what` (hidden when stderr is not
 /// a terminal).
 fn evaluate_shown(
@@ -176,7 +212,7 @@ fn evaluate_shown(
     let bar = progress::bar(
         images.len() as u64,
         "{msg} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-    )?;
+    );
     bar.set_message(what.to_string());
     let report = evaluate_with_progress(model, images, opts, &mut |done| {
         bar.set_position(done as u64)

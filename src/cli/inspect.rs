@@ -1,11 +1,10 @@
 //! `inspect`: what a model's layers hold — shapes, parameter counts,
 //! sparsity, number of distinct weight values and in-memory size.
 
-use std::collections::HashSet;
 use std::io::Write;
 
 use formats::Layer;
-use serde_json::json;
+use serde::Serialize;
 
 use super::{inspect_sqz, load, ModelArgs};
 use formats::detect::{detect_format, ModelFormat};
@@ -22,65 +21,58 @@ pub struct Args {
 }
 
 /// Counts over a set of layers (one layer, or all of them for the total).
+#[derive(Serialize)]
 struct Stats {
     weights: usize,
     biases: usize,
+    /// Weights plus biases.
+    parameters: usize,
     /// Weights that are not exactly zero.
     nonzeros: usize,
-    /// Distinct weight values (0.0 and -0.0 count as one).
+    /// Fraction of nonzero weights.
+    density: f64,
+    /// Distinct weight values, zero (of either sign) counting once.
     distinct: usize,
+    /// Size of the parameters as dense float32.
+    bytes: usize,
 }
 
 impl Stats {
-    fn of<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> Stats {
-        let mut stats = Stats {
-            weights: 0,
-            biases: 0,
-            nonzeros: 0,
-            distinct: 0,
-        };
-        let mut values = HashSet::new();
-        for layer in layers {
-            stats.weights += layer.weights.len();
-            stats.biases += layer.bias.len();
-            stats.nonzeros += layer.nonzeros();
-            values.extend(
-                layer
-                    .weights
-                    .iter()
-                    .map(|&w| if w == 0.0 { 0 } else { w.to_bits() }),
-            );
+    /// The counts over `layers`, whose distinct nonzero weight values are
+    /// `distinct_nonzero`.
+    fn of(layers: &[Layer], distinct_nonzero: &[f32]) -> Stats {
+        let weights: usize = layers.iter().map(|l| l.weights.len()).sum();
+        let biases: usize = layers.iter().map(|l| l.bias.len()).sum();
+        let nonzeros: usize = layers.iter().map(Layer::nonzeros).sum();
+        Stats {
+            weights,
+            biases,
+            parameters: weights + biases,
+            nonzeros,
+            density: nonzeros as f64 / weights.max(1) as f64,
+            distinct: distinct_nonzero.len() + usize::from(nonzeros < weights),
+            bytes: 4 * (weights + biases),
         }
-        stats.distinct = values.len();
-        stats
     }
+}
 
-    /// Weights plus biases.
-    fn parameters(&self) -> usize {
-        self.weights + self.biases
-    }
+/// One layer of the `--json` output.
+#[derive(Serialize)]
+struct LayerJson<'a> {
+    name: &'a str,
+    shape: [usize; 4],
+    #[serde(flatten)]
+    stats: &'a Stats,
+}
 
-    /// Fraction of nonzero weights.
-    fn density(&self) -> f64 {
-        self.nonzeros as f64 / self.weights.max(1) as f64
-    }
-
-    /// Size of the parameters as dense float32.
-    fn bytes(&self) -> usize {
-        4 * self.parameters()
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "weights": self.weights,
-            "biases": self.biases,
-            "parameters": self.parameters(),
-            "nonzeros": self.nonzeros,
-            "density": self.density(),
-            "distinct": self.distinct,
-            "bytes": self.bytes(),
-        })
-    }
+/// The `--json` output.
+#[derive(Serialize)]
+struct InspectJson<'a> {
+    model: String,
+    layers: Vec<LayerJson<'a>>,
+    total: &'a Stats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage: Option<serde_json::Value>,
 }
 
 /// Run `inspect`.
@@ -92,24 +84,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let nonzeros: Vec<usize> = model.layers.iter().map(Layer::nonzeros).collect();
-    let layers: Vec<(&Layer, Stats)> = model.layers.iter().map(|l| (l, Stats::of([l]))).collect();
-    let total = Stats::of(&model.layers);
+    let layers: Vec<(&Layer, Stats)> = model
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l,
+                Stats::of(std::slice::from_ref(l), &l.distinct_nonzero_weights()),
+            )
+        })
+        .collect();
+    let total = Stats::of(&model.layers, &model.distinct_nonzero_weights());
     let mut out = std::io::stdout().lock();
     if args.json {
-        let layers: Vec<serde_json::Value> = layers
-            .iter()
-            .map(|(layer, stats)| {
-                let mut value = stats.to_json();
-                value["name"] = json!(layer.name);
-                value["shape"] = json!(layer.shape);
-                value
-            })
-            .collect();
-        let mut report = json!({ "model": args.model.model.display().to_string(), "layers": layers, "total": total.to_json() });
-        if let Some(file) = &storage {
-            report["storage"] = inspect_sqz::to_json(file, &nonzeros);
-        }
-        writeln!(out, "{report}")?;
+        let json = InspectJson {
+            model: args.model.model.display().to_string(),
+            layers: layers
+                .iter()
+                .map(|(layer, stats)| LayerJson {
+                    name: &layer.name,
+                    shape: layer.shape,
+                    stats,
+                })
+                .collect(),
+            total: &total,
+            storage: storage
+                .as_ref()
+                .map(|file| inspect_sqz::to_json(file, &nonzeros)),
+        };
+        writeln!(out, "{}", serde_json::to_string(&json)?)?;
         return Ok(());
     }
     let row = |out: &mut dyn Write, name: &str, shape: &str, s: &Stats| {
@@ -118,11 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "{name:<28} {shape:>14} {:>9} {:>7} {:>9} {:>9} {:>8.2}% {:>9} {:>10}",
             s.weights,
             s.biases,
-            s.parameters(),
+            s.parameters,
             s.nonzeros,
-            100.0 * s.density(),
+            100.0 * s.density,
             s.distinct,
-            s.bytes()
+            s.bytes
         )
     };
     writeln!(

@@ -5,7 +5,8 @@
 //! means adding a module and a variant. Errors are printed as one line
 //! `error: ...` on stderr. Exit codes: 0 success, 1 for problems with the
 //! input (bad arguments, unreadable or invalid files), 2 for internal
-//! errors ([`InternalError`] and panics, i.e. bugs in sqz).
+//! errors (errors [`crate::error::is_internal`] recognises, and panics),
+//! i.e. bugs in sqz.
 
 mod classify;
 mod decode;
@@ -142,12 +143,6 @@ impl PreprocessPreset {
     }
 }
 
-/// An error that reveals a bug in sqz rather than a problem with the input;
-/// the CLI exits with code 2 for it.
-#[derive(Debug, thiserror::Error)]
-#[error("internal error: {0}")]
-pub struct InternalError(pub String);
-
 /// Exit code for problems with the user's input.
 const EXIT_USER: u8 = 1;
 /// Exit code for bugs.
@@ -178,11 +173,19 @@ pub fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("error: {}", describe(&e));
-            let internal = e.chain().any(|cause| cause.is::<InternalError>());
-            ExitCode::from(if internal { EXIT_INTERNAL } else { EXIT_USER })
+            ExitCode::from(exit_code(&e))
         }
         // The panic hook has already printed the message.
         Err(_) => ExitCode::from(EXIT_INTERNAL),
+    }
+}
+
+/// The exit code of a failed command: internal errors are bugs.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if crate::error::is_internal(error.as_ref()) {
+        EXIT_INTERNAL
+    } else {
+        EXIT_USER
     }
 }
 
@@ -250,4 +253,19 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::InternalError;
+
+    #[test]
+    fn internal_errors_exit_2_even_under_context_and_others_exit_1() {
+        let internal = anyhow::Error::from(InternalError("broken invariant".into()))
+            .context("while compressing");
+        assert_eq!(exit_code(&internal), EXIT_INTERNAL);
+        let user = anyhow::anyhow!("cannot read model.param").context("while loading");
+        assert_eq!(exit_code(&user), EXIT_USER);
+    }
 }

@@ -1,49 +1,54 @@
 //! Command-line options shared by the compression commands (`prune`,
-//! `quantize`, `compress`), turned into the library's specs.
+//! `quantize`, `compress`, `sensitivity`), turned into the pipeline's
+//! [`Recipe`](crate::pipeline::Recipe) parts. Values are parsed into the
+//! pipeline's checked types by clap, so an out-of-range value is a usage
+//! error before any work; defaults come from [`defaults`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use compress::calib::{GptqOptions, ReconstructOptions};
 use compress::kmeans::Init;
-use formats::Model;
 
-use crate::calibration::{
-    calibration_files, compress_calibrated, evenly_spaced, CalibrationSpec, DEFAULT_CALIB_COUNT,
-};
-use crate::compression::{parse_overrides, PruneSpec, QuantizeSpec};
-use crate::engine::Tensor;
 use crate::eval::DEFAULT_BATCH;
-use crate::imaging::load_batch;
 use crate::labels::{read_labels, LabeledImage};
-use crate::sensitivity::{Ladder, SENSITIVITY_CALIB_COUNT};
+use crate::pipeline::calib_images::CalibrationImages;
+use crate::pipeline::calibration::CalibrationOptions;
+use crate::pipeline::defaults;
+use crate::pipeline::params::{layer_overrides, Bits, LayerSetting, Sparsity};
+use crate::pipeline::prune::PruneSpec;
+use crate::pipeline::quantize::{KMeans, QuantizeSpec};
+use crate::pipeline::sensitivity::{default_bits_ladder, default_sparsity_ladder, Ladder};
+use crate::pipeline::{Calibration, PipelineError};
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PruneArgs {
-    /// Target fraction of zero weights, e.g. 0.7. With `compress
+    /// Target fraction of zero weights, in [0, 1), e.g. 0.7. With `compress
     /// --target-size` it is a global budget spread over the layers by
     /// sensitivity instead of applied uniformly.
     #[arg(long, value_name = "S")]
-    pub sparsity: Option<f64>,
+    pub sparsity: Option<Sparsity>,
     /// Use one magnitude threshold over all layers instead of pruning each
     /// layer to the same sparsity.
-    #[arg(long)]
+    #[arg(long, requires = "sparsity")]
     pub global: bool,
     /// Per-layer sparsity overrides, e.g. `conv1=0,conv10=0.5`.
-    #[arg(long, value_name = "NAME=S,...", default_value = "")]
-    pub layer_sparsity: String,
+    #[arg(long, value_name = "NAME=S,...", value_delimiter = ',')]
+    pub layer_sparsity: Vec<LayerSetting<Sparsity>>,
 }
 
 impl PruneArgs {
-    /// The pruning spec for `model` (layer names are checked against it).
-    pub fn spec(&self, model: &Model) -> anyhow::Result<PruneSpec> {
-        let sparsity = self.sparsity.context("--sparsity is required")?;
-        Ok(PruneSpec {
-            sparsity,
+    /// The pruning stage, when any pruning was asked for (layers without
+    /// an override keep their weights when only overrides are given).
+    pub fn spec(&self) -> Option<PruneSpec> {
+        if self.sparsity.is_none() && self.layer_sparsity.is_empty() {
+            return None;
+        }
+        Some(PruneSpec {
+            sparsity: self.sparsity.unwrap_or(Sparsity::ZERO),
             global: self.global,
-            per_layer: parse_overrides(model, &self.layer_sparsity)?,
+            per_layer: layer_overrides(&self.layer_sparsity),
         })
     }
 }
@@ -60,53 +65,63 @@ pub enum InitArg {
     KmeansPlusPlus,
 }
 
+impl InitArg {
+    /// The option naming `init`.
+    fn of(init: Init) -> Self {
+        match init {
+            Init::Linear => InitArg::Linear,
+            Init::Density => InitArg::Density,
+            Init::KMeansPlusPlus { .. } => InitArg::KmeansPlusPlus,
+        }
+    }
+}
+
 /// Weight-sharing options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuantizeArgs {
-    /// Bits per codebook index: 2^B shared values per layer (2^B - 1 plus
-    /// the pruned zero in sparse layers).
+    /// Bits per codebook index, in 1..=16: 2^B shared values per layer
+    /// (2^B - 1 plus the pruned zero in sparse layers).
     #[arg(long, value_name = "B")]
-    pub bits: Option<u8>,
+    pub bits: Option<Bits>,
     /// Per-layer bit overrides, e.g. `conv1=8`.
-    #[arg(long, value_name = "NAME=B,...", default_value = "")]
-    pub layer_bits: String,
+    #[arg(
+        long,
+        value_name = "NAME=B,...",
+        value_delimiter = ',',
+        requires = "bits"
+    )]
+    pub layer_bits: Vec<LayerSetting<Bits>>,
     /// Centroid initialisation.
-    #[arg(long, value_enum, default_value = "linear")]
+    #[arg(long, value_enum, default_value_t = InitArg::of(defaults::KMEANS_INIT))]
     pub init: InitArg,
     /// Seed for `--init kmeans++`.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::KMEANS_SEED)]
     pub seed: u64,
     /// Maximum k-means iterations per layer.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::KMEANS_MAX_ITER)]
     pub max_iter: usize,
 }
 
 impl QuantizeArgs {
-    /// The weight-sharing spec for `model`.
-    pub fn spec(&self, model: &Model, half: bool) -> anyhow::Result<QuantizeSpec> {
-        let bits = self.bits.context("--bits is required")?;
-        self.spec_with_bits(model, bits, half)
-    }
-
-    /// The weight-sharing spec with `bits` as the common width (for
-    /// allocation, which then sets every layer's width itself).
-    pub fn spec_with_bits(
-        &self,
-        model: &Model,
-        bits: u8,
-        half: bool,
-    ) -> anyhow::Result<QuantizeSpec> {
+    /// The k-means settings.
+    pub fn kmeans(&self) -> KMeans {
         let init = match self.init {
             InitArg::Linear => Init::Linear,
             InitArg::Density => Init::Density,
             InitArg::KmeansPlusPlus => Init::KMeansPlusPlus { seed: self.seed },
         };
-        Ok(QuantizeSpec {
-            bits,
-            per_layer: parse_overrides(model, &self.layer_bits)?,
+        KMeans {
             init,
             max_iter: self.max_iter,
-            half,
+        }
+    }
+
+    /// The weight-sharing stage, when `--bits` was given.
+    pub fn spec(&self) -> Option<QuantizeSpec> {
+        self.bits.map(|bits| QuantizeSpec {
+            bits,
+            per_layer: layer_overrides(&self.layer_bits),
+            kmeans: self.kmeans(),
         })
     }
 }
@@ -134,7 +149,7 @@ pub struct CalibArgs {
     #[arg(long, value_name = "DIR")]
     pub calib: Option<PathBuf>,
     /// Number of calibration images, picked deterministically from DIR.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CALIB_COUNT)]
+    #[arg(long, value_name = "N", default_value_t = defaults::CALIB_COUNT)]
     pub calib_count: usize,
     /// Do not shift biases by the mean output error.
     #[arg(long)]
@@ -142,112 +157,45 @@ pub struct CalibArgs {
 }
 
 impl CalibArgs {
-    /// The calibration folder, if calibration was asked for.
-    pub fn dir(&self) -> Option<&Path> {
-        self.calib.as_deref()
-    }
-
-    /// The first `count`-image subset (evenly spaced, see
-    /// [`evenly_spaced`]) of the `--calib-count` calibration images,
-    /// preprocessed for `model`. Subsets stay inside the calibration set, so
-    /// `eval --exclude-calib` still evaluates on unseen images.
-    pub fn load_batch(&self, model: &Model, count: usize) -> anyhow::Result<Tensor> {
-        let dir = self
-            .dir()
-            .context("no calibration folder (use --calib DIR)")?;
-        let files = evenly_spaced(&calibration_files(dir, self.calib_count)?, count);
-        load_batch(&files, &model.preprocess).context("cannot load the calibration images")
-    }
-
-    /// Compress `model` on the calibration images.
-    pub fn run(
-        &self,
-        model: &Model,
-        prune: Option<PruneSpec>,
-        quantize: Option<QuantizeSpec>,
-    ) -> anyhow::Result<Model> {
-        let batch = self.load_batch(model, self.calib_count)?;
-        self.compress(model, &batch, prune, quantize)
-    }
-
-    /// Compress `model` on the preprocessed calibration batch `batch`,
-    /// showing progress on stderr.
-    pub fn compress(
-        &self,
-        model: &Model,
-        batch: &Tensor,
-        prune: Option<PruneSpec>,
-        quantize: Option<QuantizeSpec>,
-    ) -> anyhow::Result<Model> {
-        let spec = CalibrationSpec {
-            prune,
-            quantize,
-            bias_correction: !self.no_bias_correction,
-            reconstruct: ReconstructOptions::default(),
-            gptq: GptqOptions::default(),
-        };
-        let result = with_layer_progress("calibrating", model.layers.len(), |progress| {
-            compress_calibrated(model, batch, &spec, progress)
-        })?;
-        Ok(result?.0)
-    }
-}
-
-/// Run `work` with a progress bar on stderr over `layers` layers, advanced
-/// by each call of the callback it is given (with the layer's name).
-pub fn with_layer_progress<T>(
-    label: &str,
-    layers: usize,
-    work: impl FnOnce(&mut dyn FnMut(&str)) -> T,
-) -> anyhow::Result<T> {
-    let bar = super::progress::bar(
-        layers as u64,
-        &format!("{label} {{bar:30}} {{pos}}/{{len}} layers {{msg}}"),
-    )?;
-    let result = work(&mut |name| {
-        bar.set_message(name.to_string());
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    Ok(result)
-}
-
-/// Weight-sharing settings of sensitivity trials and allocation when the
-/// command has no weight-sharing options: the defaults of `quantize`.
-pub fn default_quantize_spec(half: bool) -> QuantizeSpec {
-    QuantizeSpec {
-        bits: 8,
-        per_layer: Default::default(),
-        init: Init::Linear,
-        max_iter: 300,
-        half,
+    /// The calibration stage, when `--calib` was given.
+    pub fn calibration(&self) -> Option<Calibration> {
+        self.calib.as_ref().map(|dir| Calibration {
+            images: CalibrationImages {
+                dir: dir.clone(),
+                count: self.calib_count,
+            },
+            options: CalibrationOptions {
+                bias_correction: !self.no_bias_correction,
+                ..CalibrationOptions::default()
+            },
+        })
     }
 }
 
 /// The levels sensitivity analysis tries on each layer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LadderArgs {
-    /// Sparsity levels tried on each layer.
+    /// Sparsity levels tried on each layer, each in (0, 1).
     #[arg(
         long,
         value_name = "S,...",
         value_delimiter = ',',
-        default_value = "0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+        default_values_t = default_sparsity_ladder()
     )]
-    pub sparsity_levels: Vec<f64>,
-    /// Bit widths tried on each layer.
+    pub sparsity_levels: Vec<Sparsity>,
+    /// Bit widths tried on each layer, each in 1..=16.
     #[arg(
         long,
         value_name = "B,...",
         value_delimiter = ',',
-        default_value = "8,7,6,5,4,3,2"
+        default_values_t = default_bits_ladder()
     )]
-    pub bit_levels: Vec<u8>,
+    pub bit_levels: Vec<Bits>,
 }
 
 impl LadderArgs {
     /// The checked ladder.
-    pub fn ladder(&self) -> anyhow::Result<Ladder> {
+    pub fn ladder(&self) -> Result<Ladder, PipelineError> {
         Ladder::new(self.sparsity_levels.clone(), self.bit_levels.clone())
     }
 }
@@ -258,12 +206,17 @@ pub struct AllocationArgs {
     /// Largest allowed output file, in bytes: each layer's sparsity and bits
     /// are chosen from its measured sensitivity to fit it with the least
     /// damage (needs --calib; --sparsity then becomes a global budget).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        requires = "calib",
+        conflicts_with_all = ["bits", "layer_bits", "layer_sparsity", "global"]
+    )]
     pub target_size: Option<usize>,
     /// Calibration images the sensitivity of each layer is measured on (an
     /// evenly spaced subset of the calibration images): every trial runs
     /// the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = SENSITIVITY_CALIB_COUNT)]
+    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
     pub sensitivity_count: usize,
     #[command(flatten)]
     pub ladder: LadderArgs,

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::pipeline::Progress;
+
 /// Set once from `--quiet` before the command runs.
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -18,18 +20,61 @@ pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// A progress bar of `len` steps drawn with the indicatif `template`, or a
-/// hidden one under `--quiet`.
-pub fn bar(len: u64, template: &str) -> anyhow::Result<ProgressBar> {
+/// A progress bar of `len` steps drawn with the indicatif `template` (a
+/// constant of sqz, so an invalid one is a bug), or a hidden one under
+/// `--quiet`.
+pub fn bar(len: u64, template: &str) -> ProgressBar {
     if quiet() {
-        return Ok(ProgressBar::hidden());
+        return ProgressBar::hidden();
     }
-    Ok(ProgressBar::new(len).with_style(ProgressStyle::with_template(template)?))
+    let style = ProgressStyle::with_template(template).expect("progress templates are valid");
+    ProgressBar::new(len).with_style(style)
 }
 
 /// Print a `note: ...` line on stderr unless `--quiet` was given.
 pub fn note(message: &str) {
     if !quiet() {
         eprintln!("note: {message}");
+    }
+}
+
+/// The pipeline's progress as one bar per phase over the layers, and its
+/// notes as `note:` lines.
+#[derive(Default)]
+pub struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn phase(&mut self, name: &str, layers: usize) {
+        self.clear();
+        let template = format!("{name} {{bar:30}} {{pos}}/{{len}} layers {{msg}}");
+        self.bar = Some(bar(layers as u64, &template));
+    }
+
+    fn layer(&mut self, name: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_string());
+            bar.inc(1);
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        self.clear();
+        note(message);
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.clear();
     }
 }

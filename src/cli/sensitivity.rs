@@ -4,17 +4,22 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use compress::calib::{GptqOptions, ReconstructOptions};
 use plotters::prelude::*;
-use serde_json::json;
+use serde::Serialize;
 
 use super::load;
-use super::options::{default_quantize_spec, with_layer_progress, CalibArgs, LadderArgs};
+use super::options::LadderArgs;
 use super::output::write_atomic;
+use super::progress::Bars;
 use super::ModelArgs;
-use crate::sensitivity::{
-    measure_sensitivity, Damage, Sensitivity, SensitivityOptions, SENSITIVITY_CALIB_COUNT,
-};
+use crate::error::InternalError;
+use crate::pipeline::calib_images::CalibrationImages;
+use crate::pipeline::calibration::CalibrationOptions;
+use crate::pipeline::defaults;
+use crate::pipeline::params::{Bits, Sparsity};
+use crate::pipeline::quantize::KMeans;
+use crate::pipeline::sensitivity::{measure_sensitivity, Damage, Sensitivity, SensitivityOptions};
+use crate::pipeline::Progress;
 
 /// Arguments of `sensitivity`.
 #[derive(Debug, clap::Args)]
@@ -26,7 +31,7 @@ pub struct Args {
     calib: PathBuf,
     /// Number of calibration images, picked deterministically from DIR;
     /// every trial runs the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = SENSITIVITY_CALIB_COUNT)]
+    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
     calib_count: usize,
     #[command(flatten)]
     ladder: LadderArgs,
@@ -41,65 +46,100 @@ pub struct Args {
 /// Run `sensitivity`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = load::load(&args.model)?;
-    let calib = CalibArgs {
-        calib: Some(args.calib.clone()),
-        calib_count: args.calib_count,
-        no_bias_correction: false,
+    let images = CalibrationImages {
+        dir: args.calib.clone(),
+        count: args.calib_count,
     };
-    let batch = calib.load_batch(&model, args.calib_count)?;
+    let batch = images.load(&model, images.count)?;
     let options = SensitivityOptions {
         ladder: args.ladder.ladder()?,
-        quantize: default_quantize_spec(false),
-        bias_correction: true,
-        reconstruct: ReconstructOptions::default(),
-        gptq: GptqOptions::default(),
+        kmeans: KMeans::default(),
+        half: false,
+        calibration: CalibrationOptions::default(),
     };
-    let sensitivity = with_layer_progress("sensitivity", model.layers.len(), |progress| {
-        measure_sensitivity(&model, &batch, &options, progress)
-    })??;
+    let mut bars = Bars::default();
+    bars.phase("sensitivity", model.layers.len());
+    let sensitivity = measure_sensitivity(&model, &batch, &options, &mut |name| bars.layer(name))?;
+    drop(bars);
     if let Some(path) = &args.chart {
         write_atomic(path, chart_svg(&sensitivity)?.as_bytes())?;
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", sensitivity_json(&sensitivity))?;
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string(&SensitivityJson::new(&sensitivity))?
+        )?;
     } else {
         print_table(&mut stdout, &sensitivity)?;
     }
     Ok(())
 }
 
-/// The measurements as one JSON object.
-pub fn sensitivity_json(s: &Sensitivity) -> serde_json::Value {
-    let damage = |d: &Damage| json!({ "kl": d.kl, "agreement": d.agreement });
-    let layers: Vec<serde_json::Value> = s
-        .layers
-        .iter()
-        .map(|l| {
-            let prune: Vec<_> = s
-                .ladder
-                .sparsities
-                .iter()
-                .zip(&l.prune)
-                .map(|(sp, d)| json!({ "sparsity": sp, "damage": damage(d) }))
-                .collect();
-            let quantize: Vec<_> = s
-                .ladder
-                .bits
-                .iter()
-                .zip(&l.quantize)
-                .map(|(b, d)| json!({ "bits": b, "damage": damage(d) }))
-                .collect();
-            json!({ "name": l.name, "weights": l.weights, "prune": prune, "quantize": quantize })
-        })
-        .collect();
-    json!({
-        "images": s.images,
-        "metric": "mean KL divergence (nats) of the class distribution vs the original; top-1 agreement",
-        "sparsity_levels": s.ladder.sparsities,
-        "bit_levels": s.ladder.bits,
-        "layers": layers,
-    })
+/// The measurements as `--json` prints them.
+#[derive(Serialize)]
+struct SensitivityJson<'a> {
+    images: usize,
+    metric: &'static str,
+    sparsity_levels: &'a [Sparsity],
+    bit_levels: &'a [Bits],
+    layers: Vec<LayerJson<'a>>,
+}
+
+/// One layer's damage at every level.
+#[derive(Serialize)]
+struct LayerJson<'a> {
+    name: &'a str,
+    weights: usize,
+    prune: Vec<PruneTrial<'a>>,
+    quantize: Vec<QuantizeTrial<'a>>,
+}
+
+#[derive(Serialize)]
+struct PruneTrial<'a> {
+    sparsity: Sparsity,
+    damage: &'a Damage,
+}
+
+#[derive(Serialize)]
+struct QuantizeTrial<'a> {
+    bits: Bits,
+    damage: &'a Damage,
+}
+
+impl<'a> SensitivityJson<'a> {
+    fn new(s: &'a Sensitivity) -> Self {
+        let layers = s
+            .layers
+            .iter()
+            .map(|l| LayerJson {
+                name: &l.name,
+                weights: l.weights,
+                prune: s
+                    .ladder
+                    .sparsities
+                    .iter()
+                    .zip(&l.prune)
+                    .map(|(&sparsity, damage)| PruneTrial { sparsity, damage })
+                    .collect(),
+                quantize: s
+                    .ladder
+                    .bits
+                    .iter()
+                    .zip(&l.quantize)
+                    .map(|(&bits, damage)| QuantizeTrial { bits, damage })
+                    .collect(),
+            })
+            .collect();
+        SensitivityJson {
+            images: s.images,
+            metric: "mean KL divergence (nats) of the class distribution vs the original; top-1 agreement",
+            sparsity_levels: &s.ladder.sparsities,
+            bit_levels: &s.ladder.bits,
+            layers,
+        }
+    }
 }
 
 /// One row per layer: the KL divergence at every sparsity, then at every
@@ -147,7 +187,7 @@ fn chart_svg(s: &Sensitivity) -> anyhow::Result<String> {
             .iter()
             .map(|l| {
                 (
-                    s.ladder.sparsities.clone(),
+                    s.ladder.sparsities.iter().map(|s| s.get()).collect(),
                     l.prune.iter().map(|d| d.kl).collect(),
                 )
             })
@@ -157,7 +197,7 @@ fn chart_svg(s: &Sensitivity) -> anyhow::Result<String> {
             .iter()
             .map(|l| {
                 (
-                    s.ladder.bits.iter().map(|&b| f64::from(b)).collect(),
+                    s.ladder.bits.iter().map(|b| f64::from(b.get())).collect(),
                     l.quantize.iter().map(|d| d.kl).collect(),
                 )
             })
@@ -235,6 +275,8 @@ fn draw_panel(
     Ok(())
 }
 
+/// Drawing into a string cannot fail on the user's input: a failure is a
+/// bug.
 fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("cannot draw the chart: {e}")
+    InternalError(format!("cannot draw the chart: {e}")).into()
 }

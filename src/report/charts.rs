@@ -2,10 +2,11 @@
 //! charts (per-layer density and bits, size per stage, accuracy) and weight
 //! histograms with the shared values of a quantized layer marked.
 
-use anyhow::anyhow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontTransform;
+
+use super::ReportError;
 
 /// Colours of the series of a bar chart, in order.
 pub const PALETTE: [RGBColor; 4] = [
@@ -45,13 +46,16 @@ pub struct BarChart {
 }
 
 /// Draw `chart` as an SVG document.
-pub fn bar_chart_svg(chart: &BarChart) -> anyhow::Result<String> {
+pub fn bar_chart_svg(chart: &BarChart) -> Result<String, ReportError> {
     let mut svg = String::new();
     {
+        let failed = |e: &dyn std::fmt::Display| ReportError::Chart {
+            what: format!("chart {:?}", chart.title),
+            message: e.to_string(),
+        };
         let root = SVGBackend::with_string(&mut svg, chart.size).into_drawing_area();
-        draw_bars(&root, chart).map_err(|e| anyhow!("cannot draw chart {:?}: {e}", chart.title))?;
-        root.present()
-            .map_err(|e| anyhow!("cannot draw chart {:?}: {e}", chart.title))?;
+        draw_bars(&root, chart).map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
     }
     Ok(svg)
 }
@@ -135,16 +139,18 @@ pub fn histogram_svg(
     centroids: &[f32],
     bins: usize,
     size: (u32, u32),
-) -> anyhow::Result<String> {
+) -> Result<String, ReportError> {
     let (lo, hi) = value_range(weights.iter().chain(centroids));
     let counts = bin_counts(weights, lo, hi, bins);
     let mut svg = String::new();
     {
+        let failed = |e: &dyn std::fmt::Display| ReportError::Chart {
+            what: format!("histogram {title:?}"),
+            message: e.to_string(),
+        };
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        draw_histogram(&root, title, &counts, centroids, (lo, hi))
-            .map_err(|e| anyhow!("cannot draw histogram {title:?}: {e}"))?;
-        root.present()
-            .map_err(|e| anyhow!("cannot draw histogram {title:?}: {e}"))?;
+        draw_histogram(&root, title, &counts, centroids, (lo, hi)).map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
     }
     Ok(svg)
 }

@@ -13,16 +13,17 @@
 //! [`output::write_report_dir`].
 
 pub mod charts;
+pub mod error;
 pub mod output;
 pub mod page;
 pub mod sizes;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use formats::sqz::SizeBreakdown;
 use formats::{Layer, Model};
 
+pub use error::ReportError;
 use sizes::{model_stage_bytes, model_stats, LayerStats, StageBytes};
 
 /// What the page shows about the two models' sizes and weights (their
@@ -92,17 +93,17 @@ impl ReportData {
         original: ModelSource,
         compressed: ModelSource,
         breakdown: &SizeBreakdown,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ReportError> {
         let (original_model, compressed_model) = (original.model, compressed.model);
         if breakdown.layers.len() != compressed_model.layers.len() {
-            bail!(
-                "the size breakdown has {} layers but the compressed model {}",
-                breakdown.layers.len(),
-                compressed_model.layers.len()
-            );
+            return Err(ReportError::BreakdownMismatch {
+                breakdown: breakdown.layers.len(),
+                model: compressed_model.layers.len(),
+            });
         }
         let stats = model_stats(&compressed_model.layers, breakdown);
-        let stages = model_stage_bytes(&stats, usize::try_from(compressed.file_bytes)?);
+        let file_bytes = usize::try_from(compressed.file_bytes).unwrap_or(usize::MAX);
+        let stages = model_stage_bytes(&stats, file_bytes);
         let layers = compressed_model
             .layers
             .iter()
@@ -116,7 +117,7 @@ impl ReportData {
                     .filter(|&w| w != 0.0)
                     .collect();
                 let centroids = if stats.codebook.is_some() {
-                    distinct_nonzero(&layer.weights)
+                    layer.distinct_nonzero_weights()
                 } else {
                     Vec::new()
                 };
@@ -128,7 +129,7 @@ impl ReportData {
                     stats,
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, ReportError>>()?;
         Ok(ReportData {
             original_path: original.path.to_path_buf(),
             compressed_path: compressed.path.to_path_buf(),
@@ -141,29 +142,18 @@ impl ReportData {
 }
 
 /// The layer of `original` with `layer`'s name, which must have its shape.
-fn matching_layer<'a>(original: &'a Model, layer: &Layer) -> anyhow::Result<&'a Layer> {
+fn matching_layer<'a>(original: &'a Model, layer: &Layer) -> Result<&'a Layer, ReportError> {
     let source = original
         .layers
         .iter()
         .find(|l| l.name == layer.name)
-        .with_context(|| {
-            format!("layer {} of the compressed model is not in the original model; are they the same network?", layer.name)
-        })?;
+        .ok_or_else(|| ReportError::MissingLayer(layer.name.clone()))?;
     if source.shape != layer.shape {
-        bail!(
-            "layer {} is {:?} in the original model but {:?} in the compressed one",
-            layer.name,
-            source.shape,
-            layer.shape
-        );
+        return Err(ReportError::ShapeMismatch {
+            name: layer.name.clone(),
+            original: source.shape,
+            compressed: layer.shape,
+        });
     }
     Ok(source)
-}
-
-/// Sorted distinct nonzero values of `weights`.
-fn distinct_nonzero(weights: &[f32]) -> Vec<f32> {
-    let mut values: Vec<f32> = weights.iter().copied().filter(|&w| w != 0.0).collect();
-    values.sort_by(f32::total_cmp);
-    values.dedup_by(|a, b| a.to_bits() == b.to_bits());
-    values
 }

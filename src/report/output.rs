@@ -5,63 +5,61 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use super::ReportError;
 
 /// Name of the page inside the report directory.
 pub const INDEX: &str = "index.html";
 
 /// Write `files` (name, contents) as the directory `dir`, atomically.
-pub fn write_report_dir(dir: &Path, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+pub fn write_report_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), ReportError> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
     check_replaceable(dir, &names)?;
-    let context = || format!("cannot write the report to {}", dir.display());
+    let failed = |source| ReportError::Write {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let staging = tempfile::Builder::new()
         .prefix(".sqz-report-")
         .tempdir_in(parent)
-        .with_context(context)?;
+        .map_err(failed)?;
     let fresh = staging.path().join("new");
-    std::fs::create_dir(&fresh).with_context(context)?;
+    std::fs::create_dir(&fresh).map_err(failed)?;
     for (name, bytes) in files {
-        std::fs::write(fresh.join(name), bytes).with_context(context)?;
+        std::fs::write(fresh.join(name), bytes).map_err(failed)?;
     }
     if dir.exists() {
         // Move the old report aside; it is deleted with `staging`.
-        std::fs::rename(dir, staging.path().join("old")).with_context(context)?;
+        std::fs::rename(dir, staging.path().join("old")).map_err(failed)?;
     }
-    std::fs::rename(&fresh, dir).with_context(context)?;
+    std::fs::rename(&fresh, dir).map_err(failed)?;
     Ok(())
 }
 
 /// Refuse to replace `dir` unless it is missing or a directory holding only
 /// files named in `names` (checked again by [`write_report_dir`]; callers
 /// may check first to fail before long computations).
-pub fn check_replaceable(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+pub fn check_replaceable(dir: &Path, names: &[&str]) -> Result<(), ReportError> {
     if !dir.exists() {
         return Ok(());
     }
     if !dir.is_dir() {
-        bail!(
-            "{} exists and is not a directory; choose another -o path",
-            dir.display()
-        );
+        return Err(ReportError::NotADirectory(dir.to_path_buf()));
     }
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for entry in entries {
-        let name: PathBuf = entry
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .file_name()
-            .into();
+    let unreadable = |source| ReportError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let name: PathBuf = entry.map_err(unreadable)?.file_name().into();
         if !names.iter().any(|n| Path::new(n) == name) {
-            bail!(
-                "{} exists and holds {}, which is not part of a report; choose another -o path",
-                dir.display(),
-                name.display()
-            );
+            return Err(ReportError::ForeignFile {
+                dir: dir.to_path_buf(),
+                name,
+            });
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::charts::{bar_chart_svg, histogram_svg, BarChart, Series};
-use super::{Accuracy, LayerReport, ReportData};
+use super::{Accuracy, LayerReport, ReportData, ReportError};
 
 /// Bins of each weight histogram.
 const HISTOGRAM_BINS: usize = 80;
@@ -20,7 +20,7 @@ pub fn chart_count(data: &ReportData) -> usize {
 }
 
 /// The HTML page of `data` and the models' `accuracy`.
-pub fn render(data: &ReportData, accuracy: &Accuracy) -> anyhow::Result<String> {
+pub fn render(data: &ReportData, accuracy: &Accuracy) -> Result<String, ReportError> {
     let mut html = String::new();
     let title = format!("sqz report: {}", file_name(&data.compressed_path));
     writeln!(
@@ -39,7 +39,7 @@ pub fn render(data: &ReportData, accuracy: &Accuracy) -> anyhow::Result<String> 
     Ok(html)
 }
 
-fn summary(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
+fn summary(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
     let ratio = data.original_file_bytes as f64 / data.compressed_file_bytes.max(1) as f64;
     write!(
         html,
@@ -55,7 +55,7 @@ fn summary(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stages(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
+fn stages(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
     let s = data.stages;
     let names = ["original", "pruned", "quantized", "Huffman (.sqz file)"];
     let bytes = [s.original, s.pruned, s.quantized, s.huffman];
@@ -87,7 +87,7 @@ fn stages(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn accuracy_section(html: &mut String, a: &Accuracy) -> anyhow::Result<()> {
+fn accuracy_section(html: &mut String, a: &Accuracy) -> Result<(), ReportError> {
     let chart = BarChart {
         title: format!("Accuracy on {} images", a.images),
         y_label: "percent".into(),
@@ -129,7 +129,7 @@ fn accuracy_section(html: &mut String, a: &Accuracy) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn layers(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
+fn layers(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
     let names: Vec<String> = data.layers.iter().map(|l| l.stats.name.clone()).collect();
     let per_layer = |title: &str, y_label: &str, series: Vec<Series>| BarChart {
         title: title.into(),
@@ -200,7 +200,7 @@ fn layers(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn histograms(html: &mut String, data: &ReportData) -> anyhow::Result<()> {
+fn histograms(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
     write!(
         html,
         "<h2>Weight distributions</h2>\n<p>Histogram of each original layer's nonzero weights \

@@ -82,19 +82,17 @@ pub fn layer_stats(layer: &Layer, file: &LayerBytes) -> LayerStats {
     let bias_bytes = 4 * layer.bias.len();
     let positions: Vec<usize> = (0..n).filter(|&i| layer.weights[i] != 0.0).collect();
     let sparse_cost = (positions.len() < n).then(|| position_bytes(&positions));
-    let (stored, position_bytes) = match sparse_cost {
-        Some(p) if 4 * positions.len() + p < 4 * n => {
-            (positions.iter().map(|&i| layer.weights[i]).collect(), p)
-        }
-        _ => (layer.weights.clone(), 0),
+    // Stored sparse, only the nonzero values are stored; dense, the zero
+    // among them too.
+    let (stored, stored_zero, position_bytes) = match sparse_cost {
+        Some(p) if 4 * positions.len() + p < 4 * n => (positions.len(), false, p),
+        _ => (n, positions.len() < n, 0),
     };
-    let plain = 4 * stored.len();
-    let codebook = codebook_size(&stored).filter(|&k| codebook_bytes(k, stored.len()) < plain);
+    let plain = 4 * stored;
+    let distinct = layer.distinct_nonzero_weights().len() + usize::from(stored_zero);
+    let codebook = codebook_size(distinct, stored).filter(|&k| codebook_bytes(k, stored) < plain);
     let (index_bits, values_bytes) = match codebook {
-        Some(k) => (
-            u32::from(raw_bits(k as u32)),
-            codebook_bytes(k, stored.len()),
-        ),
+        Some(k) => (u32::from(raw_bits(k as u32)), codebook_bytes(k, stored)),
         None => (32, plain),
     };
     LayerStats {
@@ -148,14 +146,11 @@ fn position_bytes(positions: &[usize]) -> usize {
         .unwrap_or(0)
 }
 
-/// Number of distinct values, when a codebook could hold them (at most
-/// [`MAX_CODEBOOK`] and fewer than the values themselves).
-fn codebook_size(values: &[f32]) -> Option<usize> {
-    let mut distinct: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let k = distinct.len();
-    (k > 0 && k <= MAX_CODEBOOK && k < values.len()).then_some(k)
+/// `distinct` stored values need a codebook of that size, when one could
+/// hold them (at most [`MAX_CODEBOOK`] and fewer than the `count` values
+/// themselves).
+fn codebook_size(distinct: usize, count: usize) -> Option<usize> {
+    (distinct > 0 && distinct <= MAX_CODEBOOK && distinct < count).then_some(distinct)
 }
 
 /// Bytes of a float32 codebook of `k` entries plus `count` fixed-width indices.

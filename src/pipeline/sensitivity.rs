@@ -14,55 +14,70 @@
 //! The Hessians of all layers come from one forward pass; each trial then
 //! costs one forward pass with the layer replaced through the engine's
 //! hook. The cost is `layers × levels` forward passes, so sensitivity uses
-//! fewer images than compression ([`SENSITIVITY_CALIB_COUNT`]).
+//! fewer images than compression
+//! ([`defaults::SENSITIVITY_CALIB_COUNT`]).
 
-use anyhow::Context;
-use compress::calib::{GptqOptions, ReconstructOptions};
 use formats::{Layer, Model, Node, Op};
 
-use crate::calibration::{compress_layer_with_hessian, original_hessians, CalibrationSpec};
-use crate::compression::QuantizeSpec;
+use super::calibration::{
+    compress_layer_with_hessian, original_hessians, CalibrationOptions, CalibrationSpec,
+};
+use super::defaults;
+use super::error::PipelineError;
+use super::params::{Bits, Sparsity};
+use super::quantize::{KMeans, QuantizeSpec};
 use crate::engine::{forward_hooked, Tensor};
-use crate::eval::{output_rows, top_k};
-
-/// Calibration images used for sensitivity analysis when no count is given:
-/// enough for a stable mean KL divergence, few enough that the
-/// `layers × levels` forward passes take a few minutes.
-pub const SENSITIVITY_CALIB_COUNT: usize = 32;
+use crate::eval::{class_probabilities, output_rows, top_k};
 
 /// The levels tried on each layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ladder {
-    /// Sparsities, ascending, each in `(0, 1)`.
-    pub sparsities: Vec<f64>,
-    /// Bit widths, descending, each in `1..=16`.
-    pub bits: Vec<u8>,
+    /// Sparsities, ascending, each above zero.
+    pub sparsities: Vec<Sparsity>,
+    /// Bit widths, descending.
+    pub bits: Vec<Bits>,
 }
 
 impl Default for Ladder {
-    /// Sparsity 0.3 to 0.9 in steps of 0.1, and 8 down to 2 bits.
+    /// [`defaults::SPARSITY_LADDER`] and [`defaults::BITS_LADDER`].
     fn default() -> Self {
-        Ladder {
-            sparsities: vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-            bits: vec![8, 7, 6, 5, 4, 3, 2],
-        }
+        Ladder::new(default_sparsity_ladder(), default_bits_ladder())
+            .expect("the default ladders are valid")
     }
+}
+
+/// [`defaults::SPARSITY_LADDER`] as sparsities.
+pub fn default_sparsity_ladder() -> Vec<Sparsity> {
+    defaults::SPARSITY_LADDER
+        .iter()
+        .map(|&s| Sparsity::new(s).expect("default sparsities are in [0, 1)"))
+        .collect()
+}
+
+/// [`defaults::BITS_LADDER`] as bit widths.
+pub fn default_bits_ladder() -> Vec<Bits> {
+    defaults::BITS_LADDER
+        .iter()
+        .map(|&b| Bits::new(b).expect("default bit widths are in 1..=16"))
+        .collect()
 }
 
 impl Ladder {
     /// A ladder of the given levels, sorted (sparsities ascending, bits
-    /// descending) and deduplicated; errors on empty ladders or levels out
-    /// of range.
-    pub fn new(mut sparsities: Vec<f64>, mut bits: Vec<u8>) -> anyhow::Result<Self> {
-        anyhow::ensure!(!sparsities.is_empty(), "the sparsity ladder is empty");
-        anyhow::ensure!(!bits.is_empty(), "the bit ladder is empty");
-        for s in &sparsities {
-            anyhow::ensure!(*s > 0.0 && *s < 1.0, "sparsity level {s} is outside (0, 1)");
+    /// descending) and deduplicated; errors on empty ladders and on a
+    /// sparsity level of zero (every layer can stay unpruned anyway).
+    pub fn new(mut sparsities: Vec<Sparsity>, mut bits: Vec<Bits>) -> Result<Self, PipelineError> {
+        let bad = |message: &str| Err(PipelineError::Ladder(message.to_string()));
+        if sparsities.is_empty() {
+            return bad("the sparsity ladder is empty");
         }
-        for b in &bits {
-            anyhow::ensure!((1..=16).contains(b), "bit level {b} is outside 1..=16");
+        if bits.is_empty() {
+            return bad("the bit ladder is empty");
         }
-        sparsities.sort_by(f64::total_cmp);
+        if sparsities.contains(&Sparsity::ZERO) {
+            return bad("sparsity level 0 is not a level: every layer may stay unpruned anyway");
+        }
+        sparsities.sort_by(|a, b| a.get().total_cmp(&b.get()));
         sparsities.dedup();
         bits.sort_unstable_by(|a, b| b.cmp(a));
         bits.dedup();
@@ -70,22 +85,20 @@ impl Ladder {
     }
 }
 
-/// How the trial layers are compressed (the settings `compress --calib`
-/// will use).
+/// How the trial layers are compressed (the settings calibrated
+/// compression will use).
 #[derive(Debug, Clone)]
 pub struct SensitivityOptions {
     pub ladder: Ladder,
-    /// Weight sharing of the bit trials; its `bits` and `per_layer` are
-    /// replaced by each ladder level.
-    pub quantize: QuantizeSpec,
-    /// Shift biases by the mean output error, as compression does.
-    pub bias_correction: bool,
-    pub reconstruct: ReconstructOptions,
-    pub gptq: GptqOptions,
+    /// k-means settings of the bit trials.
+    pub kmeans: KMeans,
+    /// Round shared values and biases to float16, as compression will.
+    pub half: bool,
+    pub calibration: CalibrationOptions,
 }
 
 /// The damage of one trial, measured against the original network.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Damage {
     /// Mean KL divergence `KL(original ‖ trial)` of the class
     /// distributions, in nats.
@@ -122,50 +135,40 @@ pub fn measure_sensitivity(
     calib: &Tensor,
     options: &SensitivityOptions,
     progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<Sensitivity> {
-    options.quantize.check()?;
-    for b in &options.ladder.bits {
-        anyhow::ensure!((1..=16).contains(b), "bit level {b} is outside 1..=16");
-    }
+) -> Result<Sensitivity, PipelineError> {
     let (hessians, output) = original_hessians(model, calib)?;
     let reference = Reference::new(model, &output);
     let trial_spec = |quantize: Option<QuantizeSpec>| CalibrationSpec {
         prune: None,
         quantize,
-        bias_correction: options.bias_correction,
-        reconstruct: options.reconstruct,
-        gptq: options.gptq,
+        half: options.half,
+        options: options.calibration,
     };
     let prune_spec = trial_spec(None);
     let mut layers = Vec::with_capacity(model.layers.len());
     for (index, (layer, h)) in model.layers.iter().zip(&hessians).enumerate() {
         progress(&layer.name);
-        let trial = |sparsity: Option<f64>, spec: &CalibrationSpec| -> anyhow::Result<Damage> {
-            let (compressed, _) = compress_layer_with_hessian(layer, h, sparsity, spec)?;
+        let trial = |sparsity: Option<f64>, spec: &CalibrationSpec| {
+            let compressed = compress_layer_with_hessian(layer, h, sparsity, spec)?;
             reference.damage(model, calib, index, compressed)
         };
         let prune = options
             .ladder
             .sparsities
             .iter()
-            .map(|&s| {
-                trial(Some(s), &prune_spec)
-                    .with_context(|| format!("layer {} at sparsity {s}", layer.name))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|&s| trial(Some(s.get()), &prune_spec))
+            .collect::<Result<Vec<_>, _>>()?;
         let quantize = options
             .ladder
             .bits
             .iter()
             .map(|&bits| {
-                let spec = trial_spec(Some(QuantizeSpec {
-                    bits,
-                    per_layer: Default::default(),
-                    ..options.quantize.clone()
-                }));
-                trial(None, &spec).with_context(|| format!("layer {} at {bits} bits", layer.name))
+                trial(
+                    None,
+                    &trial_spec(Some(QuantizeSpec::uniform(bits, options.kmeans))),
+                )
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         layers.push(LayerSensitivity {
             name: layer.name.clone(),
             weights: layer.weight_count(),
@@ -203,11 +206,11 @@ impl Reference {
         calib: &Tensor,
         index: usize,
         layer: Layer,
-    ) -> anyhow::Result<Damage> {
+    ) -> Result<Damage, PipelineError> {
         let mut hook = |_: usize, node: &Node, _: &[&Tensor]| -> Option<Layer> {
             matches!(&node.op, Op::Conv(c) if c.layer == index).then(|| layer.clone())
         };
-        let output = forward_hooked(model, calib, &mut hook).context("the trial pass failed")?;
+        let output = forward_hooked(model, calib, &mut hook)?;
         let trial = class_probabilities(model, &output);
         let images = self.probabilities.len().max(1) as f64;
         let kl: f64 = self
@@ -228,33 +231,6 @@ impl Reference {
     }
 }
 
-/// Per-image class probabilities of a network output: the output itself
-/// when the graph ends in a softmax, else the softmax of the logits.
-fn class_probabilities(model: &Model, output: &Tensor) -> Vec<Vec<f64>> {
-    let ends_in_softmax = model
-        .graph
-        .nodes
-        .iter()
-        .any(|n| matches!(n.op, Op::Softmax) && n.outputs.contains(&model.graph.output));
-    output_rows(output)
-        .map(|row| {
-            if ends_in_softmax {
-                row.iter().map(|&p| f64::from(p)).collect()
-            } else {
-                softmax(row)
-            }
-        })
-        .collect()
-}
-
-/// Numerically stable softmax in float64.
-fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exp: Vec<f64> = logits.iter().map(|&x| (f64::from(x) - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
 /// `KL(p ‖ q)` in nats; terms with `p = 0` contribute nothing and `q` is
 /// floored at the smallest positive float so a vanished class costs a
 /// large but finite amount.
@@ -269,6 +245,7 @@ fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::softmax;
 
     #[test]
     fn kl_is_zero_for_equal_and_positive_otherwise() {
@@ -282,20 +259,15 @@ mod tests {
     }
 
     #[test]
-    fn softmax_sums_to_one_and_keeps_order() {
-        let p = softmax(&[1000.0, 999.0, -5.0]);
-        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!(p[0] > p[1] && p[1] > p[2]);
-        assert!((p[0] / p[1] - std::f64::consts::E).abs() < 1e-9);
-    }
-
-    #[test]
     fn ladder_is_sorted_deduplicated_and_checked() {
-        let l = Ladder::new(vec![0.7, 0.3, 0.7], vec![4, 8, 4]).unwrap();
-        assert_eq!(l.sparsities, vec![0.3, 0.7]);
-        assert_eq!(l.bits, vec![8, 4]);
-        assert!(Ladder::new(vec![1.0], vec![4]).is_err());
-        assert!(Ladder::new(vec![0.5], vec![0]).is_err());
-        assert!(Ladder::new(vec![], vec![4]).is_err());
+        let s = |v: f64| Sparsity::new(v).unwrap();
+        let b = |v: u8| Bits::new(v).unwrap();
+        let l = Ladder::new(vec![s(0.7), s(0.3), s(0.7)], vec![b(4), b(8), b(4)]).unwrap();
+        assert_eq!(l.sparsities, vec![s(0.3), s(0.7)]);
+        assert_eq!(l.bits, vec![b(8), b(4)]);
+        assert!(Ladder::new(vec![s(0.0)], vec![b(4)]).is_err());
+        assert!(Ladder::new(vec![s(0.5)], vec![]).is_err());
+        assert!(Ladder::new(vec![], vec![b(4)]).is_err());
+        assert_eq!(Ladder::default().bits.len(), 7);
     }
 }

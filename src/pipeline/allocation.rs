@@ -19,22 +19,26 @@
 //! estimate is not exact, [`fit_to_budget`] builds the real file and, when
 //! it is over the budget, lowers the budget by the excess and plans again.
 
+use compress::prune::prune_layer;
 use formats::sqz::size_breakdown;
 use formats::Model;
 use rayon::prelude::*;
 
-use crate::compression::{quantize_model, LayerOverrides, PruneSpec, QuantizeSpec};
+use super::error::PipelineError;
+use super::params::{Bits, LayerOverrides, Sparsity};
+use super::prune::PruneSpec;
+use super::quantize::{quantize_model, KMeans, QuantizeSpec};
+use super::sensitivity::Sensitivity;
 use crate::container::encode_model;
-use crate::sensitivity::Sensitivity;
-use compress::prune::prune_layer;
+use crate::error::InternalError;
 
 /// One way to compress one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerOption {
     /// Target sparsity (`0` = not pruned).
-    pub sparsity: f64,
+    pub sparsity: Sparsity,
     /// Codebook index width.
-    pub bits: u8,
+    pub bits: Bits,
     /// Estimated bytes of the layer in the `.sqz` file.
     pub bytes: usize,
     /// Nonzero weights left.
@@ -72,31 +76,36 @@ pub struct Budget {
 pub type Plan = Vec<usize>;
 
 /// Build the cost table of `model` from its `sensitivity`, encoding every
-/// layer at every (sparsity, bits) option with the weight-sharing settings
-/// of `quantize` (its `bits` and `per_layer` are replaced by the ladder).
+/// layer at every (sparsity, bits) option with the k-means settings
+/// `kmeans` (and float16 shared values with `half`).
 pub fn cost_table(
     model: &Model,
     sensitivity: &Sensitivity,
-    quantize: &QuantizeSpec,
-) -> anyhow::Result<CostTable> {
-    anyhow::ensure!(
-        sensitivity.layers.len() == model.layers.len()
-            && sensitivity
-                .layers
-                .iter()
-                .zip(&model.layers)
-                .all(|(s, l)| s.name == l.name),
-        "the sensitivity measurements do not match the model's layers"
-    );
+    kmeans: &KMeans,
+    half: bool,
+) -> Result<CostTable, PipelineError> {
+    let matches = sensitivity.layers.len() == model.layers.len()
+        && sensitivity
+            .layers
+            .iter()
+            .zip(&model.layers)
+            .all(|(s, l)| s.name == l.name);
+    if !matches {
+        return Err(InternalError(
+            "the sensitivity measurements do not match the model's layers".into(),
+        )
+        .into());
+    }
     let ladder = &sensitivity.ladder;
-    let levels: Vec<(f64, Vec<f64>)> = std::iter::once((0.0, vec![0.0; model.layers.len()]))
-        .chain(ladder.sparsities.iter().enumerate().map(|(i, &s)| {
-            (
-                s,
-                sensitivity.layers.iter().map(|l| l.prune[i].kl).collect(),
-            )
-        }))
-        .collect();
+    let levels: Vec<(Sparsity, Vec<f64>)> =
+        std::iter::once((Sparsity::ZERO, vec![0.0; model.layers.len()]))
+            .chain(ladder.sparsities.iter().enumerate().map(|(i, &s)| {
+                (
+                    s,
+                    sensitivity.layers.iter().map(|l| l.prune[i].kl).collect(),
+                )
+            }))
+            .collect();
     let mut layers: Vec<LayerOptions> = model
         .layers
         .iter()
@@ -110,16 +119,11 @@ pub fn cost_table(
     for (sparsity, prune_damage) in &levels {
         let mut pruned = model.clone();
         pruned.layers.par_iter_mut().for_each(|l| {
-            prune_layer(&mut l.weights, *sparsity);
+            prune_layer(&mut l.weights, sparsity.get());
         });
         for (b, &bits) in ladder.bits.iter().enumerate() {
             let mut quantized = pruned.clone();
-            let spec = QuantizeSpec {
-                bits,
-                per_layer: LayerOverrides::new(),
-                ..quantize.clone()
-            };
-            quantize_model(&mut quantized, &spec)?;
+            quantize_model(&mut quantized, &QuantizeSpec::uniform(bits, *kmeans), half);
             let breakdown = size_breakdown(&encode_model(&quantized));
             let layer_bytes: Vec<usize> = breakdown.layers.iter().map(|l| l.total()).collect();
             fixed_bytes = breakdown.total() - layer_bytes.iter().sum::<usize>();
@@ -144,13 +148,12 @@ pub fn cost_table(
 /// with the least total damage (greedy on marginal damage per byte saved,
 /// then giving back what still fits). Errors when even the smallest
 /// reachable plan is over the budget.
-pub fn allocate(table: &CostTable, budget: &Budget) -> anyhow::Result<Plan> {
+pub fn allocate(table: &CostTable, budget: &Budget) -> Result<Plan, PipelineError> {
     let layer_budget = budget.bytes.checked_sub(table.fixed_bytes).ok_or_else(|| {
-        anyhow::anyhow!(
+        PipelineError::Budget(format!(
             "the budget of {} bytes is below the {} bytes every file needs besides its layers",
-            budget.bytes,
-            table.fixed_bytes
-        )
+            budget.bytes, table.fixed_bytes
+        ))
     })?;
     let layers = &table.layers;
     let mut plan: Plan = Vec::with_capacity(layers.len());
@@ -160,7 +163,7 @@ pub fn allocate(table: &CostTable, budget: &Budget) -> anyhow::Result<Plan> {
                 let (a, b) = (&l.options[a], &l.options[b]);
                 a.damage.total_cmp(&b.damage).then(a.bytes.cmp(&b.bytes))
             })
-            .ok_or_else(|| anyhow::anyhow!("layer {} has no compression options", l.name))?;
+            .ok_or_else(|| InternalError(format!("layer {} has no compression options", l.name)))?;
         plan.push(least_damage);
     }
     let fits = |plan: &Plan| {
@@ -189,12 +192,12 @@ pub fn allocate(table: &CostTable, budget: &Budget) -> anyhow::Result<Plan> {
         }
         let Some((_, li, oi)) = best else {
             let (bytes, nonzeros) = totals(layers, &plan);
-            anyhow::bail!(
+            return Err(PipelineError::Budget(format!(
                 "the budget cannot be met: the smallest plan takes {} bytes and {nonzeros} nonzero weights (budget: {} bytes{})",
                 bytes + table.fixed_bytes,
                 budget.bytes,
                 budget.nonzeros.map(|n| format!(", {n} nonzeros")).unwrap_or_default()
-            );
+            )));
         };
         plan[li] = oi;
     }
@@ -241,12 +244,9 @@ pub fn estimated_bytes(table: &CostTable, plan: &Plan) -> usize {
 }
 
 /// The pruning and weight-sharing specs that carry out `plan`: every
-/// layer gets its own sparsity and bits; the rest of `quantize` is kept.
-pub fn plan_specs(
-    table: &CostTable,
-    plan: &Plan,
-    quantize: &QuantizeSpec,
-) -> (PruneSpec, QuantizeSpec) {
+/// layer gets its own sparsity and bits, shared with the k-means settings
+/// `kmeans`.
+pub fn plan_specs(table: &CostTable, plan: &Plan, kmeans: &KMeans) -> (PruneSpec, QuantizeSpec) {
     let chosen = || {
         table
             .layers
@@ -255,20 +255,18 @@ pub fn plan_specs(
             .map(|(l, &i)| (l.name.clone(), l.options[i]))
     };
     let prune = PruneSpec {
-        sparsity: 0.0,
+        sparsity: Sparsity::ZERO,
         global: false,
         per_layer: chosen().map(|(n, o)| (n, o.sparsity)).collect(),
     };
-    let per_layer: LayerOverrides<u8> = chosen().map(|(n, o)| (n, o.bits)).collect();
-    let bits = per_layer.values().copied().max().unwrap_or(quantize.bits);
-    (
-        prune,
-        QuantizeSpec {
-            bits,
-            per_layer,
-            ..quantize.clone()
-        },
-    )
+    let per_layer: LayerOverrides<Bits> = chosen().map(|(n, o)| (n, o.bits)).collect();
+    let widest = per_layer.values().copied().max();
+    let quantize = QuantizeSpec {
+        bits: widest.unwrap_or(Bits::new(Bits::MAX).expect("the widest width is valid")),
+        per_layer,
+        kmeans: *kmeans,
+    };
+    (prune, quantize)
 }
 
 /// What [`fit_to_budget`] produced.
@@ -291,8 +289,8 @@ pub fn fit_to_budget<T>(
     table: &CostTable,
     budget: &Budget,
     max_attempts: usize,
-    mut build: impl FnMut(&Plan) -> anyhow::Result<(T, usize)>,
-) -> anyhow::Result<Fitted<T>> {
+    mut build: impl FnMut(&Plan) -> Result<(T, usize), PipelineError>,
+) -> Result<Fitted<T>, PipelineError> {
     let mut planning = *budget;
     let mut smallest = usize::MAX;
     for attempt in 1..=max_attempts {
@@ -311,16 +309,16 @@ pub fn fit_to_budget<T>(
         let excess = bytes - budget.bytes + budget.bytes / 1000;
         let base = planning.bytes.min(estimated_bytes(table, &plan));
         planning.bytes = base.checked_sub(excess).ok_or_else(|| {
-            anyhow::anyhow!(
+            PipelineError::Budget(format!(
                 "the budget of {} bytes cannot be met: the file came out at {bytes} bytes",
                 budget.bytes
-            )
+            ))
         })?;
     }
-    anyhow::bail!(
+    Err(PipelineError::Budget(format!(
         "the budget of {} bytes was not met after {max_attempts} attempts (smallest file: {smallest} bytes)",
         budget.bytes
-    )
+    )))
 }
 
 #[cfg(test)]
@@ -335,8 +333,8 @@ mod tests {
             options: options
                 .iter()
                 .map(|&(bytes, nonzeros, damage)| LayerOption {
-                    sparsity: 0.0,
-                    bits: 8,
+                    sparsity: Sparsity::ZERO,
+                    bits: Bits::new(8).unwrap(),
                     bytes,
                     nonzeros,
                     damage,

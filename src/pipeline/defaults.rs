@@ -1,0 +1,38 @@
+//! Every default of the compression pipeline, in one place: the library
+//! uses these constants and the CLI shows them as its defaults (clap's
+//! `default_value_t` / `default_values_t`), so the two never disagree.
+
+use compress::kmeans::Init;
+
+/// Calibration images used for compression when no count is given.
+pub const CALIB_COUNT: usize = 256;
+
+/// Calibration images used for sensitivity analysis when no count is
+/// given: enough for a stable mean KL divergence, few enough that the
+/// `layers × levels` forward passes take a few minutes.
+pub const SENSITIVITY_CALIB_COUNT: usize = 32;
+
+/// Centroid initialisation of k-means: evenly spaced over [min, max], the
+/// paper's choice.
+pub const KMEANS_INIT: Init = Init::Linear;
+
+/// Seed of k-means++ initialisation.
+pub const KMEANS_SEED: u64 = 0;
+
+/// Lloyd iterations of k-means at most, per layer.
+pub const KMEANS_MAX_ITER: usize = 300;
+
+/// Bit width of the weight-sharing settings sensitivity analysis starts
+/// from (each trial then sets its own).
+pub const SENSITIVITY_BITS: u8 = 8;
+
+/// Sparsities tried on each layer by sensitivity analysis and allocation:
+/// 0.3 to 0.9 in steps of 0.1.
+pub const SPARSITY_LADDER: [f64; 7] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// Bit widths tried on each layer: 8 down to 2.
+pub const BITS_LADDER: [u8; 7] = [8, 7, 6, 5, 4, 3, 2];
+
+/// Builds of the file a target size makes at most before giving up: each
+/// retry lowers the planning budget by the previous excess.
+pub const MAX_FIT_ATTEMPTS: usize = 4;

@@ -1,0 +1,200 @@
+//! The compression pipeline: a [`Recipe`] applied to a [`Model`] gives a
+//! [`Compressed`] model, its `.sqz` file and a per-layer report.
+//!
+//! Every stage is optional and the recipe says which run:
+//!
+//! - **pruning** ([`prune`]) and **weight sharing** ([`quantize`]), with
+//!   fixed settings, plainly (magnitude pruning, k-means) or, with
+//!   [`Recipe::calibration`], layer by layer on unlabeled calibration
+//!   images ([`calibration`], images picked by [`calib_images`]);
+//! - or a **target size** ([`target_size`]), which measures each layer's
+//!   sensitivity ([`sensitivity`]) and chooses per-layer settings for the
+//!   budget ([`allocation`]); it needs calibration images.
+//!
+//! The result is always stored losslessly in the smallest storage per
+//! layer. A new stage is one more optional field of [`Recipe`], its module
+//! here and its CLI options; nothing else changes. Defaults live in
+//! [`defaults`], errors in [`error`].
+
+pub mod allocation;
+pub mod calib_images;
+pub mod calibration;
+pub mod defaults;
+pub mod error;
+pub mod params;
+pub mod prune;
+pub mod quantize;
+pub mod report;
+pub mod sensitivity;
+pub mod target_size;
+
+use formats::sqz::{size_breakdown, write_sqz, SqzFile};
+use formats::Model;
+
+use crate::container::encode_model;
+use calib_images::CalibrationImages;
+use calibration::{compress_calibrated, CalibrationOptions, CalibrationSpec};
+pub use error::PipelineError;
+use params::check_layer_names;
+use prune::{prune_model, PruneSpec};
+use quantize::{quantize_model, round_model_half, QuantizeSpec};
+use report::CompressionReport;
+use target_size::TargetSize;
+
+/// What to do to a model. Every stage is optional; with none, the model is
+/// only re-encoded (losslessly).
+#[derive(Debug, Clone, Default)]
+pub struct Recipe {
+    /// Fixed pruning settings.
+    pub prune: Option<PruneSpec>,
+    /// Fixed weight-sharing settings.
+    pub quantize: Option<QuantizeSpec>,
+    /// Fit each layer to calibration images instead of pruning by magnitude
+    /// and sharing by plain k-means.
+    pub calibration: Option<Calibration>,
+    /// Choose every layer's settings to fit a byte budget (instead of
+    /// `prune` and `quantize`; needs `calibration`).
+    pub target_size: Option<TargetSize>,
+    /// Store codebooks, biases and unshared weights as float16.
+    pub half: bool,
+}
+
+/// The calibration images and how layers are fitted to them.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    pub images: CalibrationImages,
+    pub options: CalibrationOptions,
+}
+
+/// The outcome of [`compress`].
+#[derive(Debug, Clone)]
+pub struct Compressed {
+    /// The compressed model, dense, as the engine runs it.
+    pub model: Model,
+    /// Its `.sqz` file.
+    pub bytes: Vec<u8>,
+    /// What was done, per layer and in total.
+    pub report: CompressionReport,
+}
+
+/// Where long stages report how far they are; the CLI draws progress bars.
+pub trait Progress {
+    /// A phase of `layers` steps begins (e.g. `"calibrating"`), ending the
+    /// previous one.
+    fn phase(&mut self, name: &str, layers: usize);
+    /// The current phase starts on layer `name`.
+    fn layer(&mut self, name: &str);
+    /// Something the user may want to know.
+    fn note(&mut self, message: &str);
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&mut self, _: &str, _: usize) {}
+    fn layer(&mut self, _: &str) {}
+    fn note(&mut self, _: &str) {}
+}
+
+/// A model encoded as a `.sqz` file.
+pub(crate) struct Encoded {
+    file: SqzFile,
+    bytes: Vec<u8>,
+}
+
+impl Encoded {
+    /// Encode `model`, each layer in its smallest storage.
+    fn new(model: &Model) -> Self {
+        let file = encode_model(model);
+        let bytes = write_sqz(&file);
+        Encoded { file, bytes }
+    }
+}
+
+/// Apply `recipe` to `original`.
+pub fn compress(
+    original: &Model,
+    recipe: &Recipe,
+    progress: &mut dyn Progress,
+) -> Result<Compressed, PipelineError> {
+    recipe.check(original)?;
+    let (model, quantize, encoded, plan) = match &recipe.target_size {
+        Some(target) => {
+            let calibration = recipe
+                .calibration
+                .as_ref()
+                .ok_or(PipelineError::TargetNeedsCalibration)?;
+            let fitted = target_size::fit(original, target, calibration, recipe.half, progress)?;
+            let quantize = Some(fitted.quantize);
+            (fitted.model, quantize, fitted.encoded, Some(fitted.plan))
+        }
+        None => {
+            let model = compress_fixed(original, recipe, progress)?;
+            let encoded = Encoded::new(&model);
+            (model, recipe.quantize.clone(), encoded, None)
+        }
+    };
+    let breakdown = size_breakdown(&encoded.file);
+    let report = CompressionReport::new(
+        original,
+        &model,
+        quantize.as_ref(),
+        (&breakdown, encoded.bytes.len()),
+        plan,
+    );
+    Ok(Compressed {
+        model,
+        bytes: encoded.bytes,
+        report,
+    })
+}
+
+impl Recipe {
+    /// Check the recipe against the model before any work.
+    fn check(&self, model: &Model) -> Result<(), PipelineError> {
+        if self.target_size.is_some() && (self.prune.is_some() || self.quantize.is_some()) {
+            return Err(PipelineError::TargetWithFixedSettings);
+        }
+        let prune_names = self.prune.iter().flat_map(|p| p.per_layer.keys());
+        let quantize_names = self.quantize.iter().flat_map(|q| q.per_layer.keys());
+        check_layer_names(model, prune_names.chain(quantize_names).map(String::as_str))
+    }
+}
+
+/// Prune and share weights with the recipe's fixed settings.
+fn compress_fixed(
+    original: &Model,
+    recipe: &Recipe,
+    progress: &mut dyn Progress,
+) -> Result<Model, PipelineError> {
+    let mut model = match &recipe.calibration {
+        Some(calibration) => {
+            let batch = calibration
+                .images
+                .load(original, calibration.images.count)?;
+            let spec = CalibrationSpec {
+                prune: recipe.prune.clone(),
+                quantize: recipe.quantize.clone(),
+                half: recipe.half,
+                options: calibration.options,
+            };
+            progress.phase("calibrating", original.layers.len());
+            compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?
+        }
+        None => {
+            let mut model = original.clone();
+            if let Some(spec) = &recipe.prune {
+                prune_model(&mut model, spec);
+            }
+            if let Some(spec) = &recipe.quantize {
+                quantize_model(&mut model, spec, recipe.half);
+            }
+            model
+        }
+    };
+    if recipe.half && recipe.quantize.is_none() {
+        round_model_half(&mut model);
+    }
+    Ok(model)
+}

@@ -1,0 +1,138 @@
+//! k-means weight sharing of a whole [`Model`], with per-layer bit widths.
+//!
+//! Every layer's nonzero weights are clustered with 1-D k-means and each is
+//! replaced by its centroid, in place, so the result can be evaluated
+//! directly by the engine and is then stored losslessly by
+//! [`crate::container`]. Pruned zeros stay out of the clustering and stay
+//! zero. The numerical work is [`compress::kmeans`]'s.
+
+use compress::kmeans::{kmeans_1d, Init};
+use formats::Model;
+use half::f16;
+use rayon::prelude::*;
+
+use super::defaults;
+use super::params::{Bits, LayerOverrides};
+
+/// How k-means finds each layer's shared values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KMeans {
+    /// Centroid initialisation.
+    pub init: Init,
+    /// Lloyd iterations at most.
+    pub max_iter: usize,
+}
+
+impl Default for KMeans {
+    /// [`defaults::KMEANS_INIT`] and [`defaults::KMEANS_MAX_ITER`].
+    fn default() -> Self {
+        KMeans {
+            init: defaults::KMEANS_INIT,
+            max_iter: defaults::KMEANS_MAX_ITER,
+        }
+    }
+}
+
+/// How to share weights: bits per layer and the k-means settings.
+#[derive(Debug, Clone)]
+pub struct QuantizeSpec {
+    /// Codebook index width: a layer gets `2^bits` shared values, or
+    /// `2^bits - 1` plus the pruned zero when it is sparse.
+    pub bits: Bits,
+    /// Layers with their own width.
+    pub per_layer: LayerOverrides<Bits>,
+    pub kmeans: KMeans,
+}
+
+impl QuantizeSpec {
+    /// `bits` for every layer.
+    pub fn uniform(bits: Bits, kmeans: KMeans) -> Self {
+        QuantizeSpec {
+            bits,
+            per_layer: LayerOverrides::new(),
+            kmeans,
+        }
+    }
+
+    /// Bits of the layer called `name`.
+    pub fn bits_for(&self, name: &str) -> Bits {
+        self.per_layer.get(name).copied().unwrap_or(self.bits)
+    }
+}
+
+/// Replace every layer's nonzero weights by the nearest of its k-means
+/// shared values, in place; with `half`, the shared values and biases are
+/// rounded to float16 so the container stores them at half size.
+pub fn quantize_model(model: &mut Model, spec: &QuantizeSpec, half: bool) {
+    model.layers.par_iter_mut().for_each(|layer| {
+        let codebook = shared_values(
+            &layer.weights,
+            spec.bits_for(&layer.name),
+            &spec.kmeans,
+            half,
+        );
+        assign_nearest(&mut layer.weights, &codebook);
+        if half {
+            round_biases_half(layer);
+        }
+    });
+}
+
+/// The shared nonzero values of a layer: k-means over its nonzero weights
+/// with `2^bits` clusters, or `2^bits - 1` when the layer is sparse (the
+/// pruned zero takes the last code). Ascending, without zero, rounded to
+/// float16 with `half`.
+pub fn shared_values(weights: &[f32], bits: Bits, kmeans: &KMeans, half: bool) -> Vec<f32> {
+    let nonzero: Vec<f32> = weights.iter().copied().filter(|w| *w != 0.0).collect();
+    let sparse = nonzero.len() < weights.len();
+    let k = ((1usize << bits.get()) - usize::from(sparse)).max(1);
+    let mut codebook = kmeans_1d(&nonzero, k, kmeans.init, kmeans.max_iter).centroids;
+    if half {
+        codebook.iter_mut().for_each(|c| *c = round_half(*c));
+    }
+    codebook.dedup();
+    codebook.retain(|c| *c != 0.0);
+    codebook
+}
+
+/// Set every nonzero weight to the nearest value of the ascending
+/// `codebook` (ties to the lower value); zeros stay zero.
+pub fn assign_nearest(weights: &mut [f32], codebook: &[f32]) {
+    if codebook.is_empty() {
+        return;
+    }
+    for w in weights.iter_mut().filter(|w| **w != 0.0) {
+        let i = codebook.partition_point(|c| c < w);
+        *w = match (i.checked_sub(1).map(|j| codebook[j]), codebook.get(i)) {
+            (Some(lo), Some(&hi)) => {
+                if *w - lo <= hi - *w {
+                    lo
+                } else {
+                    hi
+                }
+            }
+            (Some(lo), None) => lo,
+            (None, Some(&hi)) => hi,
+            (None, None) => unreachable!("codebook is not empty"),
+        };
+    }
+}
+
+/// Round every weight and bias of `model` to the nearest float16 value, so
+/// the container stores them at half size (used without quantization).
+pub fn round_model_half(model: &mut Model) {
+    model.layers.par_iter_mut().for_each(|layer| {
+        layer.weights.iter_mut().for_each(|w| *w = round_half(*w));
+        round_biases_half(layer);
+    });
+}
+
+/// Round a layer's biases to the nearest float16 values.
+pub fn round_biases_half(layer: &mut formats::Layer) {
+    layer.bias.iter_mut().for_each(|b| *b = round_half(*b));
+}
+
+/// The nearest float16 value of `x`, as float32.
+fn round_half(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
