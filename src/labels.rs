@@ -243,14 +243,13 @@ mod tests {
         ClassTable::parse(CLASSES, Path::new("classes.tsv")).expect("valid table")
     }
 
-    fn labels(text: &str) -> Result<Vec<LabeledImage>, String> {
+    fn labels(text: &str) -> Result<Vec<LabeledImage>, LabelError> {
         parse_labels(
             text,
             Path::new("dir/labels.tsv"),
             Path::new("dir"),
             Some(&table()),
         )
-        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -316,7 +315,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = labels(text).expect_err(want);
+            let err = labels(text).expect_err(want).to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
             assert!(!err.contains('\n'), "one line: {err:?}");
         }

@@ -381,3 +381,134 @@ fn classify_json_gives_five_probabilities_per_image() {
         .sum();
     assert!(total > 0.0 && total <= 1.0 + 1e-6);
 }
+
+#[test]
+fn out_of_range_settings_are_usage_errors_before_the_model_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.sqz");
+    // The model does not exist: an error naming the setting shows that
+    // it was refused while parsing the arguments, before any work.
+    let missing = dir.path().join("missing.net");
+    let usage_code = run(args![
+        "quantize", missing, "--bits", "6", "--nope", "-o", out
+    ])
+    .status
+    .code();
+    for (bad, option) in [
+        (
+            args!["quantize", missing, "--bits", "17", "-o", out].to_vec(),
+            "--bits",
+        ),
+        (
+            args!["quantize", missing, "--bits", "0", "-o", out].to_vec(),
+            "--bits",
+        ),
+        (
+            args![
+                "quantize",
+                missing,
+                "--bits",
+                "6",
+                "--layer-bits",
+                "conv1=20",
+                "-o",
+                out
+            ]
+            .to_vec(),
+            "--layer-bits",
+        ),
+        (
+            args!["prune", missing, "--sparsity", "1", "-o", out].to_vec(),
+            "--sparsity",
+        ),
+        (
+            args![
+                "prune",
+                missing,
+                "--sparsity",
+                "0.5",
+                "--layer-sparsity",
+                "conv1=2",
+                "-o",
+                out
+            ]
+            .to_vec(),
+            "--layer-sparsity",
+        ),
+        (
+            args![
+                "sensitivity",
+                missing,
+                "--calib",
+                dir.path(),
+                "--bit-levels",
+                "8,17"
+            ]
+            .to_vec(),
+            "--bit-levels",
+        ),
+        (
+            args![
+                "sensitivity",
+                missing,
+                "--calib",
+                dir.path(),
+                "--sparsity-levels",
+                "0.5,1.5"
+            ]
+            .to_vec(),
+            "--sparsity-levels",
+        ),
+    ] {
+        let result = run(&bad);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), usage_code, "{stderr}");
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("error: invalid value") && stderr.contains(option),
+            "{option}: {stderr}"
+        );
+        assert!(!stderr.contains("missing.net"), "{stderr}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn compress_runs_only_the_stages_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let quantized = dir.path().join("quantized.sqz");
+    let compressed = dir.path().join("compressed.sqz");
+    // Han's model is already pruned: `compress --bits` alone shares its
+    // weights exactly as `quantize` does.
+    run_ok(args!["quantize", han_net(), "--bits", "6", "-o", quantized]);
+    let report = json(&run_ok(args![
+        "compress",
+        han_net(),
+        "--bits",
+        "6",
+        "--json",
+        "-o",
+        compressed
+    ]));
+    assert_eq!(
+        std::fs::read(&quantized).unwrap(),
+        std::fs::read(&compressed).unwrap()
+    );
+    let layers = report["layers"].as_array().unwrap();
+    assert!(layers
+        .iter()
+        .all(|l| l["sparsity"] == l["sparsity_before"] && l["bits"].as_u64() == Some(6)));
+
+    // Without any stage the model is only re-encoded, losslessly.
+    let reencoded = dir.path().join("reencoded.sqz");
+    let report = json(&run_ok(args![
+        "compress",
+        han_net(),
+        "--json",
+        "-o",
+        reencoded
+    ]));
+    assert_eq!(load(&reencoded).layers, load(&han_net()).layers);
+    assert!(report["layers"][0]["bits"].is_null());
+}

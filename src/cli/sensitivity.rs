@@ -45,6 +45,7 @@ pub struct Args {
 
 /// Run `sensitivity`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let ladder = args.ladder.ladder()?;
     let model = load::load(&args.model)?;
     let images = CalibrationImages {
         dir: args.calib.clone(),
@@ -52,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let batch = images.load(&model, images.count)?;
     let options = SensitivityOptions {
-        ladder: args.ladder.ladder()?,
+        ladder,
         kmeans: KMeans::default(),
         half: false,
         calibration: CalibrationOptions::default(),

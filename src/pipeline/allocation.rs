@@ -479,6 +479,42 @@ mod tests {
     }
 
     #[test]
+    fn sensitivity_of_another_model_is_an_internal_error() {
+        use crate::error::Fault;
+        use crate::pipeline::sensitivity::{Ladder, LayerSensitivity};
+        use formats::{Graph, Layer, Preprocess};
+
+        let model = Model {
+            graph: Graph {
+                nodes: Vec::new(),
+                input: "data".into(),
+                output: "data".into(),
+            },
+            layers: vec![Layer {
+                name: "a".into(),
+                shape: [1, 1, 1, 2],
+                weights: vec![0.5, -0.5],
+                bias: vec![0.0],
+            }],
+            preprocess: Preprocess::torchvision(),
+        };
+        let sensitivity = Sensitivity {
+            ladder: Ladder::default(),
+            images: 1,
+            layers: vec![LayerSensitivity {
+                name: "b".into(),
+                weights: 2,
+                prune: Vec::new(),
+                quantize: Vec::new(),
+            }],
+        };
+        let err = cost_table(&model, &sensitivity, &KMeans::default(), false)
+            .expect_err("mismatched layers");
+        assert!(err.is_internal(), "{err}");
+        assert!(crate::error::is_internal(&err));
+    }
+
+    #[test]
     fn fit_to_budget_tightens_until_the_real_size_fits() {
         let t = table();
         let budget = Budget {

@@ -22,10 +22,6 @@ pub const KMEANS_SEED: u64 = 0;
 /// Lloyd iterations of k-means at most, per layer.
 pub const KMEANS_MAX_ITER: usize = 300;
 
-/// Bit width of the weight-sharing settings sensitivity analysis starts
-/// from (each trial then sets its own).
-pub const SENSITIVITY_BITS: u8 = 8;
-
 /// Sparsities tried on each layer by sensitivity analysis and allocation:
 /// 0.3 to 0.9 in steps of 0.1.
 pub const SPARSITY_LADDER: [f64; 7] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
