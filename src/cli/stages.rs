@@ -14,6 +14,8 @@ use super::options::{AllocationArgs, CalibArgs, OutputArgs, PruneArgs, QuantizeA
 use super::output::{check_output, write_atomic};
 use super::progress::Bars;
 use super::ModelArgs;
+use crate::pipeline::prune::PruneSpec;
+use crate::pipeline::quantize::QuantizeSpec;
 use crate::pipeline::report::{CompressionReport, LayerReport, PlanReport};
 use crate::pipeline::target_size::TargetSize;
 use crate::pipeline::{self, Recipe};
@@ -65,27 +67,17 @@ pub struct CompressCmd {
 
 /// Run `prune`.
 pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
-    let recipe = Recipe {
-        prune: cmd.prune.spec(),
-        calibration: cmd.calib.calibration(),
-        half: cmd.output.half,
-        ..Recipe::default()
-    };
+    let recipe = fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output);
     run(&cmd.model, &recipe, &cmd.output)
 }
 
 /// Run `quantize`.
 pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
-    let recipe = Recipe {
-        quantize: cmd.quantize.spec(),
-        calibration: cmd.calib.calibration(),
-        half: cmd.output.half,
-        ..Recipe::default()
-    };
+    let recipe = fixed_recipe(None, cmd.quantize.spec(), &cmd.calib, &cmd.output);
     run(&cmd.model, &recipe, &cmd.output)
 }
 
-/// Run `compress`: pruning then weight sharing in one go, uniformly or,
+/// Run `compress`: the stages asked for in one go, with fixed settings or,
 /// with `--target-size`, with per-layer settings fitted to the size.
 pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
     let recipe = match cmd.allocation.target_size {
@@ -97,19 +89,32 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
                 sensitivity_images: cmd.allocation.sensitivity_count,
                 kmeans: cmd.quantize.kmeans(),
             }),
-            calibration: cmd.calib.calibration(),
-            half: cmd.output.half,
-            ..Recipe::default()
+            ..fixed_recipe(None, None, &cmd.calib, &cmd.output)
         },
-        None => Recipe {
-            prune: cmd.prune.spec(),
-            quantize: cmd.quantize.spec(),
-            calibration: cmd.calib.calibration(),
-            half: cmd.output.half,
-            ..Recipe::default()
-        },
+        None => fixed_recipe(
+            cmd.prune.spec(),
+            cmd.quantize.spec(),
+            &cmd.calib,
+            &cmd.output,
+        ),
     };
     run(&cmd.model, &recipe, &cmd.output)
+}
+
+/// The recipe of fixed pruning and weight-sharing settings.
+fn fixed_recipe(
+    prune: Option<PruneSpec>,
+    quantize: Option<QuantizeSpec>,
+    calib: &CalibArgs,
+    out: &OutputArgs,
+) -> Recipe {
+    Recipe {
+        prune,
+        quantize,
+        calibration: calib.calibration(),
+        half: out.half,
+        ..Recipe::default()
+    }
 }
 
 /// Load the model, apply `recipe`, write the file and report.
