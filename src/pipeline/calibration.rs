@@ -33,7 +33,9 @@ const IMAGES_PER_CHUNK: usize = 8;
 pub struct CalibrationOptions {
     /// Shift biases by the mean output error.
     pub bias_correction: bool,
+    /// Pruning with a least-squares refit of the survivors.
     pub reconstruct: ReconstructOptions,
+    /// Error-compensating assignment onto the codebook.
     pub gptq: GptqOptions,
 }
 
@@ -57,6 +59,7 @@ pub struct CalibrationSpec {
     pub quantize: Option<QuantizeSpec>,
     /// Round shared values and biases to float16.
     pub half: bool,
+    /// How layers are fitted.
     pub options: CalibrationOptions,
 }
 

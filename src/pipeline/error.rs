@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use compress::calib::CalibError;
 
-use super::params::ParamError;
 use crate::engine::EngineError;
 use crate::error::{Fault, InternalError};
 use crate::imaging::ImagingError;
@@ -16,9 +15,6 @@ pub enum PipelineError {
     /// A per-layer setting names a layer the model does not have.
     #[error("unknown layer '{name}' (layers: {layers})")]
     UnknownLayer { name: String, layers: String },
-    /// A parameter out of range (for callers that build them unchecked).
-    #[error(transparent)]
-    Param(#[from] ParamError),
     /// The sensitivity ladder cannot be used.
     #[error("{0}")]
     Ladder(String),

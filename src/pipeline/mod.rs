@@ -62,7 +62,9 @@ pub struct Recipe {
 /// The calibration images and how layers are fitted to them.
 #[derive(Debug, Clone)]
 pub struct Calibration {
+    /// Which images.
     pub images: CalibrationImages,
+    /// How layers are fitted to them.
     pub options: CalibrationOptions,
 }
 

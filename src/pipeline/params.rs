@@ -110,7 +110,9 @@ pub enum ParamError {
 /// One layer's own value, written `name=value` (e.g. `conv1=8`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerSetting<T> {
+    /// The layer's name.
     pub layer: String,
+    /// Its value.
     pub value: T,
 }
 

@@ -41,6 +41,7 @@ pub struct QuantizeSpec {
     pub bits: Bits,
     /// Layers with their own width.
     pub per_layer: LayerOverrides<Bits>,
+    /// How k-means finds the shared values.
     pub kmeans: KMeans,
 }
 

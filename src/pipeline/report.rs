@@ -30,7 +30,9 @@ pub struct CompressionReport {
 /// One layer of the compressed model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerReport {
+    /// Layer name.
     pub name: String,
+    /// Weight count.
     pub weights: usize,
     /// Nonzero weights left.
     pub nonzeros: usize,
@@ -62,9 +64,13 @@ pub struct PlanReport {
 /// One layer's chosen option.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedLayer {
+    /// Layer name.
     pub name: String,
+    /// Sparsity chosen.
     pub sparsity: Sparsity,
+    /// Bits chosen.
     pub bits: Bits,
+    /// Estimated bytes of the layer in the file.
     pub estimated_bytes: usize,
     /// Estimated damage: KL divergence in nats.
     pub damage: f64,

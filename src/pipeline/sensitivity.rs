@@ -89,11 +89,13 @@ impl Ladder {
 /// compression will use).
 #[derive(Debug, Clone)]
 pub struct SensitivityOptions {
+    /// The levels tried.
     pub ladder: Ladder,
     /// k-means settings of the bit trials.
     pub kmeans: KMeans,
     /// Round shared values and biases to float16, as compression will.
     pub half: bool,
+    /// How trial layers are fitted, as compression will fit them.
     pub calibration: CalibrationOptions,
 }
 
