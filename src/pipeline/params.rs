@@ -40,11 +40,7 @@ impl FromStr for Bits {
     type Err = ParamError;
 
     fn from_str(s: &str) -> Result<Self, ParamError> {
-        let bits = s
-            .trim()
-            .parse::<u8>()
-            .map_err(|_| ParamError::Bits(s.to_string()))?;
-        Bits::new(bits)
+        parse_checked(s, Bits::new, ParamError::Bits)
     }
 }
 
@@ -82,12 +78,19 @@ impl FromStr for Sparsity {
     type Err = ParamError;
 
     fn from_str(s: &str) -> Result<Self, ParamError> {
-        let fraction = s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| ParamError::Sparsity(s.to_string()))?;
-        Sparsity::new(fraction)
+        parse_checked(s, Sparsity::new, ParamError::Sparsity)
     }
+}
+
+/// Parse `s` as a number and `check` it; text that is no number gives the
+/// error `unparsable` makes of it.
+fn parse_checked<N: FromStr, P>(
+    s: &str,
+    check: fn(N) -> Result<P, ParamError>,
+    unparsable: fn(String) -> ParamError,
+) -> Result<P, ParamError> {
+    let number = s.trim().parse().map_err(|_| unparsable(s.to_string()))?;
+    check(number)
 }
 
 impl fmt::Display for Sparsity {
