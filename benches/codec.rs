@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use compress::kmeans::Init;
-use formats::sqz::{read_sqz, write_sqz};
+use formats::sqz::{decode_model, encode_model, read_sqz, write_sqz};
 use sqz::compression::{quantize_model, QuantizeSpec};
-use sqz::container::{decode_model, encode_model};
 
 const TIMED: usize = 9;
 

@@ -19,12 +19,11 @@
 //! estimate is not exact, [`fit_to_budget`] builds the real file and, when
 //! it is over the budget, lowers the budget by the excess and plans again.
 
-use formats::sqz::size_breakdown;
+use formats::sqz::{encode_model, size_breakdown};
 use formats::Model;
 use rayon::prelude::*;
 
 use crate::compression::{quantize_model, LayerOverrides, PruneSpec, QuantizeSpec};
-use crate::container::encode_model;
 use crate::sensitivity::Sensitivity;
 use compress::prune::prune_layer;
 

@@ -6,7 +6,6 @@ pub mod allocation;
 pub mod calibration;
 pub mod cli;
 pub mod compression;
-pub mod container;
 pub mod engine;
 pub mod eval;
 pub mod fetch;

@@ -8,8 +8,6 @@ use formats::Layer;
 use serde_json::json;
 
 use super::{inspect_sqz, load, ModelArgs};
-use formats::detect::{detect_format, ModelFormat};
-use formats::sqz::read_sqz;
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -85,12 +83,10 @@ impl Stats {
 
 /// Run `inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = load::load(&args.model)?;
+    let read = load::load_detailed(&args.model.model, args.model.prototxt.as_deref())?;
+    let model = read.model;
     // For a .sqz, also show how each layer is stored.
-    let storage = match detect_format(&args.model.model)? {
-        ModelFormat::Sqz => Some(read_sqz(&load::read_file(&args.model.model)?)?),
-        _ => None,
-    };
+    let storage = read.sqz;
     let nonzeros: Vec<usize> = model.layers.iter().map(Layer::nonzeros).collect();
     let layers: Vec<(&Layer, Stats)> = model.layers.iter().map(|l| (l, Stats::of([l]))).collect();
     let total = Stats::of(&model.layers);
@@ -106,8 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect();
         let mut report = json!({ "model": args.model.model.display().to_string(), "layers": layers, "total": total.to_json() });
-        if let Some(file) = &storage {
-            report["storage"] = inspect_sqz::to_json(file, &nonzeros);
+        if let Some(sqz) = &storage {
+            report["storage"] = inspect_sqz::to_json(sqz, &nonzeros);
         }
         writeln!(out, "{report}")?;
         return Ok(());
@@ -135,8 +131,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         row(&mut out, &layer.name, &format!("{o}x{i}x{h}x{w}"), stats)?;
     }
     row(&mut out, "total", "", &total)?;
-    if let Some(file) = &storage {
-        inspect_sqz::print(&mut out, file, &nonzeros)?;
+    if let Some(sqz) = &storage {
+        inspect_sqz::print(&mut out, sqz, &nonzeros)?;
     }
     Ok(())
 }

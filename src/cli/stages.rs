@@ -20,10 +20,9 @@ use crate::allocation::{
     cost_table, estimated_bytes, fit_to_budget, plan_specs, Budget, CostTable, Plan,
 };
 use crate::compression::{prune_model, quantize_model, round_model_half, PruneSpec, QuantizeSpec};
-use crate::container::encode_model;
 use crate::sensitivity::{measure_sensitivity, SensitivityOptions};
 use compress::calib::{GptqOptions, ReconstructOptions};
-use formats::sqz::{size_breakdown, write_sqz, SqzFile};
+use formats::sqz::{encode_model, size_breakdown, write_sqz, SqzFile};
 use formats::Model;
 
 /// Builds of the file `--target-size` makes at most before giving up: each
