@@ -2,9 +2,12 @@
 //! the file really stores), the 24-bit limit, optimality, and rejection of
 //! corrupt input.
 
+mod splitmix;
+
 use formats::sqz::coding::{decode_stream, encode_stream, huffman_code_lengths, raw_bits};
 use formats::sqz::{Stream, StreamCoding as Coding, MAX_CODE_LENGTH};
 use proptest::prelude::*;
+use splitmix::SplitMix;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -55,18 +58,7 @@ fn stored(stream: &Stream) -> usize {
     stream.stored_bytes().total()
 }
 
-/// The SplitMix64 generator (Steele et al. 2014): deterministic test data.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
+impl SplitMix {
     /// Uniform in `0..n`.
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
@@ -133,7 +125,7 @@ fn kraft_sum(lengths: &[u8]) -> f64 {
 /// Symbols `|g|·spread` for standard normal `g`: frequencies fall off like
 /// those of codebook indices of weights.
 fn skewed(n: usize, alphabet: u32, spread: f64, seed: u64) -> Vec<u32> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix(seed);
     (0..n)
         .map(|_| ((rng.gaussian().abs() * spread) as u32).min(alphabet - 1))
         .collect()
@@ -304,7 +296,7 @@ fn long_runs_round_trip() {
 
 #[test]
 fn alphabet_65536_round_trips_raw_and_huffman() {
-    let mut rng = SplitMix64(7);
+    let mut rng = SplitMix(7);
     let uniform: Vec<u32> = (0..5000).map(|_| rng.below(65536) as u32).collect();
     let coded = round_trip(&uniform, 65536);
     assert_eq!(coded.coding, Coding::Raw { bits: 16 });
