@@ -59,13 +59,19 @@ pub struct SqzStorage {
 /// Read the model at `path` in whatever format it is (see the module
 /// documentation).
 pub fn read_model(path: &Path, options: &ReadOptions) -> Result<Model> {
-    read_model_detailed(path, options).map(|read| read.model)
+    read(path, options, false).map(|read| read.model)
 }
 
 /// [`read_model`], also returning the format, whether the preprocessing was
 /// assumed, and for a `.sqz` file its stored form and size breakdown (what
 /// `inspect` shows).
 pub fn read_model_detailed(path: &Path, options: &ReadOptions) -> Result<ReadModel> {
+    read(path, options, true)
+}
+
+/// [`read_model_detailed`], keeping a `.sqz` file's stored form only when
+/// `keep_storage` is set (measuring its size breakdown re-encodes it).
+fn read(path: &Path, options: &ReadOptions, keep_storage: bool) -> Result<ReadModel> {
     let format = detect_format(path)?;
     let prototxt = options.prototxt.as_deref();
     let caffe = matches!(
@@ -94,8 +100,10 @@ pub fn read_model_detailed(path: &Path, options: &ReadOptions) -> Result<ReadMod
         ModelFormat::Sqz => {
             let file = read_sqz_path(path)?;
             let model = decode_model(&file)?;
-            let breakdown = size_breakdown(&file);
-            sqz = Some(SqzStorage { file, breakdown });
+            if keep_storage {
+                let breakdown = size_breakdown(&file);
+                sqz = Some(SqzStorage { file, breakdown });
+            }
             model
         }
     };
