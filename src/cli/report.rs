@@ -41,9 +41,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let read = formats::read_model_detailed(&args.compressed, &formats::ReadOptions::default())
         .with_context(sqz_context)?;
-    let (compressed, Some(sqz)) = (read.model, read.sqz) else {
-        anyhow::bail!("{}: not a .sqz file", sqz_context());
+    let Some(sqz) = read.sqz else {
+        anyhow::bail!("{}: it is a {:?} model", sqz_context(), read.format);
     };
+    let compressed = read.model;
 
     // Checks that the models match before spending time on evaluation.
     let data = ReportData::new(
