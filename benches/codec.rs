@@ -8,8 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use formats::sqz::{read_sqz, write_sqz};
-use sqz::container::{decode_model, encode_model};
+use formats::sqz::{decode_model, encode_model, read_sqz, write_sqz};
 use sqz::pipeline::params::Bits;
 use sqz::pipeline::quantize::{quantize_model, KMeans, QuantizeSpec};
 

@@ -10,8 +10,8 @@
 //! Targets that need two files take one input and split it at its first
 //! NUL byte: text part first (`.param`, prototxt), binary part after it.
 
-use compress::coding::{decode_stream, Coding};
-use compress::positions::gaps_to_positions;
+use formats::sqz::coding::{decode_positions, decode_stream};
+use formats::sqz::{Stream, StreamCoding};
 
 #[path = "../tests/common/crc32.rs"]
 mod crc32;
@@ -62,7 +62,7 @@ pub fn sqz_reader(data: &[u8]) {
 /// `read_sqz`, then `decode_model` on success.
 fn read_sqz_model(data: &[u8]) {
     if let Ok(file) = formats::sqz::read_sqz(data) {
-        let _ = sqz::container::decode_model(&file);
+        let _ = formats::sqz::decode_model(&file);
     }
 }
 
@@ -146,29 +146,34 @@ pub fn caffemodel_reader(data: &[u8]) {
 /// bytes 1–2 the alphabet (LE u16), bytes 3–4 the symbol count (LE u16);
 /// raw streams take their bit width from byte 5, Huffman streams take
 /// `alphabet` code lengths; the rest is the payload.
-fn stream_from(data: &[u8]) -> Option<(Coding, &[u8], usize, u32)> {
+fn stream_from(data: &[u8]) -> Option<Stream> {
     let (header, rest) = data.split_at_checked(5)?;
     let alphabet = u32::from(u16::from_le_bytes([header[1], header[2]]));
-    let count = usize::from(u16::from_le_bytes([header[3], header[4]]));
+    let count = u64::from(u16::from_le_bytes([header[3], header[4]]));
     let (coding, payload) = if header[0] % 2 == 0 {
         let (&bits, payload) = rest.split_first()?;
-        (Coding::Raw { bits }, payload)
+        (StreamCoding::Raw { bits }, payload)
     } else {
         let (lengths, payload) = rest.split_at_checked(alphabet as usize)?;
         (
-            Coding::Huffman {
+            StreamCoding::Huffman {
                 code_lengths: lengths.to_vec(),
             },
             payload,
         )
     };
-    Some((coding, payload, count, alphabet))
+    Some(Stream {
+        count,
+        alphabet,
+        coding,
+        payload: payload.to_vec(),
+    })
 }
 
 /// A raw or Huffman coded symbol stream (see [`stream_from`]).
 pub fn huffman_decode(data: &[u8]) {
-    if let Some((coding, payload, count, alphabet)) = stream_from(data) {
-        let _ = decode_stream(&coding, payload, count, alphabet);
+    if let Some(stream) = stream_from(data) {
+        let _ = decode_stream(&stream);
     }
 }
 
@@ -179,9 +184,7 @@ pub fn gap_decode(data: &[u8]) {
         return;
     };
     let len = u32::from_le_bytes(*len) as usize;
-    if let Some((coding, payload, count, alphabet)) = stream_from(stream) {
-        if let Ok(gaps) = decode_stream(&coding, payload, count, alphabet) {
-            let _ = gaps_to_positions(&gaps, alphabet, len);
-        }
+    if let Some(stream) = stream_from(stream) {
+        let _ = decode_positions(&stream, len);
     }
 }

@@ -4,7 +4,6 @@
 //! formats in `formats`. Errors follow the policy of [`error`].
 
 pub mod cli;
-pub mod container;
 pub mod engine;
 pub mod error;
 pub mod eval;

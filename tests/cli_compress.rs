@@ -7,11 +7,12 @@ use std::path::Path;
 
 use common::*;
 use formats::Model;
-use sqz::cli::load::load_model;
+use formats::{read_model, ReadOptions};
 use sqz::engine::forward;
 
 fn load(path: &Path) -> Model {
-    load_model(path, None).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    read_model(path, &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 
 fn file_len(path: &Path) -> u64 {

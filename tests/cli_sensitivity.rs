@@ -4,10 +4,11 @@
 mod common;
 
 use common::*;
-use sqz::cli::load::load_model;
+use formats::{read_model, ReadOptions};
 
 fn v11_layer_names() -> Vec<String> {
-    let model = load_model(&v11_param(), None).unwrap_or_else(|e| panic!("{e:#}"));
+    let model =
+        read_model(&v11_param(), &ReadOptions::default()).unwrap_or_else(|e| panic!("{e:#}"));
     model.layers.iter().map(|l| l.name.clone()).collect()
 }
 

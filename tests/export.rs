@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use common::{han_net, reference_input, run, run_ok, shared, v11_param};
 use formats::caffemodel::read_caffemodel_path;
 use formats::Model;
-use sqz::cli::load::load_model;
+use formats::{read_model, ReadOptions};
 use sqz::engine::forward;
 
 /// The Python interpreter that has onnxruntime.
@@ -59,7 +59,7 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
     );
 
     let input = reference_input(reference, side);
-    let ours = forward(&load_model(model, None).unwrap(), &input).unwrap();
+    let ours = forward(&read_model(model, &ReadOptions::default()).unwrap(), &input).unwrap();
     assert_eq!(
         ours.data.len(),
         input.shape[0] * 1000,
@@ -123,7 +123,7 @@ fn quantized_model_exported_to_onnx_runs_the_same_in_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let quantized = dir.path().join("q6.sqz");
     run_ok(args!["quantize", han_net(), "--bits", "6", "-o", quantized]);
-    let model = load_model(&quantized, None).unwrap();
+    let model = read_model(&quantized, &ReadOptions::default()).unwrap();
     for layer in &model.layers {
         let mut values: Vec<u32> = layer.weights.iter().map(|w| w.to_bits()).collect();
         values.sort_unstable();
@@ -155,7 +155,7 @@ fn caffe_round_trip(model: &Path) -> (Model, Model) {
         back,
         "the prototxt is the one beside the weights"
     );
-    (load_model(model, None).unwrap(), back)
+    (read_model(model, &ReadOptions::default()).unwrap(), back)
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::shared;
-use sqz::cli::load::load_model;
+use formats::{read_model, ReadOptions};
 use sqz::fetch::{release, sha256_hex, RemoteFile};
 
 const RELEASE: &str = "squeezenet1.0-deep-compression";
@@ -181,10 +181,14 @@ fn fetch_downloads_verified_files_once() {
         "no temporary files left: {names:?}"
     );
 
-    let fetched = load_model(&dir.join("compressed_SqueezeNet.net"), None).unwrap();
-    let shipped = load_model(
+    let fetched = read_model(
+        &dir.join("compressed_SqueezeNet.net"),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let shipped = read_model(
         &shared().join("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net"),
-        None,
+        &ReadOptions::default(),
     )
     .unwrap();
     assert_eq!(

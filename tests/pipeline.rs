@@ -5,9 +5,9 @@
 mod common;
 
 use common::{han_net, v11_param};
+use formats::sqz::decode_model;
 use formats::sqz::read_sqz;
 use sqz::cli::load::load_model;
-use sqz::container::decode_model;
 use sqz::error::Fault;
 use sqz::pipeline::params::{Bits, Sparsity};
 use sqz::pipeline::prune::PruneSpec;

@@ -1,23 +1,17 @@
 //! The algorithms of Deep Compression, on plain slices: magnitude pruning,
-//! 1-D k-means weight sharing, Huffman and sparse-index coding, and
-//! calibration-based reconstruction. No file I/O and no CLI: callers hand in
-//! weights and activations and get numbers back.
+//! 1-D k-means weight sharing and calibration-based reconstruction. No file
+//! I/O and no CLI: callers hand in weights and activations and get numbers
+//! back. (Huffman and sparse-index coding belong to the `.sqz` format and
+//! live in `formats::sqz::coding`.)
 //!
 //! - [`prune`]: zero the smallest weights, per layer or by a global threshold.
 //! - [`kmeans`]: share weights by clustering them in one dimension.
-//! - [`coding`]: store symbol streams raw or canonical-Huffman coded.
-//! - [`positions`]: turn sparse positions into gap symbols and back.
 //! - [`rng`]: the seeded generator behind k-means++ and synthetic data.
 //! - [`calib`]: minimise each layer's output error on calibration inputs
 //!   (OBS/SparseGPT pruning with least-squares refit, GPTQ quantization,
 //!   bias correction).
 
 pub mod calib;
-pub mod coding;
-mod error;
 pub mod kmeans;
-pub mod positions;
 pub mod prune;
 pub mod rng;
-
-pub use error::CodingError;

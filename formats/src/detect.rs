@@ -6,12 +6,10 @@
 //! `.net` (Deep Compression), `.onnx`, `.caffemodel`.
 
 use crate::ncnn::PARAM_MAGIC;
+use crate::sqz::MAGIC as SQZ_MAGIC;
 use crate::{FormatError, Result};
 use std::io::Read;
 use std::path::Path;
-
-/// First four bytes of every `.sqz` file.
-pub const SQZ_MAGIC: &[u8; 4] = b"SQZ\0";
 
 /// The model formats sqz reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +33,7 @@ pub fn detect_format(path: &Path) -> Result<ModelFormat> {
     std::fs::File::open(path)
         .and_then(|f| f.take(16).read_to_end(&mut head))
         .map_err(|e| FormatError::io(path, e))?;
-    if head.starts_with(SQZ_MAGIC) {
+    if head.starts_with(&SQZ_MAGIC) {
         return Ok(ModelFormat::Sqz);
     }
     if is_ncnn_param(&head) {

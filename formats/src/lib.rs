@@ -1,8 +1,10 @@
 //! File formats of sqz: everything that is read from or written to disk.
 //!
-//! This crate is pure I/O: it turns bytes into the shared [`Model`] type (and
-//! the `.sqz` container's encoded layers) and back, validating as it goes,
-//! and does no numerical work. See `SQZ.md` for the `.sqz` layout.
+//! This crate is pure I/O: it turns bytes into the shared [`Model`] type and
+//! back, validating as it goes. [`read_model`] reads any supported format
+//! from a path. It owns the `.sqz` container entirely ([`sqz`]: layout,
+//! stream coding, lossless `Model` ↔ file conversion; see `SQZ.md`) and
+//! does no numerical work beyond that lossless coding.
 
 mod byte_cursor;
 pub mod caffe_net;
@@ -12,11 +14,13 @@ pub mod error;
 pub mod model;
 pub mod ncnn;
 pub mod prototxt;
+pub mod read;
 
 pub use error::{FormatError, Result};
 pub use model::{
     ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize,
 };
+pub use read::{read_model, read_model_detailed, ReadModel, ReadOptions};
 pub mod caffemodel;
 pub mod onnx;
 pub(crate) mod relu_fusion;

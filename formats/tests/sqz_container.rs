@@ -3,6 +3,8 @@
 //! preprocessing variant round-trips, and corrupt, truncated or lying files
 //! are rejected quickly without large allocations.
 
+mod splitmix;
+
 use formats::sqz::{
     read_sqz, size_breakdown, write_sqz, EncodedLayer, FloatVec, SqzFile, Stream, StreamCoding,
     WeightStorage, MAX_TEXT_BYTES,
@@ -12,6 +14,7 @@ use formats::{
 };
 use half::f16;
 use proptest::prelude::*;
+use splitmix::SplitMix;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -523,16 +526,7 @@ fn squeezenet_v10() -> SqzFile {
 // ---------------------------------------------------------------------------
 // Random valid files (for the property test).
 
-struct SplitMix(u64);
-
 impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     /// Uniform in `lo..=hi`.
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)

@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use formats::caffemodel::{write_caffemodel, write_prototxt};
 use formats::onnx::write_onnx;
-use formats::sqz::write_sqz;
+use formats::sqz::{encode_model_dense, write_sqz};
 use formats::Model;
 
 use super::load;
 use super::output::{check_output, write_atomic};
 use super::ModelArgs;
-use crate::container::encode_model_dense;
 
 /// Arguments of `decode`.
 #[derive(Debug, clap::Args)]

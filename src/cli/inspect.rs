@@ -7,8 +7,6 @@ use formats::Layer;
 use serde::Serialize;
 
 use super::{inspect_sqz, load, ModelArgs};
-use formats::detect::{detect_format, ModelFormat};
-use formats::sqz::read_sqz;
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -77,12 +75,10 @@ struct InspectJson<'a> {
 
 /// Run `inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = load::load(&args.model)?;
+    let read = load::load_detailed(&args.model.model, args.model.prototxt.as_deref())?;
+    let model = read.model;
     // For a .sqz, also show how each layer is stored.
-    let storage = match detect_format(&args.model.model)? {
-        ModelFormat::Sqz => Some(read_sqz(&load::read_file(&args.model.model)?)?),
-        _ => None,
-    };
+    let storage = read.sqz;
     let nonzeros: Vec<usize> = model.layers.iter().map(Layer::nonzeros).collect();
     let layers: Vec<(&Layer, Stats)> = model
         .layers
@@ -138,8 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         row(&mut out, &layer.name, &format!("{o}x{i}x{h}x{w}"), stats)?;
     }
     row(&mut out, "total", "", &total)?;
-    if let Some(file) = &storage {
-        inspect_sqz::print(&mut out, file, &nonzeros)?;
+    if let Some(sqz) = &storage {
+        inspect_sqz::print(&mut out, sqz, &nonzeros)?;
     }
     Ok(())
 }

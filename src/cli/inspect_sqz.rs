@@ -4,7 +4,8 @@
 
 use std::io::Write;
 
-use formats::sqz::{size_breakdown, SizeBreakdown, SqzFile, StreamCoding, WeightStorage};
+use formats::read::SqzStorage;
+use formats::sqz::{SizeBreakdown, SqzFile, StreamCoding, WeightStorage};
 use serde_json::json;
 
 /// One layer's storage facts.
@@ -83,8 +84,8 @@ fn bits_per_nonzero(total: usize, nonzeros: usize) -> f64 {
 
 /// Print the storage table and the file's size breakdown. `nonzeros` is
 /// the decoded model's nonzero count per layer.
-pub fn print(out: &mut impl Write, file: &SqzFile, nonzeros: &[usize]) -> std::io::Result<()> {
-    let breakdown = size_breakdown(file);
+pub fn print(out: &mut impl Write, sqz: &SqzStorage, nonzeros: &[usize]) -> std::io::Result<()> {
+    let (file, breakdown) = (&sqz.file, &sqz.breakdown);
     writeln!(out)?;
     writeln!(
         out,
@@ -100,7 +101,7 @@ pub fn print(out: &mut impl Write, file: &SqzFile, nonzeros: &[usize]) -> std::i
         "total",
         "bits/nz"
     )?;
-    for r in rows(file, &breakdown, nonzeros) {
+    for r in rows(file, breakdown, nonzeros) {
         writeln!(
             out,
             "{:<28} {:>16} {:>4} {:>11} {:>8} {:>9} {:>8} {:>7} {:>8} {:>9.2}",
@@ -141,9 +142,9 @@ pub fn print(out: &mut impl Write, file: &SqzFile, nonzeros: &[usize]) -> std::i
 }
 
 /// The same as JSON.
-pub fn to_json(file: &SqzFile, nonzeros: &[usize]) -> serde_json::Value {
-    let breakdown = size_breakdown(file);
-    let layers: Vec<_> = rows(file, &breakdown, nonzeros)
+pub fn to_json(sqz: &SqzStorage, nonzeros: &[usize]) -> serde_json::Value {
+    let (file, breakdown) = (&sqz.file, &sqz.breakdown);
+    let layers: Vec<_> = rows(file, breakdown, nonzeros)
         .iter()
         .map(|r| {
             json!({

@@ -5,11 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use formats::sqz::{read_sqz, size_breakdown};
 
 use super::options::ImageSetArgs;
 use super::{load, ModelArgs};
-use crate::container::decode_model;
 use crate::eval::{evaluate, EvalOptions};
 use crate::report::output::{check_replaceable, write_report_dir, INDEX};
 use crate::report::{page, Accuracy, ModelSource, ReportData};
@@ -41,9 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.compressed.display()
         )
     };
-    let bytes = load::read_file(&args.compressed).with_context(sqz_context)?;
-    let file = read_sqz(&bytes).with_context(sqz_context)?;
-    let compressed = decode_model(&file).with_context(sqz_context)?;
+    let read = formats::read_model_detailed(&args.compressed, &formats::ReadOptions::default())
+        .with_context(sqz_context)?;
+    let Some(sqz) = read.sqz else {
+        anyhow::bail!("{}: it is a {:?} model", sqz_context(), read.format);
+    };
+    let compressed = read.model;
 
     // Checks that the models match before spending time on evaluation.
     let data = ReportData::new(
@@ -55,9 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ModelSource {
             path: &args.compressed,
             model: &compressed,
-            file_bytes: bytes.len() as u64,
+            file_bytes: sqz.breakdown.total() as u64,
         },
-        &size_breakdown(&file),
+        &sqz.breakdown,
     )?;
     let images = args.set.labelled_images()?;
     // Both models must see the same images, so an unreadable one is an error.

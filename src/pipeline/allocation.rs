@@ -20,7 +20,7 @@
 //! it is over the budget, lowers the budget by the excess and plans again.
 
 use compress::prune::prune_layer;
-use formats::sqz::size_breakdown;
+use formats::sqz::{encode_model, size_breakdown};
 use formats::Model;
 use rayon::prelude::*;
 
@@ -29,7 +29,6 @@ use super::params::{Bits, LayerOverrides, Sparsity};
 use super::prune::PruneSpec;
 use super::quantize::{quantize_model, KMeans, QuantizeSpec};
 use super::sensitivity::Sensitivity;
-use crate::container::encode_model;
 use crate::error::InternalError;
 
 /// One way to compress one layer.

@@ -31,10 +31,10 @@ pub mod target_size;
 use formats::sqz::{size_breakdown, write_sqz, SqzFile};
 use formats::Model;
 
-use crate::container::encode_model;
 use calib_images::CalibrationImages;
 use calibration::{compress_calibrated, CalibrationOptions, CalibrationSpec};
 pub use error::PipelineError;
+use formats::sqz::encode_model;
 use params::check_layer_names;
 use prune::{prune_model, PruneSpec};
 use quantize::{quantize_model, round_model_half, QuantizeSpec};

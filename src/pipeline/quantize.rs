@@ -3,7 +3,7 @@
 //! Every layer's nonzero weights are clustered with 1-D k-means and each is
 //! replaced by its centroid, in place, so the result can be evaluated
 //! directly by the engine and is then stored losslessly by
-//! [`crate::container`]. Pruned zeros stay out of the clustering and stay
+//! [`formats::sqz::encode_model`]. Pruned zeros stay out of the clustering and stay
 //! zero. The numerical work is [`compress::kmeans`]'s.
 
 use compress::kmeans::{kmeans_1d, Init};

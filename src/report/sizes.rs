@@ -19,8 +19,7 @@
 //!
 //! Byte counts of bit-packed parts are rounded up to whole bytes per layer.
 
-use compress::coding::raw_bits;
-use compress::positions::{positions_to_gaps, GAP_ALPHABETS};
+use formats::sqz::coding::{positions_to_gaps, raw_bits, GAP_ALPHABETS};
 use formats::sqz::{LayerBytes, SizeBreakdown};
 use formats::Layer;
 

@@ -4,7 +4,7 @@
 //! about half the size for codebooks sorted by value (whose neighbouring
 //! symbols have similar frequencies).
 
-use super::bits::{BitReader, BitWriter};
+use super::coding::{BitReader, BitWriter};
 use super::wire::Reader;
 use super::MAX_CODE_LENGTH;
 use crate::Result;
@@ -21,18 +21,16 @@ const MAX_WIDTH: u8 = 5;
 /// form (fixed-width on a tie).
 pub(crate) fn encode(lengths: &[u8], out: &mut Vec<u8>) {
     let width = u8::BITS - lengths.iter().copied().max().unwrap_or(0).leading_zeros();
-    let mut fixed = Vec::new();
-    let mut bits = BitWriter::new(&mut fixed);
-    lengths.iter().for_each(|&l| bits.put(l.into(), width));
-    bits.finish();
-    let mut delta = Vec::new();
-    let mut bits = BitWriter::new(&mut delta);
+    let mut bits = BitWriter::with_capacity(lengths.len());
+    lengths.iter().for_each(|&l| bits.write(l.into(), width));
+    let fixed = bits.finish();
+    let mut bits = BitWriter::with_capacity(lengths.len() / 4);
     let mut previous = 0;
     for &l in lengths {
         put_gamma(&mut bits, zigzag(i32::from(l) - previous) + 1);
         previous = l.into();
     }
-    bits.finish();
+    let delta = bits.finish();
     if delta.len() < fixed.len() {
         out.push(DELTA);
         out.extend(delta);
@@ -47,15 +45,16 @@ pub(crate) fn encode(lengths: &[u8], out: &mut Vec<u8>) {
 /// deltas leading outside `0..=24`, are rejected.
 pub(crate) fn decode(r: &mut Reader, coding: u8, alphabet: usize, what: &str) -> Result<Vec<u8>> {
     if coding == DELTA {
-        return r.bits(what, |bits| {
+        // Every gamma code takes at least one bit.
+        return r.bits(what, alphabet as u128, |bits| {
             let mut previous = 0i32;
             (0..alphabet)
                 .map(|_| {
                     let length = previous + unzigzag(read_gamma(bits)? - 1);
                     if !(0..=i32::from(MAX_CODE_LENGTH)).contains(&length) {
-                        return Err(bits.invalid(format!(
+                        return Err(format!(
                             "code length {length} is outside 0..={MAX_CODE_LENGTH}"
-                        )));
+                        ));
                     }
                     previous = length;
                     Ok(length as u8)
@@ -67,10 +66,10 @@ pub(crate) fn decode(r: &mut Reader, coding: u8, alphabet: usize, what: &str) ->
     if width > MAX_WIDTH {
         return Err(r.invalid(format!("{what}: field width {width} exceeds {MAX_WIDTH}")));
     }
-    r.bits(what, |bits| {
-        (0..alphabet)
-            .map(|_| Ok(bits.read(width.into())? as u8))
-            .collect()
+    r.bits(what, alphabet as u128 * u128::from(width), |bits| {
+        Ok((0..alphabet)
+            .map(|_| bits.read(width.into()) as u8)
+            .collect())
     })
 }
 
@@ -94,19 +93,19 @@ fn unzigzag(z: u32) -> i32 {
 /// binary (whose leading bit is 1).
 fn put_gamma(bits: &mut BitWriter, n: u32) {
     let magnitude = u32::BITS - 1 - n.leading_zeros();
-    bits.put(0, magnitude);
-    bits.put(n, magnitude + 1);
+    bits.write(0, magnitude);
+    bits.write(n, magnitude + 1);
 }
 
 /// Read an Elias gamma code. Valid tables need at most 5 leading zeros
 /// (a delta of ±24 is `n` ≤ 49); more is rejected.
-fn read_gamma(bits: &mut BitReader) -> Result<u32> {
+fn read_gamma(bits: &mut BitReader) -> std::result::Result<u32, String> {
     let mut zeros = 0;
-    while bits.read(1)? == 0 {
+    while bits.read(1) == 0 {
         zeros += 1;
         if zeros > 5 {
-            return Err(bits.invalid("a gamma code longer than any code length delta"));
+            return Err("a gamma code longer than any code length delta".to_string());
         }
     }
-    Ok((1 << zeros) | bits.read(zeros)?)
+    Ok((1 << zeros) | bits.read(zeros))
 }

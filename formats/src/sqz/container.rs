@@ -46,9 +46,7 @@ pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usi
     let mut entry_sizes = Vec::with_capacity(sections.len());
     for (kind, body) in sections {
         let start = directory.len();
-        directory.push(*kind as u8);
-        put_varint(&mut directory, body.len() as u64);
-        directory.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        put_entry(&mut directory, *kind, body);
         entry_sizes.push(directory.len() - start);
     }
     let body_len: usize = sections.iter().map(|(_, b)| b.len()).sum();
@@ -71,6 +69,20 @@ pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usi
         out.extend_from_slice(body);
     }
     (out, entry_sizes)
+}
+
+/// Append the directory entry of section `body`: kind, length, checksum.
+fn put_entry(directory: &mut Vec<u8>, kind: SectionKind, body: &[u8]) {
+    directory.push(kind as u8);
+    put_varint(directory, body.len() as u64);
+    directory.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+}
+
+/// Bytes of the directory entry of a layer section `body`.
+pub(crate) fn entry_len(body: &[u8]) -> usize {
+    let mut entry = Vec::new();
+    put_entry(&mut entry, SectionKind::Layer, body);
+    entry.len()
 }
 
 /// Check magic, version, checksums and framing of `bytes`, and return the

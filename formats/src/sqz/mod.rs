@@ -2,20 +2,21 @@
 //!
 //! A [`SqzFile`] holds the graph and preprocessing of a [`Model`](crate::Model)
 //! and, per layer, an [`EncodedLayer`]: its weights stored dense, sparse,
-//! quantized onto a codebook, or both, with index streams kept as opaque
-//! [`Stream`]s (raw bit-packed or canonical-Huffman coded). This module only
-//! moves these structures to and from bytes and checks their consistency;
-//! turning streams back into symbols and weights is the `compress` crate's
-//! job, orchestrated by the CLI. The byte layout is specified in
-//! `formats/SQZ.md`.
+//! quantized onto a codebook, or both, with index streams as [`Stream`]s
+//! (raw bit-packed or canonical-Huffman coded). This module owns the whole
+//! format: the byte layout (specified in `formats/SQZ.md`), the stream
+//! coding ([`coding`]) and the lossless conversion from and to a `Model`.
 //!
+//! - [`encode_model`] turns a model into a [`SqzFile`], every layer in its
+//!   smallest storage kind; [`decode_model`] rebuilds the dense model.
 //! - [`write_sqz`] serialises a file (pure, deterministic);
 //!   [`read_sqz`] parses one, checking checksums, bounds and
 //!   [`SqzFile::validate`]'s consistency rules, and never panics.
 //! - [`size_breakdown`] says where the bytes go (container, names, graph,
-//!   and per layer header, bias, values, positions and codes), and
-//!   [`Stream::stored_bytes`] what one stream costs, for `inspect` and for
-//!   choosing between storage kinds.
+//!   and per layer header, bias, values, positions and codes), for
+//!   `inspect`. [`Stream::stored_bytes`] and [`EncodedLayer::stored_bytes`]
+//!   count the same bytes for one stream or layer; they are the only cost
+//!   the encoder's choices use.
 //! - The `MAX_*` constants are the format's limits.
 
 use crate::model::{Graph, Preprocess};
@@ -150,10 +151,12 @@ pub const MAX_TEXT_BYTES: usize = 1 << 24;
 /// Largest convolution or pooling kernel, stride or padding.
 pub const MAX_HYPERPARAMETER: usize = 65535;
 
-mod bits;
 mod breakdown;
 mod code_lengths;
+pub mod coding;
 mod container;
+mod decode;
+mod encode;
 mod graph_codec;
 mod layer_section;
 mod model_section;
@@ -167,5 +170,7 @@ pub mod write;
 
 pub use breakdown::{size_breakdown, LayerBytes, SizeBreakdown, StreamBytes};
 pub use container::{MAGIC, VERSION};
+pub use decode::{decode_layer, decode_model};
+pub use encode::{encode_layer, encode_model, encode_model_dense};
 pub use read::read_sqz;
 pub use write::write_sqz;

@@ -16,13 +16,27 @@ const REJECTED_CODING: u8 = 0xBF;
 impl Stream {
     /// Bytes this stream takes in a `.sqz` file: its header (count,
     /// alphabet, coding byte, code length table, payload length) and its
-    /// payload. Lets an encoder compare storage choices exactly.
+    /// payload. This is the cost every storage decision of the encoder
+    /// minimises.
     pub fn stored_bytes(&self) -> StreamBytes {
+        Self::stored_bytes_of(self.count, self.alphabet, &self.coding, self.payload.len())
+    }
+
+    /// [`Stream::stored_bytes`] of a stream with these fields and a payload
+    /// of `payload_len` bytes, for costing a coding before packing it. The
+    /// header is measured by encoding it, so it cannot disagree with the
+    /// writer.
+    pub(crate) fn stored_bytes_of(
+        count: u64,
+        alphabet: u32,
+        coding: &StreamCoding,
+        payload_len: usize,
+    ) -> StreamBytes {
         let mut header = Vec::new();
-        encode_header(self, &mut header);
+        encode_header(count, alphabet, coding, payload_len, &mut header);
         StreamBytes {
             header: header.len(),
-            payload: self.payload.len(),
+            payload: payload_len,
         }
     }
 }
@@ -30,7 +44,13 @@ impl Stream {
 /// Append `stream` and return its byte breakdown.
 pub(crate) fn encode(stream: &Stream, out: &mut Vec<u8>) -> StreamBytes {
     let start = out.len();
-    encode_header(stream, out);
+    encode_header(
+        stream.count,
+        stream.alphabet,
+        &stream.coding,
+        stream.payload.len(),
+        out,
+    );
     let header = out.len() - start;
     out.extend_from_slice(&stream.payload);
     StreamBytes {
@@ -39,24 +59,28 @@ pub(crate) fn encode(stream: &Stream, out: &mut Vec<u8>) -> StreamBytes {
     }
 }
 
-/// Append everything of `stream` but its payload.
-fn encode_header(stream: &Stream, out: &mut Vec<u8>) {
-    put_varint(out, stream.count);
-    put_varint(out, stream.alphabet.into());
-    match &stream.coding {
+/// Append everything of a stream but its payload.
+fn encode_header(
+    count: u64,
+    alphabet: u32,
+    coding: &StreamCoding,
+    payload_len: usize,
+    out: &mut Vec<u8>,
+) {
+    put_varint(out, count);
+    put_varint(out, alphabet.into());
+    match coding {
         // Out-of-range widths saturate to 0x7F, which no reader accepts.
         StreamCoding::Raw { bits } => out.push((*bits).min(0x7F)),
         // The table's length is implied by the alphabet. A table that
         // contradicts it cannot be written faithfully, so the file is made
         // unreadable instead.
-        StreamCoding::Huffman { code_lengths }
-            if code_lengths.len() != stream.alphabet as usize =>
-        {
+        StreamCoding::Huffman { code_lengths } if code_lengths.len() != alphabet as usize => {
             out.push(REJECTED_CODING)
         }
         StreamCoding::Huffman { code_lengths } => code_lengths::encode(code_lengths, out),
     }
-    put_varint(out, stream.payload.len() as u64);
+    put_varint(out, payload_len as u64);
 }
 
 /// Read a stream written by [`encode`]. The alphabet is bounded by

@@ -4,12 +4,11 @@
 //!
 //! [`read_sqz`]: super::read_sqz
 
-use super::bits::packed_len;
+use super::coding::{check_lengths, packed_len, raw_bits};
 use super::strings::StringTable;
 use super::{
-    EncodedLayer, SqzFile, Stream, StreamCoding, WeightStorage, MAX_ALPHABET, MAX_CODE_LENGTH,
-    MAX_HYPERPARAMETER, MAX_LAYERS, MAX_NAME_BYTES, MAX_NODES, MAX_TEXT_BYTES,
-    MAX_WEIGHTS_PER_LAYER,
+    EncodedLayer, SqzFile, Stream, StreamCoding, WeightStorage, MAX_ALPHABET, MAX_HYPERPARAMETER,
+    MAX_LAYERS, MAX_NAME_BYTES, MAX_NODES, MAX_TEXT_BYTES, MAX_WEIGHTS_PER_LAYER,
 };
 use crate::model::{Graph, Op, Preprocess, Resize};
 use crate::{FormatError, Result};
@@ -108,10 +107,11 @@ impl EncodedLayer {
 
 impl Stream {
     /// Check the stream's self-consistency: alphabet in
-    /// `1..=`[`MAX_ALPHABET`]; for raw coding, `bits == ceil(log2(alphabet))`
+    /// `1..=`[`MAX_ALPHABET`]; at most [`MAX_WEIGHTS_PER_LAYER`] symbols
+    /// (no layer has more weights, so no stream has more symbols); for raw coding, `bits == ceil(log2(alphabet))`
     /// and a payload of exactly `ceil(count * bits / 8)` bytes with zero
     /// padding; for Huffman coding, one code length per symbol, none over
-    /// [`MAX_CODE_LENGTH`], lengths satisfying Kraft's inequality, and a
+    /// [`MAX_CODE_LENGTH`](super::MAX_CODE_LENGTH), lengths satisfying Kraft's inequality, and a
     /// payload length between what `count` symbols need at the shortest and
     /// at the longest code length.
     pub fn validate(&self) -> Result<()> {
@@ -125,6 +125,12 @@ impl Stream {
                 self.alphabet
             ));
         }
+        if self.count > MAX_WEIGHTS_PER_LAYER as u64 {
+            return Err(format!(
+                "{} symbols exceed the limit {MAX_WEIGHTS_PER_LAYER}",
+                self.count
+            ));
+        }
         match &self.coding {
             StreamCoding::Raw { bits } => self.check_raw(*bits),
             StreamCoding::Huffman { code_lengths } => self.check_huffman(code_lengths),
@@ -132,7 +138,7 @@ impl Stream {
     }
 
     fn check_raw(&self, bits: u8) -> Check {
-        let needed = raw_bits(self.alphabet);
+        let needed = u32::from(raw_bits(self.alphabet));
         if u32::from(bits) != needed {
             return Err(format!(
                 "{bits}-bit raw symbols for alphabet {} (needs {needed})",
@@ -160,21 +166,8 @@ impl Stream {
     }
 
     fn check_huffman(&self, code_lengths: &[u8]) -> Check {
-        if code_lengths.len() != self.alphabet as usize {
-            return Err(format!(
-                "{} code lengths for alphabet {}",
-                code_lengths.len(),
-                self.alphabet
-            ));
-        }
-        if let Some(&l) = code_lengths.iter().find(|&&l| l > MAX_CODE_LENGTH) {
-            return Err(format!("code length {l} exceeds {MAX_CODE_LENGTH}"));
-        }
+        check_lengths(code_lengths, self.alphabet)?;
         let used = || code_lengths.iter().copied().filter(|&l| l > 0);
-        let kraft: u64 = used().map(|l| 1u64 << (MAX_CODE_LENGTH - l)).sum();
-        if kraft > 1 << MAX_CODE_LENGTH {
-            return Err("code lengths violate Kraft's inequality (not a prefix code)".to_string());
-        }
         let (Some(shortest), Some(longest)) = (used().min(), used().max()) else {
             return match (self.count, self.payload.len()) {
                 (0, 0) => Ok(()),
@@ -197,11 +190,6 @@ impl Stream {
         }
         Ok(())
     }
-}
-
-/// Bits per raw symbol for `alphabet`: `ceil(log2(alphabet))`, 0 for 1.
-fn raw_bits(alphabet: u32) -> u32 {
-    u32::BITS - alphabet.saturating_sub(1).leading_zeros()
 }
 
 fn expect_count(what: &str, actual: u64, expected: u64) -> Check {

@@ -3,7 +3,7 @@
 //! LEB128 varints, and a bounds-checked [`Reader`] whose every failure is a
 //! one-line [`FormatError`].
 
-use super::bits::BitReader;
+use super::coding::BitReader;
 use super::FloatVec;
 use crate::{FormatError, Result};
 use half::f16;
@@ -162,16 +162,39 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Read a bit string with `read` (see [`BitReader`]), then move on to
-    /// the next byte boundary; the padding bits must be zero.
+    /// Read a bit string of at least `min_bits` bits with `read` (see
+    /// [`BitReader`]), then move on to the next byte boundary; the padding
+    /// bits must be zero. Fewer than `min_bits` bits left, or `read`
+    /// running out of bytes, is a truncation error (checked before `read`
+    /// runs, so it cannot allocate for a table the data cannot hold);
+    /// `read`'s own error message is prefixed with the context and `what`.
     pub(crate) fn bits<T>(
         &mut self,
         what: &str,
-        read: impl FnOnce(&mut BitReader<'a>) -> Result<T>,
+        min_bits: u128,
+        read: impl FnOnce(&mut BitReader<'a>) -> std::result::Result<T, String>,
     ) -> Result<T> {
-        let mut bits = BitReader::new(&self.bytes[self.pos..], format!("{}: {what}", self.context));
-        let value = read(&mut bits)?;
-        self.pos += bits.finish()?;
+        let rest = &self.bytes[self.pos..];
+        if min_bits > 8 * rest.len() as u128 {
+            return Err(FormatError::truncated(format!(
+                "{}: {what} needs {min_bits} bits but only {} bytes remain",
+                self.context,
+                rest.len()
+            )));
+        }
+        let mut bits = BitReader::new(rest);
+        let value = read(&mut bits);
+        if bits.overrun() {
+            return Err(FormatError::truncated(format!(
+                "{}: {what} runs past the end of the data",
+                self.context
+            )));
+        }
+        let value = value.map_err(|m| self.invalid(format!("{what}: {m}")))?;
+        if !bits.padding_is_zero() {
+            return Err(self.invalid(format!("{what}: nonzero padding bits")));
+        }
+        self.pos += bits.used_bytes();
         Ok(value)
     }
 

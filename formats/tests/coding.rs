@@ -1,30 +1,75 @@
-//! Raw and Huffman stream coding: round trips, the size rule, the 24-bit
-//! limit, optimality, and rejection of corrupt input.
+//! Raw and Huffman stream coding: round trips, the size rule (the bytes
+//! the file really stores), the 24-bit limit, optimality, and rejection of
+//! corrupt input.
 
-use compress::coding::{
-    coded_size_bytes, decode_stream, encode_stream, huffman_code_lengths, raw_bits, Coded, Coding,
-    MAX_CODE_LENGTH,
-};
-use compress::rng::SplitMix64;
-use compress::CodingError;
+mod splitmix;
+
+use formats::sqz::coding::{decode_stream, encode_stream, huffman_code_lengths, raw_bits};
+use formats::sqz::{Stream, StreamCoding as Coding, MAX_CODE_LENGTH};
 use proptest::prelude::*;
+use splitmix::SplitMix;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Encodes, checks the payload decodes back to `symbols`, and returns the
-/// coded stream.
-fn round_trip(symbols: &[u32], alphabet: u32) -> Coded {
+/// Encodes, checks the stream decodes back to `symbols`, and returns it.
+fn round_trip(symbols: &[u32], alphabet: u32) -> Stream {
     let coded = encode_stream(symbols, alphabet);
-    let decoded = decode_stream(&coded.coding, &coded.payload, symbols.len(), alphabet)
-        .expect("an encoder's own output must decode");
+    assert_eq!(coded.count, symbols.len() as u64);
+    assert_eq!(coded.alphabet, alphabet);
+    let decoded = decode_stream(&coded).expect("an encoder's own output must decode");
     assert_eq!(decoded, symbols);
     coded
 }
 
-/// Size of the raw coding, computed from its definition.
+/// Decodes `count` symbols over `alphabet` from `payload` coded with
+/// `coding`; the error as its one-line message.
+fn decode(coding: Coding, payload: &[u8], count: u64, alphabet: u32) -> Result<Vec<u32>, String> {
+    decode_stream(&Stream {
+        count,
+        alphabet,
+        coding,
+        payload: payload.to_vec(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Size of the raw payload, computed from its definition.
 fn raw_size(count: usize, alphabet: u32) -> usize {
     let bits = (alphabet as f64).log2().ceil() as usize;
     (count * bits).div_ceil(8)
+}
+
+/// Bytes the raw coding of `count` symbols over `alphabet` takes in a file.
+fn raw_stored_bytes(count: usize, alphabet: u32) -> usize {
+    Stream {
+        count: count as u64,
+        alphabet,
+        coding: Coding::Raw {
+            bits: raw_bits(alphabet),
+        },
+        payload: vec![0; raw_size(count, alphabet)],
+    }
+    .stored_bytes()
+    .total()
+}
+
+/// Bytes `stream` takes in a file.
+fn stored(stream: &Stream) -> usize {
+    stream.stored_bytes().total()
+}
+
+impl SplitMix {
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Standard normal, by Box-Muller.
+    fn gaussian(&mut self) -> f64 {
+        let u1 = ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
 }
 
 /// Total bits of a plain (unlimited) Huffman code, by the classic
@@ -80,7 +125,7 @@ fn kraft_sum(lengths: &[u8]) -> f64 {
 /// Symbols `|g|·spread` for standard normal `g`: frequencies fall off like
 /// those of codebook indices of weights.
 fn skewed(n: usize, alphabet: u32, spread: f64, seed: u64) -> Vec<u32> {
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = SplitMix(seed);
     (0..n)
         .map(|_| ((rng.gaussian().abs() * spread) as u32).min(alphabet - 1))
         .collect()
@@ -100,20 +145,19 @@ proptest! {
     #[test]
     fn random_streams_round_trip_at_the_smaller_size((alphabet, symbols) in stream_strategy()) {
         let coded = round_trip(&symbols, alphabet);
-        let raw = raw_size(symbols.len(), alphabet);
-        prop_assert!(coded_size_bytes(&coded) <= raw);
+        let raw = raw_stored_bytes(symbols.len(), alphabet);
+        prop_assert!(stored(&coded) <= raw);
         match &coded.coding {
             Coding::Raw { bits } => {
                 prop_assert_eq!(*bits, raw_bits(alphabet));
-                prop_assert_eq!(coded.payload.len(), raw);
+                prop_assert_eq!(coded.payload.len(), raw_size(symbols.len(), alphabet));
             }
             Coding::Huffman { code_lengths } => {
-                prop_assert!(coded_size_bytes(&coded) < raw);
+                prop_assert!(stored(&coded) < raw, "Huffman only when strictly smaller in the file");
                 prop_assert_eq!(code_lengths.len(), alphabet as usize);
                 let freqs = histogram(&symbols, alphabet);
                 let bits: u64 = freqs.iter().zip(code_lengths).map(|(f, l)| f * u64::from(*l)).sum();
                 prop_assert_eq!(coded.payload.len() as u64, bits.div_ceil(8));
-                prop_assert_eq!(coded_size_bytes(&coded), alphabet as usize + coded.payload.len());
             }
         }
     }
@@ -154,31 +198,32 @@ proptest! {
                 flipped[at.index(len)] ^= 1 << bit;
             }
         }
-        if let Ok(decoded) = decode_stream(&coded.coding, &flipped, symbols.len(), alphabet) {
+        let count = symbols.len() as u64;
+        if let Ok(decoded) = decode(coded.coding.clone(), &flipped, count, alphabet) {
             prop_assert_eq!(decoded.len(), symbols.len());
             prop_assert!(decoded.iter().all(|&s| s < alphabet));
         }
         if !coded.payload.is_empty() && raw_bits(alphabet) > 0 {
             let short = &coded.payload[..cut.index(coded.payload.len())];
-            prop_assert!(decode_stream(&coded.coding, short, symbols.len(), alphabet).is_err());
+            prop_assert!(decode(coded.coding.clone(), short, count, alphabet).is_err());
         }
         let mut long = coded.payload.clone();
         long.push(0);
-        prop_assert!(decode_stream(&coded.coding, &long, symbols.len(), alphabet).is_err());
+        prop_assert!(decode(coded.coding.clone(), &long, count, alphabet).is_err());
     }
 
     #[test]
     fn arbitrary_tables_and_payloads_never_panic(
         lengths in prop::collection::vec(0u8..30, 1..64),
         payload in prop::collection::vec(any::<u8>(), 0..64),
-        count in 0usize..600,
+        count in 0u64..600,
     ) {
         let alphabet = lengths.len() as u32;
-        if let Ok(decoded) = decode_stream(&Coding::Huffman { code_lengths: lengths }, &payload, count, alphabet) {
-            prop_assert_eq!(decoded.len(), count);
+        if let Ok(decoded) = decode(Coding::Huffman { code_lengths: lengths }, &payload, count, alphabet) {
+            prop_assert_eq!(decoded.len() as u64, count);
         }
         let bits = raw_bits(alphabet);
-        if let Ok(decoded) = decode_stream(&Coding::Raw { bits }, &payload, count, alphabet) {
+        if let Ok(decoded) = decode(Coding::Raw { bits }, &payload, count, alphabet) {
             prop_assert!(decoded.iter().all(|&s| s < alphabet));
         }
     }
@@ -251,7 +296,7 @@ fn long_runs_round_trip() {
 
 #[test]
 fn alphabet_65536_round_trips_raw_and_huffman() {
-    let mut rng = SplitMix64::new(7);
+    let mut rng = SplitMix(7);
     let uniform: Vec<u32> = (0..5000).map(|_| rng.below(65536) as u32).collect();
     let coded = round_trip(&uniform, 65536);
     assert_eq!(coded.coding, Coding::Raw { bits: 16 });
@@ -259,7 +304,7 @@ fn alphabet_65536_round_trips_raw_and_huffman() {
     let skewed = skewed(200_000, 65536, 16.0, 3);
     let coded = round_trip(&skewed, 65536);
     assert!(matches!(coded.coding, Coding::Huffman { .. }));
-    assert!(coded_size_bytes(&coded) < raw_size(skewed.len(), 65536));
+    assert!(stored(&coded) < raw_stored_bytes(skewed.len(), 65536));
 }
 
 #[test]
@@ -309,8 +354,8 @@ fn canonical_codes_follow_deflate() {
     let lengths = vec![3u8, 3, 3, 3, 3, 2, 4, 4];
     // 010 011 00 1110 1111 101, then 5 padding zeros.
     let payload = [0b0100_1100, 0b1110_1111, 0b1010_0000];
-    let decoded = decode_stream(
-        &Coding::Huffman {
+    let decoded = decode(
+        Coding::Huffman {
             code_lengths: lengths,
         },
         &payload,
@@ -321,82 +366,80 @@ fn canonical_codes_follow_deflate() {
     assert_eq!(decoded, [0, 1, 5, 6, 7, 3]);
 }
 
+/// Asserts that `result` is an error whose message contains `needle`.
+#[track_caller]
+fn assert_error(result: Result<Vec<u32>, String>, needle: &str) {
+    match result {
+        Err(message) => assert!(message.contains(needle), "{message:?} lacks {needle:?}"),
+        Ok(symbols) => panic!("expected an error containing {needle:?}, decoded {symbols:?}"),
+    }
+}
+
 #[test]
 fn invalid_tables_and_payloads_are_rejected() {
     let huffman = |lengths: Vec<u8>| Coding::Huffman {
         code_lengths: lengths,
     };
-    assert_eq!(
-        decode_stream(&huffman(vec![1, 1, 1]), &[0], 1, 3),
-        Err(CodingError::OverSubscribed)
+    assert_error(decode(huffman(vec![1, 1, 1]), &[0], 1, 3), "Kraft");
+    assert_error(
+        decode(huffman(vec![25, 1]), &[0], 1, 2),
+        "code length 25 exceeds 24",
     );
-    assert_eq!(
-        decode_stream(&huffman(vec![25, 1]), &[0], 1, 2),
-        Err(CodingError::CodeTooLong {
-            symbol: 0,
-            length: 25,
-            max: 24
-        })
+    assert_error(
+        decode(huffman(vec![1, 1]), &[0], 1, 3),
+        "2 code lengths for alphabet 3",
     );
-    assert_eq!(
-        decode_stream(&huffman(vec![1, 1]), &[0], 1, 3),
-        Err(CodingError::TableSize {
-            lengths: 2,
-            alphabet: 3
-        })
-    );
-    assert_eq!(
-        decode_stream(&huffman(vec![0, 0]), &[0], 1, 2),
-        Err(CodingError::EmptyCode { count: 1 })
-    );
+    assert_error(decode(huffman(vec![0, 0]), &[0], 1, 2), "no codes");
     // Only code "0" exists: a 1 bit is invalid.
-    assert_eq!(
-        decode_stream(&huffman(vec![1, 0]), &[0x80], 1, 2),
-        Err(CodingError::InvalidCode { index: 0 })
+    assert_error(
+        decode(huffman(vec![1, 0]), &[0x80], 1, 2),
+        "invalid Huffman code for symbol number 0",
     );
     // Nonzero padding after one 1-bit symbol.
-    assert_eq!(
-        decode_stream(&huffman(vec![1, 1]), &[0x01], 1, 2),
-        Err(CodingError::NonZeroPadding)
-    );
-    assert_eq!(
-        decode_stream(&Coding::Raw { bits: 3 }, &[0], 2, 16),
-        Err(CodingError::RawBits {
-            bits: 3,
-            alphabet: 16,
-            expected: 4
-        })
+    assert_error(decode(huffman(vec![1, 1]), &[0x01], 1, 2), "padding");
+    assert_error(
+        decode(Coding::Raw { bits: 3 }, &[0], 2, 16),
+        "3-bit raw symbols for alphabet 16 (needs 4)",
     );
     // Raw 2-bit symbol 3 in an alphabet of 3.
-    assert!(matches!(
-        decode_stream(&Coding::Raw { bits: 2 }, &[0b1100_0000], 1, 3),
-        Err(CodingError::SymbolOutOfRange { symbol: 3, .. })
-    ));
-    assert_eq!(
-        decode_stream(&Coding::Raw { bits: 8 }, &[1, 2], 3, 256),
-        Err(CodingError::Truncated { index: 2, count: 3 })
+    assert_error(
+        decode(Coding::Raw { bits: 2 }, &[0b1100_0000], 1, 3),
+        "symbol 3 at index 0 is outside the alphabet of 3",
     );
-    assert_eq!(
-        decode_stream(&Coding::Raw { bits: 8 }, &[1, 2], 1, 256),
-        Err(CodingError::TrailingBytes { extra: 1 })
+    assert_error(
+        decode(Coding::Raw { bits: 8 }, &[1, 2], 3, 256),
+        "2 payload bytes for 3 8-bit symbols",
     );
-    assert_eq!(
-        decode_stream(&Coding::Raw { bits: 0 }, &[], 1, 0),
-        Err(CodingError::BadAlphabet { alphabet: 0 })
+    assert_error(
+        decode(Coding::Raw { bits: 8 }, &[1, 2], 1, 256),
+        "2 payload bytes for 1 8-bit symbols",
+    );
+    // Two 1-bit Huffman symbols need one byte, not two.
+    assert_error(
+        decode(huffman(vec![1, 1]), &[0, 0], 2, 2),
+        "cannot hold 2 symbols",
+    );
+    assert_error(
+        decode(Coding::Raw { bits: 0 }, &[], 1, 0),
+        "alphabet 0 is outside 1..=65536",
     );
 }
 
 #[test]
 fn huge_counts_fail_before_allocating() {
-    let huffman = Coding::Huffman {
+    let huffman = || Coding::Huffman {
         code_lengths: vec![1, 1],
     };
-    assert!(matches!(
-        decode_stream(&huffman, &[0; 4], usize::MAX, 2),
-        Err(CodingError::Truncated { .. })
-    ));
-    assert!(matches!(
-        decode_stream(&Coding::Raw { bits: 8 }, &[0; 4], usize::MAX, 256),
-        Err(CodingError::Truncated { .. })
-    ));
+    assert_error(decode(huffman(), &[0; 4], u64::MAX, 2), "exceed the limit");
+    assert_error(decode(huffman(), &[0; 4], 1 << 28, 2), "cannot hold");
+    assert_error(
+        decode(Coding::Raw { bits: 8 }, &[0; 4], 1 << 28, 256),
+        "payload bytes for",
+    );
+    // An alphabet of one codes any number of symbols in zero bytes; the
+    // count is still bounded.
+    assert_error(
+        decode(Coding::Raw { bits: 0 }, &[], u64::MAX, 1),
+        "exceed the limit",
+    );
 }

@@ -3,10 +3,7 @@
 //! assignment, and a table-driven decoder.
 
 use super::bits::BitReader;
-use crate::CodingError;
-
-/// Longest code the `.sqz` format allows.
-pub const MAX_CODE_LENGTH: u8 = 24;
+use crate::sqz::MAX_CODE_LENGTH;
 
 /// Codes up to this many bits are decoded with one table lookup; longer,
 /// rarer ones by a per-length search.
@@ -126,30 +123,27 @@ fn first_codes(
     first
 }
 
-/// Checks code lengths read from a file: one per alphabet symbol, each at
-/// most [`MAX_CODE_LENGTH`], Kraft sum at most 1.
-pub(crate) fn validate_lengths(lengths: &[u8], alphabet: u32) -> Result<(), CodingError> {
+/// Checks a code length table against its stream's alphabet: one length
+/// per symbol, none over [`MAX_CODE_LENGTH`], Kraft sum at most 1 (a
+/// prefix code). The one place these rules are written; the message says
+/// which one failed.
+pub(crate) fn check_lengths(lengths: &[u8], alphabet: u32) -> Result<(), String> {
     if lengths.len() as u64 != u64::from(alphabet) {
-        return Err(CodingError::TableSize {
-            lengths: lengths.len(),
-            alphabet,
-        });
+        return Err(format!(
+            "{} code lengths for alphabet {alphabet}",
+            lengths.len()
+        ));
     }
-    let mut kraft: u64 = 0;
-    for (symbol, &length) in lengths.iter().enumerate() {
-        if length > MAX_CODE_LENGTH {
-            return Err(CodingError::CodeTooLong {
-                symbol: symbol as u32,
-                length,
-                max: MAX_CODE_LENGTH,
-            });
-        }
-        if length > 0 {
-            kraft += 1 << (MAX_CODE_LENGTH - length);
-        }
+    if let Some(&l) = lengths.iter().find(|&&l| l > MAX_CODE_LENGTH) {
+        return Err(format!("code length {l} exceeds {MAX_CODE_LENGTH}"));
     }
+    let kraft: u64 = lengths
+        .iter()
+        .filter(|&&l| l > 0)
+        .map(|&l| 1u64 << (MAX_CODE_LENGTH - l))
+        .sum();
     if kraft > 1 << MAX_CODE_LENGTH {
-        return Err(CodingError::OverSubscribed);
+        return Err("code lengths violate Kraft's inequality (not a prefix code)".to_string());
     }
     Ok(())
 }
@@ -171,7 +165,7 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// Builds the decoder; `lengths` passed [`validate_lengths`] and has at
+    /// Builds the decoder; `lengths` passed [`check_lengths`] and has at
     /// least one code.
     pub(crate) fn new(lengths: &[u8]) -> Self {
         let counts = length_counts(lengths);
@@ -213,22 +207,22 @@ impl Decoder {
         }
     }
 
-    /// Decodes one symbol; `index` is its position in the stream, for
-    /// error messages.
-    pub(crate) fn decode(&self, reader: &mut BitReader, index: usize) -> Result<u32, CodingError> {
+    /// Decodes one symbol; `None` when the next bits are no code of the
+    /// table (possible only for an incomplete code).
+    pub(crate) fn decode(&self, reader: &mut BitReader) -> Option<u32> {
         let (symbol, len) = self.table[reader.peek(self.table_bits) as usize];
         if len > 0 {
             reader.consume(u32::from(len));
-            return Ok(symbol);
+            return Some(symbol);
         }
         for len in self.table_bits + 1..=u32::from(self.max_length) {
             let l = len as usize;
             let offset_in_length = reader.peek(len).wrapping_sub(self.first[l]);
             if offset_in_length < self.counts[l] {
                 reader.consume(len);
-                return Ok(self.by_code[(self.offsets[l] + offset_in_length) as usize]);
+                return Some(self.by_code[(self.offsets[l] + offset_in_length) as usize]);
             }
         }
-        Err(CodingError::InvalidCode { index })
+        None
     }
 }

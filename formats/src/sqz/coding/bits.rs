@@ -1,6 +1,12 @@
-//! Bit packing, most significant bit first, as all `.sqz` payloads use it:
-//! the first bit of a stream is bit 7 of byte 0, and the last byte is
-//! zero-padded.
+//! MSB-first bit strings (`SQZ.md`, "Bit strings"), the one bit packer of
+//! the `.sqz` format: payloads and code length tables alike. The first bit
+//! is the most significant bit of the first byte, and the last byte is
+//! padded with zero bits.
+
+/// Bytes a bit string of `count` fields of `width` bits occupies.
+pub(crate) fn packed_len(count: u64, width: u32) -> u128 {
+    (u128::from(count) * u128::from(width)).div_ceil(8)
+}
 
 /// Appends bit fields to a byte vector.
 pub(crate) struct BitWriter {
@@ -40,8 +46,9 @@ impl BitWriter {
     }
 }
 
-/// Reads bit fields from a byte slice. Reading past the end yields zero
-/// bits; callers check [`BitReader::overrun`] to detect it.
+/// Reads bit fields from untrusted bytes. Reading past the end yields zero
+/// bits; callers check [`BitReader::overrun`] to detect it, so the hot
+/// decoding loops carry no error path per bit.
 pub(crate) struct BitReader<'a> {
     bytes: &'a [u8],
     /// Index of the next byte to load into `buf`.
@@ -75,8 +82,11 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// The next `len` bits (`1 <= len <= 32`) without consuming them.
+    /// The next `len` bits (`len <= 32`) without consuming them.
     pub(crate) fn peek(&mut self, len: u32) -> u32 {
+        if len == 0 {
+            return 0;
+        }
         self.refill();
         (self.buf >> (64 - len)) as u32
     }
@@ -88,7 +98,7 @@ impl<'a> BitReader<'a> {
         self.position += u64::from(len);
     }
 
-    /// Reads `len` bits (`1 <= len <= 32`).
+    /// Reads `len` bits (`len <= 32`).
     pub(crate) fn read(&mut self, len: u32) -> u32 {
         let value = self.peek(len);
         self.consume(len);
@@ -100,19 +110,14 @@ impl<'a> BitReader<'a> {
         self.position > 8 * self.bytes.len() as u64
     }
 
-    /// Checks that the consumed bits end in the last byte and that the
-    /// rest of that byte is zero padding.
-    pub(crate) fn finish(mut self) -> Result<(), crate::CodingError> {
-        let used = self.position.div_ceil(8) as usize;
-        if self.bytes.len() > used {
-            return Err(crate::CodingError::TrailingBytes {
-                extra: self.bytes.len() - used,
-            });
-        }
-        let padding = (8 * used as u64 - self.position) as u32;
-        if padding > 0 && self.peek(padding) != 0 {
-            return Err(crate::CodingError::NonZeroPadding);
-        }
-        Ok(())
+    /// Bytes the consumed bits reach into, the last one possibly in part.
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.position.div_ceil(8) as usize
+    }
+
+    /// Whether the bits from here to the next byte boundary are zero.
+    pub(crate) fn padding_is_zero(&mut self) -> bool {
+        let padding = (8 * self.used_bytes() as u64 - self.position) as u32;
+        self.peek(padding) == 0
     }
 }

@@ -6,12 +6,14 @@
 //! For each layer the filler entries (code 0, bridging gaps over 15) are
 //! dropped, leaving the true nonzeros; their codes are coded with
 //! [`encode_stream`] and their positions with [`encode_positions`]. zstd -19
-//! gets the same symbols one byte each, and Han's stored bytes.
+//! gets the same symbols one byte each, and Han's stored bytes. Our sizes
+//! are what each stream takes in a `.sqz` file ([`Stream::stored_bytes`]:
+//! header and code length table included).
 //!
-//! Run: `cargo run --release -p sqz-algos --example coding_vs_zstd`.
+//! Run: `cargo run --release -p sqz-formats --example coding_vs_zstd`.
 
-use compress::coding::{coded_size_bytes, encode_stream, Coding};
-use compress::positions::{encode_positions, positions_to_gaps};
+use formats::sqz::coding::{encode_positions, encode_stream, positions_to_gaps};
+use formats::sqz::{Stream, StreamCoding as Coding};
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -62,7 +64,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         let symbols: Vec<u32> = codes.iter().map(|&c| u32::from(c)).collect();
         let coded_codes = encode_stream(&symbols, 256);
         let len = positions.last().map_or(0, |p| p + 1);
-        let (alphabet, coded_positions) = encode_positions(&positions, len);
+        let coded_positions = encode_positions(&positions, len);
+        let alphabet = coded_positions.alphabet;
         let gap_symbols: Vec<u8> = positions_to_gaps(&positions, alphabet)
             .iter()
             .map(|&g| g as u8)
@@ -72,8 +75,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             positions.len(),
             layer.codes.len(),
             layer.gap_bytes.len(),
-            coded_size_bytes(&coded_codes),
-            coded_size_bytes(&coded_positions),
+            stored_bytes(&coded_codes),
+            stored_bytes(&coded_positions),
             zstd19(&codes)?,
             zstd19(&layer.gap_bytes)?,
             zstd19(&gap_symbols)?,
@@ -158,6 +161,11 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// Size of `bytes` compressed by zstd at [`ZSTD_LEVEL`].
+/// Bytes `stream` takes in a `.sqz` file.
+fn stored_bytes(stream: &Stream) -> usize {
+    stream.stored_bytes().total()
+}
+
 fn zstd19(bytes: &[u8]) -> Result<usize, Box<dyn Error>> {
     Ok(zstd::bulk::compress(bytes, ZSTD_LEVEL)?.len())
 }

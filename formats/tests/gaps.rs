@@ -1,9 +1,10 @@
 //! Sparse positions as gap symbols: the coding rule by hand-worked
 //! examples, round trips, and rejection of malformed gap streams.
 
-use compress::coding::{decode_stream, encode_stream};
-use compress::positions::{encode_positions, gaps_to_positions, positions_to_gaps, GAP_ALPHABETS};
-use compress::CodingError;
+use formats::sqz::coding::{
+    decode_positions, encode_positions, encode_stream, gaps_to_positions, positions_to_gaps,
+    GAP_ALPHABETS,
+};
 use proptest::prelude::*;
 
 /// Strictly increasing positions below `len`, from a keep-mask.
@@ -28,21 +29,19 @@ proptest! {
         prop_assert!(gaps.iter().all(|&g| g < alphabet));
         prop_assert_eq!(gaps.iter().filter(|&&g| g < alphabet - 1).count(), positions.len());
         prop_assert_eq!(gaps.last().is_some_and(|&g| g == alphabet - 1), false);
-        prop_assert_eq!(gaps_to_positions(&gaps, alphabet, len), Ok(positions));
+        prop_assert_eq!(gaps_to_positions(&gaps, alphabet, len).ok(), Some(positions));
     }
 
     #[test]
     fn encoded_positions_round_trip_at_the_best_alphabet((len, positions) in positions_strategy()) {
-        let (alphabet, coded) = encode_positions(&positions, len);
-        prop_assert!(GAP_ALPHABETS.contains(&alphabet));
-        let gaps = positions_to_gaps(&positions, alphabet);
-        let decoded = decode_stream(&coded.coding, &coded.payload, gaps.len(), alphabet).unwrap();
-        prop_assert_eq!(gaps_to_positions(&decoded, alphabet, len), Ok(positions.clone()));
-        // No other candidate alphabet codes smaller.
-        let size = compress::coding::coded_size_bytes(&coded);
+        let coded = encode_positions(&positions, len);
+        prop_assert!(GAP_ALPHABETS.contains(&coded.alphabet));
+        prop_assert_eq!(decode_positions(&coded, len).ok(), Some(positions.clone()));
+        // No other candidate alphabet takes fewer bytes in the file.
+        let size = coded.stored_bytes().total();
         for other in GAP_ALPHABETS {
             let other_coded = encode_stream(&positions_to_gaps(&positions, other), other);
-            prop_assert!(size <= compress::coding::coded_size_bytes(&other_coded));
+            prop_assert!(size <= other_coded.stored_bytes().total());
         }
     }
 
@@ -79,7 +78,7 @@ fn gaps_follow_the_relative_index_rule() {
             gaps,
             "positions {positions:?}"
         );
-        assert_eq!(gaps_to_positions(gaps, 4, 10).as_deref(), Ok(positions));
+        assert_eq!(gaps_to_positions(gaps, 4, 10).unwrap(), positions);
     }
 }
 
@@ -95,53 +94,38 @@ fn extreme_positions_round_trip() {
             vec![len / 2, len / 2 + 1],
         ] {
             let gaps = positions_to_gaps(&positions, alphabet);
-            assert_eq!(
-                gaps_to_positions(&gaps, alphabet, len),
-                Ok(positions.clone())
-            );
-            let (best, coded) = encode_positions(&positions, len);
-            let decoded = decode_stream(
-                &coded.coding,
-                &coded.payload,
-                positions_to_gaps(&positions, best).len(),
-                best,
-            )
-            .unwrap();
-            assert_eq!(gaps_to_positions(&decoded, best, len), Ok(positions));
+            assert_eq!(gaps_to_positions(&gaps, alphabet, len).unwrap(), positions);
+            let coded = encode_positions(&positions, len);
+            assert_eq!(decode_positions(&coded, len).unwrap(), positions);
         }
+    }
+}
+
+/// Asserts that `gaps` over `alphabet` in a layer of `len` weights is
+/// rejected with a message containing `needle`.
+#[track_caller]
+fn assert_rejected(gaps: &[u32], alphabet: u32, len: usize, needle: &str) {
+    match gaps_to_positions(gaps, alphabet, len) {
+        Err(e) => assert!(e.to_string().contains(needle), "{e} lacks {needle:?}"),
+        Ok(positions) => panic!("expected {needle:?}, got positions {positions:?}"),
     }
 }
 
 #[test]
 fn malformed_gap_streams_are_rejected() {
-    assert_eq!(
-        gaps_to_positions(&[0], 1, 10),
-        Err(CodingError::BadAlphabet { alphabet: 1 })
+    assert_rejected(&[0], 1, 10, "gap alphabet 1 is below 2");
+    assert_rejected(
+        &[4],
+        4,
+        10,
+        "symbol 4 at index 0 is outside the alphabet of 4",
     );
-    assert_eq!(
-        gaps_to_positions(&[4], 4, 10),
-        Err(CodingError::SymbolOutOfRange {
-            symbol: 4,
-            index: 0,
-            alphabet: 4
-        })
+    assert_rejected(
+        &[3, 3, 3, 1],
+        4,
+        10,
+        "position 10 lies outside a layer of 10 weights",
     );
-    assert_eq!(
-        gaps_to_positions(&[3, 3, 3, 1], 4, 10),
-        Err(CodingError::PositionOutOfRange {
-            position: 10,
-            len: 10
-        })
-    );
-    assert_eq!(
-        gaps_to_positions(&[0], 4, 0),
-        Err(CodingError::PositionOutOfRange {
-            position: 0,
-            len: 0
-        })
-    );
-    assert_eq!(
-        gaps_to_positions(&[0, 3], 4, 10),
-        Err(CodingError::TrailingSkips)
-    );
+    assert_rejected(&[0], 4, 0, "position 0 lies outside a layer of 0 weights");
+    assert_rejected(&[0, 3], 4, 10, "ends with skip symbols");
 }

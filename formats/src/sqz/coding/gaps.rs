@@ -10,8 +10,9 @@
 //! of symbols below `A-1`, and zeros after the last entry are not coded.
 //! Unlike Han et al.'s filler entries, a skip carries no codebook index.
 
-use crate::coding::{choose_coding, pack, Coded};
-use crate::CodingError;
+use super::{choose_coding, decode_stream, pack};
+use crate::sqz::Stream;
+use crate::{FormatError, Result};
 
 /// Gap alphabets [`encode_positions`] tries: `2^2 ..= 2^8` (16 is the
 /// paper's 4-bit baseline).
@@ -46,13 +47,11 @@ pub fn positions_to_gaps(positions: &[usize], alphabet: u32) -> Vec<u32> {
 /// alphabet, an entry at or beyond `len`, or skip symbols after the last
 /// entry (which the encoder never writes). Never panics; allocates at most
 /// one position per gap symbol.
-pub fn gaps_to_positions(
-    gaps: &[u32],
-    alphabet: u32,
-    len: usize,
-) -> Result<Vec<usize>, CodingError> {
+pub fn gaps_to_positions(gaps: &[u32], alphabet: u32, len: usize) -> Result<Vec<usize>> {
     if alphabet < 2 {
-        return Err(CodingError::BadAlphabet { alphabet });
+        return Err(FormatError::invalid(format!(
+            "gap alphabet {alphabet} is below 2"
+        )));
     }
     let skip = alphabet - 1;
     let mut positions = Vec::with_capacity(gaps.iter().filter(|&&g| g < skip).count());
@@ -62,11 +61,9 @@ pub fn gaps_to_positions(
     let mut skipped_since_entry = false;
     for (index, &g) in gaps.iter().enumerate() {
         if g > skip {
-            return Err(CodingError::SymbolOutOfRange {
-                symbol: g,
-                index,
-                alphabet,
-            });
+            return Err(FormatError::invalid(format!(
+                "symbol {g} at index {index} is outside the alphabet of {alphabet}"
+            )));
         }
         if g == skip {
             next = next.saturating_add(u64::from(skip));
@@ -75,27 +72,36 @@ pub fn gaps_to_positions(
         }
         let position = next.saturating_add(u64::from(g));
         if position >= len as u64 {
-            return Err(CodingError::PositionOutOfRange { position, len });
+            return Err(FormatError::invalid(format!(
+                "sparse entry at position {position} lies outside a layer of {len} weights"
+            )));
         }
         positions.push(position as usize);
         next = position + 1;
         skipped_since_entry = false;
     }
     if skipped_since_entry {
-        return Err(CodingError::TrailingSkips);
+        return Err(FormatError::invalid(
+            "gap stream ends with skip symbols after its last entry",
+        ));
     }
     Ok(positions)
 }
 
+/// The positions a gap stream written by [`encode_positions`] lists, each
+/// checked to lie below `len`: [`decode_stream`] then [`gaps_to_positions`].
+pub fn decode_positions(stream: &Stream, len: usize) -> Result<Vec<usize>> {
+    gaps_to_positions(&decode_stream(stream)?, stream.alphabet, len)
+}
+
 /// Codes strictly increasing `positions` (all below `len`) as gap symbols
-/// with every alphabet of [`GAP_ALPHABETS`] and keeps the one whose coded
-/// stream (see [`crate::coding::encode_stream`]) is smallest, the smaller
-/// alphabet on ties. Returns that alphabet and the coded stream, which
-/// [`crate::coding::decode_stream`] and [`gaps_to_positions`] undo.
+/// with every alphabet of [`GAP_ALPHABETS`] and keeps the stream that takes
+/// the fewest bytes in the file (see [`Stream::stored_bytes`]), the smaller
+/// alphabet on ties. [`decode_positions`] undoes it.
 ///
 /// # Panics
 /// If `positions` is not strictly increasing or reaches `len`.
-pub fn encode_positions(positions: &[usize], len: usize) -> (u32, Coded) {
+pub fn encode_positions(positions: &[usize], len: usize) -> Stream {
     if let Some(&last) = positions.last() {
         assert!(
             last < len,
@@ -115,6 +121,10 @@ pub fn encode_positions(positions: &[usize], len: usize) -> (u32, Coded) {
         }
     }
     let (_, alphabet, gaps, coding) = best;
-    let payload = pack(&gaps, &coding);
-    (alphabet, Coded { coding, payload })
+    Stream {
+        count: gaps.len() as u64,
+        alphabet,
+        payload: pack(&gaps, &coding),
+        coding,
+    }
 }

@@ -1,0 +1,131 @@
+//! Lossless conversion of a [`Model`] into a [`SqzFile`].
+//!
+//! The encoder never changes a weight: lossy steps (pruning, k-means weight
+//! sharing, rounding to float16) rewrite the in-memory model first, and this
+//! module then stores exactly those values in the smallest of the storage
+//! kinds it can use without loss. A layer with zeros may be stored sparse; a
+//! layer with few distinct values gets a codebook (so Han's 8-bit layers and
+//! our k-means layers are stored as code streams automatically); values that
+//! are exactly representable in float16 are stored as float16.
+//! [`decode_model`](super::decode_model) therefore rebuilds the model bit
+//! for bit.
+//!
+//! Every choice — raw or Huffman per stream, the gap alphabet, the storage
+//! kind per layer — is made on the bytes the file really stores
+//! ([`Stream::stored_bytes`], [`EncodedLayer::stored_bytes`]).
+
+use super::coding::{encode_positions, encode_stream};
+use super::{EncodedLayer, FloatVec, SqzFile, Stream, WeightStorage, MAX_ALPHABET};
+use crate::{Layer, Model};
+use half::f16;
+use rayon::prelude::*;
+
+/// Encode every layer of `model` into a `.sqz` structure, losslessly, each
+/// in its smallest storage kind. Layers are encoded in parallel; the result
+/// does not depend on the thread count.
+pub fn encode_model(model: &Model) -> SqzFile {
+    encode_layers_with(model, encode_layer)
+}
+
+/// Encode `model` with every layer stored dense (float16 where exact, else
+/// float32): the plain, lossless form for exporting a decoded model.
+pub fn encode_model_dense(model: &Model) -> SqzFile {
+    encode_layers_with(model, |layer| EncodedLayer {
+        name: layer.name.clone(),
+        shape: layer.shape,
+        bias: float_vec(&layer.bias),
+        weights: WeightStorage::Dense(float_vec(&layer.weights)),
+    })
+}
+
+fn encode_layers_with(
+    model: &Model,
+    encode: impl Fn(&Layer) -> EncodedLayer + Sync + Send,
+) -> SqzFile {
+    SqzFile {
+        graph: model.graph.clone(),
+        preprocess: model.preprocess,
+        layers: model.layers.par_iter().map(encode).collect(),
+    }
+}
+
+/// Encode one layer in the storage kind that takes the fewest bytes in the
+/// file (the first candidate on ties: dense, sparse, quantized,
+/// sparse+quantized).
+pub fn encode_layer(layer: &Layer) -> EncodedLayer {
+    storage_candidates(&layer.weights)
+        .into_iter()
+        .map(|weights| EncodedLayer {
+            name: layer.name.clone(),
+            shape: layer.shape,
+            bias: float_vec(&layer.bias),
+            weights,
+        })
+        .min_by_key(EncodedLayer::stored_bytes)
+        .expect("dense storage is always a candidate")
+}
+
+/// Every lossless way to store `weights` that is worth comparing.
+fn storage_candidates(weights: &[f32]) -> Vec<WeightStorage> {
+    let mut out = vec![WeightStorage::Dense(float_vec(weights))];
+    let positions: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] != 0.0).collect();
+    let sparse = positions.len() < weights.len();
+    let nonzero: Vec<f32> = positions.iter().map(|&i| weights[i]).collect();
+    let position_stream = sparse.then(|| encode_positions(&positions, weights.len()));
+    if let Some(positions) = &position_stream {
+        out.push(WeightStorage::Sparse {
+            positions: positions.clone(),
+            values: float_vec(&nonzero),
+        });
+    }
+    if let Some((codebook, codes)) = codebook_codes(weights) {
+        out.push(WeightStorage::Quantized { codebook, codes });
+    }
+    if let Some(positions) = position_stream {
+        if let Some((codebook, codes)) = codebook_codes(&nonzero) {
+            out.push(WeightStorage::SparseQuantized {
+                codebook,
+                positions,
+                codes,
+            });
+        }
+    }
+    out
+}
+
+/// The sorted distinct values of `values` and the coded index stream of
+/// each value into them, when there are few enough distinct values.
+fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
+    let mut codebook: Vec<f32> = values.to_vec();
+    codebook.sort_by(f32::total_cmp);
+    codebook.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    if codebook.is_empty()
+        || codebook.len() > MAX_ALPHABET as usize
+        || codebook.len() == values.len()
+    {
+        return None;
+    }
+    let codes: Vec<u32> = values
+        .iter()
+        .map(|v| {
+            codebook
+                .binary_search_by(|c| c.total_cmp(v))
+                .expect("every value is in its own codebook") as u32
+        })
+        .collect();
+    let stream = encode_stream(&codes, codebook.len() as u32);
+    Some((float_vec(&codebook), stream))
+}
+
+/// Store `values` as float16 when every one of them survives the round trip
+/// exactly, else as float32.
+fn float_vec(values: &[f32]) -> FloatVec {
+    let exact_f16 = values
+        .iter()
+        .all(|v| f16::from_f32(*v).to_f32().to_bits() == v.to_bits());
+    if exact_f16 {
+        FloatVec::F16(values.iter().map(|v| f16::from_f32(*v)).collect())
+    } else {
+        FloatVec::F32(values.to_vec())
+    }
+}
