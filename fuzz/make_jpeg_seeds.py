@@ -2,7 +2,8 @@
 """Writes the seed JPEGs of the jpeg_decoder fuzz target into
 seeds/jpeg_decoder/: tiny pictures (a few hundred bytes each) encoded by
 Pillow's libjpeg-turbo in every layout the decoders must handle or refuse.
-Needs Pillow >= 11 (pip install pillow). Run from fuzz/: python3 make_jpeg_seeds.py"""
+Needs Pillow >= 10.2 (for keep_rgb; pip install pillow); the committed
+seeds were made with Pillow 13.0. Run from fuzz/: python3 make_jpeg_seeds.py"""
 import io
 import os
 
