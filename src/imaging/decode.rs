@@ -12,9 +12,9 @@ use super::{jpeg, ImagingError};
 /// more is rejected before a single pixel buffer is allocated.
 pub const MAX_SIDE: u32 = 16384;
 
-/// Most pixels a complete JPEG can describe per byte of the file. Every
-/// 8x8 block of every component costs at least one bit of Huffman code
-/// (its DC difference), and with any sampling factors (1..=4) the blocks
+/// Most pixels a complete JPEG can describe per byte of the file. In a
+/// Huffman-coded JPEG (the only kind either decoder reads), every 8x8 block
+/// of every component costs at least one bit (its DC difference code), and with any sampling factors (1..=4) the blocks
 /// of all components together number at least one per 128 pixels: 8 * 128
 /// pixels per byte. A header announcing more than that over the bytes
 /// present is a lie or a file cut short; decoders would allocate the full
