@@ -19,7 +19,7 @@ use crc32::crc32;
 
 /// Target names, in the order of `fuzz/Cargo.toml`; each has a folder
 /// under `fuzz/corpus/` and `fuzz/regressions/`.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "sqz_reader",
     "ncnn_reader",
     "deep_compression_reader",
@@ -27,6 +27,7 @@ pub const TARGETS: [&str; 7] = [
     "caffemodel_reader",
     "huffman_decode",
     "gap_decode",
+    "jpeg_decoder",
 ];
 
 /// Runs target `name` on `data`; `false` when there is no such target.
@@ -39,6 +40,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "caffemodel_reader" => caffemodel_reader(data),
         "huffman_decode" => huffman_decode(data),
         "gap_decode" => gap_decode(data),
+        "jpeg_decoder" => jpeg_decoder(data),
         _ => return false,
     }
     true
@@ -187,4 +189,13 @@ pub fn gap_decode(data: &[u8]) {
     if let Some(stream) = stream_from(stream) {
         let _ = decode_positions(&stream, len);
     }
+}
+
+/// A JPEG file, decoded by sqz's own libjpeg-turbo-compatible decoder
+/// (`sqz::imaging::jpeg::decode`), then as the CLI loads an image
+/// (`sqz::imaging::decode_rgb`: size check, own decoder, `image` crate as
+/// the fallback for what the own decoder leaves).
+pub fn jpeg_decoder(data: &[u8]) {
+    let _ = sqz::imaging::jpeg::decode(data);
+    let _ = sqz::imaging::decode_rgb(data, std::path::Path::new("fuzz.jpg"));
 }

@@ -211,6 +211,21 @@ fn real_jpeg() -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A tiny baseline JPEG seed of the fuzz target (710 bytes) whose header
+/// claims 12000x12000 pixels: allowed sides, but far more pixels than the
+/// bytes can describe. Decoded regardless, it took 760 MB and 3.3 s.
+fn lying_jpeg() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/jpeg_decoder/baseline_420");
+    let mut jpeg = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    let side = 12_000u16.to_be_bytes();
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[side, side].concat());
+    jpeg
+}
+
 /// The broken images: file name and bytes.
 fn broken_images() -> Vec<(&'static str, Vec<u8>)> {
     let jpeg = real_jpeg();
@@ -226,6 +241,7 @@ fn broken_images() -> Vec<(&'static str, Vec<u8>)> {
         ("huge.png", png_header(100_000, 100_000)),
         // 16-bit size fields: 65535 is the largest side a JPEG can claim.
         ("huge.jpg", jpeg_header(65_535, 65_535)),
+        ("lying.jpg", lying_jpeg()),
     ]
 }
 

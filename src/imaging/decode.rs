@@ -3,7 +3,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageReader, Limits, RgbImage};
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
 
 use super::{jpeg, ImagingError};
 
@@ -11,6 +11,15 @@ use super::{jpeg, ImagingError};
 /// pixels; 16384 leaves room for any real photo while a header announcing
 /// more is rejected before a single pixel buffer is allocated.
 pub const MAX_SIDE: u32 = 16384;
+
+/// Most pixels a complete JPEG can describe per byte of the file. In a
+/// Huffman-coded JPEG (the only kind either decoder reads), every 8x8 block
+/// of every component costs at least one bit (its DC difference code), and with any sampling factors (1..=4) the blocks
+/// of all components together number at least one per 128 pixels: 8 * 128
+/// pixels per byte. A header announcing more than that over the bytes
+/// present is a lie or a file cut short; decoders would allocate the full
+/// image and fill it with grey, so a 1 KB file could cost hundreds of MB.
+const MAX_JPEG_PIXELS_PER_BYTE: u64 = 1024;
 
 /// Read and decode the image file at `path` into 8-bit RGB.
 ///
@@ -34,13 +43,24 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImagingError> {
         path: path.to_path_buf(),
         source,
     };
-    let (width, height) = reader(bytes, path)?.into_dimensions().map_err(decode_err)?;
+    let header = reader(bytes, path)?;
+    let format = header.format();
+    let (width, height) = header.into_dimensions().map_err(decode_err)?;
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
         return Err(ImagingError::BadSize {
             path: path.to_path_buf(),
             width,
             height,
             max: MAX_SIDE,
+        });
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if format == Some(ImageFormat::Jpeg) && pixels > MAX_JPEG_PIXELS_PER_BYTE * bytes.len() as u64 {
+        return Err(ImagingError::TooFewBytes {
+            path: path.to_path_buf(),
+            width,
+            height,
+            bytes: bytes.len(),
         });
     }
     if let Some(exact) = jpeg::decode(bytes) {
@@ -109,6 +129,36 @@ mod tests {
                 .pixels()
                 .all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]),
             "grey JPEG stays grey"
+        );
+    }
+
+    #[test]
+    fn jpeg_headers_announcing_more_pixels_than_the_bytes_hold_are_refused() {
+        let jpeg = encode(
+            DynamicImage::ImageRgb8(RgbImage::from_fn(16, 16, |x, y| {
+                image::Rgb([x as u8 * 16, y as u8 * 16, 99])
+            })),
+            ImageFormat::Jpeg,
+        );
+        assert_eq!(
+            decode_rgb(&jpeg, Path::new("a.jpg"))
+                .expect("the honest file decodes")
+                .dimensions(),
+            (16, 16)
+        );
+        // 4000x4000 pixels would need 15,625 bytes at least.
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("SOF0");
+        let mut lying = jpeg.clone();
+        lying[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
+        assert!(jpeg.len() < 15_625);
+        let err = decode_rgb(&lying, Path::new("lying.jpg")).expect_err("too few bytes");
+        assert!(
+            err.to_string()
+                .starts_with("lying.jpg: a 4000x4000 JPEG cannot fit in"),
+            "{err}"
         );
     }
 

@@ -29,6 +29,15 @@ pub enum ImagingError {
         height: u32,
         max: u32,
     },
+    /// A JPEG header announces more pixels than the file's bytes can hold
+    /// (see `decode::MAX_JPEG_PIXELS_PER_BYTE`); checked before decoding.
+    #[error("{}: a {width}x{height} JPEG cannot fit in {bytes} bytes (the file is cut short or its header is corrupt)", path.display())]
+    TooFewBytes {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        bytes: usize,
+    },
     /// The preprocessing preset asks for sizes no image pipeline should produce.
     #[error("invalid preprocessing: {0}")]
     BadPreprocess(String),

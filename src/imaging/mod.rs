@@ -9,7 +9,7 @@
 mod decode;
 mod error;
 pub mod geometry;
-mod jpeg;
+pub mod jpeg;
 pub mod resample;
 
 use std::path::Path;

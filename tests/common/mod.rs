@@ -60,6 +60,16 @@ pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> O
         .expect("cannot start sqz-compress")
 }
 
+/// Run `sqz-compress` with `args` in the test's own environment, without
+/// looking for the shared data folder: for hermetic tests, which must pass
+/// whatever `SQZ_SHARED` says.
+pub fn run_hermetic<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+        .args(args)
+        .output()
+        .expect("cannot start sqz-compress")
+}
+
 /// Run `sqz-compress` and return its stdout, failing the test with its
 /// stderr when it does not succeed.
 pub fn run_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
