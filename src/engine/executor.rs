@@ -1,14 +1,17 @@
-//! The graph executor: runs the nodes in order over slot-bound blobs,
-//! freeing each blob after its last reader.
+//! The graph executor: a [`Session`] runs the nodes in order over
+//! slot-bound blobs, freeing each blob after its last reader.
 
 use std::borrow::Cow;
 
-use formats::{Layer, Model, Node, Op};
+use formats::{Conv, Layer, Model, Node, Op};
 
 use super::buffers::Buffers;
 use super::concat::concat;
 use super::conv::conv2d;
 use super::elementwise::{add, relu_in_place};
+use super::kernel::Kernel;
+use super::packed::PackedLayer;
+use super::packed_conv::conv2d_packed;
 use super::plan::{Plan, INPUT_SLOT};
 use super::pool::{global_avg_pool, pool};
 use super::shapes::{check_layer, infer_planned};
@@ -20,8 +23,9 @@ use super::{EngineError, Tensor};
 pub type ForwardHook<'a> = dyn FnMut(usize, &Node, &[&Tensor]) -> Option<Layer> + 'a;
 
 /// Run `model` on the NCHW batch `input` and return its `graph.output` blob.
+/// Packs the weights first; to run many batches, build a [`Session`] once.
 pub fn forward(model: &Model, input: &Tensor) -> Result<Tensor, EngineError> {
-    forward_hooked(model, input, &mut |_, _, _| None)
+    Session::new(model)?.run(input)
 }
 
 /// Like [`forward`], but call `hook(node_index, node, inputs)` before each
@@ -37,65 +41,149 @@ pub fn forward_hooked(
     input: &Tensor,
     hook: &mut ForwardHook<'_>,
 ) -> Result<Tensor, EngineError> {
-    input.check()?;
-    let plan = Plan::new(&model.graph)?;
-    let shapes = infer_planned(model, &plan, input.shape)?;
-    let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
-    slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
-    let mut buffers = Buffers::default();
-    for (index, node) in model.graph.nodes.iter().enumerate() {
-        let replacement = hook(index, node, &gather(&slots, &plan.inputs[index], node)?);
-        if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
-            return Err(EngineError::Hook {
-                node: node.name.clone(),
-                reason: "returned a layer for a node without weights".into(),
-            });
-        }
-        let mut output = match &node.op {
-            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
-                take_input(&mut slots, &mut buffers, &plan, index, node)?
-            }
-            _ => buffers.tensor(shapes.nodes[index]),
-        };
-        match &node.op {
-            Op::Conv(conv) => {
-                let layer = conv_layer(model, node, conv.layer, replacement)?;
-                conv2d(
-                    gather(&slots, &plan.inputs[index], node)?[0],
-                    &layer,
-                    conv,
-                    &mut output,
-                );
-            }
-            Op::Relu => relu_in_place(&mut output),
-            Op::Softmax => softmax_in_place(&mut output),
-            Op::Dropout => {}
-            Op::Flatten => output.shape = shapes.nodes[index],
-            Op::Pool(p) => pool(
-                gather(&slots, &plan.inputs[index], node)?[0],
-                p,
-                &mut output,
-            ),
-            Op::GlobalAvgPool => {
-                global_avg_pool(gather(&slots, &plan.inputs[index], node)?[0], &mut output)
-            }
-            Op::Concat => concat(&gather(&slots, &plan.inputs[index], node)?, &mut output),
-            Op::Add => add(&gather(&slots, &plan.inputs[index], node)?, &mut output),
-        }
-        slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
-        for &slot in &plan.frees[index] {
-            if let Some(Cow::Owned(tensor)) = slots[slot].take() {
-                buffers.recycle(tensor);
-            }
-        }
+    Session::new(model)?.run_hooked(input, hook)
+}
+
+/// A model made ready to run: its graph resolved into slots and, where the
+/// CPU runs the micro-kernel, every convolution's weights packed for it.
+/// Build it once and run it on any number of batches; results are the same
+/// bits as [`forward`]'s.
+pub struct Session<'m> {
+    model: &'m Model,
+    plan: Plan,
+    convolutions: Convolutions,
+}
+
+/// How a session computes convolutions.
+enum Convolutions {
+    /// The micro-kernel, with each layer packed (`None` for a layer whose
+    /// data does not fit its shape: shape inference rejects any use of it).
+    Packed(Kernel, Vec<Option<PackedLayer>>),
+    /// im2col + faer, on CPUs without AVX2 and FMA.
+    Im2col,
+}
+
+impl<'m> Session<'m> {
+    /// Resolve `model`'s graph and pack its weights; fails if the graph is
+    /// malformed (see [`super::infer_shapes`] for the checks done per input).
+    pub fn new(model: &'m Model) -> Result<Self, EngineError> {
+        Self::with_kernel(model, Kernel::detect())
     }
-    let mut result = slots[plan.result]
-        .take()
-        .map(Cow::into_owned)
-        .ok_or_else(|| missing(&model.graph.output))?;
-    // A recycled buffer may be far larger than the result.
-    result.data.shrink_to_fit();
-    Ok(result)
+
+    /// [`Session::new`] with the micro-kernel or (`None`) the im2col path.
+    pub(crate) fn with_kernel(
+        model: &'m Model,
+        kernel: Option<Kernel>,
+    ) -> Result<Self, EngineError> {
+        let convolutions = match kernel {
+            Some(kernel) => Convolutions::Packed(
+                kernel,
+                model
+                    .layers
+                    .iter()
+                    .map(|layer| check_layer(layer).is_ok().then(|| PackedLayer::new(layer)))
+                    .collect(),
+            ),
+            None => Convolutions::Im2col,
+        };
+        Ok(Session {
+            model,
+            plan: Plan::new(&model.graph)?,
+            convolutions,
+        })
+    }
+
+    /// Run the model on the NCHW batch `input`; see [`forward`].
+    pub fn run(&self, input: &Tensor) -> Result<Tensor, EngineError> {
+        self.run_hooked(input, &mut |_, _, _| None)
+    }
+
+    /// Run the model with a hook; see [`forward_hooked`].
+    pub fn run_hooked(
+        &self,
+        input: &Tensor,
+        hook: &mut ForwardHook<'_>,
+    ) -> Result<Tensor, EngineError> {
+        let (model, plan) = (self.model, &self.plan);
+        input.check()?;
+        let shapes = infer_planned(model, plan, input.shape)?;
+        let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
+        slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
+        let mut buffers = Buffers::default();
+        for (index, node) in model.graph.nodes.iter().enumerate() {
+            let replacement = hook(index, node, &gather(&slots, &plan.inputs[index], node)?);
+            if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
+                return Err(EngineError::Hook {
+                    node: node.name.clone(),
+                    reason: "returned a layer for a node without weights".into(),
+                });
+            }
+            let mut output = match &node.op {
+                Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+                    take_input(&mut slots, &mut buffers, plan, index, node)?
+                }
+                _ => buffers.tensor(shapes.nodes[index]),
+            };
+            let inputs = || gather(&slots, &plan.inputs[index], node);
+            match &node.op {
+                Op::Conv(conv) => {
+                    let layer = conv_layer(model, node, conv.layer, replacement)?;
+                    self.convolve(inputs()?[0], &layer, conv, &mut output, node)?;
+                }
+                Op::Relu => relu_in_place(&mut output),
+                Op::Softmax => softmax_in_place(&mut output),
+                Op::Dropout => {}
+                Op::Flatten => output.shape = shapes.nodes[index],
+                Op::Pool(p) => pool(inputs()?[0], p, &mut output),
+                Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
+                Op::Concat => concat(&inputs()?, &mut output),
+                Op::Add => add(&inputs()?, &mut output),
+            }
+            slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
+            for &slot in &plan.frees[index] {
+                if let Some(Cow::Owned(tensor)) = slots[slot].take() {
+                    buffers.recycle(tensor);
+                }
+            }
+        }
+        let mut result = slots[plan.result]
+            .take()
+            .map(Cow::into_owned)
+            .ok_or_else(|| missing(&model.graph.output))?;
+        // A recycled buffer may be far larger than the result.
+        result.data.shrink_to_fit();
+        Ok(result)
+    }
+
+    /// One convolution with `layer`: the model's own (borrowed) or a hook's
+    /// replacement (owned, packed on the spot).
+    fn convolve(
+        &self,
+        input: &Tensor,
+        layer: &Cow<'_, Layer>,
+        conv: &Conv,
+        output: &mut Tensor,
+        node: &Node,
+    ) -> Result<(), EngineError> {
+        let Convolutions::Packed(kernel, packed) = &self.convolutions else {
+            conv2d(input, layer, conv, output);
+            return Ok(());
+        };
+        let channels = 0..output.shape[1];
+        match layer {
+            Cow::Borrowed(_) => {
+                let own = packed[conv.layer]
+                    .as_ref()
+                    .ok_or_else(|| missing(&node.name))?;
+                conv2d_packed(*kernel, input, own, conv, output, channels);
+            }
+            Cow::Owned(replacement) => {
+                let replacement = PackedLayer::new(replacement);
+                conv2d_packed(*kernel, input, &replacement, conv, output, channels);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The live tensors in `wanted` slots.

@@ -16,6 +16,9 @@ mod error;
 mod executor;
 mod gemm;
 mod im2col;
+mod kernel;
+mod packed;
+mod packed_conv;
 mod patches;
 mod plan;
 mod pool;
@@ -26,7 +29,7 @@ mod tensor;
 mod tests;
 
 pub use error::EngineError;
-pub use executor::{forward, forward_hooked, ForwardHook};
+pub use executor::{forward, forward_hooked, ForwardHook, Session};
 pub use patches::conv_patches;
 pub use shapes::{infer_shapes, Shapes};
 pub use tensor::Tensor;

@@ -1,0 +1,122 @@
+//! The convolution micro-kernel: one `MR x NR` block of output values as
+//! `bias + weights * patches`, with AVX2 and FMA.
+//!
+//! The weights of `MR` output channels come interleaved (`depth x MR`,
+//! see [`super::packed`]) and the `NR` input columns as a `depth x NR`
+//! panel, so every step of the depth loop reads `MR` weights and three
+//! 8-lane vectors, and does `MR x 3` fused multiply-adds into 12 of the 16
+//! vector registers. Each output value is summed in one fixed order (bias,
+//! then depth `0, 1, ...`), so it never depends on how work was split.
+//!
+//! The kernel exists only where the CPU has AVX2 and FMA (checked once at
+//! run time); elsewhere [`Kernel::detect`] gives `None` and the engine
+//! falls back to im2col + faer.
+
+/// Output channels per block.
+pub(crate) const MR: usize = 4;
+/// Output positions per panel: two 8-lane vectors. (Three would need all
+/// 16 registers for accumulators and operands, and the compiler then
+/// spills one accumulator to the stack on every step.)
+pub(crate) const NR: usize = 16;
+
+/// Proof that this CPU runs the micro-kernel; only [`Kernel::detect`]
+/// makes one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kernel(());
+
+impl Kernel {
+    /// The kernel, if the CPU has AVX2 and FMA.
+    pub(crate) fn detect() -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some(Kernel(()));
+        }
+        None
+    }
+
+    /// `out[r][j] = bias[r] + sum over k of weights[k * MR + r] * panel[k * NR + j]`
+    /// for the `out.len() <= MR` rows and `j < cols <= NR`, through ReLU if
+    /// `relu`. `weights` holds `depth x MR` values, `panel` `depth x NR`;
+    /// each row of `out` at least `cols` values. Rows past `out.len()` and
+    /// columns past `cols` are computed and dropped.
+    pub(crate) fn block(
+        self,
+        weights: &[f32],
+        panel: &[f32],
+        bias: &[f32; MR],
+        relu: bool,
+        out: &mut [&mut [f32]],
+        cols: usize,
+    ) {
+        let depth = panel.len() / NR;
+        assert!(weights.len() >= depth * MR && out.len() <= MR && cols <= NR);
+        assert!(out.iter().all(|row| row.len() >= cols));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a `Kernel` exists only if the CPU has AVX2 and FMA, and
+        // the asserts above bound every read and write.
+        unsafe {
+            if cols > 8 {
+                avx2::block::<2>(weights, panel, bias, relu, out, cols);
+            } else {
+                avx2::block::<1>(weights, panel, bias, relu, out, cols);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{MR, NR};
+
+    /// [`super::Kernel::block`] with `V` vectors per row (`8 * V >= cols`),
+    /// so narrow panels do not pay for three.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block<const V: usize>(
+        weights: &[f32],
+        panel: &[f32],
+        bias: &[f32; MR],
+        relu: bool,
+        out: &mut [&mut [f32]],
+        cols: usize,
+    ) {
+        let depth = panel.len() / NR;
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
+        for (row, &b) in acc.iter_mut().zip(bias) {
+            *row = [_mm256_set1_ps(b); V];
+        }
+        let (w, p) = (weights.as_ptr(), panel.as_ptr());
+        for k in 0..depth {
+            let mut columns = [_mm256_setzero_ps(); V];
+            for (v, column) in columns.iter_mut().enumerate() {
+                *column = _mm256_loadu_ps(p.add(k * NR + 8 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let weight = _mm256_broadcast_ss(&*w.add(k * MR + r));
+                for (sum, &column) in row.iter_mut().zip(&columns) {
+                    *sum = _mm256_fmadd_ps(weight, column, *sum);
+                }
+            }
+        }
+        if relu {
+            let zero = _mm256_setzero_ps();
+            for sum in acc.iter_mut().flatten() {
+                *sum = _mm256_max_ps(*sum, zero);
+            }
+        }
+        for (row, sums) in out.iter_mut().zip(&acc) {
+            if cols == 8 * V {
+                for (v, &sum) in sums.iter().enumerate() {
+                    _mm256_storeu_ps(row.as_mut_ptr().add(8 * v), sum);
+                }
+            } else {
+                let mut spill = [0.0f32; NR];
+                for (v, &sum) in sums.iter().enumerate() {
+                    _mm256_storeu_ps(spill.as_mut_ptr().add(8 * v), sum);
+                }
+                row[..cols].copy_from_slice(&spill[..cols]);
+            }
+        }
+    }
+}

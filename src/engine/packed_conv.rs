@@ -1,0 +1,158 @@
+//! 2-D convolution on the micro-kernel, with weights packed in advance.
+//!
+//! Per image, the output `out_c x positions` is cut into fixed tasks of
+//! [`TASK_ROWS`] channels by [`TASK_COLS`] positions, run in parallel.
+//! A task walks its positions [`NR`] at a time: it gathers those columns
+//! of the image's im2col matrix into a small `depth x NR` panel (straight
+//! from the image, no full im2col matrix is ever built) and runs the kernel
+//! on it for each block of [`MR`] channels, which adds the bias, applies
+//! ReLU and stores the result in place. The output may be a channel range
+//! of a wider tensor, so a convolution can write straight into the
+//! concatenation that reads it.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use formats::Conv;
+use rayon::prelude::*;
+
+use super::conv::{split_tiles, ConvGeometry, Tile};
+use super::im2col::valid_outputs;
+use super::kernel::{Kernel, MR, NR};
+use super::packed::PackedLayer;
+use super::Tensor;
+
+/// Output channels per task (a multiple of [`MR`]).
+const TASK_ROWS: usize = 128;
+/// Output positions per task (a multiple of [`NR`]).
+const TASK_COLS: usize = 96;
+
+thread_local! {
+    /// Per-thread panel of im2col columns.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Convolve `input` with `layer` as `conv` says, into channels `channels`
+/// of `output` (`channels.len() == layer.out_c`; the spatial shape is set
+/// and was checked by shape inference).
+pub(crate) fn conv2d_packed(
+    kernel: Kernel,
+    input: &Tensor,
+    layer: &PackedLayer,
+    conv: &Conv,
+    output: &mut Tensor,
+    channels: Range<usize>,
+) {
+    let [_, _, out_h, out_w] = output.shape;
+    let g = ConvGeometry::new(input.shape, layer.kernel, conv, [out_h, out_w]);
+    let positions = out_h * out_w;
+    let out_len = output.image_len();
+    output
+        .data
+        .par_chunks_mut(out_len)
+        .zip(input.data.par_chunks(input.image_len()))
+        .for_each(|(out, image)| {
+            let out = &mut out[channels.start * positions..channels.end * positions];
+            split_tiles(out, positions, [TASK_ROWS, TASK_COLS])
+                .into_par_iter()
+                .for_each(|tile| compute_task(kernel, image, &g, layer, conv.relu, tile));
+        });
+}
+
+/// All the output values of one task.
+fn compute_task(
+    kernel: Kernel,
+    image: &[f32],
+    g: &ConvGeometry,
+    layer: &PackedLayer,
+    relu: bool,
+    mut tile: Tile<'_>,
+) {
+    let valid: Vec<(usize, usize)> = (0..g.kw)
+        .map(|kx| valid_outputs(g.out_w, g.in_w, g.sw, g.pw, kx))
+        .collect();
+    PANEL.with_borrow_mut(|panel| {
+        panel.resize(layer.depth * NR, 0.0);
+        for start in (0..tile.width).step_by(NR) {
+            let cols = NR.min(tile.width - start);
+            pack_panel(
+                image,
+                g,
+                &valid,
+                tile.col + start..tile.col + start + cols,
+                panel,
+            );
+            for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+                let (weights, bias) = layer.block(tile.row + block * MR);
+                let count = rows.len();
+                let mut outs: [&mut [f32]; MR] = Default::default();
+                for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+                    *out = &mut row[start..];
+                }
+                kernel.block(weights, panel, bias, relu, &mut outs[..count], cols);
+            }
+        }
+    });
+}
+
+/// Fill `panel` (`depth x NR`, row `(c, ky, kx)`) with the im2col columns
+/// `columns` of `image` (at most [`NR`]), zeros in the padding and in the
+/// unused columns. `valid[kx]` is the range of output columns whose input
+/// column lies inside the image for kernel column `kx`.
+fn pack_panel(
+    image: &[f32],
+    g: &ConvGeometry,
+    valid: &[(usize, usize)],
+    columns: Range<usize>,
+    panel: &mut [f32],
+) {
+    let plane = g.in_h * g.in_w;
+    if columns.len() < NR {
+        panel.fill(0.0);
+    }
+    if g.is_pointwise() {
+        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
+            row[..columns.len()]
+                .copy_from_slice(&image[k * plane + columns.start..][..columns.len()]);
+        }
+        return;
+    }
+    let window = g.kh * g.kw;
+    let mut start = columns.start;
+    // One output row of positions at a time.
+    while start < columns.end {
+        let (oy, first_x) = (start / g.out_w, start % g.out_w);
+        let len = (g.out_w - first_x).min(columns.end - start);
+        let offset = start - columns.start;
+        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
+            let (c, ky, kx) = (k / window, k % window / g.kw, k % g.kw);
+            let dst = &mut row[offset..offset + len];
+            let Some(iy) = (oy * g.sh + ky).checked_sub(g.ph).filter(|&iy| iy < g.in_h) else {
+                dst.fill(0.0);
+                continue;
+            };
+            // Output columns first_x + lo.. first_x + hi read inside the image.
+            let (valid_lo, valid_hi) = valid[kx];
+            let lo = valid_lo.clamp(first_x, first_x + len) - first_x;
+            let hi = valid_hi.clamp(first_x + lo, first_x + len) - first_x;
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if lo == hi {
+                continue;
+            }
+            let first_in = (first_x + lo) * g.sw + kx - g.pw;
+            let in_row = &image[c * plane + iy * g.in_w..][..g.in_w];
+            if g.sw == 1 {
+                dst[lo..hi].copy_from_slice(&in_row[first_in..first_in + hi - lo]);
+            } else {
+                for (value, &x) in dst[lo..hi]
+                    .iter_mut()
+                    .zip(in_row[first_in..].iter().step_by(g.sw))
+                {
+                    *value = x;
+                }
+            }
+        }
+        start += len;
+    }
+}
