@@ -109,8 +109,7 @@ fn synthetic_input(model: &Model, batch: usize) -> anyhow::Result<Tensor> {
 }
 
 /// Mean time per run of each kind of operation over `runs` runs, in order
-/// of first appearance. A node's time runs from the engine's call of the
-/// hook before it to the call before the next node (or the end).
+/// of first appearance.
 fn profile(
     model: &Model,
     session: &Session,
@@ -119,23 +118,13 @@ fn profile(
 ) -> anyhow::Result<Vec<(String, Duration)>> {
     let mut totals: Vec<(String, Duration)> = Vec::new();
     for _ in 0..runs {
-        let mut last: Option<(String, Instant)> = None;
-        let add = |kind: String, since: Instant, totals: &mut Vec<(String, Duration)>| {
-            let elapsed = since.elapsed();
+        let (_, times) = session.run_profiled(input)?;
+        for (node, time) in model.graph.nodes.iter().zip(times) {
+            let kind = op_kind(model, node);
             match totals.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, total)) => *total += elapsed,
-                None => totals.push((kind, elapsed)),
+                Some((_, total)) => *total += time,
+                None => totals.push((kind, time)),
             }
-        };
-        session.run_hooked(input, &mut |_, node, _| {
-            if let Some((kind, since)) = last.take() {
-                add(kind, since, &mut totals);
-            }
-            last = Some((op_kind(model, node), Instant::now()));
-            None
-        })?;
-        if let Some((kind, since)) = last {
-            add(kind, since, &mut totals);
         }
     }
     Ok(totals

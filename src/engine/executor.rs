@@ -2,6 +2,8 @@
 //! slot-bound blobs, freeing each blob after its last reader.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use formats::{Conv, Layer, Model, Node, Op};
 
@@ -9,12 +11,13 @@ use super::buffers::Buffers;
 use super::concat::concat;
 use super::conv::conv2d;
 use super::elementwise::{add, relu_in_place};
+use super::fusion::{steps, Step};
 use super::kernel::Kernel;
 use super::packed::PackedLayer;
 use super::packed_conv::conv2d_packed;
 use super::plan::{Plan, INPUT_SLOT};
 use super::pool::{global_avg_pool, pool};
-use super::shapes::{check_layer, infer_planned};
+use super::shapes::{check_layer, infer_planned, Shapes};
 use super::softmax::softmax_in_place;
 use super::{EngineError, Tensor};
 
@@ -52,6 +55,10 @@ pub struct Session<'m> {
     model: &'m Model,
     plan: Plan,
     convolutions: Convolutions,
+    /// What each node does in a run without hook.
+    steps: Vec<Step>,
+    /// Blob buffers of the last run, reused by the next.
+    buffers: Mutex<Buffers>,
 }
 
 /// How a session computes convolutions.
@@ -86,66 +93,113 @@ impl<'m> Session<'m> {
             ),
             None => Convolutions::Im2col,
         };
+        let plan = Plan::new(&model.graph)?;
         Ok(Session {
             model,
-            plan: Plan::new(&model.graph)?,
+            steps: steps(model, &plan),
+            plan,
             convolutions,
+            buffers: Mutex::default(),
         })
     }
 
     /// Run the model on the NCHW batch `input`; see [`forward`].
     pub fn run(&self, input: &Tensor) -> Result<Tensor, EngineError> {
-        self.run_hooked(input, &mut |_, _, _| None)
+        self.execute(input, None, None)
     }
 
-    /// Run the model with a hook; see [`forward_hooked`].
+    /// Run the model with a hook; see [`forward_hooked`]. Hooked runs see
+    /// every node's inputs, so they skip the fusions of [`Session::run`]
+    /// (the results are the same bits).
     pub fn run_hooked(
         &self,
         input: &Tensor,
         hook: &mut ForwardHook<'_>,
     ) -> Result<Tensor, EngineError> {
+        self.execute(input, Some(hook), None)
+    }
+
+    /// [`Session::run`], also returning the time spent at each node in
+    /// graph order (zero for nodes that fusion made free).
+    pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Vec<Duration>), EngineError> {
+        let mut times = Vec::with_capacity(self.model.graph.nodes.len());
+        let output = self.execute(input, None, Some(&mut times))?;
+        Ok((output, times))
+    }
+
+    fn execute(
+        &self,
+        input: &Tensor,
+        mut hook: Option<&mut ForwardHook<'_>>,
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<Tensor, EngineError> {
         let (model, plan) = (self.model, &self.plan);
         input.check()?;
         let shapes = infer_planned(model, plan, input.shape)?;
+        let fused = hook.is_none() && matches!(self.convolutions, Convolutions::Packed(..));
         let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
         slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
-        let mut buffers = Buffers::default();
+        let mut buffers = self.take_buffers();
         for (index, node) in model.graph.nodes.iter().enumerate() {
-            let replacement = hook(index, node, &gather(&slots, &plan.inputs[index], node)?);
+            let start = Instant::now();
+            let step = if fused { self.steps[index] } else { Step::Run };
+            let replacement = match hook.as_mut() {
+                Some(hook) => hook(index, node, &gather(&slots, &plan.inputs[index], node)?),
+                None => None,
+            };
             if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
                 return Err(EngineError::Hook {
                     node: node.name.clone(),
                     reason: "returned a layer for a node without weights".into(),
                 });
             }
-            let mut output = match &node.op {
-                Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
-                    take_input(&mut slots, &mut buffers, plan, index, node)?
+            match (step, &node.op) {
+                (Step::Skip, _) => {}
+                (
+                    Step::ConvInto {
+                        relu,
+                        concat,
+                        offset,
+                    },
+                    Op::Conv(conv),
+                ) => {
+                    let slot = Plan::output_slot(concat);
+                    let mut output = match slots[slot].take() {
+                        Some(Cow::Owned(tensor)) => tensor,
+                        _ => buffers.tensor(shapes.nodes[concat]),
+                    };
+                    let conv = Conv {
+                        relu: relu || conv.relu,
+                        ..*conv
+                    };
+                    let layer = Cow::Borrowed(&model.layers[conv.layer]);
+                    let input = gather(&slots, &plan.inputs[index], node)?[0];
+                    self.convolve(input, &layer, &conv, &mut output, offset, node)?;
+                    slots[slot] = Some(Cow::Owned(output));
                 }
-                _ => buffers.tensor(shapes.nodes[index]),
-            };
-            let inputs = || gather(&slots, &plan.inputs[index], node);
-            match &node.op {
-                Op::Conv(conv) => {
-                    let layer = conv_layer(model, node, conv.layer, replacement)?;
-                    self.convolve(inputs()?[0], &layer, conv, &mut output, node)?;
+                _ => {
+                    let output = self.run_node(
+                        index,
+                        node,
+                        step,
+                        replacement,
+                        &mut slots,
+                        &mut buffers,
+                        &shapes,
+                    )?;
+                    slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
                 }
-                Op::Relu => relu_in_place(&mut output),
-                Op::Softmax => softmax_in_place(&mut output),
-                Op::Dropout => {}
-                Op::Flatten => output.shape = shapes.nodes[index],
-                Op::Pool(p) => pool(inputs()?[0], p, &mut output),
-                Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
-                Op::Concat => concat(&inputs()?, &mut output),
-                Op::Add => add(&inputs()?, &mut output),
             }
-            slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
             for &slot in &plan.frees[index] {
                 if let Some(Cow::Owned(tensor)) = slots[slot].take() {
                     buffers.recycle(tensor);
                 }
             }
+            if let Some(times) = times.as_mut() {
+                times.push(start.elapsed());
+            }
         }
+        self.keep_buffers(buffers);
         let mut result = slots[plan.result]
             .take()
             .map(Cow::into_owned)
@@ -155,21 +209,67 @@ impl<'m> Session<'m> {
         Ok(result)
     }
 
-    /// One convolution with `layer`: the model's own (borrowed) or a hook's
-    /// replacement (owned, packed on the spot).
+    /// The output of node `index` run on its own (step `Run`, `ConvRelu`
+    /// or `Pass`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_node(
+        &self,
+        index: usize,
+        node: &Node,
+        step: Step,
+        replacement: Option<Layer>,
+        slots: &mut [Option<Cow<Tensor>>],
+        buffers: &mut Buffers,
+        shapes: &Shapes,
+    ) -> Result<Tensor, EngineError> {
+        let plan = &self.plan;
+        let mut output = match &node.op {
+            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+                take_input(slots, buffers, plan, index, node)?
+            }
+            _ => buffers.tensor(shapes.nodes[index]),
+        };
+        let inputs = || gather(slots, &plan.inputs[index], node);
+        match &node.op {
+            Op::Conv(conv) => {
+                let layer = conv_layer(self.model, node, conv.layer, replacement)?;
+                let conv = Conv {
+                    relu: conv.relu || step == Step::ConvRelu,
+                    ..*conv
+                };
+                self.convolve(inputs()?[0], &layer, &conv, &mut output, 0, node)?;
+            }
+            Op::Relu if step == Step::Pass => {}
+            Op::Relu => relu_in_place(&mut output),
+            Op::Softmax => softmax_in_place(&mut output),
+            Op::Dropout => {}
+            Op::Flatten => output.shape = shapes.nodes[index],
+            Op::Pool(p) => pool(inputs()?[0], p, &mut output),
+            Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
+            Op::Concat => concat(&inputs()?, &mut output),
+            Op::Add => add(&inputs()?, &mut output),
+        }
+        Ok(output)
+    }
+
+    /// One convolution with `layer` into channels `offset..` of `output`:
+    /// the model's own layer (borrowed, packed already) or a hook's
+    /// replacement (owned, packed on the spot). The im2col path only
+    /// writes whole outputs (`offset` 0: it never runs fused).
     fn convolve(
         &self,
         input: &Tensor,
         layer: &Cow<'_, Layer>,
         conv: &Conv,
         output: &mut Tensor,
+        offset: usize,
         node: &Node,
     ) -> Result<(), EngineError> {
         let Convolutions::Packed(kernel, packed) = &self.convolutions else {
             conv2d(input, layer, conv, output);
             return Ok(());
         };
-        let channels = 0..output.shape[1];
+        let channels = offset..offset + layer.shape[0];
         match layer {
             Cow::Borrowed(_) => {
                 let own = packed[conv.layer]
@@ -183,6 +283,21 @@ impl<'m> Session<'m> {
             }
         }
         Ok(())
+    }
+
+    /// The buffers kept from earlier runs (none if another run holds them).
+    fn take_buffers(&self) -> Buffers {
+        self.buffers
+            .try_lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default()
+    }
+
+    /// Keep `buffers` for the next run, so it reuses memory already mapped.
+    fn keep_buffers(&self, buffers: Buffers) {
+        if let Ok(mut kept) = self.buffers.try_lock() {
+            *kept = buffers;
+        }
     }
 }
 

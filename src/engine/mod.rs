@@ -14,6 +14,7 @@ mod conv;
 mod elementwise;
 mod error;
 mod executor;
+mod fusion;
 mod gemm;
 mod im2col;
 mod kernel;

@@ -11,8 +11,6 @@ use super::kernel::MR;
 /// is done once per model (see [`super::Session`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLayer {
-    /// Output channels.
-    pub out_c: usize,
     /// `[kh, kw]`.
     pub kernel: [usize; 2],
     /// Values per output channel: `in_c * kh * kw`.
@@ -39,7 +37,6 @@ impl PackedLayer {
         let mut bias = layer.bias.clone();
         bias.resize(block_count * MR, 0.0);
         PackedLayer {
-            out_c,
             kernel: [kh, kw],
             depth,
             blocks,

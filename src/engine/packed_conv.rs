@@ -33,7 +33,7 @@ thread_local! {
 }
 
 /// Convolve `input` with `layer` as `conv` says, into channels `channels`
-/// of `output` (`channels.len() == layer.out_c`; the spatial shape is set
+/// of `output` (as many as the layer has; the spatial shape is set
 /// and was checked by shape inference).
 pub(crate) fn conv2d_packed(
     kernel: Kernel,
@@ -112,47 +112,104 @@ fn pack_panel(
     }
     if g.is_pointwise() {
         for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-            row[..columns.len()]
-                .copy_from_slice(&image[k * plane + columns.start..][..columns.len()]);
+            let source = &image[k * plane + columns.start..];
+            if columns.len() == NR {
+                // A constant length: copied inline, not by a call.
+                row.copy_from_slice(&source[..NR]);
+            } else {
+                row[..columns.len()].copy_from_slice(&source[..columns.len()]);
+            }
         }
         return;
     }
-    let window = g.kh * g.kw;
+    // The panel's positions, cut where they wrap to the next output row.
+    let mut segments = [Segment::default(); NR];
+    let mut count = 0;
     let mut start = columns.start;
-    // One output row of positions at a time.
     while start < columns.end {
         let (oy, first_x) = (start / g.out_w, start % g.out_w);
         let len = (g.out_w - first_x).min(columns.end - start);
-        let offset = start - columns.start;
-        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let (c, ky, kx) = (k / window, k % window / g.kw, k % g.kw);
-            let dst = &mut row[offset..offset + len];
-            let Some(iy) = (oy * g.sh + ky).checked_sub(g.ph).filter(|&iy| iy < g.in_h) else {
-                dst.fill(0.0);
-                continue;
-            };
-            // Output columns first_x + lo.. first_x + hi read inside the image.
-            let (valid_lo, valid_hi) = valid[kx];
-            let lo = valid_lo.clamp(first_x, first_x + len) - first_x;
-            let hi = valid_hi.clamp(first_x + lo, first_x + len) - first_x;
-            dst[..lo].fill(0.0);
-            dst[hi..].fill(0.0);
-            if lo == hi {
-                continue;
-            }
-            let first_in = (first_x + lo) * g.sw + kx - g.pw;
-            let in_row = &image[c * plane + iy * g.in_w..][..g.in_w];
-            if g.sw == 1 {
-                dst[lo..hi].copy_from_slice(&in_row[first_in..first_in + hi - lo]);
-            } else {
-                for (value, &x) in dst[lo..hi]
-                    .iter_mut()
-                    .zip(in_row[first_in..].iter().step_by(g.sw))
-                {
-                    *value = x;
+        segments[count] = Segment {
+            oy,
+            first_x,
+            len,
+            offset: start - columns.start,
+        };
+        count += 1;
+        start += len;
+    }
+    let segments = &segments[..count];
+    let mut rows = panel.chunks_exact_mut(NR);
+    for channel in image.chunks_exact(plane) {
+        for ky in 0..g.kh {
+            for (kx, &valid) in valid.iter().enumerate() {
+                let row = rows.next().expect("the panel has depth rows");
+                for segment in segments {
+                    segment.fill(
+                        &mut row[segment.offset..][..segment.len],
+                        channel,
+                        g,
+                        [ky, kx],
+                        valid,
+                    );
                 }
             }
         }
-        start += len;
+    }
+}
+
+/// A run of panel positions within one output row.
+#[derive(Debug, Clone, Copy, Default)]
+struct Segment {
+    /// Output row.
+    oy: usize,
+    /// Output column of the first position.
+    first_x: usize,
+    /// Positions.
+    len: usize,
+    /// Panel column of the first position.
+    offset: usize,
+}
+
+impl Segment {
+    /// Write into `dst` the inputs that kernel cell `[ky, kx]` meets at
+    /// this segment's positions in `channel`, zeros in the padding.
+    /// `valid` is the range of output columns whose input column lies
+    /// inside the image for `kx`.
+    fn fill(
+        &self,
+        dst: &mut [f32],
+        channel: &[f32],
+        g: &ConvGeometry,
+        [ky, kx]: [usize; 2],
+        (valid_lo, valid_hi): (usize, usize),
+    ) {
+        let Some(iy) = (self.oy * g.sh + ky)
+            .checked_sub(g.ph)
+            .filter(|&iy| iy < g.in_h)
+        else {
+            dst.fill(0.0);
+            return;
+        };
+        let end = self.first_x + self.len;
+        let lo = valid_lo.clamp(self.first_x, end) - self.first_x;
+        let hi = valid_hi.clamp(self.first_x + lo, end) - self.first_x;
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        if lo == hi {
+            return;
+        }
+        let first_in = (self.first_x + lo) * g.sw + kx - g.pw;
+        let in_row = &channel[iy * g.in_w..][..g.in_w];
+        if g.sw == 1 {
+            dst[lo..hi].copy_from_slice(&in_row[first_in..first_in + hi - lo]);
+        } else {
+            for (value, &x) in dst[lo..hi]
+                .iter_mut()
+                .zip(in_row[first_in..].iter().step_by(g.sw))
+            {
+                *value = x;
+            }
+        }
     }
 }

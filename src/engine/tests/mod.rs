@@ -3,6 +3,7 @@
 
 mod determinism;
 mod errors;
+mod fusion;
 mod hooks;
 mod naive;
 mod ops;
