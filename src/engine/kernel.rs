@@ -3,8 +3,8 @@
 //!
 //! The weights of `MR` output channels come interleaved (`depth x MR`,
 //! see [`super::packed`]) and the `NR` input columns as a `depth x NR`
-//! panel, so every step of the depth loop reads `MR` weights and two
-//! 16-lane vectors, and does `MR x 2` fused multiply-adds into 16 of the 32
+//! panel, so every step of the depth loop reads `MR` weights and three
+//! 16-lane vectors, and does `MR x 3` fused multiply-adds into 24 of the 32
 //! vector registers. Each output value is summed in one fixed order (bias,
 //! then depth `0, 1, ...`), so it never depends on how work was split.
 //!
@@ -16,8 +16,8 @@
 
 /// Output channels per block.
 pub(crate) const MR: usize = 8;
-/// Output positions per panel: two 16-lane vectors.
-pub(crate) const NR: usize = 32;
+/// Output positions per panel: three 16-lane vectors.
+pub(crate) const NR: usize = 48;
 
 /// Proof that this CPU runs the micro-kernel; only [`Kernel::detect`]
 /// makes one.
@@ -34,16 +34,17 @@ impl Kernel {
         None
     }
 
-    /// `out[r][j] = bias[r] + sum over k of weights[k * MR + r] * panel[k * NR + j]`
+    /// `out[r][j] = start + sum over k of weights[k * MR + r] * panel[k * NR + j]`
     /// for the `out.len() <= MR` rows and `j < cols <= NR`, through ReLU if
-    /// `relu`. `weights` holds `depth x MR` values, `panel` `depth x NR`;
-    /// each row of `out` at least `cols` values. Rows past `out.len()` and
-    /// columns past `cols` are computed and dropped.
+    /// `relu`, where `start` is `bias[r]` or, to continue a sum over more
+    /// depth, `out[r][j]` itself. `weights` holds `depth x MR` values,
+    /// `panel` `depth x NR`; each row of `out` at least `cols` values. Rows
+    /// past `out.len()` and columns past `cols` are computed and dropped.
     pub(crate) fn block(
         self,
         weights: &[f32],
         panel: &[f32],
-        bias: &[f32; MR],
+        start: Start<'_>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
@@ -55,36 +56,56 @@ impl Kernel {
         // SAFETY: a `Kernel` exists only if the CPU has AVX-512, and
         // the asserts above bound every read and write.
         unsafe {
-            if cols > 16 {
-                avx512::block::<2>(weights, panel, bias, relu, out, cols);
-            } else {
-                avx512::block::<1>(weights, panel, bias, relu, out, cols);
+            match cols {
+                33.. => avx512::block::<3>(weights, panel, start, relu, out, cols),
+                17..=32 => avx512::block::<2>(weights, panel, start, relu, out, cols),
+                _ => avx512::block::<1>(weights, panel, start, relu, out, cols),
             }
         }
     }
+}
+
+/// Where the sums of [`Kernel::block`] start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start<'a> {
+    /// At each row's bias.
+    Bias(&'a [f32; MR]),
+    /// At the values already in the output.
+    Output,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{MR, NR};
+    use super::{Start, MR, NR};
 
     /// [`super::Kernel::block`] with `V` vectors per row (`16 * V >= cols`),
-    /// so narrow panels do not pay for two.
+    /// so narrow panels do not pay for three.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block<const V: usize>(
         weights: &[f32],
         panel: &[f32],
-        bias: &[f32; MR],
+        start: Start<'_>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
     ) {
         let depth = panel.len() / NR;
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
-        for (row, &b) in acc.iter_mut().zip(bias) {
-            *row = [_mm512_set1_ps(b); V];
+        match start {
+            Start::Bias(bias) => {
+                for (row, &b) in acc.iter_mut().zip(bias) {
+                    *row = [_mm512_set1_ps(b); V];
+                }
+            }
+            Start::Output => {
+                for (sums, row) in acc.iter_mut().zip(out.iter()) {
+                    for (v, sum) in sums.iter_mut().enumerate() {
+                        *sum = _mm512_maskz_loadu_ps(lanes(cols, v), row.as_ptr().add(16 * v));
+                    }
+                }
+            }
         }
         let (w, p) = (weights.as_ptr(), panel.as_ptr());
         for k in 0..depth {
@@ -107,10 +128,15 @@ mod avx512 {
         }
         for (row, sums) in out.iter_mut().zip(&acc) {
             for (v, &sum) in sums.iter().enumerate() {
-                let lanes = cols.saturating_sub(16 * v).min(16);
-                let mask: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * v), mask, sum);
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * v), lanes(cols, v), sum);
             }
         }
+    }
+
+    /// The mask of the lanes of vector `v` of a row that hold one of the
+    /// first `cols` values.
+    fn lanes(cols: usize, v: usize) -> __mmask16 {
+        let lanes = cols.saturating_sub(16 * v).min(16);
+        ((1u32 << lanes) - 1) as __mmask16
     }
 }

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::conv::{split_tiles, ConvGeometry, Tile};
 use super::im2col::valid_outputs;
-use super::kernel::{Kernel, MR, NR};
+use super::kernel::{Kernel, Start, MR, NR};
 use super::packed::PackedLayer;
 use super::Tensor;
 
@@ -26,6 +26,9 @@ use super::Tensor;
 const TASK_ROWS: usize = 128;
 /// Output positions per task (a multiple of [`NR`]).
 const TASK_COLS: usize = 96;
+/// Depth of the panel used at once: 128 x [`NR`] values fill half of a
+/// 32 KiB first-level cache.
+const DEPTH_CHUNK: usize = 128;
 
 thread_local! {
     /// Per-thread panel of im2col columns.
@@ -82,14 +85,27 @@ fn compute_task(
                 tile.col + start..tile.col + start + cols,
                 panel,
             );
-            for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
-                let (weights, bias) = layer.block(tile.row + block * MR);
-                let count = rows.len();
-                let mut outs: [&mut [f32]; MR] = Default::default();
-                for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
-                    *out = &mut row[start..];
+            // Depth chunks outermost, so the panel's chunk stays in the
+            // first-level cache while every block of channels uses it.
+            for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
+                let depth = first..layer.depth.min(first + DEPTH_CHUNK);
+                let last = depth.end == layer.depth;
+                let chunk = &panel[depth.start * NR..depth.end * NR];
+                for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+                    let (weights, bias) = layer.block(tile.row + block * MR);
+                    let weights = &weights[depth.start * MR..depth.end * MR];
+                    let sums = if first == 0 {
+                        Start::Bias(bias)
+                    } else {
+                        Start::Output
+                    };
+                    let count = rows.len();
+                    let mut outs: [&mut [f32]; MR] = Default::default();
+                    for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+                        *out = &mut row[start..];
+                    }
+                    kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
                 }
-                kernel.block(weights, panel, bias, relu, &mut outs[..count], cols);
             }
         }
     });

@@ -5,6 +5,7 @@ mod determinism;
 mod errors;
 mod fusion;
 mod hooks;
+mod kernel;
 mod naive;
 mod ops;
 mod plan;
