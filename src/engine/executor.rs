@@ -172,9 +172,8 @@ impl<'m> Session<'m> {
                         relu: relu || conv.relu,
                         ..*conv
                     };
-                    let layer = Cow::Borrowed(&model.layers[conv.layer]);
                     let input = gather(&slots, &plan.inputs[index], node)?[0];
-                    self.convolve(input, &layer, &conv, &mut output, offset, node)?;
+                    self.convolve(input, None, &conv, &mut output, offset, node)?;
                     slots[slot] = Some(Cow::Owned(output));
                 }
                 _ => {
@@ -232,12 +231,13 @@ impl<'m> Session<'m> {
         let inputs = || gather(slots, &plan.inputs[index], node);
         match &node.op {
             Op::Conv(conv) => {
-                let layer = conv_layer(self.model, node, conv.layer, replacement)?;
+                let replacement = checked_replacement(self.model, node, conv.layer, replacement)?;
                 let conv = Conv {
                     relu: conv.relu || step == Step::ConvRelu,
                     ..*conv
                 };
-                self.convolve(inputs()?[0], &layer, &conv, &mut output, 0, node)?;
+                let input = inputs()?[0];
+                self.convolve(input, replacement.as_ref(), &conv, &mut output, 0, node)?;
             }
             Op::Relu if step == Step::Pass => {}
             Op::Relu => relu_in_place(&mut output),
@@ -252,32 +252,33 @@ impl<'m> Session<'m> {
         Ok(output)
     }
 
-    /// One convolution with `layer` into channels `offset..` of `output`:
-    /// the model's own layer (borrowed, packed already) or a hook's
-    /// replacement (owned, packed on the spot). The im2col path only
-    /// writes whole outputs (`offset` 0: it never runs fused).
+    /// One convolution into channels `offset..` of `output`, with the
+    /// model's own layer (packed already) or a hook's `replacement` (packed
+    /// on the spot). The im2col path only writes whole outputs (`offset`
+    /// 0: it never runs fused).
     fn convolve(
         &self,
         input: &Tensor,
-        layer: &Cow<'_, Layer>,
+        replacement: Option<&Layer>,
         conv: &Conv,
         output: &mut Tensor,
         offset: usize,
         node: &Node,
     ) -> Result<(), EngineError> {
+        let own = &self.model.layers[conv.layer];
         let Convolutions::Packed(kernel, packed) = &self.convolutions else {
-            conv2d(input, layer, conv, output);
+            conv2d(input, replacement.unwrap_or(own), conv, output);
             return Ok(());
         };
-        let channels = offset..offset + layer.shape[0];
-        match layer {
-            Cow::Borrowed(_) => {
+        let channels = offset..offset + own.shape[0];
+        match replacement {
+            None => {
                 let own = packed[conv.layer]
                     .as_ref()
                     .ok_or_else(|| missing(&node.name))?;
                 conv2d_packed(*kernel, input, own, conv, output, channels);
             }
-            Cow::Owned(replacement) => {
+            Some(replacement) => {
                 let replacement = PackedLayer::new(replacement);
                 conv2d_packed(*kernel, input, &replacement, conv, output, channels);
             }
@@ -333,18 +334,18 @@ fn take_input(
     Ok(copy)
 }
 
-/// The layer a convolution node computes with: the hook's replacement if
-/// it returned one that fits, else the model's own.
-fn conv_layer<'m>(
-    model: &'m Model,
+/// A hook's replacement for layer `index` of a convolution node, checked
+/// to fit in place of the model's own.
+fn checked_replacement(
+    model: &Model,
     node: &Node,
     index: usize,
     replacement: Option<Layer>,
-) -> Result<Cow<'m, Layer>, EngineError> {
-    let own = &model.layers[index];
+) -> Result<Option<Layer>, EngineError> {
     let Some(layer) = replacement else {
-        return Ok(Cow::Borrowed(own));
+        return Ok(None);
     };
+    let own = &model.layers[index];
     let hook_error = |reason: String| EngineError::Hook {
         node: node.name.clone(),
         reason,
@@ -356,7 +357,7 @@ fn conv_layer<'m>(
         )));
     }
     check_layer(&layer).map_err(hook_error)?;
-    Ok(Cow::Owned(layer))
+    Ok(Some(layer))
 }
 
 /// A blob the plan promised is gone: an engine bug, reported rather than
