@@ -36,9 +36,9 @@ pub struct Args {
     json: bool,
 }
 
-/// Most images one benchmark batch may hold: SqueezeNet needs about 10 MB
-/// of activations per image.
-const MAX_BATCH: usize = 1024;
+/// Most images one benchmark batch may hold: SqueezeNet v1.0 keeps up to
+/// about 15 MB of activations per image alive, so 128 need about 2 GB.
+const MAX_BATCH: usize = 128;
 
 /// Run `bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
