@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use common::{han_net, run_ok, run_user_error, v11_param};
 
-fn bench_json(model: &PathBuf, batch: &str, extra: &[&str]) -> serde_json::Value {
+fn bench_json(model: &Path, batch: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         model.to_string_lossy().into_owned(),
         "--batch".into(),
