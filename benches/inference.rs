@@ -2,7 +2,7 @@
 //! comparison that chose its backend. Run with `cargo bench --bench inference`.
 //!
 //! For each model: the time to read it from disk, then images per second at
-//! batch 1 and batch 16 on a 2-thread pool (a few warm-up runs, then the
+//! batch 1 and batch 16 of one prepared `Session` on a 2-thread pool (a few warm-up runs, then the
 //! median of several timed runs). The batches repeat the 4 reference images
 //! of the shared data (`SQZ_SHARED`, default `../shared`).
 //!
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use formats::Model;
-use sqz::engine::{forward, Tensor};
+use sqz::engine::{Session, Tensor};
 
 const THREADS: usize = 2;
 const WARM_UP: usize = 2;
@@ -34,13 +34,14 @@ fn main() {
     for (name, side, load) in models() {
         let load_time = median((0..TIMED).map(|_| timed(|| load(&shared)).1).collect());
         let model = load(&shared);
+        let session = Session::new(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
         let images = reference_images(&shared, name, side);
         let rates: Vec<f64> = [1, 16]
             .iter()
             .map(|&batch| {
                 let input = batch_of(&images, batch, side);
                 let run = || {
-                    pool.install(|| forward(&model, &input))
+                    pool.install(|| session.run(&input))
                         .unwrap_or_else(|e| panic!("{name}: {e}"))
                 };
                 (0..WARM_UP).for_each(|_| drop(run()));

@@ -171,11 +171,12 @@ pub fn evaluate_with_progress(
 
     let mut predictions = Vec::with_capacity(images.len());
     let mut skipped = Vec::new();
+    let session = engine::Session::new(model)?;
     let mut input = load_images(first, model, opts.skip_bad)?;
     for i in 0..batches.len() {
         let next = batches.get(i + 1);
         let (output, loaded) = rayon::join(
-            || forward_loaded(model, &input),
+            || forward_loaded(&session, &input),
             || {
                 next.map(|b| load_images(b, model, opts.skip_bad))
                     .transpose()
@@ -279,14 +280,14 @@ fn load_images<'a>(
 
 /// Run the engine on a loaded batch; a batch whose every image was skipped
 /// gives an empty output without running the model.
-fn forward_loaded(model: &Model, loaded: &LoadedBatch) -> Result<Tensor, EngineError> {
+fn forward_loaded(session: &engine::Session, loaded: &LoadedBatch) -> Result<Tensor, EngineError> {
     if loaded.images.is_empty() {
         return Ok(Tensor {
             shape: [0, 0, 0, 0],
             data: Vec::new(),
         });
     }
-    engine::forward(model, &loaded.input)
+    session.run(&loaded.input)
 }
 
 /// Check, before any image is decoded, that the model runs on a batch of

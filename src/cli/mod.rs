@@ -8,6 +8,7 @@
 //! errors (errors [`crate::error::is_internal`] recognises, and panics),
 //! i.e. bugs in sqz.
 
+mod bench;
 mod classify;
 mod decode;
 mod eval;
@@ -93,6 +94,11 @@ pub enum Command {
         after_help = "Example:\n  sqz-compress fetch squeezenet1.0-deep-compression --dir models/"
     )]
     Fetch(fetch::Args),
+    /// Time the forward pass on synthetic input, with a per-operation profile.
+    #[command(
+        after_help = "Example:\n  sqz-compress bench squeezenet_v1.1.ncnn.param --batch 16 --threads 2 --json"
+    )]
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -109,6 +115,7 @@ impl Command {
             Command::Sensitivity(args) => sensitivity::run(args),
             Command::Report(args) => report::run(args),
             Command::Fetch(args) => fetch::run(args),
+            Command::Bench(args) => bench::run(args),
         }
     }
 }

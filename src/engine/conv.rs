@@ -65,7 +65,7 @@ impl ConvGeometry {
     }
 
     /// True when the input image already is the im2col matrix.
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
 }
@@ -86,12 +86,12 @@ pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, output: &mut Te
 
 /// One output tile: rows `row..row + rows.len()` of the image's output
 /// matrix, restricted to columns `col..col + width`.
-struct Tile<'a> {
-    row: usize,
-    col: usize,
-    width: usize,
+pub(crate) struct Tile<'a> {
+    pub row: usize,
+    pub col: usize,
+    pub width: usize,
     /// The tile's part of each of its output rows.
-    rows: Vec<&'a mut [f32]>,
+    pub rows: Vec<&'a mut [f32]>,
 }
 
 thread_local! {
@@ -118,28 +118,33 @@ fn convolve_image(image: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Laye
 fn multiply(columns: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
     let positions = g.out_h * g.out_w;
     let columns = MatRef::from_row_major_slice(columns, g.channels * g.kh * g.kw, positions);
-    split_tiles(out, positions)
+    split_tiles(out, positions, [TILE_ROWS, TILE_COLS])
         .into_par_iter()
         .for_each(|tile| compute_tile(tile, layer, columns, relu));
 }
 
-/// Cut the `out_c x positions` row-major output into disjoint tiles.
-fn split_tiles(out: &mut [f32], positions: usize) -> Vec<Tile<'_>> {
-    let col_tiles = positions.div_ceil(TILE_COLS);
-    let row_tiles = (out.len() / positions).div_ceil(TILE_ROWS);
+/// Cut the `out_c x positions` row-major output into disjoint tiles of
+/// `tile_rows x tile_cols` (smaller at the edges).
+pub(crate) fn split_tiles(
+    out: &mut [f32],
+    positions: usize,
+    [tile_rows, tile_cols]: [usize; 2],
+) -> Vec<Tile<'_>> {
+    let col_tiles = positions.div_ceil(tile_cols);
+    let row_tiles = (out.len() / positions).div_ceil(tile_rows);
     let mut tiles: Vec<Tile> = (0..row_tiles)
         .flat_map(|r| {
             (0..col_tiles).map(move |c| Tile {
-                row: r * TILE_ROWS,
-                col: c * TILE_COLS,
-                width: TILE_COLS.min(positions - c * TILE_COLS),
-                rows: Vec::with_capacity(TILE_ROWS),
+                row: r * tile_rows,
+                col: c * tile_cols,
+                width: tile_cols.min(positions - c * tile_cols),
+                rows: Vec::with_capacity(tile_rows),
             })
         })
         .collect();
     for (row, values) in out.chunks_mut(positions).enumerate() {
-        for (c, part) in values.chunks_mut(TILE_COLS).enumerate() {
-            tiles[row / TILE_ROWS * col_tiles + c].rows.push(part);
+        for (c, part) in values.chunks_mut(tile_cols).enumerate() {
+            tiles[row / tile_rows * col_tiles + c].rows.push(part);
         }
     }
     tiles

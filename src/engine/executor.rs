@@ -1,17 +1,23 @@
-//! The graph executor: runs the nodes in order over slot-bound blobs,
-//! freeing each blob after its last reader.
+//! The graph executor: a [`Session`] runs the nodes in order over
+//! slot-bound blobs, freeing each blob after its last reader.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use formats::{Layer, Model, Node, Op};
+use formats::{Conv, Layer, Model, Node, Op};
 
 use super::buffers::Buffers;
 use super::concat::concat;
 use super::conv::conv2d;
 use super::elementwise::{add, relu_in_place};
+use super::fusion::{steps, Step};
+use super::kernel::Kernel;
+use super::packed::PackedLayer;
+use super::packed_conv::conv2d_packed;
 use super::plan::{Plan, INPUT_SLOT};
 use super::pool::{global_avg_pool, pool};
-use super::shapes::{check_layer, infer_planned};
+use super::shapes::{check_layer, infer_planned, Shapes};
 use super::softmax::softmax_in_place;
 use super::{EngineError, Tensor};
 
@@ -20,8 +26,9 @@ use super::{EngineError, Tensor};
 pub type ForwardHook<'a> = dyn FnMut(usize, &Node, &[&Tensor]) -> Option<Layer> + 'a;
 
 /// Run `model` on the NCHW batch `input` and return its `graph.output` blob.
+/// Packs the weights first; to run many batches, build a [`Session`] once.
 pub fn forward(model: &Model, input: &Tensor) -> Result<Tensor, EngineError> {
-    forward_hooked(model, input, &mut |_, _, _| None)
+    Session::new(model)?.run(input)
 }
 
 /// Like [`forward`], but call `hook(node_index, node, inputs)` before each
@@ -37,65 +44,262 @@ pub fn forward_hooked(
     input: &Tensor,
     hook: &mut ForwardHook<'_>,
 ) -> Result<Tensor, EngineError> {
-    input.check()?;
-    let plan = Plan::new(&model.graph)?;
-    let shapes = infer_planned(model, &plan, input.shape)?;
-    let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
-    slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
-    let mut buffers = Buffers::default();
-    for (index, node) in model.graph.nodes.iter().enumerate() {
-        let replacement = hook(index, node, &gather(&slots, &plan.inputs[index], node)?);
-        if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
-            return Err(EngineError::Hook {
-                node: node.name.clone(),
-                reason: "returned a layer for a node without weights".into(),
-            });
+    Session::new(model)?.run_hooked(input, hook)
+}
+
+/// A model made ready to run: its graph resolved into slots and, where the
+/// CPU runs the micro-kernel, every convolution's weights packed for it.
+/// Build it once and run it on any number of batches; results are the same
+/// bits as [`forward`]'s.
+pub struct Session<'m> {
+    model: &'m Model,
+    plan: Plan,
+    convolutions: Convolutions,
+    /// What each node does in a run without hook.
+    steps: Vec<Step>,
+    /// Blob buffers of the last run, reused by the next.
+    buffers: Mutex<Buffers>,
+}
+
+/// How a session computes convolutions.
+enum Convolutions {
+    /// The micro-kernel, with each layer packed (`None` for a layer whose
+    /// data does not fit its shape: shape inference rejects any use of it).
+    Packed(Kernel, Vec<Option<PackedLayer>>),
+    /// im2col + faer, on CPUs without AVX2 and FMA.
+    Im2col,
+}
+
+impl<'m> Session<'m> {
+    /// Resolve `model`'s graph and pack its weights; fails if the graph is
+    /// malformed (see [`super::infer_shapes`] for the checks done per input).
+    pub fn new(model: &'m Model) -> Result<Self, EngineError> {
+        Self::with_kernel(model, Kernel::detect())
+    }
+
+    /// [`Session::new`] with the micro-kernel or (`None`) the im2col path.
+    pub(crate) fn with_kernel(
+        model: &'m Model,
+        kernel: Option<Kernel>,
+    ) -> Result<Self, EngineError> {
+        let convolutions = match kernel {
+            Some(kernel) => Convolutions::Packed(
+                kernel,
+                model
+                    .layers
+                    .iter()
+                    .map(|layer| check_layer(layer).is_ok().then(|| PackedLayer::new(layer)))
+                    .collect(),
+            ),
+            None => Convolutions::Im2col,
+        };
+        let plan = Plan::new(&model.graph)?;
+        Ok(Session {
+            model,
+            steps: steps(model, &plan),
+            plan,
+            convolutions,
+            buffers: Mutex::default(),
+        })
+    }
+
+    /// Run the model on the NCHW batch `input`; see [`forward`].
+    pub fn run(&self, input: &Tensor) -> Result<Tensor, EngineError> {
+        self.execute(input, None, None)
+    }
+
+    /// Run the model with a hook; see [`forward_hooked`]. Hooked runs see
+    /// every node's inputs, so they skip the fusions of [`Session::run`]
+    /// (the results are the same bits).
+    pub fn run_hooked(
+        &self,
+        input: &Tensor,
+        hook: &mut ForwardHook<'_>,
+    ) -> Result<Tensor, EngineError> {
+        self.execute(input, Some(hook), None)
+    }
+
+    /// [`Session::run`], also returning the time spent at each node in
+    /// graph order (zero for nodes that fusion made free).
+    pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Vec<Duration>), EngineError> {
+        let mut times = Vec::with_capacity(self.model.graph.nodes.len());
+        let output = self.execute(input, None, Some(&mut times))?;
+        Ok((output, times))
+    }
+
+    fn execute(
+        &self,
+        input: &Tensor,
+        mut hook: Option<&mut ForwardHook<'_>>,
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<Tensor, EngineError> {
+        let (model, plan) = (self.model, &self.plan);
+        input.check()?;
+        let shapes = infer_planned(model, plan, input.shape)?;
+        let fused = hook.is_none() && matches!(self.convolutions, Convolutions::Packed(..));
+        let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
+        slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
+        let mut buffers = self.take_buffers();
+        for (index, node) in model.graph.nodes.iter().enumerate() {
+            let start = Instant::now();
+            let step = if fused { self.steps[index] } else { Step::Run };
+            let replacement = match hook.as_mut() {
+                Some(hook) => hook(index, node, &gather(&slots, &plan.inputs[index], node)?),
+                None => None,
+            };
+            if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
+                return Err(EngineError::Hook {
+                    node: node.name.clone(),
+                    reason: "returned a layer for a node without weights".into(),
+                });
+            }
+            match (step, &node.op) {
+                (Step::Skip, _) => {}
+                (
+                    Step::ConvInto {
+                        relu,
+                        concat,
+                        offset,
+                    },
+                    Op::Conv(conv),
+                ) => {
+                    let slot = Plan::output_slot(concat);
+                    let mut output = match slots[slot].take() {
+                        Some(Cow::Owned(tensor)) => tensor,
+                        _ => buffers.tensor(shapes.nodes[concat]),
+                    };
+                    let conv = Conv {
+                        relu: relu || conv.relu,
+                        ..*conv
+                    };
+                    let input = gather(&slots, &plan.inputs[index], node)?[0];
+                    self.convolve(input, None, &conv, &mut output, offset, node)?;
+                    slots[slot] = Some(Cow::Owned(output));
+                }
+                _ => {
+                    let output = self.run_node(
+                        index,
+                        node,
+                        step,
+                        replacement,
+                        &mut slots,
+                        &mut buffers,
+                        &shapes,
+                    )?;
+                    slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
+                }
+            }
+            for &slot in &plan.frees[index] {
+                if let Some(Cow::Owned(tensor)) = slots[slot].take() {
+                    buffers.recycle(tensor);
+                }
+            }
+            if let Some(times) = times.as_mut() {
+                times.push(start.elapsed());
+            }
         }
+        self.keep_buffers(buffers);
+        let mut result = slots[plan.result]
+            .take()
+            .map(Cow::into_owned)
+            .ok_or_else(|| missing(&model.graph.output))?;
+        // A recycled buffer may be far larger than the result.
+        result.data.shrink_to_fit();
+        Ok(result)
+    }
+
+    /// The output of node `index` run on its own (step `Run`, `ConvRelu`
+    /// or `Pass`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_node(
+        &self,
+        index: usize,
+        node: &Node,
+        step: Step,
+        replacement: Option<Layer>,
+        slots: &mut [Option<Cow<Tensor>>],
+        buffers: &mut Buffers,
+        shapes: &Shapes,
+    ) -> Result<Tensor, EngineError> {
+        let plan = &self.plan;
         let mut output = match &node.op {
             Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
-                take_input(&mut slots, &mut buffers, &plan, index, node)?
+                take_input(slots, buffers, plan, index, node)?
             }
             _ => buffers.tensor(shapes.nodes[index]),
         };
+        let inputs = || gather(slots, &plan.inputs[index], node);
         match &node.op {
             Op::Conv(conv) => {
-                let layer = conv_layer(model, node, conv.layer, replacement)?;
-                conv2d(
-                    gather(&slots, &plan.inputs[index], node)?[0],
-                    &layer,
-                    conv,
-                    &mut output,
-                );
+                let replacement = checked_replacement(self.model, node, conv.layer, replacement)?;
+                let conv = Conv {
+                    relu: conv.relu || step == Step::ConvRelu,
+                    ..*conv
+                };
+                let input = inputs()?[0];
+                self.convolve(input, replacement.as_ref(), &conv, &mut output, 0, node)?;
             }
+            Op::Relu if step == Step::Pass => {}
             Op::Relu => relu_in_place(&mut output),
             Op::Softmax => softmax_in_place(&mut output),
             Op::Dropout => {}
             Op::Flatten => output.shape = shapes.nodes[index],
-            Op::Pool(p) => pool(
-                gather(&slots, &plan.inputs[index], node)?[0],
-                p,
-                &mut output,
-            ),
-            Op::GlobalAvgPool => {
-                global_avg_pool(gather(&slots, &plan.inputs[index], node)?[0], &mut output)
-            }
-            Op::Concat => concat(&gather(&slots, &plan.inputs[index], node)?, &mut output),
-            Op::Add => add(&gather(&slots, &plan.inputs[index], node)?, &mut output),
+            Op::Pool(p) => pool(inputs()?[0], p, &mut output),
+            Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
+            Op::Concat => concat(&inputs()?, &mut output),
+            Op::Add => add(&inputs()?, &mut output),
         }
-        slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
-        for &slot in &plan.frees[index] {
-            if let Some(Cow::Owned(tensor)) = slots[slot].take() {
-                buffers.recycle(tensor);
+        Ok(output)
+    }
+
+    /// One convolution into channels `offset..` of `output`, with the
+    /// model's own layer (packed already) or a hook's `replacement` (packed
+    /// on the spot). The im2col path only writes whole outputs (`offset`
+    /// 0: it never runs fused).
+    fn convolve(
+        &self,
+        input: &Tensor,
+        replacement: Option<&Layer>,
+        conv: &Conv,
+        output: &mut Tensor,
+        offset: usize,
+        node: &Node,
+    ) -> Result<(), EngineError> {
+        let own = &self.model.layers[conv.layer];
+        let Convolutions::Packed(kernel, packed) = &self.convolutions else {
+            conv2d(input, replacement.unwrap_or(own), conv, output);
+            return Ok(());
+        };
+        let channels = offset..offset + own.shape[0];
+        match replacement {
+            None => {
+                let own = packed[conv.layer]
+                    .as_ref()
+                    .ok_or_else(|| missing(&node.name))?;
+                conv2d_packed(*kernel, input, own, conv, output, channels);
             }
+            Some(replacement) => {
+                let replacement = PackedLayer::new(replacement);
+                conv2d_packed(*kernel, input, &replacement, conv, output, channels);
+            }
+        }
+        Ok(())
+    }
+
+    /// The buffers kept from earlier runs (none if another run holds them).
+    fn take_buffers(&self) -> Buffers {
+        self.buffers
+            .try_lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default()
+    }
+
+    /// Keep `buffers` for the next run, so it reuses memory already mapped.
+    fn keep_buffers(&self, buffers: Buffers) {
+        if let Ok(mut kept) = self.buffers.try_lock() {
+            *kept = buffers;
         }
     }
-    let mut result = slots[plan.result]
-        .take()
-        .map(Cow::into_owned)
-        .ok_or_else(|| missing(&model.graph.output))?;
-    // A recycled buffer may be far larger than the result.
-    result.data.shrink_to_fit();
-    Ok(result)
 }
 
 /// The live tensors in `wanted` slots.
@@ -130,18 +334,18 @@ fn take_input(
     Ok(copy)
 }
 
-/// The layer a convolution node computes with: the hook's replacement if
-/// it returned one that fits, else the model's own.
-fn conv_layer<'m>(
-    model: &'m Model,
+/// A hook's replacement for layer `index` of a convolution node, checked
+/// to fit in place of the model's own.
+fn checked_replacement(
+    model: &Model,
     node: &Node,
     index: usize,
     replacement: Option<Layer>,
-) -> Result<Cow<'m, Layer>, EngineError> {
-    let own = &model.layers[index];
+) -> Result<Option<Layer>, EngineError> {
     let Some(layer) = replacement else {
-        return Ok(Cow::Borrowed(own));
+        return Ok(None);
     };
+    let own = &model.layers[index];
     let hook_error = |reason: String| EngineError::Hook {
         node: node.name.clone(),
         reason,
@@ -153,7 +357,7 @@ fn conv_layer<'m>(
         )));
     }
     check_layer(&layer).map_err(hook_error)?;
-    Ok(Cow::Owned(layer))
+    Ok(Some(layer))
 }
 
 /// A blob the plan promised is gone: an engine bug, reported rather than

@@ -3,7 +3,9 @@
 
 mod determinism;
 mod errors;
+mod fusion;
 mod hooks;
+mod kernel;
 mod naive;
 mod ops;
 mod plan;

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::naive;
 use super::{assert_close, conv_op, model, node, pool_op, Values};
-use crate::engine::{forward, Tensor};
+use crate::engine::{forward, Session, Tensor};
 
 /// Sums of up to a few hundred products of values in [-1, 1): float
 /// rounding differences stay far below this.
@@ -40,6 +40,8 @@ fn check_conv(case: &ConvCase, seed: u64) {
         "out",
     );
     assert_close(&forward(&m, &input).unwrap(), &expected, TOLERANCE);
+    let im2col = Session::with_kernel(&m, None).unwrap().run(&input).unwrap();
+    assert_close(&im2col, &expected, TOLERANCE);
 }
 
 #[test]
@@ -115,7 +117,8 @@ fn convolution_matches_direct_loops() {
             pad: (1, 1),
             relu: false,
         },
-        // More output channels and positions than one tile holds (64 x 1024).
+        // More output channels and positions than one tile (64 x 1024) or
+        // task (128 x 96) holds, none a multiple of the kernel's 4 x 16.
         ConvCase {
             input: [2, 3, 37, 37],
             out_c: 70,
@@ -126,7 +129,7 @@ fn convolution_matches_direct_loops() {
         },
         ConvCase {
             input: [1, 130, 33, 33],
-            out_c: 129,
+            out_c: 131,
             kernel: (1, 1),
             stride: (1, 1),
             pad: (0, 0),

@@ -11,7 +11,7 @@ use super::header::{Component, Frame};
 /// The component's samples at full image size (`width * height`, row-major),
 /// or `None` for a non-integral sampling ratio.
 pub fn to_full_size(frame: &Frame, c: &Component, plane: &Plane) -> Option<Vec<u8>> {
-    if frame.h_max % c.h != 0 || frame.v_max % c.v != 0 {
+    if !frame.h_max.is_multiple_of(c.h) || !frame.v_max.is_multiple_of(c.v) {
         return None;
     }
     let (h_ratio, v_ratio) = (frame.h_max / c.h, frame.v_max / c.v);

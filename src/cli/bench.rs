@@ -1,0 +1,216 @@
+//! `bench`: inference speed of a model in the engine, with a profile of
+//! where the time goes by kind of operation.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use formats::{Model, Node, Op};
+use serde_json::json;
+
+use super::{load, ModelArgs};
+use crate::engine::{Session, Tensor};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
+    /// Worker threads (default: one per core, or RAYON_NUM_THREADS).
+    #[arg(long, value_name = "T")]
+    threads: Option<usize>,
+    /// Timed runs; the median, fastest and slowest are reported.
+    #[arg(long, default_value_t = 7, value_name = "R")]
+    runs: usize,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 2, value_name = "W")]
+    warmup: usize,
+    /// Compute convolutions on the portable im2col + faer path, as on CPUs
+    /// without AVX2 and FMA, instead of the packed micro-kernel.
+    #[arg(long)]
+    im2col: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Most images one benchmark batch may hold: SqueezeNet v1.0 keeps up to
+/// about 15 MB of activations per image alive, so 128 need about 2 GB.
+const MAX_BATCH: usize = 128;
+
+/// Run `bench`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_BATCH).contains(&args.batch),
+        "--batch must be between 1 and {MAX_BATCH}"
+    );
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(args.threads != Some(0), "--threads must be at least 1");
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(threads) = args.threads {
+        pool = pool.num_threads(threads);
+    }
+    let pool = pool.build().context("cannot start the worker threads")?;
+    pool.install(|| measure(&args))
+}
+
+/// Load, prepare, warm up, time and profile; then print.
+fn measure(args: &Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let model = load::load(&args.model)?;
+    let load_time = start.elapsed();
+    let start = Instant::now();
+    let session = if args.im2col {
+        Session::with_kernel(&model, None)
+    } else {
+        Session::new(&model)
+    }?;
+    let prepare_time = start.elapsed();
+    let input = synthetic_input(&model, args.batch)?;
+    for _ in 0..args.warmup {
+        session.run(&input)?;
+    }
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        session.run(&input)?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let rate = |time: Duration| args.batch as f64 / time.as_secs_f64();
+    let profile = profile(&model, &session, &input, args.runs)?;
+    let report = Report {
+        images_per_sec: rate(times[times.len() / 2]),
+        min: rate(times[times.len() - 1]),
+        max: rate(times[0]),
+        load_ms: load_time.as_secs_f64() * 1e3,
+        prepare_ms: prepare_time.as_secs_f64() * 1e3,
+        profile,
+    };
+    if args.json {
+        println!("{}", report.json(args));
+    } else {
+        report.print(args);
+    }
+    Ok(())
+}
+
+/// Input of `batch` images of the model's size with fixed values in the
+/// range of preprocessed images.
+fn synthetic_input(model: &Model, batch: usize) -> anyhow::Result<Tensor> {
+    let side = model.preprocess.crop as usize;
+    let len = batch * 3 * side * side;
+    let data = (0..len)
+        .map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0)
+        .collect();
+    Ok(Tensor::new([batch, 3, side, side], data)?)
+}
+
+/// Mean time per run of each kind of operation over `runs` runs, in order
+/// of first appearance.
+fn profile(
+    model: &Model,
+    session: &Session,
+    input: &Tensor,
+    runs: usize,
+) -> anyhow::Result<Vec<(String, Duration)>> {
+    let mut totals: Vec<(String, Duration)> = Vec::new();
+    for _ in 0..runs {
+        let (_, times) = session.run_profiled(input)?;
+        for (node, time) in model.graph.nodes.iter().zip(times) {
+            let kind = op_kind(model, node);
+            match totals.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += time,
+                None => totals.push((kind, time)),
+            }
+        }
+    }
+    Ok(totals
+        .into_iter()
+        .map(|(kind, total)| (kind, total / runs as u32))
+        .collect())
+}
+
+/// The profile's name for what `node` does: convolutions by kernel size.
+fn op_kind(model: &Model, node: &Node) -> String {
+    match &node.op {
+        Op::Conv(conv) => match model.layers.get(conv.layer) {
+            Some(layer) => format!("conv {}x{}", layer.shape[2], layer.shape[3]),
+            None => "conv".into(),
+        },
+        Op::Pool(_) | Op::GlobalAvgPool => "pooling".into(),
+        Op::Concat => "concat".into(),
+        _ => "other".into(),
+    }
+}
+
+/// What `bench` measured.
+struct Report {
+    /// Median over the timed runs.
+    images_per_sec: f64,
+    /// Slowest and fastest run.
+    min: f64,
+    max: f64,
+    load_ms: f64,
+    prepare_ms: f64,
+    profile: Vec<(String, Duration)>,
+}
+
+impl Report {
+    fn threads() -> usize {
+        rayon::current_num_threads()
+    }
+
+    fn print(&self, args: &Args) {
+        println!("model      {}", args.model.model.display());
+        println!(
+            "setup      batch {}, {} threads, median of {} runs after {} warm-up runs{}",
+            args.batch,
+            Self::threads(),
+            args.runs,
+            args.warmup,
+            if args.im2col { ", im2col path" } else { "" }
+        );
+        println!(
+            "load       {:.1} ms (+ {:.1} ms packing weights)",
+            self.load_ms, self.prepare_ms
+        );
+        println!(
+            "images/s   {:.1} (min {:.1}, max {:.1})",
+            self.images_per_sec, self.min, self.max
+        );
+        let total: Duration = self.profile.iter().map(|(_, t)| *t).sum();
+        println!("time per batch by operation (mean of {} runs):", args.runs);
+        for (kind, time) in &self.profile {
+            println!(
+                "  {kind:<12} {:>8.2} ms {:>5.1} %",
+                time.as_secs_f64() * 1e3,
+                100.0 * time.as_secs_f64() / total.as_secs_f64()
+            );
+        }
+    }
+
+    fn json(&self, args: &Args) -> serde_json::Value {
+        let ops: serde_json::Map<String, serde_json::Value> = self
+            .profile
+            .iter()
+            .map(|(kind, time)| (kind.clone(), json!(time.as_secs_f64() * 1e3)))
+            .collect();
+        json!({
+            "model": args.model.model.display().to_string(),
+            "batch": args.batch,
+            "threads": Self::threads(),
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "path": if args.im2col { "im2col" } else { "packed" },
+            "images_per_sec": self.images_per_sec,
+            "images_per_sec_min": self.min,
+            "images_per_sec_max": self.max,
+            "load_ms": self.load_ms,
+            "prepare_ms": self.prepare_ms,
+            "op_ms": ops,
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Fusions that save whole passes over memory when no hook watches the
+//! run: a ReLU right after a convolution is done by the convolution's
+//! kernel, and a concatenation of convolutions is assembled by the
+//! convolutions writing their channels straight into its output.
+//! Either way every value is computed exactly as without fusion.
+
+use formats::{Model, Op};
+
+use super::plan::{Plan, INPUT_SLOT};
+
+/// What the executor does at a node of a fused run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The node's own operation.
+    Run,
+    /// A convolution that also applies the ReLU node reading it.
+    ConvRelu,
+    /// A convolution (with the ReLU node after it if `relu`) writing channels
+    /// `offset..` of the output of concatenation node `concat`.
+    ConvInto {
+        relu: bool,
+        concat: usize,
+        offset: usize,
+    },
+    /// A ReLU done by the convolution before it: its input moves on as is.
+    Pass,
+    /// Nothing left to do: a ReLU done by a convolution that writes into a
+    /// concatenation, or a concatenation its inputs have assembled.
+    Skip,
+}
+
+/// The step of every node of `model` (whose graph `plan` resolves).
+pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
+    let nodes = &model.graph.nodes;
+    let mut readers = vec![0usize; plan.slot_count];
+    for slots in &plan.inputs {
+        for &slot in slots {
+            readers[slot] += 1;
+        }
+    }
+    // The node producing `slot`, if only one node reads it once and it is
+    // not the graph's result.
+    let private_producer = |slot: usize| {
+        (slot != INPUT_SLOT && slot != plan.result && readers[slot] == 1).then(|| slot - 1)
+    };
+    let mut steps = vec![Step::Run; nodes.len()];
+    // ReLU after a convolution without one.
+    for (index, node) in nodes.iter().enumerate() {
+        if let (Op::Relu, [slot]) = (&node.op, plan.inputs[index].as_slice()) {
+            if let Some(conv) = private_producer(*slot) {
+                if matches!(nodes[conv].op, Op::Conv(c) if !c.relu) {
+                    steps[conv] = Step::ConvRelu;
+                    steps[index] = Step::Pass;
+                }
+            }
+        }
+    }
+    for (index, node) in nodes.iter().enumerate() {
+        if !matches!(node.op, Op::Concat) {
+            continue;
+        }
+        // The convolution behind each input, with its ReLU node if folded.
+        let sources: Option<Vec<(usize, Option<usize>)>> = plan.inputs[index]
+            .iter()
+            .map(|&slot| {
+                let producer = private_producer(slot)?;
+                match steps[producer] {
+                    Step::Run if matches!(nodes[producer].op, Op::Conv(_)) => {
+                        Some((producer, None))
+                    }
+                    Step::Pass => {
+                        Some((private_producer(plan.inputs[producer][0])?, Some(producer)))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        let Some(sources) = sources else { continue };
+        let mut offset = 0;
+        let mut fused = Vec::with_capacity(sources.len());
+        for &(conv, relu) in &sources {
+            let Op::Conv(c) = &nodes[conv].op else {
+                unreachable!("sources are convolutions")
+            };
+            let Some(layer) = model.layers.get(c.layer) else {
+                break;
+            };
+            fused.push((conv, relu, offset));
+            offset += layer.shape[0];
+        }
+        if fused.len() < sources.len() {
+            continue;
+        }
+        for (conv, relu, offset) in fused {
+            steps[conv] = Step::ConvInto {
+                relu: relu.is_some(),
+                concat: index,
+                offset,
+            };
+            if let Some(relu) = relu {
+                steps[relu] = Step::Skip;
+            }
+        }
+        steps[index] = Step::Skip;
+    }
+    steps
+}

@@ -1,0 +1,231 @@
+//! 2-D convolution on the micro-kernel, with weights packed in advance.
+//!
+//! Per image, the output `out_c x positions` is cut into fixed tasks of
+//! [`TASK_ROWS`] channels by [`TASK_COLS`] positions, run in parallel.
+//! A task walks its positions [`NR`] at a time: it gathers those columns
+//! of the image's im2col matrix into a small `depth x NR` panel (straight
+//! from the image, no full im2col matrix is ever built) and runs the kernel
+//! on it for each block of [`MR`] channels, which adds the bias, applies
+//! ReLU and stores the result in place. The output may be a channel range
+//! of a wider tensor, so a convolution can write straight into the
+//! concatenation that reads it.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use formats::Conv;
+use rayon::prelude::*;
+
+use super::conv::{split_tiles, ConvGeometry, Tile};
+use super::im2col::valid_outputs;
+use super::kernel::{Kernel, Start, MR, NR};
+use super::packed::PackedLayer;
+use super::Tensor;
+
+/// Output channels per task (a multiple of [`MR`]).
+const TASK_ROWS: usize = 128;
+/// Output positions per task (a multiple of [`NR`]).
+const TASK_COLS: usize = 96;
+/// Depth of the panel used at once: 128 x [`NR`] values fill half of a
+/// 32 KiB first-level cache.
+const DEPTH_CHUNK: usize = 128;
+
+thread_local! {
+    /// Per-thread panel of im2col columns.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Convolve `input` with `layer` as `conv` says, into channels `channels`
+/// of `output` (as many as the layer has; the spatial shape is set
+/// and was checked by shape inference).
+pub(crate) fn conv2d_packed(
+    kernel: Kernel,
+    input: &Tensor,
+    layer: &PackedLayer,
+    conv: &Conv,
+    output: &mut Tensor,
+    channels: Range<usize>,
+) {
+    let [_, _, out_h, out_w] = output.shape;
+    let g = ConvGeometry::new(input.shape, layer.kernel, conv, [out_h, out_w]);
+    let positions = out_h * out_w;
+    let out_len = output.image_len();
+    output
+        .data
+        .par_chunks_mut(out_len)
+        .zip(input.data.par_chunks(input.image_len()))
+        .for_each(|(out, image)| {
+            let out = &mut out[channels.start * positions..channels.end * positions];
+            split_tiles(out, positions, [TASK_ROWS, TASK_COLS])
+                .into_par_iter()
+                .for_each(|tile| compute_task(kernel, image, &g, layer, conv.relu, tile));
+        });
+}
+
+/// All the output values of one task.
+fn compute_task(
+    kernel: Kernel,
+    image: &[f32],
+    g: &ConvGeometry,
+    layer: &PackedLayer,
+    relu: bool,
+    mut tile: Tile<'_>,
+) {
+    let valid: Vec<(usize, usize)> = (0..g.kw)
+        .map(|kx| valid_outputs(g.out_w, g.in_w, g.sw, g.pw, kx))
+        .collect();
+    PANEL.with_borrow_mut(|panel| {
+        panel.resize(layer.depth * NR, 0.0);
+        for start in (0..tile.width).step_by(NR) {
+            let cols = NR.min(tile.width - start);
+            pack_panel(
+                image,
+                g,
+                &valid,
+                tile.col + start..tile.col + start + cols,
+                panel,
+            );
+            // Depth chunks outermost, so the panel's chunk stays in the
+            // first-level cache while every block of channels uses it.
+            for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
+                let depth = first..layer.depth.min(first + DEPTH_CHUNK);
+                let last = depth.end == layer.depth;
+                let chunk = &panel[depth.start * NR..depth.end * NR];
+                for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+                    let (weights, bias) = layer.block(tile.row + block * MR);
+                    let weights = &weights[depth.start * MR..depth.end * MR];
+                    let sums = if first == 0 {
+                        Start::Bias(bias)
+                    } else {
+                        Start::Output
+                    };
+                    let count = rows.len();
+                    let mut outs: [&mut [f32]; MR] = Default::default();
+                    for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+                        *out = &mut row[start..];
+                    }
+                    kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
+                }
+            }
+        }
+    });
+}
+
+/// Fill `panel` (`depth x NR`, row `(c, ky, kx)`) with the im2col columns
+/// `columns` of `image` (at most [`NR`]), zeros in the padding and in the
+/// unused columns. `valid[kx]` is the range of output columns whose input
+/// column lies inside the image for kernel column `kx`.
+fn pack_panel(
+    image: &[f32],
+    g: &ConvGeometry,
+    valid: &[(usize, usize)],
+    columns: Range<usize>,
+    panel: &mut [f32],
+) {
+    let plane = g.in_h * g.in_w;
+    if columns.len() < NR {
+        panel.fill(0.0);
+    }
+    if g.is_pointwise() {
+        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
+            let source = &image[k * plane + columns.start..];
+            if columns.len() == NR {
+                // A constant length: copied inline, not by a call.
+                row.copy_from_slice(&source[..NR]);
+            } else {
+                row[..columns.len()].copy_from_slice(&source[..columns.len()]);
+            }
+        }
+        return;
+    }
+    // The panel's positions, cut where they wrap to the next output row.
+    let mut segments = [Segment::default(); NR];
+    let mut count = 0;
+    let mut start = columns.start;
+    while start < columns.end {
+        let (oy, first_x) = (start / g.out_w, start % g.out_w);
+        let len = (g.out_w - first_x).min(columns.end - start);
+        segments[count] = Segment {
+            oy,
+            first_x,
+            len,
+            offset: start - columns.start,
+        };
+        count += 1;
+        start += len;
+    }
+    let segments = &segments[..count];
+    let mut rows = panel.chunks_exact_mut(NR);
+    for channel in image.chunks_exact(plane) {
+        for ky in 0..g.kh {
+            for (kx, &valid) in valid.iter().enumerate() {
+                let row = rows.next().expect("the panel has depth rows");
+                for segment in segments {
+                    segment.fill(
+                        &mut row[segment.offset..][..segment.len],
+                        channel,
+                        g,
+                        [ky, kx],
+                        valid,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A run of panel positions within one output row.
+#[derive(Debug, Clone, Copy, Default)]
+struct Segment {
+    /// Output row.
+    oy: usize,
+    /// Output column of the first position.
+    first_x: usize,
+    /// Positions.
+    len: usize,
+    /// Panel column of the first position.
+    offset: usize,
+}
+
+impl Segment {
+    /// Write into `dst` the inputs that kernel cell `[ky, kx]` meets at
+    /// this segment's positions in `channel`, zeros in the padding.
+    /// `valid` is the range of output columns whose input column lies
+    /// inside the image for `kx`.
+    fn fill(
+        &self,
+        dst: &mut [f32],
+        channel: &[f32],
+        g: &ConvGeometry,
+        [ky, kx]: [usize; 2],
+        (valid_lo, valid_hi): (usize, usize),
+    ) {
+        let Some(iy) = (self.oy * g.sh + ky)
+            .checked_sub(g.ph)
+            .filter(|&iy| iy < g.in_h)
+        else {
+            dst.fill(0.0);
+            return;
+        };
+        let end = self.first_x + self.len;
+        let lo = valid_lo.clamp(self.first_x, end) - self.first_x;
+        let hi = valid_hi.clamp(self.first_x + lo, end) - self.first_x;
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        if lo == hi {
+            return;
+        }
+        let first_in = (self.first_x + lo) * g.sw + kx - g.pw;
+        let in_row = &channel[iy * g.in_w..][..g.in_w];
+        if g.sw == 1 {
+            dst[lo..hi].copy_from_slice(&in_row[first_in..first_in + hi - lo]);
+        } else {
+            for (value, &x) in dst[lo..hi]
+                .iter_mut()
+                .zip(in_row[first_in..].iter().step_by(g.sw))
+            {
+                *value = x;
+            }
+        }
+    }
+}

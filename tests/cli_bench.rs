@@ -1,0 +1,74 @@
+//! `sqz-compress bench` on the real models: the JSON it prints and its
+//! refusals of bad arguments.
+
+mod common;
+
+use std::path::Path;
+
+use common::{han_net, run_ok, run_user_error, v11_param};
+
+fn bench_json(model: &Path, batch: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        model.to_string_lossy().into_owned(),
+        "--batch".into(),
+        batch.into(),
+        "--threads".into(),
+        "2".into(),
+        "--runs".into(),
+        "2".into(),
+        "--warmup".into(),
+        "1".into(),
+        "--json".into(),
+    ];
+    args.insert(0, "bench".into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    serde_json::from_str(run_ok(&args).trim()).expect("bench --json prints one JSON object")
+}
+
+#[test]
+fn bench_reports_speed_load_time_and_a_profile_for_both_paths() {
+    for (model, kinds) in [
+        (v11_param(), &["conv 1x1", "conv 3x3", "pooling"][..]),
+        (
+            han_net(),
+            &["conv 1x1", "conv 3x3", "conv 7x7", "pooling"][..],
+        ),
+    ] {
+        for path in [&[][..], &["--im2col"][..]] {
+            let report = bench_json(&model, "2", path);
+            assert_eq!(report["batch"], 2);
+            assert_eq!(report["threads"], 2);
+            let rate = report["images_per_sec"].as_f64().unwrap();
+            let (min, max) = (
+                report["images_per_sec_min"].as_f64().unwrap(),
+                report["images_per_sec_max"].as_f64().unwrap(),
+            );
+            assert!(0.0 < min && min <= rate && rate <= max, "{report}");
+            assert!(report["load_ms"].as_f64().unwrap() > 0.0, "{report}");
+            for kind in kinds {
+                let ms = report["op_ms"][kind].as_f64();
+                assert!(
+                    ms.is_some_and(|ms| ms > 0.0),
+                    "no time for {kind}: {report}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bench_refuses_bad_arguments_and_models() {
+    let model = v11_param();
+    let model = model.to_string_lossy();
+    for (flag, value) in [
+        ("--batch", "0"),
+        ("--batch", "100000"),
+        ("--runs", "0"),
+        ("--threads", "0"),
+    ] {
+        let message = run_user_error(&["bench", &model, flag, value]);
+        assert!(message.contains(flag), "{flag} {value}: {message}");
+    }
+    let missing = run_user_error(&["bench", "no-such-model.onnx"]);
+    assert!(missing.contains("no-such-model.onnx"), "{missing}");
+}
