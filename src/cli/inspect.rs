@@ -70,7 +70,7 @@ struct InspectJson<'a> {
     layers: Vec<LayerJson<'a>>,
     total: &'a Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
-    storage: Option<serde_json::Value>,
+    storage: Option<inspect_sqz::StorageJson<'a>>,
 }
 
 /// Run `inspect`.

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use formats::read::SqzStorage;
 use formats::sqz::{SizeBreakdown, SqzFile, StreamCoding, WeightStorage};
-use serde_json::json;
+use serde::Serialize;
 
 /// One layer's storage facts.
 struct StorageRow<'a> {
@@ -141,25 +141,57 @@ pub fn print(out: &mut impl Write, sqz: &SqzStorage, nonzeros: &[usize]) -> std:
     )
 }
 
+/// The JSON form of one layer's storage row.
+#[derive(Serialize)]
+pub struct LayerStorageJson<'a> {
+    name: &'a str,
+    storage: &'static str,
+    bits: Option<u32>,
+    coding: String,
+    codes_bytes: usize,
+    positions_bytes: usize,
+    values_bytes: usize,
+    bias_bytes: usize,
+    bytes: usize,
+    bits_per_nonzero: f64,
+}
+
+/// The JSON form of a `.sqz` file's storage: the size breakdown and the
+/// per-layer rows.
+#[derive(Serialize)]
+pub struct StorageJson<'a> {
+    file_bytes: usize,
+    container_bytes: usize,
+    names_bytes: usize,
+    graph_bytes: usize,
+    preprocess_bytes: usize,
+    layers: Vec<LayerStorageJson<'a>>,
+}
+
 /// The same as JSON.
-pub fn to_json(sqz: &SqzStorage, nonzeros: &[usize]) -> serde_json::Value {
+pub fn to_json<'a>(sqz: &'a SqzStorage, nonzeros: &[usize]) -> StorageJson<'a> {
     let (file, breakdown) = (&sqz.file, &sqz.breakdown);
-    let layers: Vec<_> = rows(file, breakdown, nonzeros)
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "storage": r.kind, "bits": r.bits, "coding": r.coding,
-                "codes_bytes": r.codes, "positions_bytes": r.positions, "values_bytes": r.codebook,
-                "bias_bytes": r.bias, "bytes": r.total, "bits_per_nonzero": bits_per_nonzero(r.total, r.nonzeros),
-            })
+    let layers = rows(file, breakdown, nonzeros)
+        .into_iter()
+        .map(|r| LayerStorageJson {
+            name: r.name,
+            storage: r.kind,
+            bits: r.bits,
+            bits_per_nonzero: bits_per_nonzero(r.total, r.nonzeros),
+            coding: r.coding,
+            codes_bytes: r.codes,
+            positions_bytes: r.positions,
+            values_bytes: r.codebook,
+            bias_bytes: r.bias,
+            bytes: r.total,
         })
         .collect();
-    json!({
-        "file_bytes": breakdown.total(),
-        "container_bytes": breakdown.container,
-        "names_bytes": breakdown.strings,
-        "graph_bytes": breakdown.graph,
-        "preprocess_bytes": breakdown.preprocess,
-        "layers": layers,
-    })
+    StorageJson {
+        file_bytes: breakdown.total(),
+        container_bytes: breakdown.container,
+        names_bytes: breakdown.strings,
+        graph_bytes: breakdown.graph,
+        preprocess_bytes: breakdown.preprocess,
+        layers,
+    }
 }
