@@ -7,7 +7,7 @@ mod common;
 use common::{han_net, v11_param};
 use formats::sqz::decode_model;
 use formats::sqz::read_sqz;
-use sqz::cli::load::load_model;
+use formats::{read_model, ReadOptions};
 use sqz::error::Fault;
 use sqz::pipeline::params::{Bits, Sparsity};
 use sqz::pipeline::prune::PruneSpec;
@@ -18,7 +18,7 @@ use sqz::pipeline::{compress, PipelineError, Recipe, Silent};
 
 #[test]
 fn a_recipe_gives_the_model_its_file_and_a_report() {
-    let original = load_model(&han_net(), None).expect("Han's model");
+    let original = read_model(&han_net(), &ReadOptions::default()).expect("Han's model");
     let bits = Bits::new(5).unwrap();
     let recipe = Recipe {
         quantize: Some(QuantizeSpec::uniform(bits, KMeans::default())),
@@ -57,7 +57,7 @@ fn a_recipe_gives_the_model_its_file_and_a_report() {
 
 #[test]
 fn recipes_the_model_cannot_take_are_user_errors() {
-    let original = load_model(&v11_param(), None).expect("v1.1");
+    let original = read_model(&v11_param(), &ReadOptions::default()).expect("v1.1");
     let prune = PruneSpec {
         sparsity: Sparsity::new(0.5).unwrap(),
         global: false,
