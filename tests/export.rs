@@ -14,35 +14,17 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{han_net, reference_input, run, run_ok, shared, v11_param};
+use common::{
+    han_net, python, reference_input, require_python_modules, run, run_ok, shared, v11_param,
+};
 use formats::caffemodel::read_caffemodel_path;
 use formats::Model;
 use formats::{read_model, ReadOptions};
 use sqz::engine::forward;
 
-/// The Python interpreter that has onnxruntime.
-fn python() -> String {
-    std::env::var("SQZ_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Fail unless `python()` can import onnxruntime and numpy.
+/// Fail unless the test venv has onnxruntime and numpy.
 fn require_onnxruntime() {
-    let python = python();
-    let probe = Command::new(&python)
-        .args(["-c", "import onnxruntime, numpy"])
-        .output();
-    let problem = match probe {
-        Ok(out) if out.status.success() => return,
-        Ok(out) => String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .to_owned(),
-        Err(e) => e.to_string(),
-    };
-    panic!(
-        "onnxruntime is not importable by {python} ({problem}): run .ci/install-test-deps and set SQZ_PYTHON to the Python it prints"
-    );
+    require_python_modules("onnxruntime, numpy");
 }
 
 /// Export `model` (any format the CLI loads) to ONNX with `decode`, run it
