@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${SECONDS_EACH:-600}
-TARGETS=${TARGETS:-"sqz_reader ncnn_reader deep_compression_reader onnx_reader caffemodel_reader huffman_decode gap_decode jpeg_decoder"}
+TARGETS=${TARGETS:-"sqz_reader ncnn_reader deep_compression_reader onnx_reader caffemodel_reader huffman_decode gap_decode jpeg_decoder safetensors_reader"}
 mkdir -p fuzz/logs
 for t in $TARGETS; do
     mkdir -p "fuzz/corpus/$t"

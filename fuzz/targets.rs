@@ -19,7 +19,7 @@ use crc32::crc32;
 
 /// Target names, in the order of `fuzz/Cargo.toml`; each has a folder
 /// under `fuzz/corpus/` and `fuzz/regressions/`.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "sqz_reader",
     "ncnn_reader",
     "deep_compression_reader",
@@ -28,6 +28,7 @@ pub const TARGETS: [&str; 8] = [
     "huffman_decode",
     "gap_decode",
     "jpeg_decoder",
+    "safetensors_reader",
 ];
 
 /// Runs target `name` on `data`; `false` when there is no such target.
@@ -41,6 +42,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "huffman_decode" => huffman_decode(data),
         "gap_decode" => gap_decode(data),
         "jpeg_decoder" => jpeg_decoder(data),
+        "safetensors_reader" => safetensors_reader(data),
         _ => return false,
     }
     true
@@ -136,6 +138,15 @@ pub fn deep_compression_reader(data: &[u8]) {
 /// so that models without `sqz.preprocess` metadata are read to the end.
 pub fn onnx_reader(data: &[u8]) {
     let _ = formats::onnx::read_onnx(data, Some(formats::Preprocess::torchvision()));
+}
+
+/// Safetensors weights, read onto the graph of the tiny ONNX seed model
+/// (one layer `conv`, 2x3x3x3), as `--graph seeds/models/tiny.onnx` would.
+pub fn safetensors_reader(data: &[u8]) {
+    let graph = include_bytes!("seeds/models/tiny.onnx");
+    let (graph, _) = formats::onnx::read_onnx(graph, Some(formats::Preprocess::torchvision()))
+        .expect("the tiny ONNX seed reads");
+    let _ = formats::safetensors::read_safetensors(data, graph);
 }
 
 /// A Caffe prototxt, NUL, a `.caffemodel`.

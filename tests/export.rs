@@ -14,41 +14,24 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{han_net, reference_input, run, run_ok, shared, v11_param};
+use common::{
+    han_net, python, reference_input, require_python_modules, run, run_ok, shared, v11_param,
+};
 use formats::caffemodel::read_caffemodel_path;
 use formats::Model;
 use formats::{read_model, ReadOptions};
 use sqz::engine::forward;
 
-/// The Python interpreter that has onnxruntime.
-fn python() -> String {
-    std::env::var("SQZ_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Fail unless `python()` can import onnxruntime and numpy.
+/// Fail unless the test venv has onnxruntime and numpy.
 fn require_onnxruntime() {
-    let python = python();
-    let probe = Command::new(&python)
-        .args(["-c", "import onnxruntime, numpy"])
-        .output();
-    let problem = match probe {
-        Ok(out) if out.status.success() => return,
-        Ok(out) => String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .to_owned(),
-        Err(e) => e.to_string(),
-    };
-    panic!(
-        "onnxruntime is not importable by {python} ({problem}): run .ci/install-test-deps and set SQZ_PYTHON to the Python it prints"
-    );
+    require_python_modules("onnxruntime, numpy");
 }
 
 /// Export `model` (any format the CLI loads) to ONNX with `decode`, run it
 /// in onnxruntime on the reference input of `reference` (a `data/reference`
 /// name, `side` pixels square) and compare with our engine's logits.
-fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
+/// Returns the check's report (input and output names, output shape).
+fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
     require_onnxruntime();
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("model.onnx");
@@ -80,6 +63,7 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
     );
     assert!(report.contains("max abs difference"), "{report}");
     println!("{}: {}", model.display(), report.trim());
+    let report = report.into_owned();
 
     // The check must notice a logit that is off by more than its tolerance.
     let mut wrong = ours.data.clone();
@@ -93,6 +77,7 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) {
         "a 2e-3 error must fail the check: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    report
 }
 
 /// Run `tests/onnxruntime_check.py` on an ONNX model, an input batch of
@@ -108,14 +93,52 @@ fn onnxruntime_check(onnx: &Path, input: &Path, shape: [usize; 4], logits: &Path
         .expect("cannot run the onnxruntime check")
 }
 
+/// The names and output shape the check reports for `model`'s export on
+/// `images` reference images: the source's input and output blob names,
+/// and `output_dims` after the batch.
+fn expected_signature(model: &Path, images: usize, output_dims: &[usize]) -> String {
+    let graph = read_model(model, &ReadOptions::default()).unwrap().graph;
+    let shape: Vec<String> = std::iter::once(images)
+        .chain(output_dims.iter().copied())
+        .map(|d| d.to_string())
+        .collect();
+    format!(
+        "input {}, output {} of shape [{}]",
+        graph.input,
+        graph.output,
+        shape.join(", ")
+    )
+}
+
 #[test]
 fn v1_1_exported_to_onnx_runs_the_same_in_onnxruntime() {
-    check_in_onnxruntime(&v11_param(), "squeezenet_v1.1", 224);
+    let report = check_in_onnxruntime(&v11_param(), "squeezenet_v1.1", 224);
+    let images = reference_input("squeezenet_v1.1", 224).shape[0];
+    // ncnn's Flatten gives N x 1000, and so does the export.
+    let signature = expected_signature(&v11_param(), images, &[1000]);
+    assert!(report.contains(&signature), "{report}");
+}
+
+#[test]
+fn an_onnx_model_with_a_2d_output_exports_with_its_names_and_rank() {
+    // An ONNX source ending in Flatten (as torchvision's SqueezeNet does),
+    // its output N x 1000: the export keeps input and output names and rank.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.onnx");
+    run_ok(args!["decode", v11_param(), "-o", source]);
+    let report = check_in_onnxruntime(&source, "squeezenet_v1.1", 224);
+    let images = reference_input("squeezenet_v1.1", 224).shape[0];
+    let signature = expected_signature(&source, images, &[1000]);
+    assert!(report.contains(&signature), "{report}");
 }
 
 #[test]
 fn deep_compression_exported_to_onnx_runs_the_same_in_onnxruntime() {
-    check_in_onnxruntime(&han_net(), "squeezenet_v1.0-deep-compression", 227);
+    let report = check_in_onnxruntime(&han_net(), "squeezenet_v1.0-deep-compression", 227);
+    let images = reference_input("squeezenet_v1.0-deep-compression", 227).shape[0];
+    // Caffe's global pooling output is N x 1000 x 1 x 1.
+    let signature = expected_signature(&han_net(), images, &[1000, 1, 1]);
+    assert!(report.contains(&signature), "{report}");
 }
 
 #[test]

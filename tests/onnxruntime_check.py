@@ -4,7 +4,8 @@
 Usage: onnxruntime_check.py MODEL.onnx INPUT.f32 N C H W LOGITS.f32
 
 INPUT.f32 holds the N x C x H x W input batch and LOGITS.f32 the expected
-outputs (N x classes), both raw little-endian float32. Prints the largest
+outputs (N x classes), both raw little-endian float32. Prints the names of
+the model's input and output and the output's shape, then the largest
 absolute difference between onnxruntime's output and LOGITS.f32 and exits
 with status 1 if it exceeds 1e-3 (2 for bad arguments or sizes).
 
@@ -50,12 +51,13 @@ def main(argv):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    (output,) = session.run([session.get_outputs()[0].name], {name: inputs.reshape(shape)})
-    output = output.astype(np.float32).ravel()
+    (raw,) = session.run([session.get_outputs()[0].name], {name: inputs.reshape(shape)})
+    output = raw.astype(np.float32).ravel()
     if output.size != expected.size:
         fail(f"the model gives {output.size} values, {logits_path} holds {expected.size}")
 
     difference = float(np.max(np.abs(output - expected)))
+    print(f"input {name}, output {session.get_outputs()[0].name} of shape {list(raw.shape)}")
     print(f"max abs difference: {difference:.3g}")
     return 0 if difference <= TOLERANCE else 1
 

@@ -3,7 +3,7 @@
 //! Content decides first, because it cannot lie about itself: a `.sqz`
 //! starts with the bytes `SQZ\0`, an ncnn `.param` with the line `7767517`.
 //! Formats without a usable signature are then told apart by extension:
-//! `.net` (Deep Compression), `.onnx`, `.caffemodel`.
+//! `.net` (Deep Compression), `.onnx`, `.caffemodel`, `.safetensors`.
 
 use crate::ncnn::PARAM_MAGIC;
 use crate::sqz::MAGIC as SQZ_MAGIC;
@@ -24,6 +24,9 @@ pub enum ModelFormat {
     Onnx,
     /// Caffe binary weights with a `.prototxt` beside them.
     Caffemodel,
+    /// safetensors weights (layout in `SAFETENSORS.md`), read onto the
+    /// graph of another model file.
+    Safetensors,
 }
 
 /// Tell the format of the model at `path` from its first bytes, then its
@@ -47,12 +50,13 @@ pub fn detect_format(path: &Path) -> Result<ModelFormat> {
         Some("net") => Ok(ModelFormat::DeepCompression),
         Some("onnx") => Ok(ModelFormat::Onnx),
         Some("caffemodel") => Ok(ModelFormat::Caffemodel),
+        Some("safetensors") => Ok(ModelFormat::Safetensors),
         Some("param") => Err(FormatError::invalid(format!(
             "{}: not an ncnn .param file (the first line is not {PARAM_MAGIC})",
             path.display()
         ))),
         _ => Err(FormatError::unsupported(format!(
-            "{}: unknown model format (expected .sqz, ncnn .param, Deep Compression .net, .onnx or .caffemodel)",
+            "{}: unknown model format (expected .sqz, ncnn .param, Deep Compression .net, .onnx, .caffemodel or .safetensors)",
             path.display()
         ))),
     }

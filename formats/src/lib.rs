@@ -24,4 +24,5 @@ pub use read::{read_model, read_model_detailed, ReadModel, ReadOptions};
 pub mod caffemodel;
 pub mod onnx;
 pub(crate) mod relu_fusion;
+pub mod safetensors;
 pub mod sqz;

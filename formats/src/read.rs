@@ -14,10 +14,11 @@ use crate::deep_compression::read_deep_compression;
 use crate::detect::{detect_format, ModelFormat};
 use crate::ncnn::read_ncnn;
 use crate::onnx::{read_onnx_path, PreprocessSource};
+use crate::safetensors::read_safetensors_path;
 use crate::sqz::{decode_model, read_sqz, size_breakdown, SizeBreakdown, SqzFile};
 use crate::{FormatError, Model, Preprocess, Result};
 
-/// Largest `.sqz` file read into memory (SqueezeNet's are well under 1 MB).
+/// Largest `.sqz` or safetensors file read into memory (SqueezeNet's are well under 1 MB).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// How to read a model beyond its path.
@@ -30,6 +31,11 @@ pub struct ReadOptions {
     /// Preprocessing to use instead of the one the model records (and,
     /// for an ONNX model without any, instead of torchvision's).
     pub preprocess: Option<Preprocess>,
+    /// The model giving the graph (any format but safetensors) of a
+    /// safetensors file, which holds only weights. Required for, and only
+    /// accepted with, a safetensors file; `prototxt` and `preprocess` then
+    /// apply to this graph model.
+    pub graph: Option<PathBuf>,
 }
 
 /// A model read by [`read_model_detailed`], with what the reader learnt
@@ -78,7 +84,18 @@ fn read(path: &Path, options: &ReadOptions, keep_storage: bool) -> Result<ReadMo
         format,
         ModelFormat::DeepCompression | ModelFormat::Caffemodel
     );
-    if prototxt.is_some() && !caffe {
+    if let Some(graph) = options
+        .graph
+        .as_ref()
+        .filter(|_| format != ModelFormat::Safetensors)
+    {
+        return Err(FormatError::invalid(format!(
+            "a graph model ({}) only applies to safetensors weights, and {} is {format:?}",
+            graph.display(),
+            path.display()
+        )));
+    }
+    if prototxt.is_some() && !caffe && format != ModelFormat::Safetensors {
         return Err(FormatError::invalid(format!(
             "a prototxt only applies to Caffe-based .net and .caffemodel models, and {} is {format:?}",
             path.display()
@@ -97,6 +114,7 @@ fn read(path: &Path, options: &ReadOptions, keep_storage: bool) -> Result<ReadMo
                 source == PreprocessSource::Fallback && options.preprocess.is_none();
             model
         }
+        ModelFormat::Safetensors => return read_safetensors_with_graph(path, options),
         ModelFormat::Sqz => {
             let file = read_sqz_path(path)?;
             let model = decode_model(&file)?;
@@ -118,9 +136,37 @@ fn read(path: &Path, options: &ReadOptions, keep_storage: bool) -> Result<ReadMo
     })
 }
 
+/// Read the safetensors weights at `path` onto the graph of the model
+/// `options.graph` names (read with the other options).
+fn read_safetensors_with_graph(path: &Path, options: &ReadOptions) -> Result<ReadModel> {
+    let graph = options.graph.as_deref().ok_or_else(|| {
+        FormatError::invalid(format!(
+            "{} holds only weights: name the model giving its graph (--graph MODEL)",
+            path.display()
+        ))
+    })?;
+    let graph_options = ReadOptions {
+        graph: None,
+        ..options.clone()
+    };
+    let graph_model = read(graph, &graph_options, false)?;
+    Ok(ReadModel {
+        model: read_safetensors_path(path, graph_model.model)?,
+        format: ModelFormat::Safetensors,
+        preprocess_assumed: graph_model.preprocess_assumed,
+        sqz: None,
+    })
+}
+
 /// Read and validate the `.sqz` file at `path` without decoding its
 /// streams, refusing files over [`MAX_FILE_BYTES`] before reading them.
 pub fn read_sqz_path(path: &Path) -> Result<SqzFile> {
+    read_sqz(&read_bounded(path)?)
+}
+
+/// The bytes of the file at `path`, refusing files over [`MAX_FILE_BYTES`]
+/// before reading them.
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| FormatError::io(path, e))?
         .len();
@@ -130,7 +176,7 @@ pub fn read_sqz_path(path: &Path) -> Result<SqzFile> {
             path.display()
         )));
     }
-    read_sqz(&std::fs::read(path).map_err(|e| FormatError::io(path, e))?)
+    std::fs::read(path).map_err(|e| FormatError::io(path, e))
 }
 
 /// The files holding a model's weights: for ncnn the `.param` and its
@@ -144,13 +190,21 @@ pub fn model_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Every file reading the model at `path` may use: its [`model_files`],
-/// the prototxt given, and for Caffe-based models without one, any
-/// `.prototxt` beside it (the reader picks one from there). Outputs must
-/// not overwrite any of them.
-pub fn input_files(path: &Path, prototxt: Option<&Path>) -> Vec<PathBuf> {
+/// Every file reading the model at `path` with `options` may use: its
+/// [`model_files`], the prototxt given, the graph model's files, and for
+/// Caffe-based models without a prototxt, any `.prototxt` beside it (the
+/// reader picks one from there). Outputs must not overwrite any of them.
+pub fn input_files(path: &Path, options: &ReadOptions) -> Vec<PathBuf> {
+    let prototxt = options.prototxt.as_deref();
     let mut files = model_files(path);
     files.extend(prototxt.map(Path::to_path_buf));
+    if let Some(graph) = &options.graph {
+        let graph_options = ReadOptions {
+            graph: None,
+            ..options.clone()
+        };
+        files.extend(input_files(graph, &graph_options));
+    }
     let caffe = matches!(
         detect_format(path),
         Ok(ModelFormat::DeepCompression | ModelFormat::Caffemodel)

@@ -680,3 +680,54 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
         );
     }
 }
+
+/// The declared dimensions of a graph input or output: a number, a
+/// symbol, or `?`.
+fn declared_dims(value: &ValueInfoProto) -> Vec<String> {
+    let shape = value.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+    let dims = &shape.shape.as_ref().unwrap().dim;
+    dims.iter()
+        .map(|d| match (&d.dim_value, &d.dim_param) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => "?".into(),
+        })
+        .collect()
+}
+
+#[test]
+fn an_export_keeps_the_sources_names_and_output_rank() {
+    // As torchvision's SqueezeNet: `input` -> ... -> GlobalAveragePool ->
+    // Flatten -> `logits` of N x C.
+    let mut source = tiny();
+    let g = graph_mut(&mut source);
+    g.node.truncate(4);
+    g.node[0].input[0] = "input".into();
+    g.node[3].output[0] = "logits".into();
+    g.input[0].name = "input".into();
+    g.output[0].name = "logits".into();
+    g.initializer.truncate(2);
+    let model = import(&source).unwrap();
+    assert_eq!(
+        (&*model.graph.input, &*model.graph.output),
+        ("input", "logits")
+    );
+
+    let exported = ModelProto::decode(&*write_onnx(&model).unwrap()).unwrap();
+    let graph = exported.graph.as_ref().unwrap();
+    assert_eq!(graph.input[0].name, "input");
+    assert_eq!(declared_dims(&graph.input[0]), ["N", "3", "4", "4"]);
+    assert_eq!(graph.output[0].name, "logits");
+    assert_eq!(declared_dims(&graph.output[0]), ["N", "?"], "rank 2");
+    assert_bit_identical(&import(&exported).unwrap(), &model);
+
+    // A Flatten inside the network stays 4-D (the convolution after it
+    // needs it), and an output from a pooling keeps its rank 4.
+    let inner = ModelProto::decode(&*write_onnx(&import(&tiny()).unwrap()).unwrap()).unwrap();
+    assert_eq!(declared_dims(&inner.graph.unwrap().output[0]).len(), 4);
+    let mut pooled = model.clone();
+    pooled.graph.nodes.pop();
+    pooled.graph.output = pooled.graph.nodes.last().unwrap().outputs[0].clone();
+    let exported = ModelProto::decode(&*write_onnx(&pooled).unwrap()).unwrap();
+    assert_eq!(declared_dims(&exported.graph.unwrap().output[0]).len(), 4);
+}

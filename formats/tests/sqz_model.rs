@@ -249,11 +249,23 @@ fn a_prototxt_is_refused_for_formats_without_one() {
 #[test]
 fn input_files_include_every_prototxt_a_caffe_model_may_use() {
     let net = shared("models/squeezenet_v1.0-deep-compression/compressed_SqueezeNet.net");
-    let files = input_files(&net, None);
+    let files = input_files(&net, &ReadOptions::default());
     assert!(files.contains(&net));
     assert!(files.contains(&shared(V10_PROTOTXT)));
     let given = Path::new("/elsewhere/net.prototxt");
-    assert!(input_files(&net, Some(given)).contains(&given.to_path_buf()));
+    let options = ReadOptions {
+        prototxt: Some(given.to_path_buf()),
+        ..ReadOptions::default()
+    };
+    assert!(input_files(&net, &options).contains(&given.to_path_buf()));
+    // Safetensors weights read onto a graph: the graph model's files too.
+    let weights = Path::new("/elsewhere/w.safetensors");
+    let options = ReadOptions {
+        graph: Some(net.clone()),
+        ..ReadOptions::default()
+    };
+    let files = input_files(weights, &options);
+    assert!(files.contains(&net) && files.contains(&shared(V10_PROTOTXT)));
 }
 
 #[test]

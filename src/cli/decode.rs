@@ -1,7 +1,8 @@
 //! `decode`: rebuild a compressed model's dense layers and export them,
 //! choosing the format from the output's extension: a dense `.sqz`
-//! (lossless), ONNX (for other runtimes) or a Caffe `.caffemodel` with its
-//! network definition written beside it.
+//! (lossless), ONNX (for other runtimes), a Caffe `.caffemodel` with its
+//! network definition written beside it, or safetensors weights with masks,
+//! codes and shared values for fine-tuning in PyTorch (`formats/SAFETENSORS.md`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use formats::caffemodel::{write_caffemodel, write_prototxt};
 use formats::onnx::write_onnx;
+use formats::safetensors::write_safetensors;
 use formats::sqz::{encode_model_dense, write_sqz};
 use formats::Model;
 
@@ -22,8 +24,10 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// Output file; its extension picks the format: `.sqz` (every layer
-    /// stored dense), `.onnx`, or `.caffemodel` (plus the network definition
-    /// as `.prototxt` beside it, e.g. `out.caffemodel` and `out.prototxt`).
+    /// stored dense), `.onnx`, `.caffemodel` (plus the network definition
+    /// as `.prototxt` beside it, e.g. `out.caffemodel` and `out.prototxt`),
+    /// or `.safetensors` (weights, biases, masks, codes and shared values;
+    /// read back with `--graph` naming this input).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Print one JSON object (`files` with `path` and `bytes`, `weights`)
@@ -38,6 +42,7 @@ enum Export {
     Sqz,
     Onnx,
     Caffemodel,
+    Safetensors,
 }
 
 impl Export {
@@ -51,8 +56,9 @@ impl Export {
             Some("sqz") => Export::Sqz,
             Some("onnx") => Export::Onnx,
             Some("caffemodel") => Export::Caffemodel,
+            Some("safetensors") => Export::Safetensors,
             _ => bail!(
-                "cannot tell the output format of {}: use the extension .sqz (dense sqz), .onnx (ONNX) or .caffemodel (Caffe, with a .prototxt beside it)",
+                "cannot tell the output format of {}: use the extension .sqz (dense sqz), .onnx (ONNX), .caffemodel (Caffe, with a .prototxt beside it) or .safetensors (weights for PyTorch)",
                 path.display()
             ),
         })
@@ -64,6 +70,7 @@ impl Export {
         Ok(match self {
             Export::Sqz => vec![(output.to_path_buf(), write_sqz(&encode_model_dense(model)))],
             Export::Onnx => vec![(output.to_path_buf(), write_onnx(model)?)],
+            Export::Safetensors => vec![(output.to_path_buf(), write_safetensors(model)?)],
             Export::Caffemodel => vec![
                 (output.to_path_buf(), write_caffemodel(model)?),
                 (

@@ -75,7 +75,7 @@ struct InspectJson<'a> {
 
 /// Run `inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let read = load::load_detailed(&args.model.model, args.model.prototxt.as_deref())?;
+    let read = load::load_detailed(&args.model)?;
     let model = read.model;
     // For a .sqz, also show how each layer is stored.
     let storage = read.sqz;

@@ -13,23 +13,29 @@ use super::ModelArgs;
 
 /// Load the model named on the command line.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Model> {
-    load_model(&args.model, args.prototxt.as_deref())
+    load_detailed(args).map(|read| read.model)
 }
 
-/// Load the model at `path` (any format), with `prototxt` for Caffe-based
-/// models.
+/// Load the model at `path` (any format but safetensors), with `prototxt`
+/// for Caffe-based models.
 pub fn load_model(path: &Path, prototxt: Option<&Path>) -> anyhow::Result<Model> {
-    load_detailed(path, prototxt).map(|read| read.model)
-}
-
-/// [`load_model`], keeping what [`formats::read_model_detailed`] reports
-/// (for a `.sqz`, its stored form and size breakdown).
-pub fn load_detailed(path: &Path, prototxt: Option<&Path>) -> anyhow::Result<ReadModel> {
     let options = ReadOptions {
         prototxt: prototxt.map(Path::to_path_buf),
-        preprocess: None,
+        ..ReadOptions::default()
     };
-    let read = formats::read_model_detailed(path, &options)
+    read(path, &options).map(|read| read.model)
+}
+
+/// [`load`], keeping what [`formats::read_model_detailed`] reports (for a
+/// `.sqz`, its stored form and size breakdown).
+pub fn load_detailed(args: &ModelArgs) -> anyhow::Result<ReadModel> {
+    read(&args.model, &args.read_options())
+}
+
+/// [`formats::read_model_detailed`] with the path in errors and a note
+/// when the preprocessing was assumed.
+fn read(path: &Path, options: &ReadOptions) -> anyhow::Result<ReadModel> {
+    let read = formats::read_model_detailed(path, options)
         .with_context(|| format!("cannot load model {}", path.display()))?;
     if read.preprocess_assumed {
         super::progress::note(&format!(

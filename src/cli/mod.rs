@@ -124,11 +124,27 @@ impl Command {
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
     /// Model file: `.sqz`, ncnn `.param` (with its `.bin` beside it), Deep
-    /// Compression `.net`, ONNX `.onnx` or Caffe `.caffemodel`.
+    /// Compression `.net`, ONNX `.onnx`, Caffe `.caffemodel`, or
+    /// `.safetensors` weights with `--graph`.
     pub model: PathBuf,
     /// Caffe prototxt of a `.net` or `.caffemodel` (default: the only `.prototxt` beside it).
     #[arg(long, value_name = "PATH")]
     pub prototxt: Option<PathBuf>,
+    /// For a `.safetensors` model (weights only): the model file giving
+    /// the graph, layer names and shapes (any other format).
+    #[arg(long, value_name = "MODEL")]
+    pub graph: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The reader options these arguments ask for.
+    pub fn read_options(&self) -> formats::ReadOptions {
+        formats::ReadOptions {
+            prototxt: self.prototxt.clone(),
+            preprocess: None,
+            graph: self.graph.clone(),
+        }
+    }
 }
 
 /// Preprocessing presets selectable with `--preprocess`.

@@ -18,7 +18,7 @@ pub fn check_output(output: &Path, model: &ModelArgs) -> anyhow::Result<()> {
     let Ok(out) = output.canonicalize() else {
         return Ok(());
     };
-    for input in input_files(&model.model, model.prototxt.as_deref()) {
+    for input in input_files(&model.model, &model.read_options()) {
         if input.canonicalize().is_ok_and(|i| i == out) {
             bail!(
                 "output {} is also an input; choose another -o path",

@@ -147,3 +147,30 @@ pub fn run_user_error<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
 }
+
+/// The Python interpreter of the test venv (`SQZ_PYTHON`, default
+/// `python3`; `.ci/install-test-deps` makes one and prints its path).
+pub fn python() -> String {
+    std::env::var("SQZ_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Fail unless [`python`] can import `modules` (e.g. `"onnxruntime, numpy"`):
+/// the tests that need them fail, saying so, and never skip.
+pub fn require_python_modules(modules: &str) {
+    let python = python();
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    let problem = match probe {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned(),
+        Err(e) => e.to_string(),
+    };
+    panic!(
+        "{modules} not importable by {python} ({problem}): run .ci/install-test-deps and set SQZ_PYTHON to the Python it prints"
+    );
+}

@@ -26,7 +26,13 @@
 //! op of the same semantics: pools keep `ceil_mode`, average pools set
 //! `count_include_pad = 1` (the engine and Caffe count symmetric padding
 //! but not the ceil overhang, as onnxruntime does with that flag), Flatten
-//! becomes `Reshape [0, -1, 1, 1]` (the engine's tensors stay 4-D), an
+//! becomes `Reshape [0, -1, 1, 1]` (the engine's tensors stay 4-D) except
+//! the Flatten producing the graph output, which becomes `Reshape [0, -1]`
+//! so the output is `N x C` as the source's was (ONNX, Caffe and ncnn
+//! flattens all give `N x C`; an output computed otherwise, e.g. by global
+//! pooling, stays 4-D; a source's Gemm output or Reshape to `N x C x 1 x 1`
+//! at the very end is not told apart and comes back 4-D resp. 2-D). The
+//! graph input and output keep the source's blob names, an
 //! `Add` of other than two inputs becomes `Sum`, and a fused ReLU becomes
 //! a separate `Relu` node. With `ceil_mode` and padding, the engine drops a
 //! last window that would start in the padding (as Caffe and PyTorch do);

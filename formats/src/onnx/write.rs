@@ -22,8 +22,10 @@ const BATCH: &str = "N";
 
 /// Serialize `model` as an ONNX model: float32 initializers `<layer>.weight`
 /// and `<layer>.bias` (made unique against blob names), an input of shape
-/// `N x 3 x crop x crop` with a symbolic batch `N`, the logits blob
-/// ([`crate::Graph::output`]) as the only output, and the preprocessing in
+/// `N x 3 x crop x crop` with a symbolic batch `N` named as the source's
+/// ([`crate::Graph::input`]), the logits blob ([`crate::Graph::output`]) as
+/// the only output, of rank 2 (`N x C`) when a Flatten produces it, as in
+/// the source formats, else 4, and the preprocessing in
 /// `sqz.preprocess.*` metadata. Fails only on a model that does not pass
 /// [`Model::validate`].
 pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
@@ -44,16 +46,32 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
         initializer.push(float_tensor(&bias, &[layer.shape[0]], &layer.bias));
         parameter_names.push((weight, bias));
     }
-    // One shape tensor serves every Flatten: [0, -1, 1, 1] keeps the batch
-    // and the engine's 4-D layout.
-    let flatten_shape = nodes.iter().any(|n| n.op == Op::Flatten).then(|| {
-        let name = unique_name("sqz.flatten_shape", &mut taken);
-        initializer.push(int64_tensor(&name, &[0, -1, 1, 1]));
-        name
-    });
+    // Shape tensors of the Flattens: [0, -1] (N x C, what the source's
+    // flatten gave) for the one producing the output, [0, -1, 1, 1] (the
+    // engine's 4-D layout, which convolutions after it need) for others.
+    let output_rank = if produces_output_by_flatten(&nodes, &graph.output) {
+        2
+    } else {
+        4
+    };
+    let mut shape_tensor = |name: &str, dims: &[i64], used: bool| {
+        used.then(|| {
+            let name = unique_name(name, &mut taken);
+            initializer.push(int64_tensor(&name, dims));
+            name
+        })
+    };
+    let inner_flatten = nodes
+        .iter()
+        .any(|n| n.op == Op::Flatten && n.outputs[0] != graph.output);
+    let flatten_shapes = FlattenShapes {
+        inner: shape_tensor("sqz.flatten_shape", &[0, -1, 1, 1], inner_flatten),
+        output: shape_tensor("sqz.flatten_shape_2d", &[0, -1], output_rank == 2),
+        output_blob: &graph.output,
+    };
     let node = nodes
         .iter()
-        .map(|n| node_proto(n, model, &parameter_names, flatten_shape.as_deref()))
+        .map(|n| node_proto(n, model, &parameter_names, &flatten_shapes))
         .collect();
     let crop = model.preprocess.crop as usize;
     let graph_proto = GraphProto {
@@ -62,7 +80,7 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
         initializer,
         input: vec![value_info(
             &graph.input,
-            [
+            &[
                 Dim::Batch,
                 Dim::Fixed(3),
                 Dim::Fixed(crop),
@@ -71,7 +89,7 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
         )],
         output: vec![value_info(
             &graph.output,
-            [Dim::Batch, Dim::Unknown, Dim::Unknown, Dim::Unknown],
+            &[Dim::Batch, Dim::Unknown, Dim::Unknown, Dim::Unknown][..output_rank],
         )],
         ..Default::default()
     };
@@ -90,13 +108,32 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     Ok(proto.encode_to_vec())
 }
 
+/// Whether the blob `output` is written by a Flatten: in every source
+/// format (ONNX `Flatten`, Caffe and ncnn `Flatten`) that output is N x C,
+/// so the export gives it rank 2 as the source did.
+fn produces_output_by_flatten(nodes: &[Node], output: &str) -> bool {
+    nodes
+        .iter()
+        .any(|n| n.op == Op::Flatten && n.outputs.iter().any(|o| o == output))
+}
+
+/// The initializers holding the target shapes of the exported Flattens.
+struct FlattenShapes<'a> {
+    /// `[0, -1, 1, 1]`, for Flattens inside the network.
+    inner: Option<String>,
+    /// `[0, -1]`, for the Flatten producing the output.
+    output: Option<String>,
+    /// The graph's output blob.
+    output_blob: &'a str,
+}
+
 /// The ONNX node computing `node`; `parameters` are the initializer names
 /// of each layer.
 fn node_proto(
     node: &Node,
     model: &Model,
     parameters: &[(String, String)],
-    flatten_shape: Option<&str>,
+    flatten_shapes: &FlattenShapes,
 ) -> NodeProto {
     let mut input = node.inputs.clone();
     let (op_type, attribute) = match &node.op {
@@ -137,7 +174,12 @@ fn node_proto(
         Op::Add => ("Sum", vec![]),
         Op::Softmax => ("Softmax", vec![int_attribute("axis", 1)]),
         Op::Flatten => {
-            input.extend(flatten_shape.map(str::to_string));
+            let shape = if node.outputs.iter().any(|o| o == flatten_shapes.output_blob) {
+                &flatten_shapes.output
+            } else {
+                &flatten_shapes.inner
+            };
+            input.extend(shape.clone());
             ("Reshape", vec![])
         }
     };
@@ -163,7 +205,7 @@ enum Dim {
 }
 
 /// A float tensor value called `name` with shape `dims`.
-fn value_info(name: &str, dims: [Dim; 4]) -> ValueInfoProto {
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
