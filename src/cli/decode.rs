@@ -17,6 +17,7 @@ use formats::Model;
 use super::load;
 use super::output::{check_output, write_atomic};
 use super::ModelArgs;
+use serde::Serialize;
 
 /// Arguments of `decode`.
 #[derive(Debug, clap::Args)]
@@ -82,6 +83,20 @@ impl Export {
     }
 }
 
+/// One written file in `decode --json`.
+#[derive(Serialize)]
+struct WrittenJson {
+    path: String,
+    bytes: usize,
+}
+
+/// The `decode --json` output: the files written and the dense weight count.
+#[derive(Serialize)]
+struct DecodeJson {
+    files: Vec<WrittenJson>,
+    weights: usize,
+}
+
 /// Run `decode`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let export = Export::of(&args.output)?;
@@ -98,15 +113,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut stdout = std::io::stdout();
     if args.json {
-        let written: Vec<_> = files
-            .iter()
-            .map(|(path, bytes)| serde_json::json!({ "path": path.display().to_string(), "bytes": bytes.len() }))
-            .collect();
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::json!({ "files": written, "weights": model.weight_count() })
-        )?;
+        let report = DecodeJson {
+            files: files
+                .iter()
+                .map(|(path, bytes)| WrittenJson {
+                    path: path.display().to_string(),
+                    bytes: bytes.len(),
+                })
+                .collect(),
+            weights: model.weight_count(),
+        };
+        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
         return Ok(());
     }
     for (path, bytes) in &files {
