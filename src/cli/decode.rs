@@ -13,11 +13,11 @@ use formats::onnx::write_onnx;
 use formats::safetensors::write_safetensors;
 use formats::sqz::{encode_model_dense, write_sqz};
 use formats::Model;
+use serde::Serialize;
 
 use super::load;
 use super::output::{check_output, write_atomic};
 use super::ModelArgs;
-use serde::Serialize;
 
 /// Arguments of `decode`.
 #[derive(Debug, clap::Args)]
