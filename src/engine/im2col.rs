@@ -53,7 +53,7 @@ fn unfold_channel(input: &[f32], rows: &mut [f32], g: &ConvGeometry) {
 
 /// The range `lo..hi` of output positions whose input position
 /// `o * stride + offset - pad` falls inside `0..in_len`.
-fn valid_outputs(
+pub(crate) fn valid_outputs(
     out_len: usize,
     in_len: usize,
     stride: usize,

@@ -7,6 +7,8 @@
 //! batch an image is part of). Each intermediate blob is freed right after
 //! its last reader. [`forward_hooked`] lets a caller see every node's inputs
 //! and substitute a convolution's weights on the fly.
+//! [`forward_for_training`] and [`Tape::backward`] compute gradients for
+//! fine-tuning (see the `grad` module).
 
 mod buffers;
 mod concat;
@@ -15,6 +17,7 @@ mod elementwise;
 mod error;
 mod executor;
 mod gemm;
+mod grad;
 mod im2col;
 mod patches;
 mod plan;
@@ -27,6 +30,7 @@ mod tests;
 
 pub use error::EngineError;
 pub use executor::{forward, forward_hooked, ForwardHook};
+pub use grad::{forward_for_training, Gradients, LayerGradient, Tape};
 pub use patches::conv_patches;
 pub use shapes::{infer_shapes, Shapes};
 pub use tensor::Tensor;

@@ -1,0 +1,318 @@
+//! The training executor: a forward pass that keeps what the backward pass
+//! needs (a [`Tape`]), and the backward pass that turns the gradient of the
+//! output into the gradients of every convolution's weights and biases and
+//! of the input.
+//!
+//! The forward pass runs the same operations as [`forward`](crate::engine::forward),
+//! so its output is bit-identical to it. It keeps a blob only if a backward
+//! step reads it: the input of every convolution and max pooling, and the
+//! output of every fused-ReLU convolution, ReLU, max pooling and softmax
+//! (plus the graph's output). Everything else is freed after its last
+//! forward reader, as in inference. The backward pass visits the nodes in
+//! reverse, adds the gradients of a blob read by several nodes in that fixed
+//! order, and frees each saved blob once its producer is done.
+
+use formats::{Model, Node, Op, PoolKind};
+
+use super::concat::concat_backward;
+use super::conv::conv_backward;
+use super::elementwise::{add_into, mask_inactive, pass_through};
+use super::pool::{avg_pool_backward, global_avg_pool_backward, max_pool_backward};
+use super::softmax::softmax_backward;
+use crate::engine::buffers::Buffers;
+use crate::engine::concat::concat;
+use crate::engine::conv::conv2d;
+use crate::engine::elementwise::{add, relu_in_place};
+use crate::engine::plan::{Plan, INPUT_SLOT};
+use crate::engine::pool::{global_avg_pool, pool};
+use crate::engine::shapes::infer_planned;
+use crate::engine::softmax::softmax_in_place;
+use crate::engine::{EngineError, Tensor};
+
+/// A forward pass of a model on one batch, with the blobs its backward pass
+/// needs. Made by [`forward_for_training`]; consumed by [`Tape::backward`].
+pub struct Tape<'a> {
+    model: &'a Model,
+    input: &'a Tensor,
+    plan: Plan,
+    /// Shape of every slot's blob.
+    shapes: Vec<[usize; 4]>,
+    /// The kept blob of every node output slot (`None` for the input's,
+    /// which is borrowed, and for freed ones).
+    values: Vec<Option<Tensor>>,
+}
+
+/// Gradients of the model's parameters and input, from [`Tape::backward`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    /// One per model layer, in `model.layers` order (zero for a layer that
+    /// no convolution on the way to the output uses).
+    pub layers: Vec<LayerGradient>,
+    /// With respect to the input batch.
+    pub input: Tensor,
+}
+
+/// Gradients of one layer's parameters, laid out like them. A layer used
+/// by several convolutions gets the sum of their gradients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerGradient {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Run `model` on the NCHW batch `input` like [`forward`](crate::engine::forward),
+/// keeping what [`Tape::backward`] needs. The whole graph is shape-checked
+/// first.
+pub fn forward_for_training<'a>(
+    model: &'a Model,
+    input: &'a Tensor,
+) -> Result<Tape<'a>, EngineError> {
+    input.check()?;
+    let plan = Plan::new(&model.graph)?;
+    let node_shapes = infer_planned(model, &plan, input.shape)?.nodes;
+    let shapes: Vec<[usize; 4]> = std::iter::once(input.shape).chain(node_shapes).collect();
+    let kept = kept_slots(model, &plan);
+    let mut tape = Tape {
+        model,
+        input,
+        plan,
+        shapes,
+        values: std::iter::repeat_with(|| None).take(kept.len()).collect(),
+    };
+    let mut buffers = Buffers::default();
+    for (index, node) in model.graph.nodes.iter().enumerate() {
+        let output = tape.run(index, node, &kept, &mut buffers)?;
+        tape.values[Plan::output_slot(index)] = Some(output);
+        for &slot in &tape.plan.frees[index] {
+            if !kept[slot] {
+                if let Some(value) = tape.values[slot].take() {
+                    buffers.recycle(value);
+                }
+            }
+        }
+    }
+    Ok(tape)
+}
+
+/// Which slots the backward pass reads (the graph's output included).
+fn kept_slots(model: &Model, plan: &Plan) -> Vec<bool> {
+    let mut kept = vec![false; plan.slot_count];
+    kept[plan.result] = true;
+    for (index, node) in model.graph.nodes.iter().enumerate() {
+        let output = Plan::output_slot(index);
+        match &node.op {
+            Op::Conv(conv) => {
+                kept[plan.inputs[index][0]] = true;
+                kept[output] |= conv.relu;
+            }
+            Op::Pool(p) if p.kind == PoolKind::Max => {
+                kept[plan.inputs[index][0]] = true;
+                kept[output] = true;
+            }
+            Op::Relu | Op::Softmax => kept[output] = true,
+            _ => {}
+        }
+    }
+    kept
+}
+
+impl<'a> Tape<'a> {
+    /// The model's output for the batch (bit-identical to
+    /// [`forward`](crate::engine::forward)'s).
+    pub fn output(&self) -> &Tensor {
+        self.values[self.plan.result].as_ref().unwrap_or(self.input)
+    }
+
+    /// Bytes of the blobs the tape holds (the borrowed input excluded).
+    pub fn saved_bytes(&self) -> usize {
+        self.values
+            .iter()
+            .flatten()
+            .map(|t| t.data.len() * std::mem::size_of::<f32>())
+            .sum()
+    }
+
+    /// The blob of `slot`, when the tape kept it.
+    fn value(&self, slot: usize, node: &Node) -> Result<&Tensor, EngineError> {
+        if slot == INPUT_SLOT {
+            return Ok(self.input);
+        }
+        self.values[slot].as_ref().ok_or_else(|| {
+            EngineError::node(&node.name, "internal error: a blob was freed too early")
+        })
+    }
+
+    /// Compute the output of node `index`.
+    fn run(
+        &mut self,
+        index: usize,
+        node: &Node,
+        kept: &[bool],
+        buffers: &mut Buffers,
+    ) -> Result<Tensor, EngineError> {
+        let inputs = self.plan.inputs[index].clone();
+        let shape = self.shapes[Plan::output_slot(index)];
+        let mut output = match &node.op {
+            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+                self.take_or_copy(inputs[0], index, node, kept, buffers)?
+            }
+            _ => buffers.tensor(shape),
+        };
+        match &node.op {
+            Op::Conv(conv) => {
+                let layer = &self.model.layers[conv.layer];
+                conv2d(self.value(inputs[0], node)?, layer, conv, &mut output);
+            }
+            Op::Relu => relu_in_place(&mut output),
+            Op::Softmax => softmax_in_place(&mut output),
+            Op::Dropout => {}
+            Op::Flatten => output.shape = shape,
+            Op::Pool(p) => pool(self.value(inputs[0], node)?, p, &mut output),
+            Op::GlobalAvgPool => global_avg_pool(self.value(inputs[0], node)?, &mut output),
+            Op::Concat => concat(&self.all(&inputs, node)?, &mut output),
+            Op::Add => add(&self.all(&inputs, node)?, &mut output),
+        }
+        Ok(output)
+    }
+
+    /// Every blob in `slots`.
+    fn all(&self, slots: &[usize], node: &Node) -> Result<Vec<&Tensor>, EngineError> {
+        slots.iter().map(|&slot| self.value(slot, node)).collect()
+    }
+
+    /// The input of an in-place node: moved out of its slot when nobody
+    /// needs it any more (not read later, not kept), copied otherwise.
+    fn take_or_copy(
+        &mut self,
+        slot: usize,
+        index: usize,
+        node: &Node,
+        kept: &[bool],
+        buffers: &mut Buffers,
+    ) -> Result<Tensor, EngineError> {
+        if !kept[slot] && self.plan.frees[index].contains(&slot) {
+            if let Some(tensor) = self.values[slot].take() {
+                return Ok(tensor);
+            }
+        }
+        let source = self.value(slot, node)?;
+        let mut copy = buffers.tensor(source.shape);
+        copy.data.copy_from_slice(&source.data);
+        Ok(copy)
+    }
+
+    /// Back-propagate `d_output`, the gradient of a scalar loss with respect
+    /// to [`Tape::output`], through the whole graph.
+    ///
+    /// Fails if `d_output`'s shape or length differs from the output's.
+    pub fn backward(mut self, d_output: Tensor) -> Result<Gradients, EngineError> {
+        d_output.check()?;
+        if d_output.shape != self.output().shape {
+            return Err(EngineError::Tensor(format!(
+                "output gradient has shape {:?} but the output is {:?}",
+                d_output.shape,
+                self.output().shape
+            )));
+        }
+        let model = self.model;
+        let mut layers: Vec<LayerGradient> = model
+            .layers
+            .iter()
+            .map(|layer| LayerGradient {
+                weights: vec![0.0; layer.weights.len()],
+                bias: vec![0.0; layer.bias.len()],
+            })
+            .collect();
+        let mut gradients: Vec<Option<Tensor>> = std::iter::repeat_with(|| None)
+            .take(self.shapes.len())
+            .collect();
+        gradients[self.plan.result] = Some(d_output);
+        for (index, node) in model.graph.nodes.iter().enumerate().rev() {
+            let output_slot = Plan::output_slot(index);
+            // A node whose output does not reach the graph's output has no
+            // gradient to pass on.
+            if let Some(d_out) = gradients[output_slot].take() {
+                for (slot, d_input) in self.node_backward(index, node, d_out, &mut layers)? {
+                    accumulate(&mut gradients[slot], d_input);
+                }
+            }
+            self.values[output_slot] = None;
+        }
+        let input = match gradients[INPUT_SLOT].take() {
+            Some(gradient) => gradient,
+            None => Tensor::zeros(self.input.shape)?,
+        };
+        Ok(Gradients { layers, input })
+    }
+
+    /// The gradients node `index` passes to its input slots, given the
+    /// gradient of its output; a convolution also adds its parameter
+    /// gradients to `layers`.
+    fn node_backward(
+        &self,
+        index: usize,
+        node: &Node,
+        mut d_out: Tensor,
+        layers: &mut [LayerGradient],
+    ) -> Result<Vec<(usize, Tensor)>, EngineError> {
+        let inputs = &self.plan.inputs[index];
+        let output = Plan::output_slot(index);
+        let first = inputs[0];
+        let d_first = match &node.op {
+            Op::Conv(conv) => {
+                let relu_output = match conv.relu {
+                    true => Some(self.value(output, node)?),
+                    false => None,
+                };
+                let layer = &self.model.layers[conv.layer];
+                let g = conv_backward(self.value(first, node)?, relu_output, layer, conv, d_out);
+                let sums = &mut layers[conv.layer];
+                add_into(&mut sums.weights, &g.weights);
+                add_into(&mut sums.bias, &g.bias);
+                g.input
+            }
+            Op::Relu => {
+                mask_inactive(&mut d_out, self.value(output, node)?);
+                d_out
+            }
+            Op::Softmax => {
+                softmax_backward(self.value(output, node)?, &mut d_out);
+                d_out
+            }
+            Op::Dropout | Op::Flatten => pass_through(d_out, self.shapes[first]),
+            Op::Pool(p) => match p.kind {
+                PoolKind::Max => max_pool_backward(
+                    self.value(first, node)?,
+                    self.value(output, node)?,
+                    p,
+                    &d_out,
+                ),
+                PoolKind::Avg => avg_pool_backward(self.shapes[first], p, &d_out),
+            },
+            Op::GlobalAvgPool => global_avg_pool_backward(self.shapes[first], &d_out),
+            Op::Concat => {
+                let shapes: Vec<[usize; 4]> = inputs.iter().map(|&s| self.shapes[s]).collect();
+                return Ok(inputs
+                    .iter()
+                    .copied()
+                    .zip(concat_backward(&d_out, &shapes))
+                    .collect());
+            }
+            Op::Add => {
+                let mut terms: Vec<(usize, Tensor)> =
+                    inputs[1..].iter().map(|&s| (s, d_out.clone())).collect();
+                terms.insert(0, (first, d_out));
+                return Ok(terms);
+            }
+        };
+        Ok(vec![(first, d_first)])
+    }
+}
+
+/// Add `term` to the gradient collected so far for one slot.
+fn accumulate(sum: &mut Option<Tensor>, term: Tensor) {
+    match sum {
+        Some(sum) => add_into(&mut sum.data, &term.data),
+        None => *sum = Some(term),
+    }
+}
