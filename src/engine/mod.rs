@@ -30,7 +30,7 @@ mod tests;
 
 pub use error::EngineError;
 pub use executor::{forward, forward_hooked, ForwardHook};
-pub use grad::{forward_for_training, Gradients, LayerGradient, Tape};
+pub use grad::{forward_for_training, Gradients, LayerGradient, StepMemory, Tape};
 pub use patches::conv_patches;
 pub use shapes::{infer_shapes, Shapes};
 pub use tensor::Tensor;

@@ -19,9 +19,10 @@ use formats::{Conv, Layer};
 use rayon::prelude::*;
 
 use super::col2im::col2im;
-use super::elementwise::{mask_inactive, sum_in_order};
+use super::elementwise::{mask_inactive_values, sum_in_order};
 use crate::engine::conv::ConvGeometry;
 use crate::engine::gemm::matmul_views;
+use crate::engine::grad::LayerGradient;
 use crate::engine::im2col::im2col;
 use crate::engine::Tensor;
 
@@ -30,57 +31,48 @@ use crate::engine::Tensor;
 /// small batch over more threads.
 const IMAGES_PER_TASK: usize = 4;
 
-/// Gradients of one convolution node.
-pub(super) struct ConvGradients {
-    /// With respect to the node's input.
-    pub input: Tensor,
-    /// With respect to the layer's weights, laid out like them.
-    pub weights: Vec<f32>,
-    /// With respect to the layer's biases.
-    pub bias: Vec<f32>,
-}
-
 /// Gradients of `conv` with `layer` applied to `input`, given the gradient
-/// `d_output` of its output. `relu_output` is the saved output when the
-/// convolution has a fused ReLU (its zeros block the gradient), else `None`.
+/// `d_output` of its output: the input's is written into `d_input` (of the
+/// input's shape, any contents), the layer's are returned. `relu_output` is
+/// the saved output when the convolution has a fused ReLU (its zeros block
+/// the gradient, and `d_output` is masked in place), else `None`.
 pub(super) fn conv_backward(
     input: &Tensor,
     relu_output: Option<&Tensor>,
     layer: &Layer,
     conv: &Conv,
-    mut d_output: Tensor,
-) -> ConvGradients {
-    if let Some(output) = relu_output {
-        mask_inactive(&mut d_output, output);
-    }
+    d_output: &mut Tensor,
+    d_input: &mut Tensor,
+) -> LayerGradient {
     let [_, _, out_h, out_w] = d_output.shape;
     let [_, _, kh, kw] = layer.shape;
     let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
-    let mut d_input = Tensor {
-        shape: input.shape,
-        data: vec![0.0; input.data.len()],
-    };
     let (in_len, out_len) = (input.image_len(), d_output.image_len());
     let partials: Vec<GroupSums> = d_input
         .data
         .par_chunks_mut(IMAGES_PER_TASK * in_len)
         .zip(input.data.par_chunks(IMAGES_PER_TASK * in_len))
-        .zip(d_output.data.par_chunks(IMAGES_PER_TASK * out_len))
-        .map(|((d_images, images), d_outputs)| {
+        .zip(d_output.data.par_chunks_mut(IMAGES_PER_TASK * out_len))
+        .enumerate()
+        .map(|(task, ((d_images, images), d_outputs))| {
             let mut group = GroupSums::new(layer);
             let mut work = Workspace::new(&geometry);
-            for ((d_image, image), d_out) in d_images
+            for (n, ((d_image, image), d_out)) in d_images
                 .chunks_mut(in_len)
                 .zip(images.chunks(in_len))
-                .zip(d_outputs.chunks(out_len))
+                .zip(d_outputs.chunks_mut(out_len))
+                .enumerate()
             {
+                if let Some(output) = relu_output {
+                    let first = (task * IMAGES_PER_TASK + n) * out_len;
+                    mask_inactive_values(d_out, &output.data[first..first + out_len]);
+                }
                 group.add_image(image, d_out, d_image, layer, &geometry, &mut work);
             }
             group
         })
         .collect();
-    ConvGradients {
-        input: d_input,
+    LayerGradient {
         weights: sum_in_order(partials.iter().map(|p| p.weights.as_slice())),
         bias: (0..layer.bias.len())
             .map(|o| partials.iter().map(|p| p.bias[o]).sum::<f64>() as f32)

@@ -21,13 +21,16 @@ pub(super) fn mask_inactive(gradient: &mut Tensor, output: &Tensor) {
         .data
         .par_chunks_mut(CHUNK)
         .zip(output.data.par_chunks(CHUNK))
-        .for_each(|(g, y)| {
-            g.iter_mut().zip(y).for_each(|(g, &y)| {
-                if y <= 0.0 {
-                    *g = 0.0;
-                }
-            })
-        });
+        .for_each(|(g, y)| mask_inactive_values(g, y));
+}
+
+/// [`mask_inactive`] on plain slices, for kernels that mask one image at a
+/// time.
+pub(super) fn mask_inactive_values(gradient: &mut [f32], output: &[f32]) {
+    gradient
+        .iter_mut()
+        .zip(output)
+        .for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 });
 }
 
 /// `sum += term`, element-wise.

@@ -19,4 +19,4 @@ mod tape;
 #[cfg(test)]
 mod tests;
 
-pub use tape::{forward_for_training, Gradients, LayerGradient, Tape};
+pub use tape::{forward_for_training, Gradients, LayerGradient, StepMemory, Tape};

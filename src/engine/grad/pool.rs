@@ -14,14 +14,16 @@ use crate::engine::pool::{Axis, Window};
 use crate::engine::Tensor;
 
 /// Gradient of max pooling `pool`, which read `input` and wrote `output`,
-/// given the output gradient `d_output`.
+/// given the output gradient `d_output`, into `d_input` (of the input's
+/// shape, any contents).
 pub(super) fn max_pool_backward(
     input: &Tensor,
     output: &Tensor,
     pool: &Pool,
     d_output: &Tensor,
-) -> Tensor {
-    let (windows, mut d_input) = prepare(input.shape, pool, d_output.shape);
+    d_input: &mut Tensor,
+) {
+    let windows = PlaneWindows::new(input.shape, pool, d_output.shape);
     let (in_plane, out_plane) = (
         input.shape[2] * input.shape[3],
         output.shape[2] * output.shape[3],
@@ -33,41 +35,19 @@ pub(super) fn max_pool_backward(
         .zip(input.data.par_chunks(in_plane))
         .zip(output.data.par_chunks(out_plane))
         .for_each(|(((d_in, d_out), x), y)| windows.route_to_max(x, y, d_out, d_in));
-    d_input
 }
 
-/// Gradient of average pooling `pool` over an input of `input_shape`,
-/// given the output gradient `d_output`.
-pub(super) fn avg_pool_backward(input_shape: [usize; 4], pool: &Pool, d_output: &Tensor) -> Tensor {
-    let (windows, mut d_input) = prepare(input_shape, pool, d_output.shape);
+/// Gradient of average pooling `pool` given the output gradient
+/// `d_output`, into `d_input` (of the input's shape, any contents).
+pub(super) fn avg_pool_backward(pool: &Pool, d_output: &Tensor, d_input: &mut Tensor) {
+    let input_shape = d_input.shape;
+    let windows = PlaneWindows::new(input_shape, pool, d_output.shape);
     let [_, _, out_h, out_w] = d_output.shape;
     d_input
         .data
         .par_chunks_mut(input_shape[2] * input_shape[3])
         .zip(d_output.data.par_chunks(out_h * out_w))
         .for_each(|(d_in, d_out)| windows.spread(d_out, d_in));
-    d_input
-}
-
-/// The windows of `pool` on an input of `input_shape` giving an output of
-/// `output_shape`, and a zero input gradient.
-fn prepare(
-    input_shape: [usize; 4],
-    pool: &Pool,
-    output_shape: [usize; 4],
-) -> (PlaneWindows, Tensor) {
-    let [_, _, in_h, in_w] = input_shape;
-    let [_, _, out_h, out_w] = output_shape;
-    let windows = PlaneWindows {
-        rows: axis(in_h, pool.kernel_h, pool.stride_h, pool.pad_h).windows(out_h),
-        cols: axis(in_w, pool.kernel_w, pool.stride_w, pool.pad_w).windows(out_w),
-        in_w,
-    };
-    let d_input = Tensor {
-        shape: input_shape,
-        data: vec![0.0; input_shape.iter().product()],
-    };
-    (windows, d_input)
 }
 
 fn axis(len: usize, kernel: usize, stride: usize, pad: usize) -> Axis {
@@ -87,49 +67,66 @@ struct PlaneWindows {
 }
 
 impl PlaneWindows {
-    /// Every output's window, in output order, with its output index.
-    fn each(&self) -> impl Iterator<Item = (usize, &Window, &Window)> {
-        self.rows
-            .iter()
-            .flat_map(move |row| self.cols.iter().map(move |col| (row, col)))
-            .enumerate()
-            .map(|(o, (row, col))| (o, row, col))
+    /// The windows of `pool` on an input of `input_shape` giving an output
+    /// of `output_shape`.
+    fn new(input_shape: [usize; 4], pool: &Pool, output_shape: [usize; 4]) -> Self {
+        let [_, _, in_h, in_w] = input_shape;
+        let [_, _, out_h, out_w] = output_shape;
+        PlaneWindows {
+            rows: axis(in_h, pool.kernel_h, pool.stride_h, pool.pad_h).windows(out_h),
+            cols: axis(in_w, pool.kernel_w, pool.stride_w, pool.pad_w).windows(out_w),
+            in_w,
+        }
     }
 
-    /// Input positions of a window, row by row.
-    fn cells(&self, row: &Window, col: &Window) -> impl Iterator<Item = usize> + '_ {
-        let (cols, in_w) = (col.start..col.end, self.in_w);
-        (row.start..row.end).flat_map(move |y| cols.clone().map(move |x| y * in_w + x))
-    }
-
-    fn route_to_max(&self, input: &[f32], output: &[f32], d_out: &[f32], d_in: &mut [f32]) {
-        for (o, row, col) in self.each() {
-            if let Some(cell) = self.cells(row, col).find(|&i| input[i] == output[o]) {
-                d_in[cell] += d_out[o];
+    /// Call `visit(output index, row window, column window)` for every
+    /// output of the plane, in order.
+    fn each(&self, mut visit: impl FnMut(usize, &Window, &Window)) {
+        for (oy, row) in self.rows.iter().enumerate() {
+            for (ox, col) in self.cols.iter().enumerate() {
+                visit(oy * self.cols.len() + ox, row, col);
             }
         }
     }
 
+    /// The input range of row `y` of a window spanning `col`.
+    fn span(&self, y: usize, col: &Window) -> std::ops::Range<usize> {
+        y * self.in_w + col.start..y * self.in_w + col.end
+    }
+
+    fn route_to_max(&self, input: &[f32], output: &[f32], d_out: &[f32], d_in: &mut [f32]) {
+        d_in.fill(0.0);
+        self.each(|o, row, col| {
+            let first_max = (row.start..row.end).find_map(|y| {
+                let span = self.span(y, col);
+                let x = input[span.clone()].iter().position(|&v| v == output[o])?;
+                Some(span.start + x)
+            });
+            if let Some(cell) = first_max {
+                d_in[cell] += d_out[o];
+            }
+        });
+    }
+
     fn spread(&self, d_out: &[f32], d_in: &mut [f32]) {
-        for (o, row, col) in self.each() {
+        d_in.fill(0.0);
+        self.each(|o, row, col| {
             let share = d_out[o] / (row.size * col.size) as f32;
-            self.cells(row, col).for_each(|i| d_in[i] += share);
-        }
+            for y in row.start..row.end {
+                d_in[self.span(y, col)].iter_mut().for_each(|d| *d += share);
+            }
+        });
     }
 }
 
-/// Gradient of global average pooling over an input of `input_shape`:
-/// each output's gradient divided evenly over its plane.
-pub(super) fn global_avg_pool_backward(input_shape: [usize; 4], d_output: &Tensor) -> Tensor {
-    let [_, _, h, w] = input_shape;
-    let mut d_input = Tensor {
-        shape: input_shape,
-        data: vec![0.0; input_shape.iter().product()],
-    };
+/// Gradient of global average pooling, into `d_input` (of the input's
+/// shape, any contents): each output's gradient divided evenly over its
+/// plane.
+pub(super) fn global_avg_pool_backward(d_output: &Tensor, d_input: &mut Tensor) {
+    let [_, _, h, w] = d_input.shape;
     d_input
         .data
         .par_chunks_mut(h * w)
         .zip(&d_output.data)
         .for_each(|(plane, &d)| plane.fill((f64::from(d) / (h * w) as f64) as f32));
-    d_input
 }

@@ -12,6 +12,8 @@
 //! reverse, adds the gradients of a blob read by several nodes in that fixed
 //! order, and frees each saved blob once its producer is done.
 
+use std::time::{Duration, Instant};
+
 use formats::{Model, Node, Op, PoolKind};
 
 use super::concat::concat_backward;
@@ -40,6 +42,8 @@ pub struct Tape<'a> {
     /// The kept blob of every node output slot (`None` for the input's,
     /// which is borrowed, and for freed ones).
     values: Vec<Option<Tensor>>,
+    /// Free buffers, for the backward pass and then the next step.
+    buffers: Buffers,
 }
 
 /// Gradients of the model's parameters and input, from [`Tape::backward`].
@@ -60,12 +64,23 @@ pub struct LayerGradient {
     pub bias: Vec<f32>,
 }
 
+/// Buffers that one training step hands to the next: the tape's blobs and
+/// the gradients, which a fresh allocation would make the kernel zero page
+/// by page (a large part of a step's time otherwise). Start with
+/// `StepMemory::default()` and pass the same one to every step; it holds
+/// about as much memory as one step uses at its peak.
+#[derive(Default)]
+pub struct StepMemory {
+    buffers: Buffers,
+}
+
 /// Run `model` on the NCHW batch `input` like [`forward`](crate::engine::forward),
-/// keeping what [`Tape::backward`] needs. The whole graph is shape-checked
-/// first.
+/// keeping what [`Tape::backward`] needs, in buffers taken from `memory`.
+/// The whole graph is shape-checked first.
 pub fn forward_for_training<'a>(
     model: &'a Model,
     input: &'a Tensor,
+    memory: &mut StepMemory,
 ) -> Result<Tape<'a>, EngineError> {
     input.check()?;
     let plan = Plan::new(&model.graph)?;
@@ -78,8 +93,9 @@ pub fn forward_for_training<'a>(
         plan,
         shapes,
         values: std::iter::repeat_with(|| None).take(kept.len()).collect(),
+        buffers: Buffers::default(),
     };
-    let mut buffers = Buffers::default();
+    let mut buffers = std::mem::take(&mut memory.buffers);
     for (index, node) in model.graph.nodes.iter().enumerate() {
         let output = tape.run(index, node, &kept, &mut buffers)?;
         tape.values[Plan::output_slot(index)] = Some(output);
@@ -91,6 +107,7 @@ pub fn forward_for_training<'a>(
             }
         }
     }
+    tape.buffers = buffers;
     Ok(tape)
 }
 
@@ -202,10 +219,26 @@ impl<'a> Tape<'a> {
     }
 
     /// Back-propagate `d_output`, the gradient of a scalar loss with respect
-    /// to [`Tape::output`], through the whole graph.
+    /// to [`Tape::output`], through the whole graph; the tape's buffers go
+    /// back to `memory` for the next step.
     ///
     /// Fails if `d_output`'s shape or length differs from the output's.
-    pub fn backward(mut self, d_output: Tensor) -> Result<Gradients, EngineError> {
+    pub fn backward(
+        self,
+        d_output: Tensor,
+        memory: &mut StepMemory,
+    ) -> Result<Gradients, EngineError> {
+        self.backward_timed(d_output, memory, &mut |_, _| {})
+    }
+
+    /// [`Tape::backward`], calling `timing(node, duration)` after each
+    /// node's backward step with the time it took (for profiling).
+    pub fn backward_timed(
+        mut self,
+        d_output: Tensor,
+        memory: &mut StepMemory,
+        timing: &mut dyn FnMut(&Node, Duration),
+    ) -> Result<Gradients, EngineError> {
         d_output.check()?;
         if d_output.shape != self.output().shape {
             return Err(EngineError::Tensor(format!(
@@ -215,6 +248,7 @@ impl<'a> Tape<'a> {
             )));
         }
         let model = self.model;
+        let mut buffers = std::mem::take(&mut self.buffers);
         let mut layers: Vec<LayerGradient> = model
             .layers
             .iter()
@@ -228,49 +262,45 @@ impl<'a> Tape<'a> {
             .collect();
         gradients[self.plan.result] = Some(d_output);
         for (index, node) in model.graph.nodes.iter().enumerate().rev() {
+            let start = Instant::now();
             let output_slot = Plan::output_slot(index);
             // A node whose output does not reach the graph's output has no
             // gradient to pass on.
             if let Some(d_out) = gradients[output_slot].take() {
-                for (slot, d_input) in self.node_backward(index, node, d_out, &mut layers)? {
-                    accumulate(&mut gradients[slot], d_input);
+                let passed = self.node_backward(index, node, d_out, &mut layers, &mut buffers)?;
+                for (slot, d_input) in passed {
+                    accumulate(&mut gradients[slot], d_input, &mut buffers);
                 }
             }
-            self.values[output_slot] = None;
+            if let Some(value) = self.values[output_slot].take() {
+                buffers.recycle(value);
+            }
+            timing(node, start.elapsed());
         }
         let input = match gradients[INPUT_SLOT].take() {
             Some(gradient) => gradient,
             None => Tensor::zeros(self.input.shape)?,
         };
+        memory.buffers = buffers;
         Ok(Gradients { layers, input })
     }
 
     /// The gradients node `index` passes to its input slots, given the
     /// gradient of its output; a convolution also adds its parameter
-    /// gradients to `layers`.
+    /// gradients to `layers`. Gradient tensors come from and go back to
+    /// `buffers`.
     fn node_backward(
         &self,
         index: usize,
         node: &Node,
         mut d_out: Tensor,
         layers: &mut [LayerGradient],
+        buffers: &mut Buffers,
     ) -> Result<Vec<(usize, Tensor)>, EngineError> {
         let inputs = &self.plan.inputs[index];
         let output = Plan::output_slot(index);
         let first = inputs[0];
         let d_first = match &node.op {
-            Op::Conv(conv) => {
-                let relu_output = match conv.relu {
-                    true => Some(self.value(output, node)?),
-                    false => None,
-                };
-                let layer = &self.model.layers[conv.layer];
-                let g = conv_backward(self.value(first, node)?, relu_output, layer, conv, d_out);
-                let sums = &mut layers[conv.layer];
-                add_into(&mut sums.weights, &g.weights);
-                add_into(&mut sums.bias, &g.bias);
-                g.input
-            }
             Op::Relu => {
                 mask_inactive(&mut d_out, self.value(output, node)?);
                 d_out
@@ -280,39 +310,70 @@ impl<'a> Tape<'a> {
                 d_out
             }
             Op::Dropout | Op::Flatten => pass_through(d_out, self.shapes[first]),
-            Op::Pool(p) => match p.kind {
-                PoolKind::Max => max_pool_backward(
-                    self.value(first, node)?,
-                    self.value(output, node)?,
-                    p,
-                    &d_out,
-                ),
-                PoolKind::Avg => avg_pool_backward(self.shapes[first], p, &d_out),
-            },
-            Op::GlobalAvgPool => global_avg_pool_backward(self.shapes[first], &d_out),
             Op::Concat => {
-                let shapes: Vec<[usize; 4]> = inputs.iter().map(|&s| self.shapes[s]).collect();
-                return Ok(inputs
+                let mut d_inputs: Vec<Tensor> = inputs
                     .iter()
-                    .copied()
-                    .zip(concat_backward(&d_out, &shapes))
-                    .collect());
+                    .map(|&s| buffers.tensor(self.shapes[s]))
+                    .collect();
+                concat_backward(&d_out, &mut d_inputs);
+                buffers.recycle(d_out);
+                return Ok(inputs.iter().copied().zip(d_inputs).collect());
             }
             Op::Add => {
-                let mut terms: Vec<(usize, Tensor)> =
-                    inputs[1..].iter().map(|&s| (s, d_out.clone())).collect();
+                let mut terms = Vec::with_capacity(inputs.len());
+                for &slot in &inputs[1..] {
+                    let mut copy = buffers.tensor(d_out.shape);
+                    copy.data.copy_from_slice(&d_out.data);
+                    terms.push((slot, copy));
+                }
                 terms.insert(0, (first, d_out));
                 return Ok(terms);
+            }
+            Op::Conv(_) | Op::Pool(_) | Op::GlobalAvgPool => {
+                let mut d_input = buffers.tensor(self.shapes[first]);
+                match &node.op {
+                    Op::Conv(conv) => {
+                        let relu_output = match conv.relu {
+                            true => Some(self.value(output, node)?),
+                            false => None,
+                        };
+                        let layer = &self.model.layers[conv.layer];
+                        let input = self.value(first, node)?;
+                        let g = conv_backward(
+                            input,
+                            relu_output,
+                            layer,
+                            conv,
+                            &mut d_out,
+                            &mut d_input,
+                        );
+                        let sums = &mut layers[conv.layer];
+                        add_into(&mut sums.weights, &g.weights);
+                        add_into(&mut sums.bias, &g.bias);
+                    }
+                    Op::Pool(p) if p.kind == PoolKind::Max => {
+                        let (input, output) = (self.value(first, node)?, self.value(output, node)?);
+                        max_pool_backward(input, output, p, &d_out, &mut d_input);
+                    }
+                    Op::Pool(p) => avg_pool_backward(p, &d_out, &mut d_input),
+                    _ => global_avg_pool_backward(&d_out, &mut d_input),
+                }
+                buffers.recycle(d_out);
+                d_input
             }
         };
         Ok(vec![(first, d_first)])
     }
 }
 
-/// Add `term` to the gradient collected so far for one slot.
-fn accumulate(sum: &mut Option<Tensor>, term: Tensor) {
+/// Add `term` to the gradient collected so far for one slot, recycling
+/// its buffer once added.
+fn accumulate(sum: &mut Option<Tensor>, term: Tensor, buffers: &mut Buffers) {
     match sum {
-        Some(sum) => add_into(&mut sum.data, &term.data),
+        Some(sum) => {
+            add_into(&mut sum.data, &term.data);
+            buffers.recycle(term);
+        }
         None => *sum = Some(term),
     }
 }

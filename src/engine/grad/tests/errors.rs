@@ -2,7 +2,7 @@
 
 use formats::Op;
 
-use crate::engine::grad::forward_for_training;
+use crate::engine::grad::{forward_for_training, StepMemory};
 use crate::engine::tests::{conv_op, model, node, Values};
 use crate::engine::{EngineError, Tensor};
 
@@ -20,7 +20,7 @@ fn wrong_input_size_is_refused_before_running() {
     let m = small_model();
     let input = Values::new(62).tensor([1, 3, 5, 5]);
     assert!(matches!(
-        forward_for_training(&m, &input),
+        forward_for_training(&m, &input, &mut StepMemory::default()),
         Err(EngineError::Input(_))
     ));
 }
@@ -36,8 +36,9 @@ fn output_gradient_of_the_wrong_shape_is_refused() {
             data: vec![0.0; 3],
         },
     ] {
-        let tape = forward_for_training(&m, &input).unwrap();
-        let error = tape.backward(bad).unwrap_err();
+        let mut memory = StepMemory::default();
+        let tape = forward_for_training(&m, &input, &mut memory).unwrap();
+        let error = tape.backward(bad, &mut memory).unwrap_err();
         assert!(matches!(error, EngineError::Tensor(_)), "{error}");
     }
 }

@@ -15,7 +15,7 @@ mod squeezenet;
 
 use formats::Model;
 
-use super::{forward_for_training, Gradients};
+use super::{forward_for_training, Gradients, StepMemory};
 use crate::engine::tests::Values;
 use crate::engine::Tensor;
 use reference::{Blob, Params};
@@ -56,11 +56,12 @@ impl<'m> GradientCheck<'m> {
     /// Run the engine's forward and backward passes on `input` with the
     /// loss weights drawn from `seed`.
     pub fn new(model: &'m Model, input: &Tensor, seed: u64) -> Self {
-        let tape = forward_for_training(model, input).expect("forward pass");
+        let mut memory = StepMemory::default();
+        let tape = forward_for_training(model, input, &mut memory).expect("forward pass");
         let shape = tape.output().shape;
         let r = Values::new(seed).vec(shape.iter().product());
         let engine = tape
-            .backward(Tensor::new(shape, r.clone()).unwrap())
+            .backward(Tensor::new(shape, r.clone()).unwrap(), &mut memory)
             .expect("backward pass");
         GradientCheck {
             model,

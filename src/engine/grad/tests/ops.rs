@@ -154,11 +154,12 @@ fn max_pool_ties_go_to_the_first_cell_of_each_window() {
         "pool",
     );
     let input = crate::engine::Tensor::new([1, 2, 6, 6], vec![0.5; 72]).unwrap();
-    let tape = super::forward_for_training(&m, &input).unwrap();
+    let mut memory = crate::engine::StepMemory::default();
+    let tape = super::forward_for_training(&m, &input, &mut memory).unwrap();
     assert_eq!(tape.output().shape, [1, 2, 3, 3]);
     let d_output =
         crate::engine::Tensor::new([1, 2, 3, 3], (1..=18).map(|v| v as f32).collect()).unwrap();
-    let d_input = tape.backward(d_output).unwrap().input;
+    let d_input = tape.backward(d_output, &mut memory).unwrap().input;
     for c in 0..2 {
         for y in 0..6 {
             for x in 0..6 {
