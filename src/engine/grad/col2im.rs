@@ -36,11 +36,20 @@ fn fold_channel(rows: &[f32], plane: &mut [f32], g: &ConvGeometry) {
                 continue;
             };
             let in_row = &mut plane[iy * g.in_w..(iy + 1) * g.in_w];
-            in_row[first..]
-                .iter_mut()
-                .step_by(g.sw)
-                .zip(&out_row[x_lo..x_hi])
-                .for_each(|(sum, &v)| *sum += v);
+            let values = &out_row[x_lo..x_hi];
+            if g.sw == 1 {
+                // Contiguous: a loop the compiler vectorises.
+                in_row[first..first + values.len()]
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(sum, &v)| *sum += v);
+            } else {
+                in_row[first..]
+                    .iter_mut()
+                    .step_by(g.sw)
+                    .zip(values)
+                    .for_each(|(sum, &v)| *sum += v);
+            }
         }
     }
 }
