@@ -26,6 +26,9 @@ const WARM_UP: usize = 1;
 const TIMED: usize = 5;
 const TEMPERATURE: f64 = 4.0;
 
+/// Reads the time of one part from a step's times.
+type Part = fn(&StepTimes) -> Duration;
+
 /// Times of the parts of one step.
 struct StepTimes {
     teacher: Duration,
@@ -54,7 +57,7 @@ fn main() {
         .collect();
 
     println!("SqueezeNet v1.1, batch {BATCH}, {THREADS} threads: median of {TIMED} steps after {WARM_UP} warm-up");
-    let parts: [(&str, fn(&StepTimes) -> Duration); 5] = [
+    let parts: [(&str, Part); 5] = [
         ("teacher forward", |t| t.teacher),
         ("student forward with tape", |t| t.student),
         ("distillation loss", |t| t.loss),

@@ -52,7 +52,7 @@ fn minimise(optimizer: Optimizer, f: &Quadratic, rate: f32, steps: usize) -> Vec
 #[test]
 fn adam_converges_on_a_quadratic() {
     let f = Quadratic::new(50, 1);
-    let start = f.distance(&vec![0.0; 50]);
+    let start = f.distance(&[0.0; 50]);
     let adam = Optimizer {
         method: Method::adam(),
         weight_decay: 0.0,
