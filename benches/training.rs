@@ -12,12 +12,14 @@
 //! operation (median per kind over the runs).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compress::distill::distillation_loss;
 use formats::{Model, Op};
 use sqz::engine::{forward, forward_for_training, StepMemory, Tensor};
+
+mod common;
+use common::{batch_of, median, reference_images, shared_dir, timed};
 
 const THREADS: usize = 2;
 const BATCH: usize = 32;
@@ -44,7 +46,12 @@ fn main() {
     let model =
         formats::ncnn::read_ncnn(&shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param"))
             .unwrap_or_else(|e| panic!("{e}"));
-    let input = reference_batch(&shared);
+    // The 4 preprocessed reference images of v1.1, repeated.
+    let input = batch_of(
+        &reference_images(&shared, "squeezenet_v1.1", SIDE),
+        BATCH,
+        SIDE,
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(THREADS)
         .build()
@@ -123,46 +130,4 @@ fn kind(op: &Op) -> &'static str {
         Op::Softmax => "softmax",
         Op::Flatten => "flatten",
     }
-}
-
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SQZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        dir.join("data/reference").is_dir(),
-        "shared data not found at {}: set SQZ_SHARED",
-        dir.display()
-    );
-    dir
-}
-
-/// A batch of `BATCH` images cycling through the 4 preprocessed reference
-/// images of v1.1.
-fn reference_batch(shared: &Path) -> Tensor {
-    let path = shared.join("data/reference/squeezenet_v1.1.input.f32");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let data = values
-        .chunks_exact(3 * SIDE * SIDE)
-        .cycle()
-        .take(BATCH)
-        .flatten()
-        .copied()
-        .collect();
-    Tensor::new([BATCH, 3, SIDE, SIDE], data).expect("batch matches its shape")
-}
-
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let start = Instant::now();
-    let value = f();
-    (value, start.elapsed())
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

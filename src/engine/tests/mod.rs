@@ -4,7 +4,7 @@
 mod determinism;
 mod errors;
 mod hooks;
-mod naive;
+pub(super) mod naive;
 mod ops;
 mod plan;
 mod shapes;

@@ -70,21 +70,7 @@ fn thread_count_does_not_change_any_gradient_bit() {
 
 #[test]
 fn tape_output_is_bit_identical_to_forward() {
-    let mut v = Values::new(43);
-    let layers = vec![v.layer("c1", [6, 3, 3, 3])];
-    let nodes = vec![
-        node("c1", conv_op(0, (2, 2), (1, 1), true), &["data"], "c1"),
-        node(
-            "pool",
-            Op::Pool(pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true)),
-            &["c1"],
-            "p",
-        ),
-        node("gap", Op::GlobalAvgPool, &["p"], "gap"),
-        node("prob", Op::Softmax, &["gap"], "prob"),
-    ];
-    let m = model(nodes, layers, 17, "prob");
-    let input = v.tensor([3, 3, 17, 17]);
+    let (m, input) = mixed_model();
     let tape = forward_for_training(&m, &input, &mut StepMemory::default()).unwrap();
     assert_eq!(tape.output(), &crate::engine::forward(&m, &input).unwrap());
 }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use formats::{Conv, Model, Op, Pool, PoolKind};
 
+use crate::engine::tests::naive::pool_len;
+
 /// A float64 NCHW blob.
 #[derive(Clone)]
 pub struct Blob {
@@ -129,22 +131,6 @@ fn conv(input: &Blob, layer_shape: [usize; 4], params: &Params, c: &Conv) -> Blo
     Blob {
         shape: [n, out_c, out_h, out_w],
         data,
-    }
-}
-
-/// Caffe's pooling output length, with PyTorch's rule that no window
-/// starts in the right padding.
-fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, ceil_mode: bool) -> usize {
-    let span = len + 2 * pad - kernel;
-    let out = if ceil_mode {
-        span.div_ceil(stride)
-    } else {
-        span / stride
-    } + 1;
-    if ceil_mode && (out - 1) * stride >= len + pad {
-        out - 1
-    } else {
-        out
     }
 }
 
