@@ -16,6 +16,11 @@ pub struct PruneMask {
 }
 
 impl PruneMask {
+    /// Which weights are pruned, in weight order.
+    pub fn pruned(&self) -> &[bool] {
+        &self.pruned
+    }
+
     /// The mask of `weights`: every weight equal to zero is pruned.
     pub fn from_weights(weights: &[f32]) -> Self {
         PruneMask {
