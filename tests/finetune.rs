@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::synthetic::{write_images, write_model};
+use common::synthetic::{write_images, write_model, IMAGES};
 use formats::sqz::{read_sqz, FloatVec, Stream, WeightStorage};
 use serde_json::Value;
 
@@ -159,6 +159,23 @@ fn finetuning_lowers_the_loss_and_keeps_positions_codes_and_size() {
         changed += usize::from(book_b != book_a);
     }
     assert!(changed > 0, "fine-tuning changed no shared value");
+    // Evaluation leaves out exactly the images fine-tuning trained on.
+    let eval: Value = serde_json::from_str(&sqz(
+        args![
+            "eval",
+            tuned,
+            "--images",
+            setup.images,
+            "--exclude-calib",
+            setup.images,
+            "--calib-count",
+            CALIB_COUNT,
+            "--json"
+        ],
+        &[],
+    ))
+    .expect("eval JSON");
+    assert_eq!(eval["images"], IMAGES as u64 - 8, "{eval}");
     let size = |p: &Path| std::fs::metadata(p).expect("size").len();
     assert_eq!(size(&plain), size(&tuned));
 }
