@@ -58,15 +58,17 @@ fn setup() -> Setup {
     }
 }
 
-/// `quantize pruned.sqz --bits 3 --calib`, fine-tuned towards the original
-/// with `extra` arguments (none: not fine-tuned), written to `name`.
-fn quantize(setup: &Setup, name: &str, extra: &[&str], env: &[(&str, &str)]) -> (PathBuf, String) {
+/// Runs the calibrated compression `stage` (command, model, settings) with
+/// `extra` arguments into `name`; returns the file and stdout (`--json`).
+fn calibrated(
+    setup: &Setup,
+    stage: &[&std::ffi::OsStr],
+    name: &str,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> (PathBuf, String) {
     let out = setup.out.join(name);
-    let mut args: Vec<std::ffi::OsString> = args![
-        "quantize",
-        setup.pruned,
-        "--bits",
-        "3",
+    let calib: &[&std::ffi::OsStr] = args![
         "--calib",
         setup.images,
         "--calib-count",
@@ -74,13 +76,26 @@ fn quantize(setup: &Setup, name: &str, extra: &[&str], env: &[(&str, &str)]) -> 
         "--json",
         "-o",
         out
-    ]
-    .iter()
-    .map(|a| a.to_os_string())
-    .collect();
+    ];
+    let mut args: Vec<std::ffi::OsString> = stage
+        .iter()
+        .chain(calib)
+        .map(|a| a.to_os_string())
+        .collect();
     args.extend(extra.iter().map(Into::into));
     let stdout = sqz(&args, env);
     (out, stdout)
+}
+
+/// `quantize pruned.sqz --bits 3 --calib` with `extra` arguments.
+fn quantize(
+    setup: &Setup,
+    name: &str,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> (PathBuf, String) {
+    let stage = args!["quantize", setup.pruned, "--bits", "3"];
+    calibrated(setup, stage, name, extra, env)
 }
 
 /// Fine-tuning arguments of the tests: `steps` steps, with a learning rate
@@ -131,7 +146,6 @@ fn finetuning_lowers_the_loss_and_keeps_positions_codes_and_size() {
     let setup = setup();
     let (plain, _) = quantize(&setup, "plain.sqz", &[], &[]);
     let extra = finetune_args(Some(&setup.model), "40");
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (tuned, json) = quantize(&setup, "tuned.sqz", &extra, &[]);
 
     let report: Value = serde_json::from_str(&json).expect("JSON report");
@@ -183,29 +197,10 @@ fn finetuning_lowers_the_loss_and_keeps_positions_codes_and_size() {
 #[test]
 fn pruned_weights_stay_zero_when_every_weight_trains() {
     let setup = setup();
-    let plain = setup.out.join("plain.sqz");
-    let tuned = setup.out.join("tuned.sqz");
-    let prune = |out: &Path, extra: &[String]| {
-        let mut args: Vec<std::ffi::OsString> = args![
-            "prune",
-            setup.model,
-            "--sparsity",
-            "0.6",
-            "--calib",
-            setup.images,
-            "--calib-count",
-            CALIB_COUNT,
-            "-o",
-            out
-        ]
-        .iter()
-        .map(|a| a.to_os_string())
-        .collect();
-        args.extend(extra.iter().map(Into::into));
-        sqz(&args, &[]);
-    };
-    prune(&plain, &[]);
-    prune(&tuned, &finetune_args(None, "40"));
+    let stage = args!["prune", setup.model, "--sparsity", "0.6"];
+    let (plain, _) = calibrated(&setup, stage, "plain.sqz", &[], &[]);
+    let extra = finetune_args(None, "40");
+    let (tuned, _) = calibrated(&setup, stage, "tuned.sqz", &extra, &[]);
     for (b, a) in layers(&plain).iter().zip(&layers(&tuned)) {
         let positions = |w: &WeightStorage| match w {
             WeightStorage::Sparse { positions, .. } => Some(positions.clone()),
@@ -231,7 +226,6 @@ fn the_same_seed_writes_the_same_file_with_one_and_two_threads() {
     let setup = setup();
     let mut extra = finetune_args(Some(&setup.model), "12");
     extra.extend(["--seed".to_string(), "5".to_string()]);
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (one, _) = quantize(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
     let (two, _) = quantize(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
     let bytes = |p: &Path| std::fs::read(p).expect("read .sqz");
