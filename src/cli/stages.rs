@@ -241,9 +241,10 @@ fn print_finetune(out: &mut impl Write, f: &FinetuneReport) -> std::io::Result<(
     let percent = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.1} %", 100.0 * a));
     writeln!(
         out,
-        "fine-tuned {} steps on {} images: loss {:.4} -> {:.4}, agreement on {} held-back images {} -> {}",
+        "fine-tuned {} steps on {} images in {:.0} s: loss {:.4} -> {:.4}, agreement on {} held-back images {} -> {}",
         f.steps,
         f.training_images,
+        f.seconds,
         f.initial_loss,
         f.final_loss,
         f.held_back_images,

@@ -98,6 +98,9 @@ pub struct FinetuneReport {
     pub held_back_agreement_before: Option<f64>,
     /// The same after fine-tuning.
     pub held_back_agreement: Option<f64>,
+    /// Wall-clock time of the training steps, in seconds (the only figure
+    /// that differs between runs).
+    pub seconds: f64,
 }
 
 /// Steps averaged for the initial and final loss of the report.
@@ -159,6 +162,7 @@ pub fn finetune(
     let mut agreement = agreement_before;
     let check_every = steps.div_ceil(AGREEMENT_CHECKS);
     progress.phase("fine-tuning", steps);
+    let start = std::time::Instant::now();
     for step in 0..steps {
         let (picks, views) = batches.next(&training);
         let student_input = augmented(&training, &picks, &views, &tuned.preprocess);
@@ -197,6 +201,7 @@ pub fn finetune(
         }
         progress.layer(&progress_message(step, distilled.loss, agreement));
     }
+    let seconds = start.elapsed().as_secs_f64();
     for (layer, trainable) in tuned.layers.iter_mut().zip(&mut trainables) {
         trainable.finish(layer);
     }
@@ -211,6 +216,7 @@ pub fn finetune(
         final_loss: mean(&losses[losses.len().saturating_sub(LOSS_WINDOW)..]),
         held_back_agreement_before: agreement_before,
         held_back_agreement: agreement,
+        seconds,
     };
     Ok((model, report))
 }
