@@ -268,9 +268,9 @@ pub struct FinetuneArgs {
     /// it when fine-tuning the second step of prune-then-quantize.
     #[arg(long, value_name = "MODEL", requires = "finetune")]
     pub teacher: Option<PathBuf>,
-    /// Optimizer steps (default 300).
-    #[arg(long, value_name = "N", requires = "finetune", conflicts_with = "epochs", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub steps: Option<u64>,
+    /// Optimizer steps.
+    #[arg(long, value_name = "N", requires = "finetune", conflicts_with = "epochs", default_value_t = defaults::FINETUNE_STEPS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub steps: u64,
     /// Passes over the calibration images instead of --steps.
     #[arg(long, value_name = "N", requires = "finetune", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub epochs: Option<u64>,
@@ -294,10 +294,9 @@ impl FinetuneArgs {
     /// was given.
     pub fn spec(&self, seed: u64, teacher: Option<formats::Model>) -> Option<Finetune> {
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let length = match (self.steps, self.epochs) {
-            (_, Some(epochs)) => Length::Epochs(to_usize(epochs)),
-            (Some(steps), None) => Length::Steps(to_usize(steps)),
-            (None, None) => Length::Steps(defaults::FINETUNE_STEPS),
+        let length = match self.epochs {
+            Some(epochs) => Length::Epochs(to_usize(epochs)),
+            None => Length::Steps(to_usize(self.steps)),
         };
         self.finetune.then(|| Finetune {
             length,
