@@ -10,11 +10,14 @@
 //! (matrixmultiply) on the per-image matrix products of SqueezeNet's
 //! convolutions, as the engine computes them.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use formats::Model;
-use sqz::engine::{Session, Tensor};
+use sqz::engine::Session;
+
+mod common;
+use common::{batch_of, median, reference_images, shared_dir, timed};
 
 const THREADS: usize = 2;
 const WARM_UP: usize = 2;
@@ -76,55 +79,6 @@ fn models() -> [(&'static str, usize, Loader); 2] {
             .unwrap_or_else(|e| panic!("{e}"))
         }),
     ]
-}
-
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SQZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        dir.join("data/reference").is_dir(),
-        "shared data not found at {}: set SQZ_SHARED",
-        dir.display()
-    );
-    dir
-}
-
-/// The preprocessed reference images of `name`, one `Vec` per image.
-fn reference_images(shared: &Path, name: &str, side: usize) -> Vec<Vec<f32>> {
-    let path = shared.join(format!("data/reference/{name}.input.f32"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    values
-        .chunks_exact(3 * side * side)
-        .map(<[f32]>::to_vec)
-        .collect()
-}
-
-/// A batch of `batch` images cycling through `images`.
-fn batch_of(images: &[Vec<f32>], batch: usize, side: usize) -> Tensor {
-    let data = images
-        .iter()
-        .cycle()
-        .take(batch)
-        .flatten()
-        .copied()
-        .collect();
-    Tensor::new([batch, 3, side, side], data).expect("batch matches its shape")
-}
-
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let start = Instant::now();
-    let value = f();
-    (value, start.elapsed())
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
 
 /// Single-threaded GFLOP/s of both GEMM backends on `[m x k] * [k x n]`

@@ -10,8 +10,16 @@
 //! - [`calib`]: minimise each layer's output error on calibration inputs
 //!   (OBS/SparseGPT pruning with least-squares refit, GPTQ quantization,
 //!   bias correction).
+//! - [`optim`]: Adam and SGD steps and the cosine learning-rate schedule
+//!   for fine-tuning.
+//! - [`distill`]: the distillation loss of a student against a teacher.
+//! - [`trained_quantization`]: gradients that keep pruned weights zero and
+//!   train only the shared values.
 
 pub mod calib;
+pub mod distill;
 pub mod kmeans;
+pub mod optim;
 pub mod prune;
 pub mod rng;
+pub mod trained_quantization;

@@ -33,7 +33,8 @@ pub struct Args {
     #[arg(long, value_name = "ORIG")]
     reference: Option<PathBuf>,
     /// Leave out the calibration images that `--calib DIR --calib-count N`
-    /// picks from DIR, so accuracy is measured on unseen images only.
+    /// picks from DIR (the images calibration and `--finetune` use), so
+    /// accuracy is measured on unseen images only.
     #[arg(long, value_name = "DIR")]
     exclude_calib: Option<PathBuf>,
     /// Number of calibration images `--exclude-calib` leaves out.

@@ -15,6 +15,7 @@ use crate::labels::{read_labels, LabeledImage};
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
 use crate::pipeline::defaults;
+use crate::pipeline::finetune::{Finetune, Length};
 use crate::pipeline::params::{layer_overrides, Bits, LayerSetting, Sparsity};
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::{KMeans, QuantizeSpec};
@@ -94,7 +95,8 @@ pub struct QuantizeArgs {
     /// Centroid initialisation.
     #[arg(long, value_enum, default_value_t = InitArg::of(defaults::KMEANS_INIT))]
     pub init: InitArg,
-    /// Seed for `--init kmeans++`.
+    /// Seed for `--init kmeans++` and for `--finetune`'s batch order and
+    /// augmentation.
     #[arg(long, default_value_t = defaults::KMEANS_SEED)]
     pub seed: u64,
     /// Maximum k-means iterations per layer.
@@ -250,5 +252,77 @@ impl ImageSetArgs {
     /// `--batch` as a size.
     pub fn batch_size(&self) -> usize {
         usize::try_from(self.batch).unwrap_or(usize::MAX)
+    }
+}
+
+/// Distillation fine-tuning of the compressed model (`--finetune`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FinetuneArgs {
+    /// After compressing, fine-tune the shared values, unpruned weights and
+    /// biases to match the teacher's outputs on augmented calibration
+    /// images (needs --calib). Pruned weights stay zero and codes fixed, so
+    /// the file keeps its size.
+    #[arg(long, requires = "calib")]
+    pub finetune: bool,
+    /// The original model to learn from (default: the input model); name
+    /// it when fine-tuning the second step of prune-then-quantize.
+    #[arg(long, value_name = "MODEL", requires = "finetune")]
+    pub teacher: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long, value_name = "N", requires = "finetune", conflicts_with = "epochs", default_value_t = defaults::FINETUNE_STEPS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub steps: u64,
+    /// Passes over the calibration images instead of --steps.
+    #[arg(long, value_name = "N", requires = "finetune", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub epochs: Option<u64>,
+    /// Peak learning rate (Adam, cosine decay after a 5 % warm-up).
+    #[arg(long, value_name = "RATE", requires = "finetune", default_value_t = defaults::FINETUNE_LR, value_parser = positive_f32)]
+    pub lr: f32,
+    /// Images per step.
+    #[arg(long, value_name = "N", requires = "finetune", default_value_t = defaults::FINETUNE_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub batch: u64,
+    /// Softmax temperature of the distillation loss.
+    #[arg(long, value_name = "T", requires = "finetune", default_value_t = defaults::FINETUNE_TEMPERATURE, value_parser = positive_f64)]
+    pub temperature: f64,
+    /// Images of the calibration folder outside the calibration set on
+    /// which progress shows agreement with the teacher (not trained on).
+    #[arg(long, value_name = "N", requires = "finetune", default_value_t = defaults::FINETUNE_HELD_BACK)]
+    pub held_back: usize,
+}
+
+impl FinetuneArgs {
+    /// The fine-tuning stage with `seed` and `teacher`, when `--finetune`
+    /// was given.
+    pub fn spec(&self, seed: u64, teacher: Option<formats::Model>) -> Option<Finetune> {
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let length = match self.epochs {
+            Some(epochs) => Length::Epochs(to_usize(epochs)),
+            None => Length::Steps(to_usize(self.steps)),
+        };
+        self.finetune.then(|| Finetune {
+            length,
+            lr: self.lr,
+            batch: to_usize(self.batch),
+            temperature: self.temperature,
+            seed,
+            held_back: self.held_back,
+            teacher,
+        })
+    }
+}
+
+/// A finite number above zero.
+fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{text}' is not a finite number above 0")),
+    }
+}
+
+/// [`positive_f64`] as float32.
+fn positive_f32(text: &str) -> Result<f32, String> {
+    let value = positive_f64(text)? as f32;
+    match value.is_finite() && value > 0.0 {
+        true => Ok(value),
+        false => Err(format!("'{text}' is out of range")),
     }
 }

@@ -10,10 +10,14 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::load;
-use super::options::{AllocationArgs, CalibArgs, OutputArgs, PruneArgs, QuantizeArgs};
+use super::options::{
+    AllocationArgs, CalibArgs, FinetuneArgs, OutputArgs, PruneArgs, QuantizeArgs,
+};
 use super::output::{check_output, write_atomic};
 use super::progress::Bars;
 use super::ModelArgs;
+use crate::pipeline::defaults;
+use crate::pipeline::finetune::FinetuneReport;
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::QuantizeSpec;
 use crate::pipeline::report::{CompressionReport, LayerReport, PlanReport};
@@ -31,6 +35,11 @@ pub struct PruneCmd {
     #[command(flatten)]
     calib: CalibArgs,
     #[command(flatten)]
+    finetune: FinetuneArgs,
+    /// Seed of `--finetune`'s batch order and augmentation.
+    #[arg(long, default_value_t = defaults::FINETUNE_SEED)]
+    seed: u64,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -44,6 +53,8 @@ pub struct QuantizeCmd {
     quantize: QuantizeArgs,
     #[command(flatten)]
     calib: CalibArgs,
+    #[command(flatten)]
+    finetune: FinetuneArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -62,24 +73,33 @@ pub struct CompressCmd {
     #[command(flatten)]
     allocation: AllocationArgs,
     #[command(flatten)]
+    finetune: FinetuneArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
 /// Run `prune`.
 pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
-    let recipe = fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output);
+    let recipe = Recipe {
+        finetune: finetune_spec(&cmd.finetune, cmd.seed)?,
+        ..fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output)
+    };
     run(&cmd.model, &recipe, &cmd.output)
 }
 
 /// Run `quantize`.
 pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
-    let recipe = fixed_recipe(None, cmd.quantize.spec(), &cmd.calib, &cmd.output);
+    let recipe = Recipe {
+        finetune: finetune_spec(&cmd.finetune, cmd.quantize.seed)?,
+        ..fixed_recipe(None, cmd.quantize.spec(), &cmd.calib, &cmd.output)
+    };
     run(&cmd.model, &recipe, &cmd.output)
 }
 
 /// Run `compress`: the stages asked for in one go, with fixed settings or,
 /// with `--target-size`, with per-layer settings fitted to the size.
 pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
+    let finetune = finetune_spec(&cmd.finetune, cmd.quantize.seed)?;
     let recipe = match cmd.allocation.target_size {
         Some(bytes) => Recipe {
             target_size: Some(TargetSize {
@@ -98,7 +118,20 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
             &cmd.output,
         ),
     };
+    let recipe = Recipe { finetune, ..recipe };
     run(&cmd.model, &recipe, &cmd.output)
+}
+
+/// The fine-tuning stage of `--finetune`, with the `--teacher` model loaded.
+fn finetune_spec(
+    args: &FinetuneArgs,
+    seed: u64,
+) -> anyhow::Result<Option<crate::pipeline::finetune::Finetune>> {
+    let teacher = match (&args.finetune, &args.teacher) {
+        (true, Some(path)) => Some(load::load_model(path, None)?),
+        _ => None,
+    };
+    Ok(args.spec(seed, teacher))
 }
 
 /// The recipe of fixed pruning and weight-sharing settings.
@@ -122,6 +155,7 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
     check_output(&out.output, model_args)?;
     let original = load::load(model_args)?;
     let compressed = pipeline::compress(&original, recipe, &mut Bars::default())?;
+    let finetune = compressed.finetune.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;
 
     let report = &compressed.report;
@@ -132,6 +166,7 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
             output: out.output.display().to_string(),
             input_bytes,
             compression_ratio: input_bytes as f64 / report.file_bytes as f64,
+            finetune,
             report,
         };
         writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
@@ -141,6 +176,9 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
         print_plan(&mut stdout, plan)?;
     }
     print_table(&mut stdout, &report.layers)?;
+    if let Some(finetune) = finetune {
+        print_finetune(&mut stdout, finetune)?;
+    }
     writeln!(
         stdout,
         "total: {} weights, sparsity {:.2} %, {} -> {} bytes ({:.2}x), wrote {}",
@@ -160,6 +198,9 @@ struct CompressJson<'a> {
     output: String,
     input_bytes: u64,
     compression_ratio: f64,
+    /// What fine-tuning did, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finetune: Option<&'a FinetuneReport>,
     #[serde(flatten)]
     report: &'a CompressionReport,
 }
@@ -193,6 +234,22 @@ fn print_plan(out: &mut impl Write, plan: &PlanReport) -> std::io::Result<()> {
         out,
         "estimated total damage (sum of per-layer KL): {:.5}",
         plan.damage()
+    )
+}
+
+fn print_finetune(out: &mut impl Write, f: &FinetuneReport) -> std::io::Result<()> {
+    let percent = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.1} %", 100.0 * a));
+    writeln!(
+        out,
+        "fine-tuned {} steps on {} images in {:.0} s: loss {:.4} -> {:.4}, agreement on {} held-back images {} -> {}",
+        f.steps,
+        f.training_images,
+        f.seconds,
+        f.initial_loss,
+        f.final_loss,
+        f.held_back_images,
+        percent(f.held_back_agreement_before),
+        percent(f.held_back_agreement)
     )
 }
 

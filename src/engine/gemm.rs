@@ -17,3 +17,21 @@ pub(crate) fn matmul(a: &[f32], m: usize, k: usize, b: MatRef<'_, f32>, c: &mut 
     let c = faer::MatMut::from_row_major_slice_mut(c, m, n);
     faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, Par::Seq);
 }
+
+/// `c = a * b`, or `c += a * b` when `accumulate`, for views `a` (`m x k`)
+/// and `b` (`k x n`) of any layout, such as the transposes the backward
+/// pass multiplies by, and a row-major `c` (`m x n`).
+pub(crate) fn matmul_views(
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let c = faer::MatMut::from_row_major_slice_mut(c, a.nrows(), b.ncols());
+    let accum = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    faer::linalg::matmul::matmul(c, accum, a, b, 1.0, Par::Seq);
+}

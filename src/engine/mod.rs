@@ -7,6 +7,8 @@
 //! batch an image is part of). Each intermediate blob is freed right after
 //! its last reader. [`forward_hooked`] lets a caller see every node's inputs
 //! and substitute a convolution's weights on the fly.
+//! [`forward_for_training`] and [`Tape::backward`] compute gradients for
+//! fine-tuning (see the `grad` module).
 
 mod buffers;
 mod concat;
@@ -16,6 +18,7 @@ mod error;
 mod executor;
 mod fusion;
 mod gemm;
+mod grad;
 mod im2col;
 mod kernel;
 mod packed;
@@ -31,6 +34,7 @@ mod tests;
 
 pub use error::EngineError;
 pub use executor::{forward, forward_hooked, ForwardHook, Session};
+pub use grad::{forward_for_training, Gradients, LayerGradient, StepMemory, Tape};
 pub use patches::conv_patches;
 pub use shapes::{infer_shapes, Shapes};
 pub use tensor::Tensor;

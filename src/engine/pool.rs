@@ -101,25 +101,25 @@ fn reduce_plane(
 }
 
 /// Placement of pooling windows along one axis of length `len`.
-struct Axis {
-    len: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
+pub(crate) struct Axis {
+    pub len: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
 }
 
 /// One window along one axis.
-struct Window {
+pub(crate) struct Window {
     /// Input range covered, clipped to the input.
-    start: usize,
-    end: usize,
+    pub start: usize,
+    pub end: usize,
     /// Length clipped to the padded input: the average's divisor.
-    size: usize,
+    pub size: usize,
 }
 
 impl Axis {
     /// The first `count` windows.
-    fn windows(&self, count: usize) -> Vec<Window> {
+    pub(crate) fn windows(&self, count: usize) -> Vec<Window> {
         (0..count)
             .map(|o| {
                 let padded_start = o * self.stride;

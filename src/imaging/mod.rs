@@ -6,6 +6,7 @@
 //! crop with torchvision's offsets ([`geometry`]), then normalise each channel
 //! as `(pixel * scale - mean) / std` in the preset's channel order.
 
+pub mod augment;
 mod decode;
 mod error;
 pub mod geometry;

@@ -29,6 +29,27 @@ impl CalibrationImages {
     /// folder and count always give the same images, which `eval
     /// --exclude-calib` relies on to evaluate on the other ones.
     pub fn files(&self) -> Result<Vec<PathBuf>, PipelineError> {
+        if self.count == 0 {
+            return Err(PipelineError::NoCalibrationCount);
+        }
+        Ok(evenly_spaced(&self.all_files()?, self.count))
+    }
+
+    /// `count` images of the folder that are not calibration images, at
+    /// evenly spaced ranks of the rest (none when every image is used):
+    /// fine-tuning watches its progress on them without training on them.
+    pub fn held_out(&self, count: usize) -> Result<Vec<PathBuf>, PipelineError> {
+        let used = self.files()?;
+        let rest: Vec<PathBuf> = self
+            .all_files()?
+            .into_iter()
+            .filter(|f| used.binary_search(f).is_err())
+            .collect();
+        Ok(evenly_spaced(&rest, count))
+    }
+
+    /// Every image file of the folder, sorted by name.
+    fn all_files(&self) -> Result<Vec<PathBuf>, PipelineError> {
         let dir = &self.dir;
         let listing_error = |source| PipelineError::CalibrationFolder {
             dir: dir.clone(),
@@ -45,10 +66,7 @@ impl CalibrationImages {
         if files.is_empty() {
             return Err(PipelineError::NoCalibrationImages(dir.clone()));
         }
-        if self.count == 0 {
-            return Err(PipelineError::NoCalibrationCount);
-        }
-        Ok(evenly_spaced(&files, self.count))
+        Ok(files)
     }
 
     /// The first `subset` images (evenly spaced, see [`evenly_spaced`]) of

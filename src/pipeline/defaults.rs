@@ -32,3 +32,22 @@ pub const BITS_LADDER: [u8; 7] = [8, 7, 6, 5, 4, 3, 2];
 /// Builds of the file a target size makes at most before giving up: each
 /// retry lowers the planning budget by the previous excess.
 pub const MAX_FIT_ATTEMPTS: usize = 4;
+
+/// Fine-tuning steps when neither steps nor epochs are given.
+pub const FINETUNE_STEPS: usize = 300;
+
+/// Peak learning rate of fine-tuning (Adam).
+pub const FINETUNE_LR: f32 = 5e-4;
+
+/// Images per fine-tuning step.
+pub const FINETUNE_BATCH: usize = 32;
+
+/// Softmax temperature of the distillation loss.
+pub const FINETUNE_TEMPERATURE: f64 = 4.0;
+
+/// Seed of fine-tuning's batch order and augmentation.
+pub const FINETUNE_SEED: u64 = 0;
+
+/// Images of the calibration folder, outside the calibration set, on which
+/// fine-tuning shows its agreement with the teacher.
+pub const FINETUNE_HELD_BACK: usize = 32;

@@ -56,6 +56,26 @@ pub enum PipelineError {
     /// A layer no convolution uses cannot be calibrated.
     #[error("layer {0} is not used by any convolution, so it cannot be calibrated")]
     UnusedLayer(String),
+    /// Fine-tuning was asked for without calibration images.
+    #[error("fine-tuning needs calibration images (--calib DIR) to train on")]
+    FinetuneNeedsCalibration,
+    /// The teacher cannot teach the student.
+    #[error("the teacher does not fit the student: {0}")]
+    TeacherMismatch(String),
+    /// The distillation loss stopped being finite.
+    #[error(
+        "fine-tuning diverged at step {0} (the loss is not finite); try a lower learning rate"
+    )]
+    FinetuneDiverged(usize),
+    /// Fine-tuning made the file larger than the target size.
+    #[error(
+        "fine-tuning changed the file from {before} to {after} bytes, above the target of {target}"
+    )]
+    FinetuneGrewFile {
+        before: usize,
+        after: usize,
+        target: usize,
+    },
     /// An invariant of the pipeline does not hold: a bug in sqz.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -64,7 +84,7 @@ pub enum PipelineError {
 impl Fault for PipelineError {
     fn is_internal(&self) -> bool {
         match self {
-            PipelineError::Internal(_) => true,
+            PipelineError::Internal(_) | PipelineError::FinetuneGrewFile { .. } => true,
             // The inputs of the calibration math are built by the pipeline,
             // so only the model's own values (non-finite weights or
             // activations) and numerically hopeless Hessians are the

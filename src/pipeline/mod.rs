@@ -9,7 +9,11 @@
 //!   images ([`calibration`], images picked by [`calib_images`]);
 //! - or a **target size** ([`target_size`]), which measures each layer's
 //!   sensitivity ([`sensitivity`]) and chooses per-layer settings for the
-//!   budget ([`allocation`]); it needs calibration images.
+//!   budget ([`allocation`]); it needs calibration images;
+//! - then **fine-tuning** ([`finetune`]) of the compressed model towards the
+//!   original by distillation on the calibration images, which changes
+//!   shared values, unpruned weights and biases but never which weights are
+//!   pruned or which code each has, so the file keeps its size.
 //!
 //! The result is always stored losslessly in the smallest storage per
 //! layer. A new stage is one more optional field of [`Recipe`], its module
@@ -21,6 +25,7 @@ pub mod calib_images;
 pub mod calibration;
 pub mod defaults;
 pub mod error;
+pub mod finetune;
 pub mod params;
 pub mod prune;
 pub mod quantize;
@@ -34,6 +39,7 @@ use formats::Model;
 use calib_images::CalibrationImages;
 use calibration::{compress_calibrated, CalibrationOptions, CalibrationSpec};
 pub use error::PipelineError;
+use finetune::{Finetune, FinetuneReport};
 use formats::sqz::encode_model;
 use params::check_layer_names;
 use prune::{prune_model, PruneSpec};
@@ -57,6 +63,9 @@ pub struct Recipe {
     pub target_size: Option<TargetSize>,
     /// Store codebooks, biases and unshared weights as float16.
     pub half: bool,
+    /// Fine-tune the compressed model by distillation (needs
+    /// `calibration`), after the other stages.
+    pub finetune: Option<Finetune>,
 }
 
 /// The calibration images and how layers are fitted to them.
@@ -77,6 +86,8 @@ pub struct Compressed {
     pub bytes: Vec<u8>,
     /// What was done, per layer and in total.
     pub report: CompressionReport,
+    /// What fine-tuning did, when it ran.
+    pub finetune: Option<FinetuneReport>,
 }
 
 /// Where long stages report how far they are; the CLI draws progress bars.
@@ -121,7 +132,7 @@ pub fn compress(
     progress: &mut dyn Progress,
 ) -> Result<Compressed, PipelineError> {
     recipe.check(original)?;
-    let (model, quantize, encoded, plan) = match &recipe.target_size {
+    let (model, quantize, mut encoded, plan) = match &recipe.target_size {
         Some(target) => {
             let calibration = recipe
                 .calibration
@@ -129,14 +140,30 @@ pub fn compress(
                 .ok_or(PipelineError::TargetNeedsCalibration)?;
             let fitted = target_size::fit(original, target, calibration, recipe.half, progress)?;
             let quantize = Some(fitted.quantize);
-            (fitted.model, quantize, fitted.encoded, Some(fitted.plan))
+            (
+                fitted.model,
+                quantize,
+                Some(fitted.encoded),
+                Some(fitted.plan),
+            )
         }
         None => {
             let model = compress_fixed(original, recipe, progress)?;
-            let encoded = Encoded::new(&model);
-            (model, recipe.quantize.clone(), encoded, None)
+            (model, recipe.quantize.clone(), None, None)
         }
     };
+    let (model, finetune) = match &recipe.finetune {
+        Some(spec) => {
+            let (tuned, report) = run_finetune(original, model, recipe, spec, progress)?;
+            let before = encoded.take().map(|e| e.bytes.len());
+            let after = Encoded::new(&tuned);
+            check_still_fits(recipe, before, after.bytes.len())?;
+            encoded = Some(after);
+            (tuned, Some(report))
+        }
+        None => (model, None),
+    };
+    let encoded = encoded.unwrap_or_else(|| Encoded::new(&model));
     let breakdown = size_breakdown(&encoded.file);
     let report = CompressionReport::new(
         original,
@@ -149,7 +176,45 @@ pub fn compress(
         model,
         bytes: encoded.bytes,
         report,
+        finetune,
     })
+}
+
+/// Fine-tune the compressed `model` towards the recipe's teacher (the
+/// `original` unless another is named).
+fn run_finetune(
+    original: &Model,
+    model: Model,
+    recipe: &Recipe,
+    spec: &Finetune,
+    progress: &mut dyn Progress,
+) -> Result<(Model, FinetuneReport), PipelineError> {
+    let calibration = recipe
+        .calibration
+        .as_ref()
+        .ok_or(PipelineError::FinetuneNeedsCalibration)?;
+    let teacher = spec.teacher.as_ref().unwrap_or(original);
+    finetune::finetune(&model, teacher, &calibration.images, spec, progress)
+}
+
+/// Fine-tuning keeps every layer's storage, so a file fitted to a target
+/// size still fits it; checked, since a file above the budget must never be
+/// written.
+fn check_still_fits(
+    recipe: &Recipe,
+    before: Option<usize>,
+    after: usize,
+) -> Result<(), PipelineError> {
+    match (&recipe.target_size, before) {
+        (Some(target), Some(before)) if after > target.bytes => {
+            Err(PipelineError::FinetuneGrewFile {
+                before,
+                after,
+                target: target.bytes,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Recipe {
@@ -157,6 +222,9 @@ impl Recipe {
     fn check(&self, model: &Model) -> Result<(), PipelineError> {
         if self.target_size.is_some() && (self.prune.is_some() || self.quantize.is_some()) {
             return Err(PipelineError::TargetWithFixedSettings);
+        }
+        if self.finetune.is_some() && self.calibration.is_none() {
+            return Err(PipelineError::FinetuneNeedsCalibration);
         }
         let prune_names = self.prune.iter().flat_map(|p| p.per_layer.keys());
         let quantize_names = self.quantize.iter().flat_map(|q| q.per_layer.keys());

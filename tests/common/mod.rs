@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 mod crc32;
+pub mod synthetic;
 
 pub use crc32::crc32;
 use std::path::{Path, PathBuf};

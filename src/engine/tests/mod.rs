@@ -6,7 +6,7 @@ mod errors;
 mod fusion;
 mod hooks;
 mod kernel;
-mod naive;
+pub(super) mod naive;
 mod ops;
 mod plan;
 mod shapes;

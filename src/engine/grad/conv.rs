@@ -1,0 +1,152 @@
+//! Backward pass of a convolution with bias and optional fused ReLU.
+//!
+//! Per image, with the output gradient `dY` (`out_c x positions`; zero
+//! where a fused ReLU's saved output is not positive) and the forward pass's
+//! im2col matrix `X` (`in_c*kh*kw x positions`; the image itself for a
+//! pointwise convolution):
+//!
+//! - bias gradient: the row sums of `dY`;
+//! - weight gradient: `dY · Xᵀ`;
+//! - input gradient: `col2im(Wᵀ · dY)`.
+//!
+//! Images run in parallel in fixed groups of [`IMAGES_PER_TASK`]. Each group
+//! sums its images' weight and bias gradients in image order, and the
+//! groups' sums are added in group order, so no bit depends on the thread
+//! count.
+
+use faer::MatRef;
+use formats::{Conv, Layer};
+use rayon::prelude::*;
+
+use super::col2im::col2im;
+use super::elementwise::{mask_inactive_values, sum_in_order};
+use crate::engine::conv::ConvGeometry;
+use crate::engine::gemm::matmul_views;
+use crate::engine::grad::LayerGradient;
+use crate::engine::im2col::im2col;
+use crate::engine::Tensor;
+
+/// Images per parallel task. Each task holds one partial weight gradient,
+/// so larger groups save memory and summing work; smaller ones spread a
+/// small batch over more threads.
+const IMAGES_PER_TASK: usize = 4;
+
+/// Gradients of `conv` with `layer` applied to `input`, given the gradient
+/// `d_output` of its output: the input's is written into `d_input` (of the
+/// input's shape, any contents), the layer's are returned. `relu_output` is
+/// the saved output when the convolution has a fused ReLU (its zeros block
+/// the gradient, and `d_output` is masked in place), else `None`.
+pub(super) fn conv_backward(
+    input: &Tensor,
+    relu_output: Option<&Tensor>,
+    layer: &Layer,
+    conv: &Conv,
+    d_output: &mut Tensor,
+    d_input: &mut Tensor,
+) -> LayerGradient {
+    let [_, _, out_h, out_w] = d_output.shape;
+    let [_, _, kh, kw] = layer.shape;
+    let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
+    let (in_len, out_len) = (input.image_len(), d_output.image_len());
+    let partials: Vec<GroupSums> = d_input
+        .data
+        .par_chunks_mut(IMAGES_PER_TASK * in_len)
+        .zip(input.data.par_chunks(IMAGES_PER_TASK * in_len))
+        .zip(d_output.data.par_chunks_mut(IMAGES_PER_TASK * out_len))
+        .enumerate()
+        .map(|(task, ((d_images, images), d_outputs))| {
+            let mut group = GroupSums::new(layer);
+            let mut work = Workspace::new(&geometry);
+            for (n, ((d_image, image), d_out)) in d_images
+                .chunks_mut(in_len)
+                .zip(images.chunks(in_len))
+                .zip(d_outputs.chunks_mut(out_len))
+                .enumerate()
+            {
+                if let Some(output) = relu_output {
+                    let first = (task * IMAGES_PER_TASK + n) * out_len;
+                    mask_inactive_values(d_out, &output.data[first..first + out_len]);
+                }
+                group.add_image(image, d_out, d_image, layer, &geometry, &mut work);
+            }
+            group
+        })
+        .collect();
+    LayerGradient {
+        weights: sum_in_order(partials.iter().map(|p| p.weights.as_slice())),
+        bias: (0..layer.bias.len())
+            .map(|o| partials.iter().map(|p| p.bias[o]).sum::<f64>() as f32)
+            .collect(),
+    }
+}
+
+/// Weight and bias gradients summed over the images of one group.
+struct GroupSums {
+    weights: Vec<f32>,
+    bias: Vec<f64>,
+}
+
+/// Per-task buffers for the im2col matrix and its gradient (unused by a
+/// pointwise convolution, which reads and writes the images directly).
+struct Workspace {
+    columns: Vec<f32>,
+    d_columns: Vec<f32>,
+}
+
+impl Workspace {
+    fn new(g: &ConvGeometry) -> Self {
+        let len = if g.is_pointwise() {
+            0
+        } else {
+            g.channels * g.kh * g.kw * g.out_h * g.out_w
+        };
+        Workspace {
+            columns: vec![0.0; len],
+            d_columns: vec![0.0; len],
+        }
+    }
+}
+
+impl GroupSums {
+    fn new(layer: &Layer) -> Self {
+        GroupSums {
+            weights: vec![0.0; layer.weights.len()],
+            bias: vec![0.0; layer.bias.len()],
+        }
+    }
+
+    /// Add one image's weight and bias gradients to the sums and write its
+    /// input gradient into `d_image`.
+    fn add_image(
+        &mut self,
+        image: &[f32],
+        d_out: &[f32],
+        d_image: &mut [f32],
+        layer: &Layer,
+        g: &ConvGeometry,
+        work: &mut Workspace,
+    ) {
+        let positions = g.out_h * g.out_w;
+        let depth = g.channels * g.kh * g.kw;
+        let out_c = layer.bias.len();
+        let columns = if g.is_pointwise() {
+            image
+        } else {
+            im2col(image, g, &mut work.columns);
+            &work.columns
+        };
+        let d_out_matrix = MatRef::from_row_major_slice(d_out, out_c, positions);
+        let columns = MatRef::from_row_major_slice(columns, depth, positions);
+        matmul_views(d_out_matrix, columns.transpose(), &mut self.weights, true);
+        for (sum, row) in self.bias.iter_mut().zip(d_out.chunks(positions)) {
+            *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+        let weights_t = MatRef::from_row_major_slice(&layer.weights, out_c, depth).transpose();
+        if g.is_pointwise() {
+            matmul_views(weights_t, d_out_matrix, d_image, false);
+        } else {
+            matmul_views(weights_t, d_out_matrix, &mut work.d_columns, false);
+            col2im(&work.d_columns, g, d_image);
+        }
+    }
+}

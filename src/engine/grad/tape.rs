@@ -1,0 +1,379 @@
+//! The training executor: a forward pass that keeps what the backward pass
+//! needs (a [`Tape`]), and the backward pass that turns the gradient of the
+//! output into the gradients of every convolution's weights and biases and
+//! of the input.
+//!
+//! The forward pass runs the same operations as [`forward`](crate::engine::forward),
+//! so its output is bit-identical to it. It keeps a blob only if a backward
+//! step reads it: the input of every convolution and max pooling, and the
+//! output of every fused-ReLU convolution, ReLU, max pooling and softmax
+//! (plus the graph's output). Everything else is freed after its last
+//! forward reader, as in inference. The backward pass visits the nodes in
+//! reverse, adds the gradients of a blob read by several nodes in that fixed
+//! order, and frees each saved blob once its producer is done.
+
+use std::time::{Duration, Instant};
+
+use formats::{Model, Node, Op, PoolKind};
+
+use super::concat::concat_backward;
+use super::conv::conv_backward;
+use super::elementwise::{add_into, mask_inactive, pass_through};
+use super::pool::{avg_pool_backward, global_avg_pool_backward, max_pool_backward};
+use super::softmax::softmax_backward;
+use crate::engine::buffers::Buffers;
+use crate::engine::concat::concat;
+use crate::engine::conv::conv2d;
+use crate::engine::elementwise::{add, relu_in_place};
+use crate::engine::plan::{Plan, INPUT_SLOT};
+use crate::engine::pool::{global_avg_pool, pool};
+use crate::engine::shapes::infer_planned;
+use crate::engine::softmax::softmax_in_place;
+use crate::engine::{EngineError, Tensor};
+
+/// A forward pass of a model on one batch, with the blobs its backward pass
+/// needs. Made by [`forward_for_training`]; consumed by [`Tape::backward`].
+pub struct Tape<'a> {
+    model: &'a Model,
+    input: &'a Tensor,
+    plan: Plan,
+    /// Shape of every slot's blob.
+    shapes: Vec<[usize; 4]>,
+    /// The kept blob of every node output slot (`None` for the input's,
+    /// which is borrowed, and for freed ones).
+    values: Vec<Option<Tensor>>,
+    /// Free buffers, for the backward pass and then the next step.
+    buffers: Buffers,
+}
+
+/// Gradients of the model's parameters and input, from [`Tape::backward`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    /// One per model layer, in `model.layers` order (zero for a layer that
+    /// no convolution on the way to the output uses).
+    pub layers: Vec<LayerGradient>,
+    /// With respect to the input batch.
+    pub input: Tensor,
+}
+
+/// Gradients of one layer's parameters, laid out like them. A layer used
+/// by several convolutions gets the sum of their gradients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerGradient {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Buffers that one training step hands to the next: the tape's blobs and
+/// the gradients, which a fresh allocation would make the kernel zero page
+/// by page (a large part of a step's time otherwise). Start with
+/// `StepMemory::default()` and pass the same one to every step; it holds
+/// about as much memory as one step uses at its peak.
+#[derive(Default)]
+pub struct StepMemory {
+    buffers: Buffers,
+}
+
+/// Run `model` on the NCHW batch `input` like [`forward`](crate::engine::forward),
+/// keeping what [`Tape::backward`] needs, in buffers taken from `memory`.
+/// The whole graph is shape-checked first.
+pub fn forward_for_training<'a>(
+    model: &'a Model,
+    input: &'a Tensor,
+    memory: &mut StepMemory,
+) -> Result<Tape<'a>, EngineError> {
+    input.check()?;
+    let plan = Plan::new(&model.graph)?;
+    let node_shapes = infer_planned(model, &plan, input.shape)?.nodes;
+    let shapes: Vec<[usize; 4]> = std::iter::once(input.shape).chain(node_shapes).collect();
+    let kept = kept_slots(model, &plan);
+    let mut tape = Tape {
+        model,
+        input,
+        plan,
+        shapes,
+        values: std::iter::repeat_with(|| None).take(kept.len()).collect(),
+        buffers: Buffers::default(),
+    };
+    let mut buffers = std::mem::take(&mut memory.buffers);
+    for (index, node) in model.graph.nodes.iter().enumerate() {
+        let output = tape.run(index, node, &kept, &mut buffers)?;
+        tape.values[Plan::output_slot(index)] = Some(output);
+        for &slot in &tape.plan.frees[index] {
+            if !kept[slot] {
+                if let Some(value) = tape.values[slot].take() {
+                    buffers.recycle(value);
+                }
+            }
+        }
+    }
+    tape.buffers = buffers;
+    Ok(tape)
+}
+
+/// Which slots the backward pass reads (the graph's output included).
+fn kept_slots(model: &Model, plan: &Plan) -> Vec<bool> {
+    let mut kept = vec![false; plan.slot_count];
+    kept[plan.result] = true;
+    for (index, node) in model.graph.nodes.iter().enumerate() {
+        let output = Plan::output_slot(index);
+        match &node.op {
+            Op::Conv(conv) => {
+                kept[plan.inputs[index][0]] = true;
+                kept[output] |= conv.relu;
+            }
+            Op::Pool(p) if p.kind == PoolKind::Max => {
+                kept[plan.inputs[index][0]] = true;
+                kept[output] = true;
+            }
+            Op::Relu | Op::Softmax => kept[output] = true,
+            _ => {}
+        }
+    }
+    kept
+}
+
+impl<'a> Tape<'a> {
+    /// The model's output for the batch (bit-identical to
+    /// [`forward`](crate::engine::forward)'s).
+    pub fn output(&self) -> &Tensor {
+        self.values[self.plan.result].as_ref().unwrap_or(self.input)
+    }
+
+    /// Bytes of the blobs the tape holds (the borrowed input excluded).
+    pub fn saved_bytes(&self) -> usize {
+        self.values
+            .iter()
+            .flatten()
+            .map(|t| t.data.len() * std::mem::size_of::<f32>())
+            .sum()
+    }
+
+    /// The blob of `slot`, when the tape kept it.
+    fn value(&self, slot: usize, node: &Node) -> Result<&Tensor, EngineError> {
+        if slot == INPUT_SLOT {
+            return Ok(self.input);
+        }
+        self.values[slot].as_ref().ok_or_else(|| {
+            EngineError::node(&node.name, "internal error: a blob was freed too early")
+        })
+    }
+
+    /// Compute the output of node `index`.
+    fn run(
+        &mut self,
+        index: usize,
+        node: &Node,
+        kept: &[bool],
+        buffers: &mut Buffers,
+    ) -> Result<Tensor, EngineError> {
+        let inputs = self.plan.inputs[index].clone();
+        let shape = self.shapes[Plan::output_slot(index)];
+        let mut output = match &node.op {
+            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+                self.take_or_copy(inputs[0], index, node, kept, buffers)?
+            }
+            _ => buffers.tensor(shape),
+        };
+        match &node.op {
+            Op::Conv(conv) => {
+                let layer = &self.model.layers[conv.layer];
+                conv2d(self.value(inputs[0], node)?, layer, conv, &mut output);
+            }
+            Op::Relu => relu_in_place(&mut output),
+            Op::Softmax => softmax_in_place(&mut output),
+            Op::Dropout => {}
+            Op::Flatten => output.shape = shape,
+            Op::Pool(p) => pool(self.value(inputs[0], node)?, p, &mut output),
+            Op::GlobalAvgPool => global_avg_pool(self.value(inputs[0], node)?, &mut output),
+            Op::Concat => concat(&self.all(&inputs, node)?, &mut output),
+            Op::Add => add(&self.all(&inputs, node)?, &mut output),
+        }
+        Ok(output)
+    }
+
+    /// Every blob in `slots`.
+    fn all(&self, slots: &[usize], node: &Node) -> Result<Vec<&Tensor>, EngineError> {
+        slots.iter().map(|&slot| self.value(slot, node)).collect()
+    }
+
+    /// The input of an in-place node: moved out of its slot when nobody
+    /// needs it any more (not read later, not kept), copied otherwise.
+    fn take_or_copy(
+        &mut self,
+        slot: usize,
+        index: usize,
+        node: &Node,
+        kept: &[bool],
+        buffers: &mut Buffers,
+    ) -> Result<Tensor, EngineError> {
+        if !kept[slot] && self.plan.frees[index].contains(&slot) {
+            if let Some(tensor) = self.values[slot].take() {
+                return Ok(tensor);
+            }
+        }
+        let source = self.value(slot, node)?;
+        let mut copy = buffers.tensor(source.shape);
+        copy.data.copy_from_slice(&source.data);
+        Ok(copy)
+    }
+
+    /// Back-propagate `d_output`, the gradient of a scalar loss with respect
+    /// to [`Tape::output`], through the whole graph; the tape's buffers go
+    /// back to `memory` for the next step.
+    ///
+    /// Fails if `d_output`'s shape or length differs from the output's.
+    pub fn backward(
+        self,
+        d_output: Tensor,
+        memory: &mut StepMemory,
+    ) -> Result<Gradients, EngineError> {
+        self.backward_timed(d_output, memory, &mut |_, _| {})
+    }
+
+    /// [`Tape::backward`], calling `timing(node, duration)` after each
+    /// node's backward step with the time it took (for profiling).
+    pub fn backward_timed(
+        mut self,
+        d_output: Tensor,
+        memory: &mut StepMemory,
+        timing: &mut dyn FnMut(&Node, Duration),
+    ) -> Result<Gradients, EngineError> {
+        d_output.check()?;
+        if d_output.shape != self.output().shape {
+            return Err(EngineError::Tensor(format!(
+                "output gradient has shape {:?} but the output is {:?}",
+                d_output.shape,
+                self.output().shape
+            )));
+        }
+        let model = self.model;
+        let mut buffers = std::mem::take(&mut self.buffers);
+        let mut layers: Vec<LayerGradient> = model
+            .layers
+            .iter()
+            .map(|layer| LayerGradient {
+                weights: vec![0.0; layer.weights.len()],
+                bias: vec![0.0; layer.bias.len()],
+            })
+            .collect();
+        let mut gradients: Vec<Option<Tensor>> = std::iter::repeat_with(|| None)
+            .take(self.shapes.len())
+            .collect();
+        gradients[self.plan.result] = Some(d_output);
+        for (index, node) in model.graph.nodes.iter().enumerate().rev() {
+            let start = Instant::now();
+            let output_slot = Plan::output_slot(index);
+            // A node whose output does not reach the graph's output has no
+            // gradient to pass on.
+            if let Some(d_out) = gradients[output_slot].take() {
+                let passed = self.node_backward(index, node, d_out, &mut layers, &mut buffers)?;
+                for (slot, d_input) in passed {
+                    accumulate(&mut gradients[slot], d_input, &mut buffers);
+                }
+            }
+            if let Some(value) = self.values[output_slot].take() {
+                buffers.recycle(value);
+            }
+            timing(node, start.elapsed());
+        }
+        let input = match gradients[INPUT_SLOT].take() {
+            Some(gradient) => gradient,
+            None => Tensor::zeros(self.input.shape)?,
+        };
+        memory.buffers = buffers;
+        Ok(Gradients { layers, input })
+    }
+
+    /// The gradients node `index` passes to its input slots, given the
+    /// gradient of its output; a convolution also adds its parameter
+    /// gradients to `layers`. Gradient tensors come from and go back to
+    /// `buffers`.
+    fn node_backward(
+        &self,
+        index: usize,
+        node: &Node,
+        mut d_out: Tensor,
+        layers: &mut [LayerGradient],
+        buffers: &mut Buffers,
+    ) -> Result<Vec<(usize, Tensor)>, EngineError> {
+        let inputs = &self.plan.inputs[index];
+        let output = Plan::output_slot(index);
+        let first = inputs[0];
+        let d_first = match &node.op {
+            Op::Relu => {
+                mask_inactive(&mut d_out, self.value(output, node)?);
+                d_out
+            }
+            Op::Softmax => {
+                softmax_backward(self.value(output, node)?, &mut d_out);
+                d_out
+            }
+            Op::Dropout | Op::Flatten => pass_through(d_out, self.shapes[first]),
+            Op::Concat => {
+                let mut d_inputs: Vec<Tensor> = inputs
+                    .iter()
+                    .map(|&s| buffers.tensor(self.shapes[s]))
+                    .collect();
+                concat_backward(&d_out, &mut d_inputs);
+                buffers.recycle(d_out);
+                return Ok(inputs.iter().copied().zip(d_inputs).collect());
+            }
+            Op::Add => {
+                let mut terms = Vec::with_capacity(inputs.len());
+                for &slot in &inputs[1..] {
+                    let mut copy = buffers.tensor(d_out.shape);
+                    copy.data.copy_from_slice(&d_out.data);
+                    terms.push((slot, copy));
+                }
+                terms.insert(0, (first, d_out));
+                return Ok(terms);
+            }
+            Op::Conv(_) | Op::Pool(_) | Op::GlobalAvgPool => {
+                let mut d_input = buffers.tensor(self.shapes[first]);
+                match &node.op {
+                    Op::Conv(conv) => {
+                        let relu_output = match conv.relu {
+                            true => Some(self.value(output, node)?),
+                            false => None,
+                        };
+                        let layer = &self.model.layers[conv.layer];
+                        let input = self.value(first, node)?;
+                        let g = conv_backward(
+                            input,
+                            relu_output,
+                            layer,
+                            conv,
+                            &mut d_out,
+                            &mut d_input,
+                        );
+                        let sums = &mut layers[conv.layer];
+                        add_into(&mut sums.weights, &g.weights);
+                        add_into(&mut sums.bias, &g.bias);
+                    }
+                    Op::Pool(p) if p.kind == PoolKind::Max => {
+                        let (input, output) = (self.value(first, node)?, self.value(output, node)?);
+                        max_pool_backward(input, output, p, &d_out, &mut d_input);
+                    }
+                    Op::Pool(p) => avg_pool_backward(p, &d_out, &mut d_input),
+                    _ => global_avg_pool_backward(&d_out, &mut d_input),
+                }
+                buffers.recycle(d_out);
+                d_input
+            }
+        };
+        Ok(vec![(first, d_first)])
+    }
+}
+
+/// Add `term` to the gradient collected so far for one slot, recycling
+/// its buffer once added.
+fn accumulate(sum: &mut Option<Tensor>, term: Tensor, buffers: &mut Buffers) {
+    match sum {
+        Some(sum) => {
+            add_into(&mut sum.data, &term.data);
+            buffers.recycle(term);
+        }
+        None => *sum = Some(term),
+    }
+}

@@ -1,0 +1,91 @@
+//! Gradients are bit-identical whatever the number of threads, and
+//! whatever buffers an earlier step left behind.
+
+use formats::{Op, PoolKind};
+
+use crate::engine::grad::{forward_for_training, Gradients, StepMemory};
+use crate::engine::tests::{conv_op, model, node, pool_op, Values};
+use crate::engine::Tensor;
+
+/// Forward and backward passes on a pool of `threads` threads.
+pub fn gradients_on(threads: usize, m: &formats::Model, input: &Tensor, seed: u64) -> Gradients {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| step(m, input, seed, &mut StepMemory::default()))
+}
+
+/// One forward and backward pass with `memory`, the output gradient drawn
+/// from `seed`.
+fn step(m: &formats::Model, input: &Tensor, seed: u64, memory: &mut StepMemory) -> Gradients {
+    let tape = forward_for_training(m, input, memory).unwrap();
+    let d_output = Values::new(seed).tensor(tape.output().shape);
+    tape.backward(d_output, memory).unwrap()
+}
+
+/// A graph with every kind of kernel, and a batch spanning three tasks of
+/// images per convolution.
+fn mixed_model() -> (formats::Model, Tensor) {
+    let mut v = Values::new(41);
+    let layers = vec![
+        v.layer("c1", [80, 3, 3, 3]),
+        v.layer("c2", [70, 80, 1, 1]),
+        v.layer("c3", [10, 70, 3, 3]),
+    ];
+    let nodes = vec![
+        node("c1", conv_op(0, (2, 2), (1, 1), true), &["data"], "c1"),
+        node(
+            "pool",
+            Op::Pool(pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true)),
+            &["c1"],
+            "p",
+        ),
+        node("c2", conv_op(1, (1, 1), (0, 0), true), &["p"], "c2"),
+        node("cat", Op::Concat, &["c2", "p"], "cat"),
+        node(
+            "avg",
+            Op::Pool(pool_op(PoolKind::Avg, (3, 3), (1, 1), (1, 1), true)),
+            &["c2"],
+            "avg",
+        ),
+        node("c3", conv_op(2, (1, 1), (1, 1), false), &["avg"], "c3"),
+        node("gap", Op::GlobalAvgPool, &["c3"], "gap"),
+        node("prob", Op::Softmax, &["gap"], "prob"),
+    ];
+    (model(nodes, layers, 41, "prob"), v.tensor([9, 3, 41, 41]))
+}
+
+#[test]
+fn thread_count_does_not_change_any_gradient_bit() {
+    let (m, input) = mixed_model();
+    let one = gradients_on(1, &m, &input, 42);
+    for threads in [2, 3] {
+        assert!(
+            gradients_on(threads, &m, &input, 42) == one,
+            "{threads} threads"
+        );
+    }
+}
+
+#[test]
+fn tape_output_is_bit_identical_to_forward() {
+    let (m, input) = mixed_model();
+    let tape = forward_for_training(&m, &input, &mut StepMemory::default()).unwrap();
+    assert_eq!(tape.output(), &crate::engine::forward(&m, &input).unwrap());
+}
+
+#[test]
+fn reused_step_memory_does_not_change_any_gradient_bit() {
+    let (m, input) = mixed_model();
+    let fresh = step(&m, &input, 44, &mut StepMemory::default());
+    // Buffers left by steps on other data hold other values.
+    let mut memory = StepMemory::default();
+    let mut other = input.clone();
+    other.data.iter_mut().for_each(|v| *v = 1.0 - *v * 3.0);
+    step(&m, &other, 45, &mut memory);
+    for _ in 0..2 {
+        assert!(step(&m, &input, 44, &mut memory) == fresh);
+        step(&m, &other, 45, &mut memory);
+    }
+}

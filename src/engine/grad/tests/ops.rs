@@ -1,0 +1,175 @@
+//! Every operation's gradients (weights, biases, input) against finite
+//! differences on small graphs: odd sizes, stride 2, padding, ceil-rounded
+//! pools whose last window is partial, concatenation of 2-3 inputs,
+//! additions, and batches spanning several parallel tasks.
+
+use formats::{Op, PoolKind};
+
+use super::GradientCheck;
+use crate::engine::tests::{conv_op, model, node, pool_op, Values};
+
+#[test]
+fn convolution_stride_2_padding_and_fused_relu() {
+    let mut v = Values::new(1);
+    let layers = vec![v.layer("c", [4, 3, 3, 3])];
+    let nodes = vec![node("c", conv_op(0, (2, 2), (1, 1), true), &["data"], "c")];
+    // Batch 5: two parallel tasks of images, the second one partial.
+    GradientCheck::new(&model(nodes, layers, 9, "c"), &v.tensor([5, 3, 9, 9]), 2)
+        .compare_everything();
+}
+
+#[test]
+fn convolution_uneven_kernel_stride_and_padding() {
+    let mut v = Values::new(3);
+    let layers = vec![v.layer("c", [3, 2, 3, 2])];
+    let nodes = vec![node("c", conv_op(0, (2, 1), (1, 0), false), &["data"], "c")];
+    GradientCheck::new(&model(nodes, layers, 7, "c"), &v.tensor([2, 2, 7, 7]), 4)
+        .compare_everything();
+}
+
+#[test]
+fn pointwise_convolution_then_relu_node() {
+    let mut v = Values::new(5);
+    let layers = vec![v.layer("c", [5, 4, 1, 1])];
+    let nodes = vec![
+        node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "c"),
+        node("relu", Op::Relu, &["c"], "c"),
+    ];
+    GradientCheck::new(&model(nodes, layers, 5, "c"), &v.tensor([3, 4, 5, 5]), 6)
+        .compare_everything();
+}
+
+/// A convolution (so the pool's input gradient reaches a weight), then
+/// `pool`, on `side x side` images.
+fn check_pool(pool: formats::Pool, side: usize, seed: u64) {
+    let mut v = Values::new(seed);
+    let layers = vec![v.layer("c", [3, 2, 1, 1])];
+    let nodes = vec![
+        node("c", conv_op(0, (1, 1), (0, 0), false), &["data"], "c"),
+        node("pool", Op::Pool(pool), &["c"], "pool"),
+    ];
+    GradientCheck::new(
+        &model(nodes, layers, side, "pool"),
+        &v.tensor([2, 2, side, side]),
+        seed + 1,
+    )
+    .compare_everything();
+}
+
+#[test]
+fn max_pool_ceil_rounding_with_a_partial_last_window() {
+    // 8 wide, 3x3 stride 2, ceil: 4 windows, the last one covers 2 columns.
+    check_pool(pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true), 8, 7);
+    // Padding, uneven kernel and strides.
+    check_pool(pool_op(PoolKind::Max, (3, 2), (2, 1), (1, 1), true), 7, 9);
+    // Floor rounding leaves the last column out: its gradient is zero.
+    check_pool(pool_op(PoolKind::Max, (2, 2), (2, 2), (0, 0), false), 5, 11);
+}
+
+#[test]
+fn average_pool_ceil_rounding_padding_divisor() {
+    check_pool(pool_op(PoolKind::Avg, (3, 3), (2, 2), (0, 0), true), 8, 13);
+    check_pool(pool_op(PoolKind::Avg, (3, 3), (2, 2), (1, 1), true), 6, 15);
+    check_pool(pool_op(PoolKind::Avg, (2, 3), (1, 2), (0, 1), false), 7, 17);
+}
+
+#[test]
+fn fire_module_concat_of_three_add_gap_dropout_flatten_softmax() {
+    let mut v = Values::new(19);
+    let layers = vec![
+        v.layer("squeeze", [3, 4, 1, 1]),
+        v.layer("e1", [2, 3, 1, 1]),
+        v.layer("e3", [3, 3, 3, 3]),
+        v.layer("e5", [2, 3, 3, 3]),
+        v.layer("skip", [7, 4, 1, 1]),
+        v.layer("final", [5, 7, 1, 1]),
+    ];
+    let nodes = vec![
+        node("squeeze", conv_op(0, (1, 1), (0, 0), true), &["data"], "s"),
+        node("e1", conv_op(1, (1, 1), (0, 0), true), &["s"], "e1"),
+        node("e3", conv_op(2, (1, 1), (1, 1), true), &["s"], "e3"),
+        node("e5", conv_op(3, (1, 1), (1, 1), false), &["s"], "e5"),
+        node("concat", Op::Concat, &["e1", "e3", "e5"], "cat"),
+        node("skip", conv_op(4, (1, 1), (0, 0), false), &["data"], "skip"),
+        node("add", Op::Add, &["cat", "skip"], "sum"),
+        node("drop", Op::Dropout, &["sum"], "sum"),
+        node(
+            "final",
+            conv_op(5, (1, 1), (0, 0), false),
+            &["sum"],
+            "logits",
+        ),
+        node("gap", Op::GlobalAvgPool, &["logits"], "gap"),
+        node("flat", Op::Flatten, &["gap"], "flat"),
+        node("prob", Op::Softmax, &["flat"], "prob"),
+    ];
+    GradientCheck::new(
+        &model(nodes, layers, 6, "prob"),
+        &v.tensor([2, 4, 6, 6]),
+        20,
+    )
+    .compare_everything();
+}
+
+#[test]
+fn concat_of_two_and_a_blob_added_to_itself() {
+    let mut v = Values::new(21);
+    let layers = vec![v.layer("a", [2, 2, 3, 3]), v.layer("b", [3, 2, 1, 1])];
+    let nodes = vec![
+        node("a", conv_op(0, (1, 1), (1, 1), false), &["data"], "a"),
+        node("b", conv_op(1, (1, 1), (0, 0), false), &["data"], "b"),
+        node("concat", Op::Concat, &["a", "b"], "cat"),
+        node("double", Op::Add, &["cat", "cat"], "twice"),
+    ];
+    GradientCheck::new(
+        &model(nodes, layers, 5, "twice"),
+        &v.tensor([1, 2, 5, 5]),
+        22,
+    )
+    .compare_everything();
+}
+
+#[test]
+fn a_layer_used_by_two_convolutions_gets_both_gradients() {
+    let mut v = Values::new(23);
+    let layers = vec![v.layer("shared", [3, 3, 3, 3])];
+    let nodes = vec![
+        node("first", conv_op(0, (1, 1), (1, 1), true), &["data"], "x"),
+        node("second", conv_op(0, (2, 2), (1, 1), false), &["x"], "y"),
+    ];
+    GradientCheck::new(&model(nodes, layers, 7, "y"), &v.tensor([2, 3, 7, 7]), 24)
+        .compare_everything();
+}
+
+#[test]
+fn max_pool_ties_go_to_the_first_cell_of_each_window() {
+    // Constant 6x6 planes, 3x3 windows with stride 2 (ceil): every cell of
+    // a window ties; windows start at rows and columns 0, 2 and 4 (the last
+    // ones partial), and the gradient of each goes to its top-left cell.
+    let pool = pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true);
+    let m = model(
+        vec![node("pool", Op::Pool(pool), &["data"], "pool")],
+        vec![],
+        6,
+        "pool",
+    );
+    let input = crate::engine::Tensor::new([1, 2, 6, 6], vec![0.5; 72]).unwrap();
+    let mut memory = crate::engine::StepMemory::default();
+    let tape = super::forward_for_training(&m, &input, &mut memory).unwrap();
+    assert_eq!(tape.output().shape, [1, 2, 3, 3]);
+    let d_output =
+        crate::engine::Tensor::new([1, 2, 3, 3], (1..=18).map(|v| v as f32).collect()).unwrap();
+    let d_input = tape.backward(d_output, &mut memory).unwrap().input;
+    for c in 0..2 {
+        for y in 0..6 {
+            for x in 0..6 {
+                let expected = if y % 2 == 0 && x % 2 == 0 {
+                    (c * 9 + y / 2 * 3 + x / 2 + 1) as f32
+                } else {
+                    0.0
+                };
+                assert_eq!(d_input.get(0, c, y, x), Some(expected), "({c}, {y}, {x})");
+            }
+        }
+    }
+}
