@@ -68,11 +68,23 @@ fn thread_count_does_not_change_any_gradient_bit() {
     }
 }
 
+/// The tape convolves with im2col + faer, so its output equals the
+/// inference engine's im2col path bit for bit; the packed micro-kernel that
+/// `forward` uses where the CPU has one sums in another order, so against
+/// it the output agrees to float rounding only.
 #[test]
-fn tape_output_is_bit_identical_to_forward() {
+fn tape_output_is_bit_identical_to_the_im2col_forward() {
     let (m, input) = mixed_model();
     let tape = forward_for_training(&m, &input, &mut StepMemory::default()).unwrap();
-    assert_eq!(tape.output(), &crate::engine::forward(&m, &input).unwrap());
+    let im2col = crate::engine::Session::with_kernel(&m, None)
+        .unwrap()
+        .run(&input)
+        .unwrap();
+    assert_eq!(tape.output(), &im2col);
+    let fast = crate::engine::forward(&m, &input).unwrap();
+    for (a, b) in tape.output().data.iter().zip(&fast.data) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+    }
 }
 
 #[test]
