@@ -4,8 +4,9 @@
 //! [`TASK_ROWS`] channels by [`TASK_COLS`] positions, run in parallel.
 //! A task walks its positions [`NR`] at a time: it gathers those columns
 //! of the image's im2col matrix into a small `depth x NR` panel (straight
-//! from the image, no full im2col matrix is ever built) and runs the kernel
-//! on it for each block of [`MR`] channels, which adds the bias, applies
+//! from the image, no full im2col matrix is ever built; a 1x1 convolution
+//! reads the image in place instead) and runs the kernel on it for each
+//! block of [`MR`] channels, which adds the bias, applies
 //! ReLU and stores the result in place. The output may be a channel range
 //! of a wider tensor, so a convolution can write straight into the
 //! concatenation that reads it.
@@ -18,7 +19,7 @@ use rayon::prelude::*;
 
 use super::conv::{split_tiles, ConvGeometry, Tile};
 use super::im2col::valid_outputs;
-use super::kernel::{Kernel, Start, MR, NR};
+use super::kernel::{Kernel, Panel, Start, MR, NR};
 use super::packed::PackedLayer;
 use super::Tensor;
 
@@ -71,50 +72,84 @@ fn compute_task(
     relu: bool,
     mut tile: Tile<'_>,
 ) {
+    let width = tile.width;
+    let runs = (0..width)
+        .step_by(NR)
+        .map(|start| (start, NR.min(width - start)));
+    if g.is_pointwise() {
+        // The image is the im2col matrix already: the kernel reads its
+        // rows (channels) in place, a plane apart.
+        let plane = g.in_h * g.in_w;
+        for (start, cols) in runs {
+            let first = tile.col + start;
+            multiply_run(kernel, layer, relu, &mut tile, start, cols, |depth| Panel {
+                values: &image[depth.start * plane + first..],
+                stride: plane,
+                depth: depth.len(),
+            });
+        }
+        return;
+    }
     let valid: Vec<(usize, usize)> = (0..g.kw)
         .map(|kx| valid_outputs(g.out_w, g.in_w, g.sw, g.pw, kx))
         .collect();
     PANEL.with_borrow_mut(|panel| {
         panel.resize(layer.depth * NR, 0.0);
-        for start in (0..tile.width).step_by(NR) {
-            let cols = NR.min(tile.width - start);
-            pack_panel(
-                image,
-                g,
-                &valid,
-                tile.col + start..tile.col + start + cols,
-                panel,
-            );
-            // Depth chunks outermost, so the panel's chunk stays in the
-            // first-level cache while every block of channels uses it.
-            for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
-                let depth = first..layer.depth.min(first + DEPTH_CHUNK);
-                let last = depth.end == layer.depth;
-                let chunk = &panel[depth.start * NR..depth.end * NR];
-                for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
-                    let (weights, bias) = layer.block(tile.row + block * MR);
-                    let weights = &weights[depth.start * MR..depth.end * MR];
-                    let sums = if first == 0 {
-                        Start::Bias(bias)
-                    } else {
-                        Start::Output
-                    };
-                    let count = rows.len();
-                    let mut outs: [&mut [f32]; MR] = Default::default();
-                    for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
-                        *out = &mut row[start..];
-                    }
-                    kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
-                }
-            }
+        for (start, cols) in runs {
+            let first = tile.col + start;
+            pack_panel(image, g, &valid, first..first + cols, panel);
+            let panel = &*panel;
+            multiply_run(kernel, layer, relu, &mut tile, start, cols, |depth| Panel {
+                values: &panel[depth.start * NR..depth.end * NR],
+                stride: NR,
+                depth: depth.len(),
+            });
         }
     });
 }
 
-/// Fill `panel` (`depth x NR`, row `(c, ky, kx)`) with the im2col columns
-/// `columns` of `image` (at most [`NR`]), zeros in the padding and in the
-/// unused columns. `valid[kx]` is the range of output columns whose input
-/// column lies inside the image for kernel column `kx`.
+/// The task's output columns `start..start + cols` (`cols <= NR`): for
+/// each depth chunk, for each block of [`MR`] channels, one kernel call on
+/// `panel(depth)`, the input rows `depth` at those columns.
+#[allow(clippy::too_many_arguments)]
+fn multiply_run<'p>(
+    kernel: Kernel,
+    layer: &PackedLayer,
+    relu: bool,
+    tile: &mut Tile<'_>,
+    start: usize,
+    cols: usize,
+    panel: impl Fn(Range<usize>) -> Panel<'p>,
+) {
+    // Depth chunks outermost, so the chunk's input rows stay in the
+    // first-level cache while every block of channels uses them.
+    for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
+        let depth = first..layer.depth.min(first + DEPTH_CHUNK);
+        let last = depth.end == layer.depth;
+        let chunk = panel(depth.clone());
+        for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+            let (weights, bias) = layer.block(tile.row + block * MR);
+            let weights = &weights[depth.start * MR..depth.end * MR];
+            let sums = if first == 0 {
+                Start::Bias(bias)
+            } else {
+                Start::Output
+            };
+            let count = rows.len();
+            let mut outs: [&mut [f32]; MR] = Default::default();
+            for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+                *out = &mut row[start..];
+            }
+            kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
+        }
+    }
+}
+
+/// Fill the first `columns.len()` (at most [`NR`]) columns of `panel`
+/// (`depth x NR`, row `(c, ky, kx)`) with the im2col columns `columns` of
+/// `image`, zeros in the padding; the other columns are left as they are
+/// (the kernel does not read them). `valid[kx]` is the range of output
+/// columns whose input column lies inside the image for kernel column `kx`.
 fn pack_panel(
     image: &[f32],
     g: &ConvGeometry,
@@ -123,21 +158,6 @@ fn pack_panel(
     panel: &mut [f32],
 ) {
     let plane = g.in_h * g.in_w;
-    if columns.len() < NR {
-        panel.fill(0.0);
-    }
-    if g.is_pointwise() {
-        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let source = &image[k * plane + columns.start..];
-            if columns.len() == NR {
-                // A constant length: copied inline, not by a call.
-                row.copy_from_slice(&source[..NR]);
-            } else {
-                row[..columns.len()].copy_from_slice(&source[..columns.len()]);
-            }
-        }
-        return;
-    }
     // The panel's positions, cut where they wrap to the next output row.
     let mut segments = [Segment::default(); NR];
     let mut count = 0;
