@@ -2,12 +2,13 @@
 //!
 //! Per image, the output `out_c x positions` is cut into fixed tasks of
 //! [`TASK_ROWS`] channels by [`TASK_COLS`] positions, run in parallel.
-//! A task walks its positions [`NR`] at a time: it gathers those columns
-//! of the image's im2col matrix into a small `depth x NR` panel (straight
-//! from the image, no full im2col matrix is ever built; a 1x1 convolution
-//! reads the image in place instead) and runs the kernel on it for each
-//! block of [`MR`] channels, which adds the bias, applies
-//! ReLU and stores the result in place. The output may be a channel range
+//! A task walks its positions [`NR`] at a time and their depth (rows of
+//! the image's im2col matrix) [`DEPTH_CHUNK`] rows at a time: it gathers
+//! those rows and columns into a small panel (straight from the image, no
+//! im2col matrix is ever built; a 1x1 convolution reads the image in place
+//! instead) and runs the kernel on it for each block of [`MR`] channels,
+//! which adds the bias, applies ReLU after the last chunk and stores the
+//! result in place. The output may be a channel range
 //! of a wider tensor, so a convolution can write straight into the
 //! concatenation that reads it.
 
@@ -27,12 +28,12 @@ use super::Tensor;
 const TASK_ROWS: usize = 128;
 /// Output positions per task (a multiple of [`NR`]).
 const TASK_COLS: usize = 96;
-/// Depth of the panel used at once: 128 x [`NR`] values fill half of a
-/// 32 KiB first-level cache.
+/// Depth of the panel used at once: 128 x [`NR`] values take 24 KiB of
+/// the 32 KiB first-level cache.
 const DEPTH_CHUNK: usize = 128;
 
 thread_local! {
-    /// Per-thread panel of im2col columns.
+    /// Per-thread panel: [`DEPTH_CHUNK`] rows of [`NR`] im2col columns.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -76,17 +77,24 @@ fn compute_task(
     let runs = (0..width)
         .step_by(NR)
         .map(|start| (start, NR.min(width - start)));
+    let chunks = || {
+        (0..layer.depth)
+            .step_by(DEPTH_CHUNK)
+            .map(|first| first..layer.depth.min(first + DEPTH_CHUNK))
+    };
     if g.is_pointwise() {
         // The image is the im2col matrix already: the kernel reads its
         // rows (channels) in place, a plane apart.
         let plane = g.in_h * g.in_w;
         for (start, cols) in runs {
-            let first = tile.col + start;
-            multiply_run(kernel, layer, relu, &mut tile, start, cols, |depth| Panel {
-                values: &image[depth.start * plane + first..],
-                stride: plane,
-                depth: depth.len(),
-            });
+            for depth in chunks() {
+                let panel = Panel {
+                    values: &image[depth.start * plane + tile.col + start..],
+                    stride: plane,
+                    depth: depth.len(),
+                };
+                multiply_chunk(kernel, layer, relu, &mut tile, [start, cols], depth, panel);
+            }
         }
         return;
     }
@@ -94,102 +102,112 @@ fn compute_task(
         .map(|kx| valid_outputs(g.out_w, g.in_w, g.sw, g.pw, kx))
         .collect();
     PANEL.with_borrow_mut(|panel| {
-        panel.resize(layer.depth * NR, 0.0);
+        panel.resize(DEPTH_CHUNK * NR, 0.0);
         for (start, cols) in runs {
             let first = tile.col + start;
-            pack_panel(image, g, &valid, first..first + cols, panel);
-            let panel = &*panel;
-            multiply_run(kernel, layer, relu, &mut tile, start, cols, |depth| Panel {
-                values: &panel[depth.start * NR..depth.end * NR],
-                stride: NR,
-                depth: depth.len(),
-            });
+            let segments = Segments::new(g, first..first + cols);
+            // Each chunk is packed just before the kernel reads it, so it
+            // is still in the first-level cache.
+            for depth in chunks() {
+                let rows = &mut panel[..depth.len() * NR];
+                pack_rows(image, g, &valid, &segments, depth.clone(), rows);
+                let panel = Panel {
+                    values: rows,
+                    stride: NR,
+                    depth: depth.len(),
+                };
+                multiply_chunk(kernel, layer, relu, &mut tile, [start, cols], depth, panel);
+            }
         }
     });
 }
 
-/// The task's output columns `start..start + cols` (`cols <= NR`): for
-/// each depth chunk, for each block of [`MR`] channels, one kernel call on
-/// `panel(depth)`, the input rows `depth` at those columns.
-#[allow(clippy::too_many_arguments)]
-fn multiply_run<'p>(
+/// Add the input rows `depth` of the task's output columns
+/// `start..start + cols` (`cols <= NR`), given as `panel`, to the sums of
+/// every block of [`MR`] channels: one kernel call per block. The first
+/// chunk starts the sums at the bias; the last applies ReLU if `relu`.
+fn multiply_chunk(
     kernel: Kernel,
     layer: &PackedLayer,
     relu: bool,
     tile: &mut Tile<'_>,
-    start: usize,
-    cols: usize,
-    panel: impl Fn(Range<usize>) -> Panel<'p>,
+    [start, cols]: [usize; 2],
+    depth: Range<usize>,
+    panel: Panel<'_>,
 ) {
-    // Depth chunks outermost, so the chunk's input rows stay in the
-    // first-level cache while every block of channels uses them.
-    for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
-        let depth = first..layer.depth.min(first + DEPTH_CHUNK);
-        let last = depth.end == layer.depth;
-        let chunk = panel(depth.clone());
-        for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
-            let (weights, bias) = layer.block(tile.row + block * MR);
-            let weights = &weights[depth.start * MR..depth.end * MR];
-            let sums = if first == 0 {
-                Start::Bias(bias)
-            } else {
-                Start::Output
-            };
-            let count = rows.len();
-            let mut outs: [&mut [f32]; MR] = Default::default();
-            for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
-                *out = &mut row[start..];
-            }
-            kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
+    let last = depth.end == layer.depth;
+    for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+        let (weights, bias) = layer.block(tile.row + block * MR);
+        let weights = &weights[depth.start * MR..depth.end * MR];
+        let sums = if depth.start == 0 {
+            Start::Bias(bias)
+        } else {
+            Start::Output
+        };
+        let count = rows.len();
+        let mut outs: [&mut [f32]; MR] = Default::default();
+        for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+            *out = &mut row[start..];
         }
+        kernel.block(weights, panel, sums, relu && last, &mut outs[..count], cols);
     }
 }
 
-/// Fill the first `columns.len()` (at most [`NR`]) columns of `panel`
-/// (`depth x NR`, row `(c, ky, kx)`) with the im2col columns `columns` of
-/// `image`, zeros in the padding; the other columns are left as they are
-/// (the kernel does not read them). `valid[kx]` is the range of output
-/// columns whose input column lies inside the image for kernel column `kx`.
-fn pack_panel(
+/// The positions of one panel (at most [`NR`]), cut where they wrap to
+/// the next output row.
+struct Segments {
+    list: [Segment; NR],
+    count: usize,
+}
+
+impl Segments {
+    fn new(g: &ConvGeometry, columns: Range<usize>) -> Self {
+        let mut list = [Segment::default(); NR];
+        let mut count = 0;
+        let mut start = columns.start;
+        while start < columns.end {
+            let (oy, first_x) = (start / g.out_w, start % g.out_w);
+            let len = (g.out_w - first_x).min(columns.end - start);
+            list[count] = Segment {
+                oy,
+                first_x,
+                len,
+                offset: start - columns.start,
+            };
+            count += 1;
+            start += len;
+        }
+        Segments { list, count }
+    }
+}
+
+/// Fill `rows` (`depth.len() x NR`) with the rows `depth` (row
+/// `(c, ky, kx)`) of the im2col matrix of `image` at the positions of
+/// `segments`, zeros in the padding; columns past the positions are left
+/// as they are (the kernel does not read them). `valid[kx]` is the range
+/// of output columns whose input column lies inside the image for kernel
+/// column `kx`.
+fn pack_rows(
     image: &[f32],
     g: &ConvGeometry,
     valid: &[(usize, usize)],
-    columns: Range<usize>,
-    panel: &mut [f32],
+    segments: &Segments,
+    depth: Range<usize>,
+    rows: &mut [f32],
 ) {
     let plane = g.in_h * g.in_w;
-    // The panel's positions, cut where they wrap to the next output row.
-    let mut segments = [Segment::default(); NR];
-    let mut count = 0;
-    let mut start = columns.start;
-    while start < columns.end {
-        let (oy, first_x) = (start / g.out_w, start % g.out_w);
-        let len = (g.out_w - first_x).min(columns.end - start);
-        segments[count] = Segment {
-            oy,
-            first_x,
-            len,
-            offset: start - columns.start,
-        };
-        count += 1;
-        start += len;
-    }
-    let segments = &segments[..count];
-    let mut rows = panel.chunks_exact_mut(NR);
-    for channel in image.chunks_exact(plane) {
-        for ky in 0..g.kh {
-            for (kx, &valid) in valid.iter().enumerate() {
-                let row = rows.next().expect("the panel has depth rows");
-                for segment in segments {
-                    segment.fill(
-                        &mut row[segment.offset..][..segment.len],
-                        channel,
-                        g,
-                        [ky, kx],
-                        valid,
-                    );
-                }
-            }
+    let segments = &segments.list[..segments.count];
+    for (k, row) in depth.zip(rows.chunks_exact_mut(NR)) {
+        let (channel, ky, kx) = (k / (g.kh * g.kw), k / g.kw % g.kh, k % g.kw);
+        let channel = &image[channel * plane..][..plane];
+        for segment in segments {
+            segment.fill(
+                &mut row[segment.offset..][..segment.len],
+                channel,
+                g,
+                [ky, kx],
+                valid[kx],
+            );
         }
     }
 }
