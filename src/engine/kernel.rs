@@ -2,9 +2,11 @@
 //! `bias + weights * patches`, with AVX-512.
 //!
 //! The weights of `MR` output channels come interleaved (`depth x MR`,
-//! see [`super::packed`]) and the `NR` input columns as a `depth x NR`
-//! panel, so every step of the depth loop reads `MR` weights and three
-//! 16-lane vectors, and does `MR x 3` fused multiply-adds into 24 of the 32
+//! see [`super::packed`]) and up to `NR` input columns as a [`Panel`]:
+//! `depth` rows a fixed stride apart (a packed `depth x NR` panel, or a
+//! 1x1 convolution's input image read in place, one row per channel), so
+//! every step of the depth loop reads `MR` weights and three 16-lane
+//! vectors (masked past the panel's columns, so nothing past them is read), and does `MR x 3` fused multiply-adds into 24 of the 32
 //! vector registers. Each output value is summed in one fixed order (bias,
 //! then depth `0, 1, ...`), so it never depends on how work was split.
 //!
@@ -34,23 +36,25 @@ impl Kernel {
         None
     }
 
-    /// `out[r][j] = start + sum over k of weights[k * MR + r] * panel[k * NR + j]`
-    /// for the `out.len() <= MR` rows and `j < cols <= NR`, through ReLU if
-    /// `relu`, where `start` is `bias[r]` or, to continue a sum over more
-    /// depth, `out[r][j]` itself. `weights` holds `depth x MR` values,
-    /// `panel` `depth x NR`; each row of `out` at least `cols` values. Rows
-    /// past `out.len()` and columns past `cols` are computed and dropped.
+    /// `out[r][j] = start + sum over k < panel.depth of weights[k * MR + r]
+    /// * panel.values[k * panel.stride + j]` for the `out.len() <= MR` rows
+    /// and `j < cols <= NR`, through ReLU if `relu`, where `start` is
+    /// `bias[r]` or, to continue a sum over more depth, `out[r][j]` itself.
+    /// `weights` holds `depth x MR` values; each row of `out` at least
+    /// `cols` values. Rows past `out.len()` are computed and dropped;
+    /// columns past `cols` are neither read nor written.
     pub(crate) fn block(
         self,
         weights: &[f32],
-        panel: &[f32],
+        panel: Panel<'_>,
         start: Start<'_>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
     ) {
-        let depth = panel.len() / NR;
+        let depth = panel.depth;
         assert!(weights.len() >= depth * MR && out.len() <= MR && cols <= NR);
+        assert!(depth == 0 || panel.values.len() >= (depth - 1) * panel.stride + cols);
         assert!(out.iter().all(|row| row.len() >= cols));
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `Kernel` exists only if the CPU has AVX-512, and
@@ -63,6 +67,15 @@ impl Kernel {
             }
         }
     }
+}
+
+/// The input columns of [`Kernel::block`]: `depth` rows of (at least) the
+/// block's columns, row `k` starting at `values[k * stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panel<'a> {
+    pub values: &'a [f32],
+    pub stride: usize,
+    pub depth: usize,
 }
 
 /// Where the sums of [`Kernel::block`] start.
@@ -78,20 +91,20 @@ pub(crate) enum Start<'a> {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Start, MR, NR};
+    use super::{Panel, Start, MR};
 
     /// [`super::Kernel::block`] with `V` vectors per row (`16 * V >= cols`),
     /// so narrow panels do not pay for three.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block<const V: usize>(
         weights: &[f32],
-        panel: &[f32],
+        panel: Panel<'_>,
         start: Start<'_>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
     ) {
-        let depth = panel.len() / NR;
+        let masks: [__mmask16; V] = std::array::from_fn(|v| lanes(cols, v));
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         match start {
             Start::Bias(bias) => {
@@ -102,16 +115,16 @@ mod avx512 {
             Start::Output => {
                 for (sums, row) in acc.iter_mut().zip(out.iter()) {
                     for (v, sum) in sums.iter_mut().enumerate() {
-                        *sum = _mm512_maskz_loadu_ps(lanes(cols, v), row.as_ptr().add(16 * v));
+                        *sum = _mm512_maskz_loadu_ps(masks[v], row.as_ptr().add(16 * v));
                     }
                 }
             }
         }
-        let (w, p) = (weights.as_ptr(), panel.as_ptr());
-        for k in 0..depth {
+        let (w, p) = (weights.as_ptr(), panel.values.as_ptr());
+        for k in 0..panel.depth {
             let mut columns = [_mm512_setzero_ps(); V];
             for (v, column) in columns.iter_mut().enumerate() {
-                *column = _mm512_loadu_ps(p.add(k * NR + 16 * v));
+                *column = _mm512_maskz_loadu_ps(masks[v], p.add(k * panel.stride + 16 * v));
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let weight = _mm512_set1_ps(*w.add(k * MR + r));
@@ -128,7 +141,7 @@ mod avx512 {
         }
         for (row, sums) in out.iter_mut().zip(&acc) {
             for (v, &sum) in sums.iter().enumerate() {
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * v), lanes(cols, v), sum);
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * v), masks[v], sum);
             }
         }
     }

@@ -2,11 +2,13 @@
 //!
 //! Per image, the output `out_c x positions` is cut into fixed tasks of
 //! [`TASK_ROWS`] channels by [`TASK_COLS`] positions, run in parallel.
-//! A task walks its positions [`NR`] at a time: it gathers those columns
-//! of the image's im2col matrix into a small `depth x NR` panel (straight
-//! from the image, no full im2col matrix is ever built) and runs the kernel
-//! on it for each block of [`MR`] channels, which adds the bias, applies
-//! ReLU and stores the result in place. The output may be a channel range
+//! A task walks its positions [`NR`] at a time and their depth (rows of
+//! the image's im2col matrix) [`DEPTH_CHUNK`] rows at a time: it gathers
+//! those rows and columns into a small panel (straight from the image, no
+//! im2col matrix is ever built; a 1x1 convolution reads the image in place
+//! instead) and runs the kernel on it for each block of [`MR`] channels,
+//! which adds the bias, applies ReLU after the last chunk and stores the
+//! result in place. The output may be a channel range
 //! of a wider tensor, so a convolution can write straight into the
 //! concatenation that reads it.
 
@@ -18,7 +20,7 @@ use rayon::prelude::*;
 
 use super::conv::{split_tiles, ConvGeometry, Tile};
 use super::im2col::valid_outputs;
-use super::kernel::{Kernel, Start, MR, NR};
+use super::kernel::{Kernel, Panel, Start, MR, NR};
 use super::packed::PackedLayer;
 use super::Tensor;
 
@@ -26,12 +28,15 @@ use super::Tensor;
 const TASK_ROWS: usize = 128;
 /// Output positions per task (a multiple of [`NR`]).
 const TASK_COLS: usize = 96;
-/// Depth of the panel used at once: 128 x [`NR`] values fill half of a
-/// 32 KiB first-level cache.
-const DEPTH_CHUNK: usize = 128;
+/// Depth of the panel used at once. 640 covers every layer of both
+/// SqueezeNets in one pass (at most 576 deep: a panel of 108 KiB, which
+/// stays in the second-level cache), so no sum goes through memory
+/// between chunks; 640 was faster in the whole network than chunks of
+/// 128 or 256 that fit the first-level cache (README, Speed).
+const DEPTH_CHUNK: usize = 640;
 
 thread_local! {
-    /// Per-thread panel of im2col columns.
+    /// Per-thread panel: [`DEPTH_CHUNK`] rows of [`NR`] im2col columns.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -71,105 +76,141 @@ fn compute_task(
     relu: bool,
     mut tile: Tile<'_>,
 ) {
+    let width = tile.width;
+    let runs = (0..width)
+        .step_by(NR)
+        .map(|start| (start, NR.min(width - start)));
+    let chunks = || {
+        (0..layer.depth)
+            .step_by(DEPTH_CHUNK)
+            .map(|first| first..layer.depth.min(first + DEPTH_CHUNK))
+    };
+    if g.is_pointwise() {
+        // The image is the im2col matrix already: the kernel reads its
+        // rows (channels) in place, a plane apart.
+        let plane = g.in_h * g.in_w;
+        for (start, cols) in runs {
+            for depth in chunks() {
+                let panel = Panel {
+                    values: &image[depth.start * plane + tile.col + start..],
+                    stride: plane,
+                    depth: depth.len(),
+                };
+                multiply_chunk(kernel, layer, relu, &mut tile, [start, cols], depth, panel);
+            }
+        }
+        return;
+    }
     let valid: Vec<(usize, usize)> = (0..g.kw)
         .map(|kx| valid_outputs(g.out_w, g.in_w, g.sw, g.pw, kx))
         .collect();
     PANEL.with_borrow_mut(|panel| {
-        panel.resize(layer.depth * NR, 0.0);
-        for start in (0..tile.width).step_by(NR) {
-            let cols = NR.min(tile.width - start);
-            pack_panel(
-                image,
-                g,
-                &valid,
-                tile.col + start..tile.col + start + cols,
-                panel,
-            );
-            // Depth chunks outermost, so the panel's chunk stays in the
-            // first-level cache while every block of channels uses it.
-            for first in (0..layer.depth).step_by(DEPTH_CHUNK) {
-                let depth = first..layer.depth.min(first + DEPTH_CHUNK);
-                let last = depth.end == layer.depth;
-                let chunk = &panel[depth.start * NR..depth.end * NR];
-                for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
-                    let (weights, bias) = layer.block(tile.row + block * MR);
-                    let weights = &weights[depth.start * MR..depth.end * MR];
-                    let sums = if first == 0 {
-                        Start::Bias(bias)
-                    } else {
-                        Start::Output
-                    };
-                    let count = rows.len();
-                    let mut outs: [&mut [f32]; MR] = Default::default();
-                    for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
-                        *out = &mut row[start..];
-                    }
-                    kernel.block(weights, chunk, sums, relu && last, &mut outs[..count], cols);
-                }
+        panel.resize(layer.depth.min(DEPTH_CHUNK) * NR, 0.0);
+        for (start, cols) in runs {
+            let first = tile.col + start;
+            let segments = Segments::new(g, first..first + cols);
+            // Each chunk is packed just before the kernel reads it, so it
+            // is still in cache.
+            for depth in chunks() {
+                let rows = &mut panel[..depth.len() * NR];
+                pack_rows(image, g, &valid, &segments, depth.clone(), rows);
+                let panel = Panel {
+                    values: rows,
+                    stride: NR,
+                    depth: depth.len(),
+                };
+                multiply_chunk(kernel, layer, relu, &mut tile, [start, cols], depth, panel);
             }
         }
     });
 }
 
-/// Fill `panel` (`depth x NR`, row `(c, ky, kx)`) with the im2col columns
-/// `columns` of `image` (at most [`NR`]), zeros in the padding and in the
-/// unused columns. `valid[kx]` is the range of output columns whose input
-/// column lies inside the image for kernel column `kx`.
-fn pack_panel(
+/// Add the input rows `depth` of the task's output columns
+/// `start..start + cols` (`cols <= NR`), given as `panel`, to the sums of
+/// every block of [`MR`] channels: one kernel call per block. The first
+/// chunk starts the sums at the bias; the last applies ReLU if `relu`.
+fn multiply_chunk(
+    kernel: Kernel,
+    layer: &PackedLayer,
+    relu: bool,
+    tile: &mut Tile<'_>,
+    [start, cols]: [usize; 2],
+    depth: Range<usize>,
+    panel: Panel<'_>,
+) {
+    let last = depth.end == layer.depth;
+    for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
+        let (weights, bias) = layer.block(tile.row + block * MR);
+        let weights = &weights[depth.start * MR..depth.end * MR];
+        let sums = if depth.start == 0 {
+            Start::Bias(bias)
+        } else {
+            Start::Output
+        };
+        let count = rows.len();
+        let mut outs: [&mut [f32]; MR] = Default::default();
+        for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
+            *out = &mut row[start..];
+        }
+        kernel.block(weights, panel, sums, relu && last, &mut outs[..count], cols);
+    }
+}
+
+/// The positions of one panel (at most [`NR`]), cut where they wrap to
+/// the next output row.
+struct Segments {
+    list: [Segment; NR],
+    count: usize,
+}
+
+impl Segments {
+    fn new(g: &ConvGeometry, columns: Range<usize>) -> Self {
+        let mut list = [Segment::default(); NR];
+        let mut count = 0;
+        let mut start = columns.start;
+        while start < columns.end {
+            let (oy, first_x) = (start / g.out_w, start % g.out_w);
+            let len = (g.out_w - first_x).min(columns.end - start);
+            list[count] = Segment {
+                oy,
+                first_x,
+                len,
+                offset: start - columns.start,
+            };
+            count += 1;
+            start += len;
+        }
+        Segments { list, count }
+    }
+}
+
+/// Fill `rows` (`depth.len() x NR`) with the rows `depth` (row
+/// `(c, ky, kx)`) of the im2col matrix of `image` at the positions of
+/// `segments`, zeros in the padding; columns past the positions are left
+/// as they are (the kernel does not read them). `valid[kx]` is the range
+/// of output columns whose input column lies inside the image for kernel
+/// column `kx`.
+fn pack_rows(
     image: &[f32],
     g: &ConvGeometry,
     valid: &[(usize, usize)],
-    columns: Range<usize>,
-    panel: &mut [f32],
+    segments: &Segments,
+    depth: Range<usize>,
+    rows: &mut [f32],
 ) {
     let plane = g.in_h * g.in_w;
-    if columns.len() < NR {
-        panel.fill(0.0);
-    }
-    if g.is_pointwise() {
-        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let source = &image[k * plane + columns.start..];
-            if columns.len() == NR {
-                // A constant length: copied inline, not by a call.
-                row.copy_from_slice(&source[..NR]);
-            } else {
-                row[..columns.len()].copy_from_slice(&source[..columns.len()]);
-            }
-        }
-        return;
-    }
-    // The panel's positions, cut where they wrap to the next output row.
-    let mut segments = [Segment::default(); NR];
-    let mut count = 0;
-    let mut start = columns.start;
-    while start < columns.end {
-        let (oy, first_x) = (start / g.out_w, start % g.out_w);
-        let len = (g.out_w - first_x).min(columns.end - start);
-        segments[count] = Segment {
-            oy,
-            first_x,
-            len,
-            offset: start - columns.start,
-        };
-        count += 1;
-        start += len;
-    }
-    let segments = &segments[..count];
-    let mut rows = panel.chunks_exact_mut(NR);
-    for channel in image.chunks_exact(plane) {
-        for ky in 0..g.kh {
-            for (kx, &valid) in valid.iter().enumerate() {
-                let row = rows.next().expect("the panel has depth rows");
-                for segment in segments {
-                    segment.fill(
-                        &mut row[segment.offset..][..segment.len],
-                        channel,
-                        g,
-                        [ky, kx],
-                        valid,
-                    );
-                }
-            }
+    let segments = &segments.list[..segments.count];
+    for (k, row) in depth.zip(rows.chunks_exact_mut(NR)) {
+        let (channel, ky, kx) = (k / (g.kh * g.kw), k / g.kw % g.kh, k % g.kw);
+        let channel = &image[channel * plane..][..plane];
+        for segment in segments {
+            segment.fill(
+                &mut row[segment.offset..][..segment.len],
+                channel,
+                g,
+                [ky, kx],
+                valid[kx],
+            );
         }
     }
 }

@@ -11,12 +11,15 @@ fn wide_model() -> (formats::Model, Tensor) {
     let layers = vec![
         values.layer("c1", [80, 3, 3, 3]),
         values.layer("c2", [70, 80, 1, 1]),
+        // Deeper than one depth chunk of the packed path.
+        values.layer("c3", [20, 70, 3, 3]),
     ];
     let pool = pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true);
     let nodes = vec![
         node("c1", conv_op(0, (1, 1), (1, 1), true), &["data"], "c1"),
         node("c2", conv_op(1, (1, 1), (0, 0), true), &["c1"], "c2"),
-        node("pool", Op::Pool(pool), &["c2"], "pool"),
+        node("c3", conv_op(2, (1, 1), (1, 1), true), &["c2"], "c3"),
+        node("pool", Op::Pool(pool), &["c3"], "pool"),
         node("gap", Op::GlobalAvgPool, &["pool"], "gap"),
         node("prob", Op::Softmax, &["gap"], "prob"),
     ];

@@ -135,6 +135,25 @@ fn convolution_matches_direct_loops() {
             pad: (0, 0),
             relu: false,
         },
+        // Deeper than one depth chunk of the packed path (640), so sums
+        // continue through the output and ReLU waits for the last chunk;
+        // 64 positions end in a 16-column tail.
+        ConvCase {
+            input: [2, 700, 8, 8],
+            out_c: 19,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad: (0, 0),
+            relu: true,
+        },
+        ConvCase {
+            input: [1, 75, 7, 7],
+            out_c: 21,
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad: (1, 1),
+            relu: true,
+        },
     ];
     for (seed, case) in cases.iter().enumerate() {
         check_conv(case, seed as u64);
