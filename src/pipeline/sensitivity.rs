@@ -19,6 +19,7 @@
 //! ([`defaults::SENSITIVITY_CALIB_COUNT`]).
 
 use formats::{Layer, Model};
+use rayon::prelude::*;
 
 use super::calibration::{
     compress_layer_with_hessian, CalibrationOptions, CalibrationSpec, OriginalHessians,
@@ -156,27 +157,27 @@ pub fn measure_sensitivity(
     let mut layers = Vec::with_capacity(model.layers.len());
     for (index, (layer, h)) in model.layers.iter().zip(&hessians).enumerate() {
         progress(&layer.name);
-        let trial = |sparsity: Option<f64>, spec: &CalibrationSpec| {
-            let compressed = compress_layer_with_hessian(layer, h, sparsity, spec)?;
-            reference.damage(model, &tails, index, compressed)
-        };
-        let prune = options
+        // The layer's trials run in parallel; each is independent of the
+        // others, so the results do not depend on the thread count.
+        let trials: Vec<(Option<f64>, CalibrationSpec)> = options
             .ladder
             .sparsities
             .iter()
-            .map(|&s| trial(Some(s.get()), &prune_spec))
-            .collect::<Result<Vec<_>, _>>()?;
-        let quantize = options
-            .ladder
-            .bits
-            .iter()
-            .map(|&bits| {
-                trial(
-                    None,
-                    &trial_spec(Some(QuantizeSpec::uniform(bits, options.kmeans))),
-                )
+            .map(|&s| (Some(s.get()), prune_spec.clone()))
+            .chain(options.ladder.bits.iter().map(|&bits| {
+                let quantize = QuantizeSpec::uniform(bits, options.kmeans);
+                (None, trial_spec(Some(quantize)))
+            }))
+            .collect();
+        let mut damage = trials
+            .par_iter()
+            .map(|(sparsity, spec)| {
+                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec)?;
+                reference.damage(model, &tails, index, compressed)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        let quantize = damage.split_off(options.ladder.sparsities.len());
+        let prune = damage;
         layers.push(LayerSensitivity {
             name: layer.name.clone(),
             weights: layer.weight_count(),

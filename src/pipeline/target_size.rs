@@ -1,11 +1,15 @@
 //! Compression to a byte budget: measure each layer's sensitivity on a
 //! subset of the calibration images, plan per-layer sparsity and bits for
 //! the budget ([`super::allocation`]), compress with calibration and check
-//! the real size, planning again with a tighter budget while it is over.
+//! the real size, planning again with estimates corrected by the real
+//! per-layer sizes while it is over.
 
+use std::time::Instant;
+
+use formats::sqz::size_breakdown;
 use formats::Model;
 
-use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget};
+use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget, RealSize};
 use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
@@ -63,11 +67,19 @@ pub(super) fn fit(
         calibration: calibration.options,
     };
     progress.phase("sensitivity", original.layers.len());
+    let start = Instant::now();
     let sensitivity = measure_sensitivity(original, &sample, &options, &mut |name| {
         progress.layer(name)
     })?;
     drop(sample);
+    let measured = start.elapsed();
     let table = cost_table(original, &sensitivity, &target.kmeans, half)?;
+    progress.note(&format!(
+        "sensitivity measured in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
+        measured.as_secs_f64(),
+        sensitivity.images,
+        (start.elapsed() - measured).as_secs_f64()
+    ));
 
     let batch = calibration
         .images
@@ -85,22 +97,34 @@ pub(super) fn fit(
             options: calibration.options,
         };
         progress.phase("calibrating", original.layers.len());
+        let start = Instant::now();
         let model = compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?;
         let encoded = Encoded::new(&model);
         let len = encoded.bytes.len();
-        if len > target.bytes {
-            progress.note(&format!(
-                "plan came out at {len} bytes, over the {}-byte budget: planning again",
-                target.bytes
-            ));
-        }
-        Ok(((model, quantize, encoded), len))
+        let verdict = if len > target.bytes {
+            "over the budget: planning again"
+        } else {
+            "within the budget"
+        };
+        progress.note(&format!(
+            "built in {:.1} s: {len} bytes, {verdict}",
+            start.elapsed().as_secs_f64()
+        ));
+        let real = RealSize {
+            layers: size_breakdown(&encoded.file)
+                .layers
+                .iter()
+                .map(|l| l.total())
+                .collect(),
+            total: len,
+        };
+        Ok(((model, quantize, encoded), real))
     })?;
     let (model, quantize, encoded) = fitted.result;
     Ok(Fitted {
         model,
         quantize,
         encoded,
-        plan: PlanReport::new(&table, &fitted.plan, target.bytes, fitted.attempts),
+        plan: PlanReport::new(&fitted.table, &fitted.plan, target.bytes, fitted.attempts),
     })
 }
