@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::load;
 use super::options::{AllocationArgs, CalibArgs, OutputArgs, PruneArgs, QuantizeArgs};
 use super::output::{check_output, write_atomic};
-use super::progress::Bars;
+use super::progress::{note, Bars};
 use super::ModelArgs;
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::QuantizeSpec;
@@ -123,6 +123,12 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
     let original = load::load(model_args)?;
     let compressed = pipeline::compress(&original, recipe, &mut Bars::default())?;
     write_atomic(&out.output, &compressed.bytes)?;
+    let lossy = recipe.prune.is_some() || recipe.quantize.is_some();
+    if lossy && recipe.calibration.is_none() {
+        note(
+            "accuracy is unverified: without --calib, weights are pruned by magnitude and shared by plain k-means with nothing to recover the damage; --calib DIR recovers it on unlabeled images and `eval OUT --reference MODEL` measures it",
+        );
+    }
 
     let report = &compressed.report;
     let input_bytes = load::model_bytes(&model_args.model);

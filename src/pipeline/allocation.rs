@@ -17,8 +17,7 @@
 //! per nonzero, while a sparsity budget is unmet) saved, until the budget
 //! holds; a final pass gives back any move that still fits. Because the
 //! estimate is not exact, [`fit_to_budget`] builds the real file and, when
-//! it is over the budget, corrects each layer's estimates by its real size
-//! and plans again.
+//! it is over the budget, lowers the budget by the excess and plans again.
 
 use compress::prune::prune_layer;
 use formats::sqz::{encode_model, size_breakdown};
@@ -273,9 +272,6 @@ pub fn plan_specs(table: &CostTable, plan: &Plan, kmeans: &KMeans) -> (PruneSpec
 #[derive(Debug)]
 pub struct Fitted<T> {
     pub plan: Plan,
-    /// The cost table the accepted plan was made from: the original one,
-    /// with each layer's bytes corrected by the builds before.
-    pub table: CostTable,
     /// The result of the accepted build.
     pub result: T,
     /// Its real size in bytes, within the budget.
@@ -284,86 +280,44 @@ pub struct Fitted<T> {
     pub attempts: usize,
 }
 
-/// The real size of a built file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RealSize {
-    /// Bytes of each layer, in layer order.
-    pub layers: Vec<usize>,
-    /// Bytes of the whole file.
-    pub total: usize,
-}
-
-/// Plan, build with `build` (which returns the result and its real size)
-/// and check the size; when it is over `budget`, correct every layer's
-/// estimates by the ratio of its real to its estimated bytes in that build
-/// (and the fixed bytes to the real ones), then plan again for the budget
-/// less a small margin, at most `max_attempts` times. A corrected table
-/// estimates the rejected plan at its real, too large size, so no plan is
-/// built twice. The accepted result is never over the budget.
+/// Plan, build with `build` (which returns the result and its real size in
+/// bytes) and check the size; when it is over `budget`, plan again for the
+/// rejected plan's estimate minus the excess (plus a small margin), at most
+/// `max_attempts` times. The accepted result is never over the budget.
 pub fn fit_to_budget<T>(
     table: &CostTable,
     budget: &Budget,
     max_attempts: usize,
-    mut build: impl FnMut(&Plan) -> Result<(T, RealSize), PipelineError>,
+    mut build: impl FnMut(&Plan) -> Result<(T, usize), PipelineError>,
 ) -> Result<Fitted<T>, PipelineError> {
-    let mut table = table.clone();
     let mut planning = *budget;
     let mut smallest = usize::MAX;
     for attempt in 1..=max_attempts {
-        let plan = match allocate(&table, &planning) {
-            Err(PipelineError::Budget(_)) if attempt > 1 => {
-                return Err(PipelineError::Budget(format!(
-                    "the budget of {} bytes cannot be met: the file came out at {smallest} bytes and no smaller plan is estimated to fit",
-                    budget.bytes
-                )))
-            }
-            plan => plan?,
-        };
-        let (result, real) = build(&plan)?;
-        if real.total <= budget.bytes {
+        let plan = allocate(table, &planning)?;
+        let (result, bytes) = build(&plan)?;
+        if bytes <= budget.bytes {
             return Ok(Fitted {
                 plan,
-                table,
                 result,
-                bytes: real.total,
+                bytes,
                 attempts: attempt,
             });
         }
-        smallest = smallest.min(real.total);
-        correct_estimates(&mut table, &plan, &real)?;
-        planning.bytes = budget.bytes - budget.bytes / 1000;
+        smallest = smallest.min(bytes);
+        // Below this plan's own estimate, so the next plan is a new one.
+        let excess = bytes - budget.bytes + budget.bytes / 1000;
+        let base = planning.bytes.min(estimated_bytes(table, &plan));
+        planning.bytes = base.checked_sub(excess).ok_or_else(|| {
+            PipelineError::Budget(format!(
+                "the budget of {} bytes cannot be met: the file came out at {bytes} bytes",
+                budget.bytes
+            ))
+        })?;
     }
     Err(PipelineError::Budget(format!(
         "the budget of {} bytes was not met after {max_attempts} attempts (smallest file: {smallest} bytes)",
         budget.bytes
     )))
-}
-
-/// Scale every option of each layer by the ratio of the layer's `real`
-/// bytes to its estimate under `plan` (rounding up), and take the real
-/// fixed bytes.
-fn correct_estimates(
-    table: &mut CostTable,
-    plan: &Plan,
-    real: &RealSize,
-) -> Result<(), PipelineError> {
-    if real.layers.len() != table.layers.len() {
-        return Err(InternalError(format!(
-            "a build reported {} layers for a table of {}",
-            real.layers.len(),
-            table.layers.len()
-        ))
-        .into());
-    }
-    for ((layer, &chosen), &bytes) in table.layers.iter_mut().zip(plan).zip(&real.layers) {
-        let ratio = bytes as f64 / layer.options[chosen].bytes.max(1) as f64;
-        for option in &mut layer.options {
-            option.bytes = (option.bytes as f64 * ratio).ceil() as usize;
-        }
-        layer.options[chosen].bytes = bytes;
-    }
-    table.fixed_bytes = real.total.saturating_sub(real.layers.iter().sum());
-    Ok(())
 }
 
 #[cfg(test)]
@@ -567,24 +521,13 @@ mod tests {
             nonzeros: None,
         };
         // The real encoder is 10 % larger than the estimate.
-        let real = |plan: &Plan, extra: usize| {
-            let layers: Vec<usize> = t
-                .layers
-                .iter()
-                .zip(plan)
-                .map(|(l, &i)| l.options[i].bytes * 11 / 10 + extra)
-                .collect();
-            RealSize {
-                total: layers.iter().sum::<usize>() + t.fixed_bytes,
-                layers,
-            }
-        };
-        let fitted =
-            fit_to_budget(&t, &budget, 5, |plan| Ok((plan.clone(), real(plan, 0)))).unwrap();
+        let fitted = fit_to_budget(&t, &budget, 5, |plan| {
+            let real = bytes_of(&t, plan) * 11 / 10;
+            Ok((plan.clone(), real))
+        })
+        .unwrap();
         assert!(fitted.bytes <= budget.bytes);
-        assert_eq!(fitted.attempts, 2, "the corrected estimates are exact here");
-        assert_eq!(fitted.bytes, real(&fitted.plan, 0).total);
-        assert_eq!(estimated_bytes(&fitted.table, &fitted.plan), fitted.bytes);
+        assert!(fitted.attempts > 1);
         // Every rebuild is of a new, smaller plan.
         let mut built: Vec<Plan> = Vec::new();
         let fitted = fit_to_budget(
@@ -597,17 +540,13 @@ mod tests {
             |plan| {
                 assert!(!built.contains(plan), "plan {plan:?} was built twice");
                 built.push(plan.clone());
-                Ok(((), real(plan, 50)))
+                Ok(((), bytes_of(&t, plan) + 100))
             },
         )
         .unwrap();
         assert!(fitted.bytes <= 1000);
         // A build that never fits ends in an error, not an oversized file.
-        let huge = RealSize {
-            layers: vec![2000, 2000],
-            total: 5000,
-        };
-        let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), huge.clone())))
+        let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), 5000)))
             .unwrap_err()
             .to_string();
         assert!(err.contains("1700 bytes"), "{err}");

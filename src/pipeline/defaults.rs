@@ -30,6 +30,5 @@ pub const SPARSITY_LADDER: [f64; 7] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 pub const BITS_LADDER: [u8; 7] = [8, 7, 6, 5, 4, 3, 2];
 
 /// Builds of the file a target size makes at most before giving up: each
-/// retry plans again with every layer's byte estimates corrected by the
-/// real sizes of the build before.
+/// retry lowers the planning budget by the previous excess.
 pub const MAX_FIT_ATTEMPTS: usize = 4;

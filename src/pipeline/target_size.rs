@@ -1,15 +1,13 @@
 //! Compression to a byte budget: measure each layer's sensitivity on a
 //! subset of the calibration images, plan per-layer sparsity and bits for
 //! the budget ([`super::allocation`]), compress with calibration and check
-//! the real size, planning again with estimates corrected by the real
-//! per-layer sizes while it is over.
+//! the real size, planning again with a tighter budget while it is over.
 
 use std::time::Instant;
 
-use formats::sqz::size_breakdown;
 use formats::Model;
 
-use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget, RealSize};
+use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget};
 use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
@@ -110,21 +108,13 @@ pub(super) fn fit(
             "built in {:.1} s: {len} bytes, {verdict}",
             start.elapsed().as_secs_f64()
         ));
-        let real = RealSize {
-            layers: size_breakdown(&encoded.file)
-                .layers
-                .iter()
-                .map(|l| l.total())
-                .collect(),
-            total: len,
-        };
-        Ok(((model, quantize, encoded), real))
+        Ok(((model, quantize, encoded), len))
     })?;
     let (model, quantize, encoded) = fitted.result;
     Ok(Fitted {
         model,
         quantize,
         encoded,
-        plan: PlanReport::new(&fitted.table, &fitted.plan, target.bytes, fitted.attempts),
+        plan: PlanReport::new(&table, &fitted.plan, target.bytes, fitted.attempts),
     })
 }
