@@ -172,7 +172,7 @@ fn tail(model: &Model, cut: &Cut, input: Tensor) -> Option<Tail> {
             layers: kept,
             preprocess: Preprocess {
                 crop: width.try_into().ok()?,
-                ..model.preprocess.clone()
+                ..model.preprocess
             },
         },
         input,
