@@ -513,3 +513,22 @@ fn compress_runs_only_the_stages_asked_for() {
     assert_eq!(load(&reencoded).layers, load(&han_net()).layers);
     assert!(report["layers"][0]["bits"].is_null());
 }
+
+/// Lossy stages without calibration say that nothing verified or recovered
+/// the accuracy; a lossless re-encoding says nothing.
+#[test]
+fn uncalibrated_compression_says_accuracy_is_unverified() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.sqz");
+    let result = run(args!["quantize", han_net(), "--bits", "6", "-o", out]);
+    assert!(result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("accuracy is unverified") && stderr.contains("--calib"),
+        "{stderr}"
+    );
+    let result = run(args!["compress", han_net(), "-o", out]);
+    assert!(result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!stderr.contains("unverified"), "{stderr}");
+}

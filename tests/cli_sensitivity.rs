@@ -181,3 +181,36 @@ fn target_size_needs_calibration_images() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("--calib"));
 }
+
+/// Trials run in parallel, from saved activations: the measured damage must
+/// not depend on the thread count.
+#[test]
+fn sensitivity_is_thread_count_independent() {
+    let measure = |threads: &str| {
+        let result = run_env(
+            args![
+                "sensitivity",
+                v11_param(),
+                "--calib",
+                images(),
+                "--calib-count",
+                "4",
+                "--sparsity-levels",
+                "0.5,0.8",
+                "--bit-levels",
+                "6,3",
+                "--json"
+            ],
+            &[("RAYON_NUM_THREADS", threads)],
+        );
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        String::from_utf8(result.stdout).expect("UTF-8 JSON")
+    };
+    let one = measure("1");
+    assert!(one.contains("\"kl\""), "{one}");
+    assert_eq!(one, measure("2"));
+}

@@ -4,15 +4,17 @@
 
 mod common;
 
-use common::{han_net, v11_param};
+use common::{han_net, reference_input, v11_param};
 use formats::sqz::decode_model;
 use formats::sqz::read_sqz;
 use formats::{read_model, ReadOptions};
+use sqz::engine::forward_hooked;
 use sqz::error::Fault;
 use sqz::pipeline::params::{Bits, Sparsity};
 use sqz::pipeline::prune::PruneSpec;
 use sqz::pipeline::quantize::{KMeans, QuantizeSpec};
 use sqz::pipeline::sensitivity::Ladder;
+use sqz::pipeline::tails::Tails;
 use sqz::pipeline::target_size::TargetSize;
 use sqz::pipeline::{compress, PipelineError, Recipe, Silent};
 
@@ -91,4 +93,53 @@ fn recipes_the_model_cannot_take_are_user_errors() {
         "{err}"
     );
     assert!(!err.is_internal());
+}
+
+/// Sensitivity trials run only the graph's tail from the last cut before
+/// the changed layer: the output must be the very bits of a full run with
+/// the layer replaced, on v1.1 (ncnn, distinct blob names) and on Han's
+/// v1.0 (Caffe, ReLUs in place).
+#[test]
+fn a_trial_from_the_last_cut_equals_a_full_run() {
+    for (path, reference, side) in [
+        (v11_param(), "squeezenet_v1.1", 224),
+        (han_net(), "squeezenet_v1.0-deep-compression", 227),
+    ] {
+        let model = read_model(&path, &ReadOptions::default()).expect("model");
+        let input = reference_input(reference, side);
+        let mut nodes = 0;
+        let (tails, output) =
+            Tails::capture(&model, &input, &mut |_, _| nodes += 1).expect("captured");
+        assert_eq!(nodes, model.graph.nodes.len(), "every node was observed");
+        assert_eq!(
+            output,
+            forward_hooked(&model, &input, &mut |_, _, _| None).unwrap()
+        );
+        // A cut before conv1 and before each of the 8 fire modules at least.
+        assert!(
+            tails.cut_count() >= 9,
+            "{reference}: {} cuts",
+            tails.cut_count()
+        );
+        for (index, layer) in model.layers.iter().enumerate() {
+            let mut changed = layer.clone();
+            changed
+                .weights
+                .iter_mut()
+                .step_by(3)
+                .for_each(|w| *w *= -0.5);
+            let full = forward_hooked(&model, &input, &mut |_, node, _| {
+                matches!(&node.op, formats::Op::Conv(c) if c.layer == index)
+                    .then(|| changed.clone())
+            })
+            .unwrap();
+            let tail = tails.run_with(index, changed).expect("trial");
+            assert_eq!(tail, full, "{reference}, layer {}", layer.name);
+            assert_ne!(
+                tail, output,
+                "{reference}, layer {} changed nothing",
+                layer.name
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use super::options::{
     AllocationArgs, CalibArgs, FinetuneArgs, OutputArgs, PruneArgs, QuantizeArgs,
 };
 use super::output::{check_output, write_atomic};
-use super::progress::Bars;
+use super::progress::{note, Bars};
 use super::ModelArgs;
 use crate::pipeline::defaults;
 use crate::pipeline::finetune::FinetuneReport;
@@ -157,6 +157,12 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
     let compressed = pipeline::compress(&original, recipe, &mut Bars::default())?;
     let finetune = compressed.finetune.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;
+    let lossy = recipe.prune.is_some() || recipe.quantize.is_some();
+    if lossy && recipe.calibration.is_none() {
+        note(
+            "accuracy is unverified: without --calib, weights are pruned by magnitude and shared by plain k-means with nothing to recover the damage; --calib DIR recovers it on unlabeled images and `eval OUT --reference MODEL` measures it",
+        );
+    }
 
     let report = &compressed.report;
     let input_bytes = load::model_bytes(&model_args.model);

@@ -115,35 +115,49 @@ pub fn compress_calibrated(
     Ok(compressed)
 }
 
-/// The input Hessian of every layer on the *original* network's
-/// activations, in layer order, and the network's output on `calib`: what
-/// sensitivity analysis needs to compress one layer at a time with the
-/// rest of the network untouched.
-pub fn original_hessians(
-    model: &Model,
-    calib: &Tensor,
-) -> Result<(Vec<Hessian>, Tensor), PipelineError> {
-    let mut hessians: Vec<Option<Hessian>> = vec![None; model.layers.len()];
-    let mut failure: Option<PipelineError> = None;
-    let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
+/// Gathers the input Hessian of every layer from the nodes of a pass of
+/// the *original* network: what sensitivity analysis needs to compress one
+/// layer at a time with the rest of the network untouched.
+pub struct OriginalHessians<'m> {
+    model: &'m Model,
+    hessians: Vec<Option<Hessian>>,
+    failure: Option<PipelineError>,
+}
+
+impl<'m> OriginalHessians<'m> {
+    /// No Hessian yet.
+    pub fn new(model: &'m Model) -> Self {
+        OriginalHessians {
+            model,
+            hessians: vec![None; model.layers.len()],
+            failure: None,
+        }
+    }
+
+    /// Accumulate the Hessian of a convolution `node` reading `inputs`
+    /// (once per layer: a layer shared by several nodes uses the first).
+    pub fn observe(&mut self, node: &Node, inputs: &[&Tensor]) {
         let Op::Conv(conv) = &node.op else {
-            return None;
+            return;
         };
-        if failure.is_none() && hessians[conv.layer].is_none() {
-            match layer_hessian(inputs[0], &model.layers[conv.layer], conv) {
-                Ok(h) => hessians[conv.layer] = Some(h),
-                Err(e) => failure = Some(e),
+        if self.failure.is_none() && self.hessians[conv.layer].is_none() {
+            match layer_hessian(inputs[0], &self.model.layers[conv.layer], conv) {
+                Ok(h) => self.hessians[conv.layer] = Some(h),
+                Err(e) => self.failure = Some(e),
             }
         }
-        None
-    };
-    let output = forward_hooked(model, calib, &mut hook)?;
-    if let Some(e) = failure {
-        return Err(e);
     }
-    let used: Vec<bool> = hessians.iter().map(Option::is_some).collect();
-    check_all_used(model, &used)?;
-    Ok((hessians.into_iter().flatten().collect(), output))
+
+    /// The Hessian of every layer, in layer order; an error if one failed
+    /// or a layer was never reached.
+    pub fn finish(self) -> Result<Vec<Hessian>, PipelineError> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        let used: Vec<bool> = self.hessians.iter().map(Option::is_some).collect();
+        check_all_used(self.model, &used)?;
+        Ok(self.hessians.into_iter().flatten().collect())
+    }
 }
 
 /// Every layer must have been reached by a convolution of the pass.

@@ -31,6 +31,7 @@ pub mod prune;
 pub mod quantize;
 pub mod report;
 pub mod sensitivity;
+pub mod tails;
 pub mod target_size;
 
 use formats::sqz::{size_breakdown, write_sqz, SqzFile};

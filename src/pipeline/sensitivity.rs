@@ -11,22 +11,25 @@
 //! measured damage is the damage the calibrated compressor will cause, not
 //! the much larger damage of plain magnitude pruning and k-means.
 //!
-//! The Hessians of all layers come from one forward pass; each trial then
-//! costs one forward pass with the layer replaced through the engine's
-//! hook. The cost is `layers × levels` forward passes, so sensitivity uses
-//! fewer images than compression
+//! The Hessians of all layers come from one forward pass, which also saves
+//! the activations at every cut of the graph ([`super::tails`]); each trial
+//! then runs the network only from the last cut before its layer. The cost
+//! is still up to `layers × levels` (partial) forward passes, so
+//! sensitivity uses fewer images than compression
 //! ([`defaults::SENSITIVITY_CALIB_COUNT`]).
 
-use formats::{Layer, Model, Node, Op};
+use formats::{Layer, Model};
+use rayon::prelude::*;
 
 use super::calibration::{
-    compress_layer_with_hessian, original_hessians, CalibrationOptions, CalibrationSpec,
+    compress_layer_with_hessian, CalibrationOptions, CalibrationSpec, OriginalHessians,
 };
 use super::defaults;
 use super::error::PipelineError;
 use super::params::{Bits, Sparsity};
 use super::quantize::{KMeans, QuantizeSpec};
-use crate::engine::{forward_hooked, Tensor};
+use super::tails::Tails;
+use crate::engine::Tensor;
 use crate::eval::{class_probabilities, output_rows, top_k};
 
 /// The levels tried on each layer.
@@ -138,7 +141,11 @@ pub fn measure_sensitivity(
     options: &SensitivityOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Sensitivity, PipelineError> {
-    let (hessians, output) = original_hessians(model, calib)?;
+    let mut hessians = OriginalHessians::new(model);
+    let (tails, output) = Tails::capture(model, calib, &mut |node, inputs| {
+        hessians.observe(node, inputs)
+    })?;
+    let hessians = hessians.finish()?;
     let reference = Reference::new(model, &output);
     let trial_spec = |quantize: Option<QuantizeSpec>| CalibrationSpec {
         prune: None,
@@ -150,27 +157,27 @@ pub fn measure_sensitivity(
     let mut layers = Vec::with_capacity(model.layers.len());
     for (index, (layer, h)) in model.layers.iter().zip(&hessians).enumerate() {
         progress(&layer.name);
-        let trial = |sparsity: Option<f64>, spec: &CalibrationSpec| {
-            let compressed = compress_layer_with_hessian(layer, h, sparsity, spec)?;
-            reference.damage(model, calib, index, compressed)
-        };
-        let prune = options
+        // The layer's trials run in parallel; each is independent of the
+        // others, so the results do not depend on the thread count.
+        let trials: Vec<(Option<f64>, CalibrationSpec)> = options
             .ladder
             .sparsities
             .iter()
-            .map(|&s| trial(Some(s.get()), &prune_spec))
-            .collect::<Result<Vec<_>, _>>()?;
-        let quantize = options
-            .ladder
-            .bits
-            .iter()
-            .map(|&bits| {
-                trial(
-                    None,
-                    &trial_spec(Some(QuantizeSpec::uniform(bits, options.kmeans))),
-                )
+            .map(|&s| (Some(s.get()), prune_spec.clone()))
+            .chain(options.ladder.bits.iter().map(|&bits| {
+                let quantize = QuantizeSpec::uniform(bits, options.kmeans);
+                (None, trial_spec(Some(quantize)))
+            }))
+            .collect();
+        let mut damage = trials
+            .par_iter()
+            .map(|(sparsity, spec)| {
+                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec)?;
+                reference.damage(model, &tails, index, compressed)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        let quantize = damage.split_off(options.ladder.sparsities.len());
+        let prune = damage;
         layers.push(LayerSensitivity {
             name: layer.name.clone(),
             weights: layer.weight_count(),
@@ -205,14 +212,11 @@ impl Reference {
     fn damage(
         &self,
         model: &Model,
-        calib: &Tensor,
+        tails: &Tails,
         index: usize,
         layer: Layer,
     ) -> Result<Damage, PipelineError> {
-        let mut hook = |_: usize, node: &Node, _: &[&Tensor]| -> Option<Layer> {
-            matches!(&node.op, Op::Conv(c) if c.layer == index).then(|| layer.clone())
-        };
-        let output = forward_hooked(model, calib, &mut hook)?;
+        let output = tails.run_with(index, layer)?;
         let trial = class_probabilities(model, &output);
         let images = self.probabilities.len().max(1) as f64;
         let kl: f64 = self

@@ -3,6 +3,8 @@
 //! the budget ([`super::allocation`]), compress with calibration and check
 //! the real size, planning again with a tighter budget while it is over.
 
+use std::time::Instant;
+
 use formats::Model;
 
 use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget};
@@ -63,11 +65,19 @@ pub(super) fn fit(
         calibration: calibration.options,
     };
     progress.phase("sensitivity", original.layers.len());
+    let start = Instant::now();
     let sensitivity = measure_sensitivity(original, &sample, &options, &mut |name| {
         progress.layer(name)
     })?;
     drop(sample);
+    let measured = start.elapsed();
     let table = cost_table(original, &sensitivity, &target.kmeans, half)?;
+    progress.note(&format!(
+        "sensitivity measured in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
+        measured.as_secs_f64(),
+        sensitivity.images,
+        (start.elapsed() - measured).as_secs_f64()
+    ));
 
     let batch = calibration
         .images
@@ -85,15 +95,19 @@ pub(super) fn fit(
             options: calibration.options,
         };
         progress.phase("calibrating", original.layers.len());
+        let start = Instant::now();
         let model = compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?;
         let encoded = Encoded::new(&model);
         let len = encoded.bytes.len();
-        if len > target.bytes {
-            progress.note(&format!(
-                "plan came out at {len} bytes, over the {}-byte budget: planning again",
-                target.bytes
-            ));
-        }
+        let verdict = if len > target.bytes {
+            "over the budget: planning again"
+        } else {
+            "within the budget"
+        };
+        progress.note(&format!(
+            "built in {:.1} s: {len} bytes, {verdict}",
+            start.elapsed().as_secs_f64()
+        ));
         Ok(((model, quantize, encoded), len))
     })?;
     let (model, quantize, encoded) = fitted.result;
