@@ -1,7 +1,7 @@
 //! What each fuzz target does with its input, shared by the cargo-fuzz
 #![allow(dead_code)] // each fuzz binary uses one target; the replay test uses them all
 //! binaries in `fuzz_targets/` and by the regression replay in
-//! `tests/hostile_inputs.rs`, so a saved crash input is replayed exactly
+//! `tests/end_to_end/hostile_inputs.rs`, so a saved crash input is replayed exactly
 //! as the fuzzer ran it.
 //!
 //! Every function must return (an `Ok` or an `Err`, ignored here) for any
@@ -13,7 +13,7 @@
 use formats::sqz::coding::{decode_positions, decode_stream};
 use formats::sqz::{Stream, StreamCoding};
 
-#[path = "../tests/common/crc32.rs"]
+#[path = "../tests/end_to_end/common/crc32.rs"]
 mod crc32;
 use crc32::crc32;
 

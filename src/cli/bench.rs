@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use formats::{Model, Node, Op};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{load, ModelArgs};
 use crate::engine::{Session, Tensor};
@@ -90,7 +90,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         profile,
     };
     if args.json {
-        println!("{}", report.json(args));
+        println!("{}", serde_json::to_string(&report.json(args))?);
     } else {
         report.print(args);
     }
@@ -147,6 +147,24 @@ fn op_kind(model: &Model, node: &Node) -> String {
 }
 
 /// What `bench` measured.
+/// The `bench --json` output.
+#[derive(Serialize)]
+struct BenchJson<'a> {
+    model: String,
+    batch: usize,
+    threads: usize,
+    runs: usize,
+    warmup: usize,
+    path: &'static str,
+    images_per_sec: f64,
+    images_per_sec_min: f64,
+    images_per_sec_max: f64,
+    load_ms: f64,
+    prepare_ms: f64,
+    /// Milliseconds per op kind, in a stable (sorted) order.
+    op_ms: std::collections::BTreeMap<&'a str, f64>,
+}
+
 struct Report {
     /// Median over the timed runs.
     images_per_sec: f64,
@@ -192,25 +210,24 @@ impl Report {
         }
     }
 
-    fn json(&self, args: &Args) -> serde_json::Value {
-        let ops: serde_json::Map<String, serde_json::Value> = self
-            .profile
-            .iter()
-            .map(|(kind, time)| (kind.clone(), json!(time.as_secs_f64() * 1e3)))
-            .collect();
-        json!({
-            "model": args.model.model.display().to_string(),
-            "batch": args.batch,
-            "threads": Self::threads(),
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "path": if args.im2col { "im2col" } else { "packed" },
-            "images_per_sec": self.images_per_sec,
-            "images_per_sec_min": self.min,
-            "images_per_sec_max": self.max,
-            "load_ms": self.load_ms,
-            "prepare_ms": self.prepare_ms,
-            "op_ms": ops,
-        })
+    fn json<'a>(&'a self, args: &'a Args) -> BenchJson<'a> {
+        BenchJson {
+            model: args.model.model.display().to_string(),
+            batch: args.batch,
+            threads: Self::threads(),
+            runs: args.runs,
+            warmup: args.warmup,
+            path: if args.im2col { "im2col" } else { "packed" },
+            images_per_sec: self.images_per_sec,
+            images_per_sec_min: self.min,
+            images_per_sec_max: self.max,
+            load_ms: self.load_ms,
+            prepare_ms: self.prepare_ms,
+            op_ms: self
+                .profile
+                .iter()
+                .map(|(kind, time)| (kind.as_str(), time.as_secs_f64() * 1e3))
+                .collect(),
+        }
     }
 }

@@ -5,12 +5,10 @@
 //! data and a `chromium` binary (install it with `.ci/install-chromium`);
 //! without them the test fails, it never skips.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{han_net, images, run, run_env, run_ok};
+use crate::common::{han_net, images, run, run_env, run_ok};
 
 /// Convolution layers of Han's SqueezeNet v1.0 (shared README).
 const HAN_LAYERS: usize = 26;
@@ -203,7 +201,7 @@ fn failed_report_leaves_nothing_behind() {
     run_ok(args!["quantize", han_net(), "--bits", "4", "-o", sqz]);
     let out = run(args![
         "report",
-        common::v11_param(),
+        crate::common::v11_param(),
         sqz,
         "--images",
         images(),

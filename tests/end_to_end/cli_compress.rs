@@ -1,11 +1,9 @@
 //! End-to-end tests of the compression commands on the real SqueezeNets:
 //! `prune`, `quantize`, `compress`, `decode` and `eval --reference`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use formats::Model;
 use formats::{read_model, ReadOptions};
 use sqz::engine::forward;

@@ -13,8 +13,6 @@
 //! handles itself, so that the comparison is not of the fallback with
 //! itself.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
@@ -136,7 +134,7 @@ fn compare_all(paths: &[PathBuf]) -> Vec<(String, Outcome)> {
 
 #[test]
 fn sample_images_decode_like_the_image_crate() {
-    let outcomes = compare_all(&files(&common::images(), ".JPEG"));
+    let outcomes = compare_all(&files(&crate::common::images(), ".JPEG"));
     assert_eq!(outcomes.len(), 717, "the shared sample has 717 JPEGs");
     for (name, outcome) in &outcomes {
         assert!(

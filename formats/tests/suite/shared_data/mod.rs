@@ -2,7 +2,6 @@
 //! (see that folder's README.md). The folder is `$SQZ_SHARED`, else
 //! `../shared` beside the repository; tests fail, never skip, without it.
 // Each test crate including this module uses a different part of it.
-#![allow(dead_code)]
 
 use formats::deep_compression::read_deep_compression;
 use formats::ncnn::read_ncnn;

@@ -2,12 +2,10 @@
 //! the file really stores), the 24-bit limit, optimality, and rejection of
 //! corrupt input.
 
-mod splitmix;
-
+use crate::splitmix::SplitMix;
 use formats::sqz::coding::{decode_stream, encode_stream, huffman_code_lengths, raw_bits};
 use formats::sqz::{Stream, StreamCoding as Coding, MAX_CODE_LENGTH};
 use proptest::prelude::*;
-use splitmix::SplitMix;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 

@@ -3,8 +3,7 @@
 //! preprocessing variant round-trips, and corrupt, truncated or lying files
 //! are rejected quickly without large allocations.
 
-mod splitmix;
-
+use crate::splitmix::SplitMix;
 use formats::sqz::{
     read_sqz, size_breakdown, write_sqz, EncodedLayer, FloatVec, SqzFile, Stream, StreamCoding,
     WeightStorage, MAX_TEXT_BYTES,
@@ -14,7 +13,6 @@ use formats::{
 };
 use half::f16;
 use proptest::prelude::*;
-use splitmix::SplitMix;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

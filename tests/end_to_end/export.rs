@@ -9,12 +9,10 @@
 //! `.ci/install-test-deps` makes one that has it. Without it the ONNX tests
 //! fail, saying so: they never skip.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{
+use crate::common::{
     han_net, python, reference_input, require_python_modules, run, run_ok, shared, v11_param,
 };
 use formats::caffemodel::read_caffemodel_path;

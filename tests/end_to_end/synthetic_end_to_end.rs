@@ -6,9 +6,7 @@
 //! storage kind, and the dense decode of a compressed model computes exactly
 //! what the compressed model computes.
 
-mod common;
-
-use common::synthetic::{write_images, write_model, CONVOLUTIONS, IMAGES};
+use crate::common::synthetic::{write_images, write_model, CONVOLUTIONS, IMAGES};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +16,7 @@ use serde_json::Value;
 /// Runs `sqz-compress` with `args` and returns its stdout, failing the test
 /// with the command's stderr when it does not succeed.
 fn sqz<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let out = common::run_hermetic(args);
+    let out = crate::common::run_hermetic(args);
     let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
     assert!(
         out.status.success(),

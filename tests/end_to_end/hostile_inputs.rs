@@ -4,18 +4,16 @@
 //! output file. Also replays the fuzz seeds and regression inputs of
 //! `fuzz/` through the same code the fuzz targets run.
 
-mod common;
-
 // The fuzz targets load the CRC-32 module of `common` by path too.
 #[allow(clippy::duplicate_mod)]
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod fuzz_targets;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{han_net, images, png_header, run, v11_param};
+use crate::common::{han_net, images, png_header, run, v11_param};
 
 /// The tiny hand-made ncnn model of the fuzz seeds: 4 output classes.
 fn tiny_param() -> PathBuf {
@@ -50,7 +48,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// A small real `.sqz`: SqueezeNet v1.1 quantized to 2-bit codebooks.
 fn small_sqz(dir: &Path) -> Vec<u8> {
     let path = dir.join("q2.sqz");
-    common::run_ok(args!["quantize", v11_param(), "--bits", "2", "-o", path]);
+    crate::common::run_ok(args!["quantize", v11_param(), "--bits", "2", "-o", path]);
     std::fs::read(&path).expect("the quantized model was written")
 }
 
@@ -165,7 +163,7 @@ fn sqz_truncations_are_rejected() {
 fn sqz_claiming_huge_shapes_is_rejected_quickly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let good = dir.path().join("good.sqz");
-    common::run_ok(args!["quantize", han_net(), "--bits", "2", "-o", good]);
+    crate::common::run_ok(args!["quantize", han_net(), "--bits", "2", "-o", good]);
     let file = formats::sqz::read_sqz(&std::fs::read(&good).expect("written")).expect("valid .sqz");
     // 2^40 weights as 2^20 x 2^20, as one 2^40 dimension, and 2^112 as
     // four dimensions of 2^28 (each allowed alone).

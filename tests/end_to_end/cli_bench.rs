@@ -1,11 +1,9 @@
 //! `sqz-compress bench` on the real models: the JSON it prints and its
 //! refusals of bad arguments.
 
-mod common;
-
 use std::path::Path;
 
-use common::{han_net, run_ok, run_user_error, v11_param};
+use crate::common::{han_net, run_ok, run_user_error, v11_param};
 
 fn bench_json(model: &Path, batch: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![

@@ -2,7 +2,6 @@
 //! images are, and how to run the binary. The shared data folder is
 //! `$SQZ_SHARED`, else `../shared` beside the repository; when it is
 //! missing the tests fail, saying where they looked — they never skip.
-#![allow(dead_code)] // each test binary uses its own subset
 
 mod crc32;
 pub mod synthetic;

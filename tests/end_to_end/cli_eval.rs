@@ -3,13 +3,11 @@
 //! the repository). Missing data makes the tests fail, saying where they
 //! looked.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{png_header, run_ok, run_user_error, shared};
+use crate::common::{png_header, run_ok, run_user_error, shared};
 
 /// A model of the shared folder, with the reference name used in `data/reference`.
 struct RealModel {

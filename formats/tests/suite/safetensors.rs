@@ -3,14 +3,12 @@
 //! values as a training job hands them back, and clear refusals of every
 //! kind of bad file.
 
-mod shared_data;
-
 use std::collections::{BTreeMap, HashMap};
 
+use crate::shared_data::{squeezenet_v1_0, squeezenet_v1_1, synthetic_model};
 use formats::safetensors::{read_safetensors, write_safetensors, METADATA_KEY};
 use formats::{FormatError, Model};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use shared_data::{squeezenet_v1_0, squeezenet_v1_1, synthetic_model};
 
 /// A tensor being edited: dtype, shape, little-endian bytes.
 type Raw = (Dtype, Vec<usize>, Vec<u8>);

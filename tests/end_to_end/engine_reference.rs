@@ -6,8 +6,6 @@
 //! The shared data is found through `SQZ_SHARED`, else `../shared` next to
 //! this repository; without it these tests fail, they never skip.
 
-mod common;
-
 use std::path::Path;
 
 use formats::Model;
@@ -66,7 +64,7 @@ fn read_f32(path: &Path, len: usize) -> Vec<f32> {
 
 /// The model, its reference input batch and its reference logits.
 fn load(reference: &Reference) -> (Model, Tensor, Vec<f32>) {
-    let shared = common::shared();
+    let shared = crate::common::shared();
     let model = (reference.load)(&shared).unwrap_or_else(|e| panic!("{}: {e}", reference.name));
     let data = shared.join("data/reference");
     let shape = [IMAGES, 3, reference.side, reference.side];

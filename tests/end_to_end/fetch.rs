@@ -4,8 +4,6 @@
 //! second run downloads nothing, and wrong, oversized or missing files and
 //! unreachable servers fail with one clear line, leaving no file behind.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::shared;
+use crate::common::shared;
 use formats::{read_model, ReadOptions};
 use sqz::fetch::{release, sha256_hex, RemoteFile};
 

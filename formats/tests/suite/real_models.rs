@@ -5,9 +5,7 @@
 //! The folder is `$SQZ_SHARED`, else `../shared` beside the repository.
 //! These tests fail, never skip, when it is missing.
 
-mod shared_data;
-
-use shared_data::Lcg;
+use crate::shared_data::Lcg;
 
 use formats::caffe_net::parse_net_text;
 use formats::deep_compression::{decode_net, parse_deep_compression, read_deep_compression};
@@ -16,7 +14,7 @@ use formats::ncnn::{parse_ncnn, read_ncnn};
 use formats::{ChannelOrder, FormatError, Model, Op, Pool, PoolKind, Preprocess};
 use std::collections::HashSet;
 
-use shared_data::{shared, V10_PROTOTXT};
+use crate::shared_data::{shared, V10_PROTOTXT};
 
 const V11_PARAM: &str = "models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param";
 const V11_BIN: &str = "models/squeezenet_v1.1/squeezenet_v1.1.ncnn.bin";

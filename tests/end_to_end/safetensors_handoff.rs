@@ -9,12 +9,10 @@
 //! Python runs as in `tests/export.rs` (`SQZ_PYTHON`); without `numpy` and
 //! `safetensors` these tests fail, saying so: they never skip.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{han_net, python, require_python_modules, run_ok, run_user_error, v11_param};
+use crate::common::{han_net, python, require_python_modules, run_ok, run_user_error, v11_param};
 use formats::{read_model, Model, ReadOptions};
 
 fn load(path: &Path) -> Model {

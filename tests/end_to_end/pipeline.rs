@@ -2,9 +2,7 @@
 //! gives the compressed model, its `.sqz` bytes and the report, without
 //! the CLI.
 
-mod common;
-
-use common::{han_net, reference_input, v11_param};
+use crate::common::{han_net, reference_input, v11_param};
 use formats::sqz::decode_model;
 use formats::sqz::read_sqz;
 use formats::{read_model, ReadOptions};

@@ -1,9 +1,7 @@
 //! End-to-end tests of `sensitivity` and `compress --target-size` on the
 //! real SqueezeNet v1.1, with few images and levels so they stay fast.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use formats::{read_model, ReadOptions};
 
 fn v11_layer_names() -> Vec<String> {

@@ -3,8 +3,6 @@
 //! with PIL (decode, `convert("RGB")`, `resize(..., BILINEAR)`) and
 //! torchvision-style cropping and normalisation, bit for bit.
 
-mod common;
-
 use std::path::Path;
 
 use formats::Preprocess;
@@ -37,7 +35,7 @@ struct Differences {
 
 /// Preprocess the reference images of `model` and compare with its `.input.f32`.
 fn compare(model: &str, preset: &Preprocess) -> Differences {
-    let shared = common::shared();
+    let shared = crate::common::shared();
     let reference = shared.join("data/reference");
     let list =
         std::fs::read_to_string(reference.join(format!("{model}.images.txt"))).expect("image list");

@@ -3,11 +3,9 @@
 //! OBS/GPTQ, the engine's forward passes) must not depend on how rayon
 //! splits the work.
 
-mod common;
-
 use std::path::Path;
 
-use common::{images, run_env, v11_param};
+use crate::common::{images, run_env, v11_param};
 
 /// Runs `compress` with `options` on SqueezeNet v1.1 under 1 and 2 rayon
 /// threads and asserts both outputs are the same bytes.

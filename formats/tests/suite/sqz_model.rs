@@ -2,8 +2,7 @@
 //! come back bit for bit, the encoder's cost is the file's real bytes, and
 //! `read_model` reads every format from a path, `.sqz` included.
 
-mod shared_data;
-
+use crate::shared_data::{shared, squeezenet_v1_0, synthetic_model, Lcg, V10_PROTOTXT};
 use formats::detect::ModelFormat;
 use formats::read::{input_files, model_bytes, model_files, read_sqz_path, MAX_FILE_BYTES};
 use formats::sqz::coding::raw_bits;
@@ -14,7 +13,6 @@ use formats::sqz::{
 use formats::{
     read_model, read_model_detailed, FormatError, Layer, Model, Preprocess, ReadOptions,
 };
-use shared_data::{shared, squeezenet_v1_0, synthetic_model, Lcg, V10_PROTOTXT};
 use std::path::{Path, PathBuf};
 
 /// A fresh, empty folder for this test.

@@ -3,11 +3,9 @@
 //! positions, codes and size, the same seed gives the same bytes with 1 and
 //! 2 threads, and bad arguments are refused before any work.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::synthetic::{write_images, write_model, IMAGES};
+use crate::common::synthetic::{write_images, write_model, IMAGES};
 use formats::sqz::{read_sqz, FloatVec, Stream, WeightStorage};
 use serde_json::Value;
 

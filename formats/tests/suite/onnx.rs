@@ -2,10 +2,9 @@
 //! hand-made model exercising the encodings and operators exporters use,
 //! and refusals of what the engine cannot run the same way.
 
-mod shared_data;
+use crate::shared_data::Lcg;
 
-use shared_data::Lcg;
-
+use crate::shared_data::{squeezenet_v1_0, squeezenet_v1_1, synthetic_model};
 use formats::onnx::proto::{
     AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
@@ -13,7 +12,6 @@ use formats::onnx::proto::{
 use formats::onnx::{read_onnx, read_onnx_path, write_onnx, PreprocessSource};
 use formats::{Conv, FormatError, Model, Op, Pool, PoolKind, Preprocess};
 use prost::Message;
-use shared_data::{squeezenet_v1_0, squeezenet_v1_1, synthetic_model};
 
 // TensorProto.DataType and AttributeProto.AttributeType values, from onnx.proto.
 const FLOAT: i32 = 1;

@@ -2,10 +2,9 @@
 //! models, a hand-made legacy (V1 `layers`) file, and refusals of weights
 //! that do not fit their definition.
 
-mod shared_data;
+use crate::shared_data::Lcg;
 
-use shared_data::Lcg;
-
+use crate::shared_data::{shared, squeezenet_v1_0, squeezenet_v1_1, synthetic_model, V10_PROTOTXT};
 use formats::caffemodel::proto::{
     BlobProto, BlobShape, LayerParameter, NetParameter, V1LayerParameter, V1_CONVOLUTION,
 };
@@ -14,7 +13,6 @@ use formats::caffemodel::{
 };
 use formats::{FormatError, Model, Op, Preprocess};
 use prost::Message;
-use shared_data::{shared, squeezenet_v1_0, squeezenet_v1_1, synthetic_model, V10_PROTOTXT};
 
 fn assert_bit_identical(a: &Model, b: &Model) {
     for (x, y) in a.layers.iter().zip(&b.layers) {
