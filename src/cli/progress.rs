@@ -38,7 +38,7 @@ pub fn note(message: &str) {
     }
 }
 
-/// The pipeline's progress as one bar per phase over the layers, and its
+/// The pipeline's progress as one bar per phase, and its
 /// notes as `note:` lines.
 #[derive(Default)]
 pub struct Bars {
@@ -54,10 +54,10 @@ impl Bars {
 }
 
 impl Progress for Bars {
-    fn phase(&mut self, name: &str, layers: usize) {
+    fn phase(&mut self, name: &str, total: usize, unit: &str) {
         self.clear();
-        let template = format!("{name} {{bar:30}} {{pos}}/{{len}} layers {{msg}}");
-        self.bar = Some(bar(layers as u64, &template));
+        let template = format!("{name} {{bar:30}} {{pos}}/{{len}} {unit} {{msg}}");
+        self.bar = Some(bar(total as u64, &template));
     }
 
     fn layer(&mut self, name: &str) {

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         calibration: CalibrationOptions::default(),
     };
     let mut bars = Bars::default();
-    bars.phase("sensitivity", model.layers.len());
+    bars.phase("sensitivity", model.layers.len(), "layers");
     let sensitivity = measure_sensitivity(&model, &batch, &options, &mut |name| bars.layer(name))?;
     drop(bars);
     if let Some(path) = &args.chart {

@@ -93,10 +93,11 @@ pub struct Compressed {
 
 /// Where long stages report how far they are; the CLI draws progress bars.
 pub trait Progress {
-    /// A phase of `layers` steps begins (e.g. `"calibrating"`), ending the
-    /// previous one.
-    fn phase(&mut self, name: &str, layers: usize);
-    /// The current phase starts on layer `name`.
+    /// A phase of `total` steps counted in `unit` (e.g. `"calibrating"`, 26,
+    /// `"layers"`) begins, ending the previous one.
+    fn phase(&mut self, name: &str, total: usize, unit: &str);
+    /// The current phase starts its next step, described by `name` (a layer
+    /// name, or a training step's loss).
     fn layer(&mut self, name: &str);
     /// Something the user may want to know.
     fn note(&mut self, message: &str);
@@ -106,7 +107,7 @@ pub trait Progress {
 pub struct Silent;
 
 impl Progress for Silent {
-    fn phase(&mut self, _: &str, _: usize) {}
+    fn phase(&mut self, _: &str, _: usize, _: &str) {}
     fn layer(&mut self, _: &str) {}
     fn note(&mut self, _: &str) {}
 }
@@ -250,7 +251,7 @@ fn compress_fixed(
                 half: recipe.half,
                 options: calibration.options,
             };
-            progress.phase("calibrating", original.layers.len());
+            progress.phase("calibrating", original.layers.len(), "layers");
             compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?
         }
         None => {

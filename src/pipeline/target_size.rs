@@ -64,7 +64,7 @@ pub(super) fn fit(
         half,
         calibration: calibration.options,
     };
-    progress.phase("sensitivity", original.layers.len());
+    progress.phase("sensitivity", original.layers.len(), "layers");
     let start = Instant::now();
     let sensitivity = measure_sensitivity(original, &sample, &options, &mut |name| {
         progress.layer(name)
@@ -94,7 +94,7 @@ pub(super) fn fit(
             half,
             options: calibration.options,
         };
-        progress.phase("calibrating", original.layers.len());
+        progress.phase("calibrating", original.layers.len(), "layers");
         let start = Instant::now();
         let model = compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?;
         let encoded = Encoded::new(&model);

@@ -161,7 +161,7 @@ pub fn finetune(
     let agreement_before = held_back.agreement(&tuned)?;
     let mut agreement = agreement_before;
     let check_every = steps.div_ceil(AGREEMENT_CHECKS);
-    progress.phase("fine-tuning", steps);
+    progress.phase("fine-tuning", steps, "steps");
     let start = std::time::Instant::now();
     for step in 0..steps {
         let (picks, views) = batches.next(&training);
