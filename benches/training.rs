@@ -129,5 +129,7 @@ fn kind(op: &Op) -> &'static str {
         Op::Add => "add",
         Op::Softmax => "softmax",
         Op::Flatten => "flatten",
+        Op::Lrn(_) => "LRN",
+        Op::Clip(_) => "clip",
     }
 }

@@ -471,6 +471,7 @@ impl Builder {
             stride_w,
             pad_h,
             pad_w,
+            groups: 1,
             relu: false,
         };
         Ok((Op::Conv(conv), out))
@@ -573,6 +574,7 @@ fn pooling(p: &Message) -> Result<Op> {
         pad_h,
         pad_w,
         ceil_mode,
+        count_include_pad: true,
     }))
 }
 
@@ -642,6 +644,7 @@ mod tests {
                 stride_w: 2,
                 pad_h: 1,
                 pad_w: 1,
+                groups: 1,
                 relu: false
             })
         );
@@ -655,7 +658,8 @@ mod tests {
                 stride_w: 2,
                 pad_h: 0,
                 pad_w: 0,
-                ceil_mode: true
+                ceil_mode: true,
+                count_include_pad: true,
             })
         );
         assert_eq!(n.input_shape, [1, 3, 32, 32]);

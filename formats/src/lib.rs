@@ -18,7 +18,8 @@ pub mod read;
 
 pub use error::{FormatError, Result};
 pub use model::{
-    ChannelOrder, Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize,
+    ChannelOrder, Clip, Conv, Graph, Layer, Lrn, Model, Node, Op, Pool, PoolKind, Preprocess,
+    Resize,
 };
 pub use read::{read_model, read_model_detailed, ReadModel, ReadOptions};
 pub mod caffemodel;

@@ -66,8 +66,34 @@ pub enum Op {
     Add,
     /// Softmax over channels (axis 1).
     Softmax,
-    /// NCHW -> N x (C*H*W) x 1 x 1; the engine keeps 4-D tensors.
+    /// NCHW -> N x (C*H*W) x 1 x 1; the engine keeps 4-D tensors. A fully
+    /// connected layer is a 1x1 [`Op::Conv`] on such a tensor.
     Flatten,
+    /// Local response normalisation across channels (AlexNet, GoogLeNet).
+    Lrn(Lrn),
+    /// Element-wise clamp to `[min, max]` (ReLU6 is `Clip { 0, 6 }`).
+    Clip(Clip),
+}
+
+/// Local response normalisation across channels, as ONNX `LRN` and Caffe's
+/// `LRN` with `ACROSS_CHANNELS` define it:
+/// `y[c] = x[c] / (bias + alpha / size * sum(x[c']^2))^beta`, the sum over
+/// the `size` channels `c - (size - 1) / 2 ..= c + size / 2` that exist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lrn {
+    /// Number of channels in the window (odd in every known model).
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Caffe's `k`.
+    pub bias: f32,
+}
+
+/// Bounds of an element-wise clamp; `min <= max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    pub min: f32,
+    pub max: f32,
 }
 
 /// Hyper-parameters of a convolution; weights live in [`Model::layers`].
@@ -79,6 +105,11 @@ pub struct Conv {
     pub stride_w: usize,
     pub pad_h: usize,
     pub pad_w: usize,
+    /// Channel groups: input and output channels are split into `groups`
+    /// equal parts, and output part `g` sees only input part `g`. 1 is an
+    /// ordinary convolution; `groups` equal to the channel count is a
+    /// depthwise one.
+    pub groups: usize,
     /// Apply ReLU to the output (ncnn fuses it into the convolution).
     pub relu: bool,
 }
@@ -103,6 +134,11 @@ pub struct Pool {
     pub pad_h: usize,
     pub pad_w: usize,
     pub ceil_mode: bool,
+    /// Average pooling's divisor: `true` divides by the window clipped to
+    /// the padded input (Caffe, ncnn, PyTorch's default and ONNX
+    /// `count_include_pad=1`), `false` by the number of real input values
+    /// in the window (ONNX's default). Max pooling ignores it.
+    pub count_include_pad: bool,
 }
 
 /// Learned parameters of one convolution.
@@ -110,7 +146,8 @@ pub struct Pool {
 pub struct Layer {
     /// Unique layer name, used for per-layer options such as `conv1=8`.
     pub name: String,
-    /// `[out_channels, in_channels, kernel_h, kernel_w]`.
+    /// `[out_channels, in_channels / groups, kernel_h, kernel_w]` (see
+    /// [`Conv::groups`]); a fully connected layer is `[out, in, 1, 1]`.
     pub shape: [usize; 4],
     /// Dense weights, `shape` product long, in `[out][in][kh][kw]` order.
     pub weights: Vec<f32>,
@@ -327,6 +364,30 @@ impl Graph {
                         n.name
                     )));
                 }
+                if c.groups == 0 {
+                    return Err(FormatError::invalid(format!(
+                        "node {}: zero convolution groups",
+                        n.name
+                    )));
+                }
+            }
+            match &n.op {
+                Op::Lrn(l)
+                    if l.size == 0
+                        || !(l.alpha.is_finite() && l.beta.is_finite() && l.bias.is_finite()) =>
+                {
+                    return Err(FormatError::invalid(format!(
+                        "node {}: LRN size 0 or non-finite alpha, beta or bias",
+                        n.name
+                    )));
+                }
+                Op::Clip(c) if c.min.is_nan() || c.max.is_nan() || c.min > c.max => {
+                    return Err(FormatError::invalid(format!(
+                        "node {}: clip bounds [{}, {}] are not an interval",
+                        n.name, c.min, c.max
+                    )));
+                }
+                _ => {}
             }
             if let Op::Pool(p) = &n.op {
                 if p.kernel_h == 0 || p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0 {

@@ -490,6 +490,7 @@ impl<'b> Builder<'b> {
             stride_w,
             pad_h,
             pad_w,
+            groups: 1,
             relu,
         }))
     }
@@ -611,6 +612,7 @@ fn pooling(p: &ParamDict) -> Result<Op> {
         pad_h,
         pad_w,
         ceil_mode,
+        count_include_pad: true,
     }))
 }
 
@@ -708,6 +710,7 @@ mod tests {
                 stride_w: 2,
                 pad_h: 1,
                 pad_w: 1,
+                groups: 1,
                 relu: false
             })
         );
@@ -788,7 +791,8 @@ mod tests {
                 stride_w: 2,
                 pad_h: 0,
                 pad_w: 1,
-                ceil_mode: false
+                ceil_mode: false,
+                count_include_pad: true,
             })
         );
         assert!(matches!(

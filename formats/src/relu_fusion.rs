@@ -135,6 +135,7 @@ mod tests {
             stride_w: 1,
             pad_h: 0,
             pad_w: 0,
+            groups: 1,
             relu,
         })
     }

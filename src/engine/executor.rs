@@ -248,6 +248,9 @@ impl<'m> Session<'m> {
             Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
             Op::Concat => concat(&inputs()?, &mut output),
             Op::Add => add(&inputs()?, &mut output),
+            Op::Lrn(_) | Op::Clip(_) => {
+                unreachable!("shape inference refuses LRN and Clip")
+            }
         }
         Ok(output)
     }

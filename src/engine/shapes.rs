@@ -106,6 +106,7 @@ fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usi
         }
         Op::Concat => concat_output(inputs),
         Op::Add => add_output(inputs),
+        Op::Lrn(_) | Op::Clip(_) => Err("the engine does not run LRN or Clip yet".into()),
     }
 }
 
@@ -157,6 +158,12 @@ fn conv_output(input: [usize; 4], layer: &Layer, conv: &Conv) -> Result<[usize; 
     }
     if conv.stride_h == 0 || conv.stride_w == 0 {
         return Err("zero stride".into());
+    }
+    if conv.groups != 1 {
+        return Err(format!(
+            "the engine does not run grouped convolutions ({} groups) yet",
+            conv.groups
+        ));
     }
     if conv.pad_h > kh || conv.pad_w > kw {
         return Err(format!(

@@ -81,8 +81,8 @@ fn layer_text(node: &Node, model: &Model) -> Result<(&'static str, String)> {
         Op::Conv(c) => {
             let [out, _, kh, kw] = model.layers[c.layer].shape;
             let params = format!(
-                "convolution_param {{ num_output: {out} kernel_h: {kh} kernel_w: {kw} stride_h: {} stride_w: {} pad_h: {} pad_w: {} }}",
-                c.stride_h, c.stride_w, c.pad_h, c.pad_w
+                "convolution_param {{ num_output: {out} kernel_h: {kh} kernel_w: {kw} stride_h: {} stride_w: {} pad_h: {} pad_w: {} group: {} }}",
+                c.stride_h, c.stride_w, c.pad_h, c.pad_w, c.groups
             );
             ("Convolution", params)
         }
@@ -119,6 +119,17 @@ fn layer_text(node: &Node, model: &Model) -> Result<(&'static str, String)> {
         Op::Add => ("Eltwise", String::new()),
         Op::Softmax => ("Softmax", String::new()),
         Op::Flatten => ("Flatten", String::new()),
+        Op::Lrn(l) => (
+            "LRN",
+            format!(
+                "lrn_param {{ local_size: {} alpha: {} beta: {} k: {} }}",
+                l.size, l.alpha, l.beta, l.bias
+            ),
+        ),
+        Op::Clip(c) => (
+            "Clip",
+            format!("clip_param {{ min: {} max: {} }}", c.min, c.max),
+        ),
     })
 }
 

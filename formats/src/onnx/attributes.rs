@@ -106,6 +106,16 @@ pub(crate) fn int_attribute(name: &str, value: i64) -> AttributeProto {
     }
 }
 
+/// A FLOAT attribute for writing.
+pub(crate) fn float_attribute(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        r#type: attribute_type::FLOAT,
+        f: value,
+        ..Default::default()
+    }
+}
+
 /// An INTS attribute for writing.
 pub(crate) fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {

@@ -157,6 +157,7 @@ impl Importer<'_> {
             stride_w,
             pad_h,
             pad_w,
+            groups: 1,
             relu: false,
         };
         Ok((
@@ -252,6 +253,7 @@ impl Importer<'_> {
             stride_w: 1,
             pad_h: 0,
             pad_w: 0,
+            groups: 1,
             relu: false,
         };
         Ok((
@@ -323,6 +325,7 @@ impl Importer<'_> {
             pad_h,
             pad_w,
             ceil_mode,
+            count_include_pad: true,
         };
         let unit_spatial =
             blob.unit_spatial && kernel_h == 1 && kernel_w == 1 && (pad_h, pad_w) == (0, 0);

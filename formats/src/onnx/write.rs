@@ -1,7 +1,7 @@
 //! [`Model`] -> ONNX (IR 7, opset 13), runnable by onnxruntime with the
 //! engine's semantics.
 
-use super::attributes::{int_attribute, ints_attribute};
+use super::attributes::{float_attribute, int_attribute, ints_attribute};
 use super::metadata;
 use super::proto::{
     data_type, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
@@ -71,7 +71,18 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     };
     let node = nodes
         .iter()
-        .map(|n| node_proto(n, model, &parameter_names, &flatten_shapes))
+        .map(|n| {
+            let mut proto = node_proto(n, model, &parameter_names, &flatten_shapes);
+            // Opset 13 takes Clip's bounds as scalar inputs.
+            if let Op::Clip(c) = &n.op {
+                for (suffix, value) in [("min", c.min), ("max", c.max)] {
+                    let name = unique_name(&format!("{}.{suffix}", n.name), &mut taken);
+                    initializer.push(float_tensor(&name, &[], &[value]));
+                    proto.input.push(name);
+                }
+            }
+            proto
+        })
         .collect();
     let crop = model.preprocess.crop as usize;
     let graph_proto = GraphProto {
@@ -146,7 +157,7 @@ fn node_proto(
                 ints_attribute("strides", &[c.stride_h, c.stride_w]),
                 ints_attribute("pads", &[c.pad_h, c.pad_w, c.pad_h, c.pad_w]),
                 ints_attribute("dilations", &[1, 1]),
-                int_attribute("group", 1),
+                int_attribute("group", c.groups as i64),
             ];
             ("Conv", attributes)
         }
@@ -161,8 +172,8 @@ fn node_proto(
             match p.kind {
                 PoolKind::Max => ("MaxPool", attributes),
                 PoolKind::Avg => {
-                    // The engine's divisor counts padding (see ops.rs).
-                    attributes.push(int_attribute("count_include_pad", 1));
+                    let count_include_pad = i64::from(p.count_include_pad);
+                    attributes.push(int_attribute("count_include_pad", count_include_pad));
                     ("AveragePool", attributes)
                 }
             }
@@ -173,6 +184,16 @@ fn node_proto(
         Op::Add if node.inputs.len() == 2 => ("Add", vec![]),
         Op::Add => ("Sum", vec![]),
         Op::Softmax => ("Softmax", vec![int_attribute("axis", 1)]),
+        Op::Lrn(l) => (
+            "LRN",
+            vec![
+                int_attribute("size", l.size as i64),
+                float_attribute("alpha", l.alpha),
+                float_attribute("beta", l.beta),
+                float_attribute("bias", l.bias),
+            ],
+        ),
+        Op::Clip(_) => ("Clip", vec![]),
         Op::Flatten => {
             let shape = if node.outputs.iter().any(|o| o == flatten_shapes.output_blob) {
                 &flatten_shapes.output

@@ -10,8 +10,13 @@ use crate::{FormatError, Result};
 
 /// The first four bytes of every `.sqz` file.
 pub const MAGIC: [u8; 4] = *b"SQZ\0";
-/// The layout version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The newest layout version this crate writes and reads. A file is written
+/// with the lowest version that can hold its graph (see
+/// `graph_codec::required_version`), so files of version-1 networks stay
+/// readable by version-1 readers.
+pub const VERSION: u16 = 2;
+/// The oldest layout version this crate reads.
+pub const OLDEST_VERSION: u16 = 1;
 /// Size of the fixed header that precedes the directory.
 pub(crate) const HEADER_LEN: usize = 20;
 
@@ -38,9 +43,10 @@ pub(crate) fn section_label(index: usize) -> String {
     }
 }
 
-/// Lay out `sections` behind the header and directory. Also returns the size
-/// of each section's directory entry, for size breakdowns.
-pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usize>) {
+/// Lay out `sections` behind a header of layout `version` and the
+/// directory. Also returns the size of each section's directory entry, for
+/// size breakdowns.
+pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)], version: u16) -> (Vec<u8>, Vec<usize>) {
     let mut directory = Vec::new();
     put_varint(&mut directory, sections.len() as u64);
     let mut entry_sizes = Vec::with_capacity(sections.len());
@@ -52,7 +58,7 @@ pub(crate) fn assemble(sections: &[(SectionKind, Vec<u8>)]) -> (Vec<u8>, Vec<usi
     let body_len: usize = sections.iter().map(|(_, b)| b.len()).sum();
     let mut out = Vec::with_capacity(HEADER_LEN + directory.len() + body_len);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     // A directory longer than 4 GiB cannot be read back (the limits keep it
     // under 64 KiB); saturate rather than wrap so the reader rejects it.
@@ -86,9 +92,9 @@ pub(crate) fn entry_len(body: &[u8]) -> usize {
 }
 
 /// Check magic, version, checksums and framing of `bytes`, and return the
-/// sections in file order. Nothing is allocated beyond the (bounded)
-/// section list.
-pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
+/// layout version and the sections in file order. Nothing is allocated
+/// beyond the (bounded) section list.
+pub(crate) fn split(bytes: &[u8]) -> Result<(u16, Vec<Section<'_>>)> {
     let magic_len = bytes.len().min(MAGIC.len());
     if bytes[..magic_len] != MAGIC[..magic_len] {
         return Err(FormatError::invalid(
@@ -98,9 +104,9 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
     let mut header = Reader::new(bytes, "header");
     header.take(MAGIC.len() as u128, "magic")?;
     let version = header.u16("version")?;
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(FormatError::unsupported(format!(
-            ".sqz format version {version} (this reader knows version {VERSION})"
+            ".sqz format version {version} (this reader knows versions {OLDEST_VERSION} to {VERSION})"
         )));
     }
     let flags = header.u16("flags")?;
@@ -145,7 +151,7 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
             body,
         });
     }
-    Ok(sections)
+    Ok((version, sections))
 }
 
 /// One directory entry.

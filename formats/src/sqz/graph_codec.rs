@@ -10,7 +10,7 @@
 use super::strings::StringTable;
 use super::wire::{put_varint, Reader};
 use super::{MAX_HYPERPARAMETER, MAX_LAYERS, MAX_NODES, MAX_TEXT_BYTES};
-use crate::model::{Conv, Graph, Node, Op, Pool, PoolKind};
+use crate::model::{Clip, Conv, Graph, Lrn, Node, Op, Pool, PoolKind};
 use crate::Result;
 use std::collections::HashMap;
 
@@ -26,6 +26,24 @@ fn op_tag(op: &Op) -> u8 {
         Op::Add => 6,
         Op::Softmax => 7,
         Op::Flatten => 8,
+        Op::Lrn(_) => 9,
+        Op::Clip(_) => 10,
+    }
+}
+
+/// The lowest layout version that can hold `graph`: 2 when it uses
+/// grouped convolutions, average pooling that ignores padding, LRN or Clip
+/// (none of which version 1 has), else 1.
+pub(crate) fn required_version(graph: &Graph) -> u16 {
+    let needs_v2 = |op: &Op| match op {
+        Op::Conv(c) => c.groups != 1,
+        Op::Pool(p) => !p.count_include_pad,
+        Op::Lrn(_) | Op::Clip(_) => true,
+        _ => false,
+    };
+    match graph.nodes.iter().any(|n| needs_v2(&n.op)) {
+        true => 2,
+        false => 1,
     }
 }
 
@@ -51,10 +69,16 @@ const CONV_RELU: u8 = 0x02;
 /// Conv flags byte: the layer index is one more than the previous conv
 /// node's (0 for the first conv node) and is not stored.
 const CONV_NEXT_LAYER: u8 = 0x04;
+/// Conv flags byte (version 2): a varint group count follows the layer
+/// index; clear means one group.
+const CONV_GROUPED: u8 = 0x08;
 /// Pool flags byte: average pooling (else max).
 const POOL_AVG: u8 = 0x02;
 /// Pool flags byte: ceil rounding of the output size.
 const POOL_CEIL: u8 = 0x04;
+/// Pool flags byte (version 2): average pooling divides by the real input
+/// values only, not the padding.
+const POOL_EXCLUDE_PAD: u8 = 0x08;
 
 /// How an input is stored: a varint `2 * index` for string `index`, or
 /// `2 * distance - 1` for the first output of the node `distance` places
@@ -155,6 +179,15 @@ impl<'a> GraphPlan<'a> {
                     next_layer = c.layer.saturating_add(1);
                 }
                 Op::Pool(p) => encode_pool(p, out),
+                Op::Lrn(l) => {
+                    put_varint(out, l.size as u64);
+                    [l.alpha, l.beta, l.bias]
+                        .iter()
+                        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                }
+                Op::Clip(c) => [c.min, c.max]
+                    .iter()
+                    .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
                 _ => {}
             }
         }
@@ -192,9 +225,13 @@ fn encode_conv(c: &Conv, next_layer: usize, out: &mut Vec<u8>) {
         (square, SQUARE),
         (c.relu, CONV_RELU),
         (c.layer == next_layer, CONV_NEXT_LAYER),
+        (c.groups != 1, CONV_GROUPED),
     ]));
     if c.layer != next_layer {
         put_varint(out, c.layer as u64);
+    }
+    if c.groups != 1 {
+        put_varint(out, c.groups as u64);
     }
     let sizes: &[usize] = match square {
         true => &[c.stride_h, c.pad_h],
@@ -209,6 +246,7 @@ fn encode_pool(p: &Pool, out: &mut Vec<u8>) {
         (square, SQUARE),
         (p.kind == PoolKind::Avg, POOL_AVG),
         (p.ceil_mode, POOL_CEIL),
+        (!p.count_include_pad, POOL_EXCLUDE_PAD),
     ]));
     let sizes: &[usize] = match square {
         true => &[p.kernel_h, p.stride_h, p.pad_h],
@@ -283,8 +321,10 @@ impl Names<'_> {
     }
 }
 
-/// Read a graph written by [`GraphPlan::encode`].
-pub(crate) fn decode(r: &mut Reader, strings: &StringTable) -> Result<Graph> {
+/// Read a graph written by [`GraphPlan::encode`] into a file of layout
+/// `version`.
+pub(crate) fn decode(r: &mut Reader, strings: &StringTable, version: u16) -> Result<Graph> {
+    let v2 = version >= 2;
     let mut names = Names {
         table: strings,
         text: 0,
@@ -321,15 +361,25 @@ pub(crate) fn decode(r: &mut Reader, strings: &StringTable) -> Result<Graph> {
             _ => vec![names.charge(r, slash_join(derived("the input and name")?, &name))?],
         };
         let op = match head & !(CHAINED | OUTPUTS) {
-            0 => Op::Conv(decode_conv(r, next_layer)?),
+            0 => Op::Conv(decode_conv(r, next_layer, v2)?),
             1 => Op::Relu,
-            2 => Op::Pool(decode_pool(r)?),
+            2 => Op::Pool(decode_pool(r, v2)?),
             3 => Op::GlobalAvgPool,
             4 => Op::Concat,
             5 => Op::Dropout,
             6 => Op::Add,
             7 => Op::Softmax,
             8 => Op::Flatten,
+            9 if v2 => Op::Lrn(Lrn {
+                size: r.bounded("LRN size", MAX_HYPERPARAMETER as u64)?,
+                alpha: r.f32("LRN alpha")?,
+                beta: r.f32("LRN beta")?,
+                bias: r.f32("LRN bias")?,
+            }),
+            10 if v2 => Op::Clip(Clip {
+                min: r.f32("clip minimum")?,
+                max: r.f32("clip maximum")?,
+            }),
             _ => return Err(r.invalid(format!("unknown node head byte {head:#04x}"))),
         };
         if let Op::Conv(c) = &op {
@@ -368,11 +418,21 @@ fn read_flags(r: &mut Reader, what: &str, known: u8) -> Result<u8> {
     }
 }
 
-fn decode_conv(r: &mut Reader, next_layer: usize) -> Result<Conv> {
-    let flags = read_flags(r, "conv flags", SQUARE | CONV_RELU | CONV_NEXT_LAYER)?;
+/// The flag bits of layout version 1, plus `v2_bits` when `v2`.
+fn known_flags(v1_bits: u8, v2_bits: u8, v2: bool) -> u8 {
+    v1_bits | if v2 { v2_bits } else { 0 }
+}
+
+fn decode_conv(r: &mut Reader, next_layer: usize, v2: bool) -> Result<Conv> {
+    let known = known_flags(SQUARE | CONV_RELU | CONV_NEXT_LAYER, CONV_GROUPED, v2);
+    let flags = read_flags(r, "conv flags", known)?;
     let layer = match flags & CONV_NEXT_LAYER {
         0 => r.bounded("conv layer index", MAX_LAYERS as u64)?,
         _ => next_layer,
+    };
+    let groups = match flags & CONV_GROUPED {
+        0 => 1,
+        _ => r.bounded("conv groups", MAX_HYPERPARAMETER as u64)?,
     };
     let [stride_h, stride_w, pad_h, pad_w] = match flags & SQUARE {
         0 => hyperparameters(r, "conv stride or padding")?,
@@ -384,12 +444,14 @@ fn decode_conv(r: &mut Reader, next_layer: usize) -> Result<Conv> {
         stride_w,
         pad_h,
         pad_w,
+        groups,
         relu: flags & CONV_RELU != 0,
     })
 }
 
-fn decode_pool(r: &mut Reader) -> Result<Pool> {
-    let flags = read_flags(r, "pool flags", SQUARE | POOL_AVG | POOL_CEIL)?;
+fn decode_pool(r: &mut Reader, v2: bool) -> Result<Pool> {
+    let known = known_flags(SQUARE | POOL_AVG | POOL_CEIL, POOL_EXCLUDE_PAD, v2);
+    let flags = read_flags(r, "pool flags", known)?;
     let [kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w] = match flags & SQUARE {
         0 => hyperparameters(r, "pool kernel, stride or padding")?,
         _ => hyperparameters::<3>(r, "pool kernel, stride or padding")
@@ -409,5 +471,6 @@ fn decode_pool(r: &mut Reader) -> Result<Pool> {
         pad_h,
         pad_w,
         ceil_mode: flags & POOL_CEIL != 0,
+        count_include_pad: flags & POOL_EXCLUDE_PAD == 0,
     })
 }

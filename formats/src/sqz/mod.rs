@@ -169,7 +169,7 @@ mod wire;
 pub mod write;
 
 pub use breakdown::{size_breakdown, LayerBytes, SizeBreakdown, StreamBytes};
-pub use container::{MAGIC, VERSION};
+pub use container::{MAGIC, OLDEST_VERSION, VERSION};
 pub use decode::{decode_layer, decode_model};
 pub use encode::{encode_layer, encode_model, encode_model_dense};
 pub use read::read_sqz;

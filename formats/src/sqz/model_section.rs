@@ -34,11 +34,11 @@ pub(crate) fn encode(file: &SqzFile, strings: &StringTable) -> (Vec<u8>, ModelPa
     )
 }
 
-/// Decode a model section body.
-pub(crate) fn decode(body: &[u8]) -> Result<(StringTable, Graph, Preprocess)> {
+/// Decode a model section body of a file of layout `version`.
+pub(crate) fn decode(body: &[u8], version: u16) -> Result<(StringTable, Graph, Preprocess)> {
     let mut r = Reader::new(body, "model section");
     let strings = StringTable::decode(&mut r)?;
-    let graph = graph_codec::decode(&mut r, &strings)?;
+    let graph = graph_codec::decode(&mut r, &strings, version)?;
     let preprocess = preprocess_codec::decode(&mut r)?;
     r.finish()?;
     Ok((strings, graph, preprocess))

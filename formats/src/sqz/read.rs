@@ -7,14 +7,14 @@ use crate::{FormatError, Result};
 /// checksums, bounds and consistency (see [`SqzFile::validate`]) before
 /// allocating anything large. Never panics, whatever the input.
 pub fn read_sqz(bytes: &[u8]) -> Result<SqzFile> {
-    let sections = split(bytes)?;
+    let (version, sections) = split(bytes)?;
     let Some((model, layers)) = sections.split_first() else {
         return Err(FormatError::invalid("the file has no sections"));
     };
     if model.kind != SectionKind::Model {
         return Err(FormatError::invalid("section 0 is not the model section"));
     }
-    let (strings, graph, preprocess) = model_section::decode(model.body)?;
+    let (strings, graph, preprocess) = model_section::decode(model.body, version)?;
     let layers = layers
         .iter()
         .enumerate()

@@ -271,7 +271,7 @@ fn check_graph_limits(graph: &Graph) -> Check {
     }
     for node in &graph.nodes {
         let sizes = match &node.op {
-            Op::Conv(c) => vec![c.stride_h, c.stride_w, c.pad_h, c.pad_w],
+            Op::Conv(c) => vec![c.stride_h, c.stride_w, c.pad_h, c.pad_w, c.groups],
             Op::Pool(p) => vec![
                 p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
             ],
@@ -279,7 +279,7 @@ fn check_graph_limits(graph: &Graph) -> Check {
         };
         if let Some(v) = sizes.iter().find(|&&v| v > MAX_HYPERPARAMETER) {
             return Err(format!(
-                "node {}: kernel, stride or padding {v} exceeds {MAX_HYPERPARAMETER}",
+                "node {}: kernel, stride, padding or group count {v} exceeds {MAX_HYPERPARAMETER}",
                 node.name
             ));
         }

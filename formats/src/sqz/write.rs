@@ -1,6 +1,7 @@
 //! Serialising a [`SqzFile`] into `.sqz` bytes (see `SQZ.md`).
 use super::breakdown::SizeBreakdown;
 use super::container::{assemble, SectionKind};
+use super::graph_codec::required_version;
 use super::strings::StringTable;
 use super::{layer_section, model_section, SqzFile};
 
@@ -24,7 +25,7 @@ pub(crate) fn encode(file: &SqzFile) -> (Vec<u8>, SizeBreakdown) {
         sections.push((SectionKind::Layer, body));
         layers.push(bytes);
     }
-    let (bytes, entry_sizes) = assemble(&sections);
+    let (bytes, entry_sizes) = assemble(&sections, required_version(&file.graph));
     for (layer, entry) in layers.iter_mut().zip(&entry_sizes[1..]) {
         layer.header += entry;
     }

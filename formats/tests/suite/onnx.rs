@@ -388,6 +388,7 @@ fn hand_made_model_imports_with_every_encoding() {
                 stride_w: 1,
                 pad_h: 1,
                 pad_w: 1,
+                groups: 1,
                 relu: false
             }),
             &Op::Relu,
@@ -399,6 +400,7 @@ fn hand_made_model_imports_with_every_encoding() {
                 stride_w: 1,
                 pad_h: 0,
                 pad_w: 0,
+                groups: 1,
                 relu: false
             }),
             &Op::Softmax,
@@ -473,6 +475,7 @@ fn exporter_variants_import_alike() {
             stride_w: 1,
             pad_h: 1,
             pad_w: 1,
+            groups: 1,
             relu: true
         })
     );
@@ -509,6 +512,7 @@ fn pools_import_with_their_rounding() {
             pad_h: pad,
             pad_w: pad,
             ceil_mode: true,
+            count_include_pad: true,
         })
     };
     assert_eq!(m.graph.nodes[2].op, pool(PoolKind::Max, 0));

@@ -60,6 +60,7 @@ const SQUEEZENET_MAX_POOL: Pool = Pool {
     pad_h: 0,
     pad_w: 0,
     ceil_mode: true,
+    count_include_pad: true,
 };
 
 #[test]

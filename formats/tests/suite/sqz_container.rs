@@ -9,7 +9,7 @@ use formats::sqz::{
     WeightStorage, MAX_TEXT_BYTES,
 };
 use formats::{
-    ChannelOrder, Conv, FormatError, Graph, Node, Op, Pool, PoolKind, Preprocess, Resize,
+    ChannelOrder, Clip, Conv, FormatError, Graph, Lrn, Node, Op, Pool, PoolKind, Preprocess, Resize,
 };
 use half::f16;
 use proptest::prelude::*;
@@ -273,6 +273,7 @@ fn conv_op(layer: usize, stride: usize, pad: usize, relu: bool) -> Op {
         stride_w: stride,
         pad_h: pad,
         pad_w: pad,
+        groups: 1,
         relu,
     })
 }
@@ -287,6 +288,7 @@ fn pool_op(kind: PoolKind, kernel: usize, stride: usize, pad: usize, ceil_mode: 
         pad_h: pad,
         pad_w: pad,
         ceil_mode,
+        count_include_pad: true,
     })
 }
 
@@ -627,6 +629,7 @@ fn random_op(rng: &mut SplitMix, layers: usize) -> Op {
             stride_w: small(rng),
             pad_h: small(rng) - 1,
             pad_w: small(rng) - 1,
+            groups: 1,
             relu: rng.coin(),
         }),
         1 => Op::Relu,
@@ -643,6 +646,7 @@ fn random_op(rng: &mut SplitMix, layers: usize) -> Op {
             pad_h: small(rng) - 1,
             pad_w: small(rng) - 1,
             ceil_mode: rng.coin(),
+            count_include_pad: true,
         }),
         3 => Op::GlobalAvgPool,
         4 => Op::Concat,
@@ -812,6 +816,55 @@ fn every_storage_kind_float_width_op_and_preprocess_round_trips() {
     }
 }
 
+/// `graph_of_every_op` with the version-2 features: a grouped convolution,
+/// average pooling that ignores padding, LRN and Clip.
+fn graph_of_version_2() -> Graph {
+    let mut graph = graph_of_every_op();
+    for node in &mut graph.nodes {
+        match &mut node.op {
+            Op::Conv(c) if node.name == "c1" => c.groups = 2,
+            Op::Pool(p) if p.kind == PoolKind::Avg => p.count_include_pad = false,
+            Op::Relu => node.op = Op::Clip(Clip { min: 0.0, max: 6.0 }),
+            Op::Dropout => {
+                node.op = Op::Lrn(Lrn {
+                    size: 5,
+                    alpha: 1e-4,
+                    beta: 0.75,
+                    bias: 1.0,
+                })
+            }
+            _ => {}
+        }
+    }
+    graph
+}
+
+#[test]
+fn version_2_operations_round_trip_and_only_they_raise_the_version() {
+    let v1 = file_of_every_kind(Preprocess::caffe());
+    assert_eq!(
+        write_sqz(&v1)[4..6],
+        [1, 0],
+        "a version-1 graph is written as version 1"
+    );
+    let v2 = SqzFile {
+        graph: graph_of_version_2(),
+        ..v1
+    };
+    let bytes = write_sqz(&v2);
+    assert_eq!(bytes[4..6], [2, 0]);
+    assert_eq!(read_sqz(&bytes).expect("a version-2 file reads back"), v2);
+    // The same bytes labelled version 1 use flags and tags version 1 lacks.
+    let mut relabelled = bytes.clone();
+    relabelled[4..6].copy_from_slice(&1u16.to_le_bytes());
+    let header_crc = crc32fast::hash(&relabelled[..16]);
+    relabelled[16..20].copy_from_slice(&header_crc.to_le_bytes());
+    match read_sqz(&relabelled) {
+        Err(FormatError::Invalid(m)) => assert!(m.contains("unknown"), "{m}"),
+        other => panic!("a version-1 file with version-2 content gave {other:?}"),
+    }
+}
+
 #[test]
 fn size_breakdown_adds_up_to_the_file_length() {
     for file in [
@@ -954,7 +1007,7 @@ fn wrong_magic_and_unknown_versions_are_rejected() {
     let mut wrong_magic = bytes.clone();
     wrong_magic[..4].copy_from_slice(b"\x89PNG");
     assert!(matches!(read_sqz(&wrong_magic), Err(FormatError::Invalid(m)) if m.contains("magic")));
-    for version in [0u16, 2, 513] {
+    for version in [0u16, 3, 513] {
         let mut other = bytes.clone();
         other[4..6].copy_from_slice(&version.to_le_bytes());
         match read_sqz(&other) {

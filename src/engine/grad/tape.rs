@@ -188,6 +188,9 @@ impl<'a> Tape<'a> {
             Op::GlobalAvgPool => global_avg_pool(self.value(inputs[0], node)?, &mut output),
             Op::Concat => concat(&self.all(&inputs, node)?, &mut output),
             Op::Add => add(&self.all(&inputs, node)?, &mut output),
+            Op::Lrn(_) | Op::Clip(_) => {
+                unreachable!("shape inference refuses LRN and Clip")
+            }
         }
         Ok(output)
     }
@@ -329,6 +332,7 @@ impl<'a> Tape<'a> {
                 terms.insert(0, (first, d_out));
                 return Ok(terms);
             }
+            Op::Lrn(_) | Op::Clip(_) => unreachable!("shape inference refuses LRN and Clip"),
             Op::Conv(_) | Op::Pool(_) | Op::GlobalAvgPool => {
                 let mut d_input = buffers.tensor(self.shapes[first]);
                 match &node.op {

@@ -82,6 +82,7 @@ pub(super) fn conv_op(layer: usize, stride: (usize, usize), pad: (usize, usize),
         stride_w: stride.1,
         pad_h: pad.0,
         pad_w: pad.1,
+        groups: 1,
         relu,
     })
 }
@@ -102,6 +103,7 @@ pub(super) fn pool_op(
         pad_h: pad.0,
         pad_w: pad.1,
         ceil_mode,
+        count_include_pad: true,
     }
 }
 

@@ -257,6 +257,7 @@ fn concat_add_and_relu_match_direct_loops() {
                 stride_w: 1,
                 pad_h: pad,
                 pad_w: pad,
+                groups: 1,
                 relu: false,
             },
         )
@@ -355,6 +356,7 @@ fn caffe_style_graph_with_reused_blob_names_matches_direct_loops() {
             stride_w: stride.1,
             pad_h: pad.0,
             pad_w: pad.1,
+            groups: 1,
             relu,
         };
         naive::conv(x, &layers[l], &c)

@@ -65,6 +65,7 @@ pub fn synthetic_model(avg_pad: usize) -> Model {
             stride_w: 1,
             pad_h: pad,
             pad_w: pad,
+            groups: 1,
             relu,
         })
     };
@@ -78,6 +79,7 @@ pub fn synthetic_model(avg_pad: usize) -> Model {
             pad_h: pad,
             pad_w: pad,
             ceil_mode,
+            count_include_pad: true,
         })
     };
     let node = |name: &str, op: Op, inputs: &[&str]| Node {

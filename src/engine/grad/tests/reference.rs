@@ -74,6 +74,7 @@ pub fn forward(model: &Model, params: &Params, input: &Blob) -> Blob {
                 }
                 sum
             }
+            Op::Lrn(_) | Op::Clip(_) => unimplemented!("no reference for LRN or Clip yet"),
         };
         blobs.insert(&node.outputs[0], output);
     }
