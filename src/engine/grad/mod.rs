@@ -19,6 +19,7 @@ mod col2im;
 mod concat;
 mod conv;
 mod elementwise;
+mod lrn;
 mod pool;
 mod softmax;
 mod tape;
