@@ -4,6 +4,7 @@
 mod determinism;
 mod errors;
 mod fusion;
+mod grouped_conv;
 mod hooks;
 mod kernel;
 pub(super) mod naive;
@@ -85,6 +86,14 @@ pub(super) fn conv_op(layer: usize, stride: (usize, usize), pad: (usize, usize),
         groups: 1,
         relu,
     })
+}
+
+/// `op`, a convolution, with its channels split into `groups`.
+pub(super) fn grouped(op: Op, groups: usize) -> Op {
+    match op {
+        Op::Conv(conv) => Op::Conv(Conv { groups, ..conv }),
+        other => other,
+    }
 }
 
 pub(super) fn pool_op(
