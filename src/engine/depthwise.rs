@@ -78,32 +78,68 @@ pub(crate) struct PhasedPlane {
 }
 
 impl PhasedPlane {
-    /// Lay out `source`, one `in_h x in_w` plane of the geometry's input.
-    pub(crate) fn fill(&mut self, source: &[f32], g: &ConvGeometry) {
+    /// Size the buffer for planes of geometry `g`, every value zero.
+    pub(crate) fn clear(&mut self, g: &ConvGeometry) {
         // Wide enough for every window, which floor rounding keeps inside
         // the padded input.
-        let padded_w = g.in_w + 2 * g.pw;
-        self.phase_len = padded_w.div_ceil(g.sw);
-        let row_len = g.sw * self.phase_len;
-        self.data.resize(g.in_h * row_len, 0.0);
-        for (row, input) in self.data.chunks_mut(row_len).zip(source.chunks(g.in_w)) {
-            row.fill(0.0);
-            for (phase, values) in row.chunks_mut(self.phase_len).enumerate() {
-                // Padded columns phase, phase + sw, ...; the first real one
-                // is at least pw.
-                let first = g.pw.saturating_sub(phase).div_ceil(g.sw);
-                let Some(column) = (first * g.sw + phase).checked_sub(g.pw) else {
-                    continue;
-                };
-                if column >= g.in_w {
-                    continue;
-                }
-                values[first..]
+        self.phase_len = (g.in_w + 2 * g.pw).div_ceil(g.sw);
+        self.data.clear();
+        self.data.resize(g.in_h * g.sw * self.phase_len, 0.0);
+    }
+
+    /// Lay out `source`, one `in_h x in_w` plane of the geometry's input.
+    pub(crate) fn fill(&mut self, source: &[f32], g: &ConvGeometry) {
+        self.clear(g);
+        let phase_len = self.phase_len;
+        for (row, input) in self.rows_mut(g).zip(source.chunks(g.in_w)) {
+            for (values, column) in Self::real_cells(row, phase_len, g) {
+                values
                     .iter_mut()
                     .zip(input[column..].iter().step_by(g.sw))
                     .for_each(|(v, &x)| *v = x);
             }
         }
+    }
+
+    /// The inverse of [`PhasedPlane::fill`]: write the entries that hold
+    /// real input values back into the `in_h x in_w` `plane` (the padding
+    /// is dropped).
+    pub(crate) fn unfold(&mut self, plane: &mut [f32], g: &ConvGeometry) {
+        let phase_len = self.phase_len;
+        for (row, output) in self.rows_mut(g).zip(plane.chunks_mut(g.in_w)) {
+            for (values, column) in Self::real_cells(row, phase_len, g) {
+                output[column..]
+                    .iter_mut()
+                    .step_by(g.sw)
+                    .zip(values.iter())
+                    .for_each(|(x, &v)| *x = v);
+            }
+        }
+    }
+
+    /// The buffer's rows.
+    fn rows_mut(&mut self, g: &ConvGeometry) -> std::slice::ChunksMut<'_, f32> {
+        self.data.chunks_mut(g.sw * self.phase_len)
+    }
+
+    /// For each phase of `row` that holds real input columns: its entries
+    /// from the first real one on, and that entry's input column (the
+    /// following entries are `sw` columns apart).
+    fn real_cells<'r>(
+        row: &'r mut [f32],
+        phase_len: usize,
+        g: &ConvGeometry,
+    ) -> impl Iterator<Item = (&'r mut [f32], usize)> {
+        let (sw, pw, in_w) = (g.sw, g.pw, g.in_w);
+        row.chunks_mut(phase_len)
+            .enumerate()
+            .filter_map(move |(phase, values)| {
+                // Padded columns phase, phase + sw, ...: the first real one
+                // is at least pw.
+                let first = pw.saturating_sub(phase).div_ceil(sw);
+                let column = (first * sw + phase).checked_sub(pw)?;
+                (column < in_w).then(|| (&mut values[first..], column))
+            })
     }
 
     /// The input values that kernel cell `(row, kx)` multiplies for the

@@ -105,8 +105,7 @@ fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usi
             single(inputs)
         }
         Op::Clip(clip) => {
-            // Also false for NaN bounds.
-            if !(clip.min <= clip.max) {
+            if clip.min.is_nan() || clip.max.is_nan() || clip.min > clip.max {
                 return Err(format!(
                     "clip bounds [{}, {}] are not an interval",
                     clip.min, clip.max

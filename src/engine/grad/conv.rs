@@ -10,7 +10,8 @@
 //! - input gradient: `col2im(Wᵀ · dY)`.
 //!
 //! A grouped convolution does this for each group on its own channels of
-//! the input and output and its own rows of the weights.
+//! the input and output and its own rows of the weights; a depthwise one
+//! runs the direct kernel of [`super::depthwise`] instead.
 //!
 //! Images run in parallel in fixed groups of [`IMAGES_PER_TASK`]. Each group
 //! sums its images' weight and bias gradients in image order, and the
@@ -22,8 +23,10 @@ use formats::{Conv, Layer};
 use rayon::prelude::*;
 
 use super::col2im::col2im;
+use super::depthwise::depthwise_backward;
 use super::elementwise::{mask_inactive_values, sum_in_order};
 use crate::engine::conv::ConvGeometry;
+use crate::engine::depthwise::is_depthwise;
 use crate::engine::gemm::matmul_views;
 use crate::engine::grad::LayerGradient;
 use crate::engine::im2col::im2col;
@@ -47,6 +50,9 @@ pub(super) fn conv_backward(
     d_output: &mut Tensor,
     d_input: &mut Tensor,
 ) -> LayerGradient {
+    if is_depthwise(layer, conv) {
+        return depthwise_backward(input, relu_output, layer, conv, d_output, d_input);
+    }
     let [_, _, out_h, out_w] = d_output.shape;
     let [_, group_in_c, kh, kw] = layer.shape;
     let mut geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);

@@ -44,7 +44,8 @@ pub(super) fn mask_clipped(gradient: &mut Tensor, output: &Tensor, clip: Clip) {
         .zip(output.data.par_chunks(CHUNK))
         .for_each(|(g, y)| {
             g.iter_mut().zip(y).for_each(|(g, &y)| {
-                if !(y > clip.min && y < clip.max) {
+                let inside = y > clip.min && y < clip.max;
+                if !inside {
                     *g = 0.0;
                 }
             })

@@ -18,6 +18,7 @@
 mod col2im;
 mod concat;
 mod conv;
+mod depthwise;
 mod elementwise;
 mod lrn;
 mod pool;
