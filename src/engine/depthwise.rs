@@ -146,14 +146,18 @@ impl PhasedPlane {
     /// `out_w` outputs of an output row: row `row` of the plane, padded
     /// columns `kx, kx + stride, ...`.
     pub(crate) fn cells(&self, row: usize, kx: usize, g: &ConvGeometry) -> &[f32] {
-        let start = row * g.sw * self.phase_len + kx % g.sw * self.phase_len + kx / g.sw;
-        &self.data[start..start + g.out_w]
+        &self.data[self.offset(row, kx, g)..][..g.out_w]
     }
 
     /// Mutable [`PhasedPlane::cells`], for the backward pass.
     pub(crate) fn cells_mut(&mut self, row: usize, kx: usize, g: &ConvGeometry) -> &mut [f32] {
-        let start = row * g.sw * self.phase_len + kx % g.sw * self.phase_len + kx / g.sw;
-        &mut self.data[start..start + g.out_w]
+        let start = self.offset(row, kx, g);
+        &mut self.data[start..][..g.out_w]
+    }
+
+    /// Where [`PhasedPlane::cells`] starts.
+    fn offset(&self, row: usize, kx: usize, g: &ConvGeometry) -> usize {
+        (row * g.sw + kx % g.sw) * self.phase_len + kx / g.sw
     }
 
     /// The input row that kernel row `ky` reads for output row `oy`, or
@@ -174,20 +178,99 @@ impl PhasedPlane {
         g: &ConvGeometry,
         activation: Activation,
     ) {
+        let mut taps = Vec::with_capacity(weights.len());
         for (oy, out_row) in out.chunks_mut(g.out_w).enumerate() {
-            out_row.fill(bias);
+            taps.clear();
             for (ky, kernel_row) in weights.chunks(g.kw).enumerate() {
                 let Some(row) = Self::input_row(oy, ky, g) else {
                     continue;
                 };
                 for (kx, &weight) in kernel_row.iter().enumerate() {
-                    out_row
-                        .iter_mut()
-                        .zip(self.cells(row, kx, g))
-                        .for_each(|(o, &x)| *o += weight * x);
+                    let start = self.offset(row, kx, g);
+                    taps.push(Tap { weight, start });
                 }
             }
+            sum_taps(out_row, bias, &taps, &self.data);
             activation.apply(out_row);
         }
     }
+}
+
+/// One kernel cell's contribution to an output row: `weight` times the
+/// phased plane's values from `start` on.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    weight: f32,
+    start: usize,
+}
+
+/// `out[i] = bias + taps[0] + taps[1] + ...` (tap `t` adding `weight *
+/// data[start + i]`), summed in that order for every `i`.
+///
+/// The values are summed in blocks held in vector registers rather than
+/// through memory once per tap. Compiled for the widest vectors the CPU has
+/// (chosen at run time); the rounding is the same on every variant, since
+/// each value is the same sequence of separate multiplications and
+/// additions (Rust never fuses them), so no bit depends on the CPU's vector
+/// width.
+fn sum_taps(out: &mut [f32], bias: f32, taps: &[Tap], data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F.
+            return unsafe { sum_taps_avx512(out, bias, taps, data) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { sum_taps_avx2(out, bias, taps, data) };
+        }
+    }
+    sum_taps_portable(out, bias, taps, data);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sum_taps_avx512(out: &mut [f32], bias: f32, taps: &[Tap], data: &[f32]) {
+    sum_taps_portable(out, bias, taps, data);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_taps_avx2(out: &mut [f32], bias: f32, taps: &[Tap], data: &[f32]) {
+    sum_taps_portable(out, bias, taps, data);
+}
+
+/// [`sum_taps`] in blocks of 32, then 8, then one value at a time.
+#[inline(always)]
+fn sum_taps_portable(out: &mut [f32], bias: f32, taps: &[Tap], data: &[f32]) {
+    let done = sum_blocks::<32>(out, 0, bias, taps, data);
+    let done = sum_blocks::<8>(out, done, bias, taps, data);
+    sum_blocks::<1>(out, done, bias, taps, data);
+}
+
+/// [`sum_taps`] for the whole blocks of `N` values of `out` from `first`
+/// on; returns where they end.
+#[inline(always)]
+fn sum_blocks<const N: usize>(
+    out: &mut [f32],
+    first: usize,
+    bias: f32,
+    taps: &[Tap],
+    data: &[f32],
+) -> usize {
+    let mut position = first;
+    for block in out[first..].chunks_exact_mut(N) {
+        let mut sums = [bias; N];
+        for tap in taps {
+            let values: &[f32; N] = data[tap.start + position..][..N]
+                .try_into()
+                .expect("a block of N values");
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                *sum += tap.weight * value;
+            }
+        }
+        block.copy_from_slice(&sums);
+        position += N;
+    }
+    position
 }
