@@ -7,6 +7,8 @@ use proptest::prelude::*;
 
 use super::naive;
 use super::{assert_close, conv_op, grouped, model, node, Values};
+use crate::engine::depthwise::{sum_taps, sum_taps_portable, Tap};
+use crate::engine::elementwise::Activation;
 use crate::engine::fusion::{steps, Step};
 use crate::engine::plan::Plan;
 use crate::engine::{forward, forward_hooked, Session, Tensor};
@@ -302,5 +304,37 @@ fn a_hook_sees_a_grouped_layer_and_may_replace_it() {
         assert_eq!(seen, vec![("conv".to_string(), [2, 6, 7, 7])]);
         let expected = naive::conv(&input, &replacement, &conv_of(&m));
         assert_close(&out, &expected, TOLERANCE);
+    }
+}
+
+#[test]
+fn depthwise_sums_are_the_same_bits_on_every_vector_width() {
+    let mut values = Values::new(55);
+    let data = values.vec(8 * 37 + 112);
+    let taps: Vec<Tap> = (0..9)
+        .map(|t| Tap {
+            weight: values.next() * 3.0,
+            start: t * 37,
+        })
+        .collect();
+    // Widths covering blocks of 32 and 8 and single values.
+    for width in [1, 7, 8, 31, 32, 45, 112] {
+        let (mut widest, mut portable) = (vec![0.0; width], vec![0.0; width]);
+        let relu6 = Activation {
+            relu: false,
+            clip: Some(RELU6),
+        };
+        sum_taps(&mut widest, 0.25, &taps, &data, relu6);
+        sum_taps_portable(&mut portable, 0.25, &taps, &data, relu6);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&widest), bits(&portable), "width {width}");
+        let direct: Vec<f32> = (0..width)
+            .map(|i| {
+                taps.iter()
+                    .fold(0.25, |sum, tap| sum + tap.weight * data[tap.start + i])
+                    .clamp(0.0, 6.0)
+            })
+            .collect();
+        assert_eq!(bits(&portable), bits(&direct), "width {width}");
     }
 }
