@@ -29,7 +29,8 @@ through deep networks; biases and BatchNormalization statistics small and
 random), so a run is reproducible byte for byte.
 
 The model has one input `input` (N x 3 x S x S, symbolic N) and one output
-`logits` (N x 1000). Needs `numpy` and `onnx` (the test venv of
+`logits` (N x 1000), except alexnet-caffe, which ends as BVLC's deploy net
+does, in a Softmax `prob` (N x 1000) reading the logits `fc8`. Needs `numpy` and `onnx` (the test venv of
 `.ci/install-test-deps` has both).
 """
 
@@ -165,15 +166,17 @@ class Builder:
         return self.node("Dropout", [x])
 
     def model(self, x, output, side):
-        # Rename the last node's output to `logits`.
+        """The model whose last node writes `output`, which is called
+        `logits` unless it is a Softmax's `prob`."""
         last = self.nodes[-1]
         assert last.output[0] == output
-        last.output[0] = "logits"
+        if output != "prob":
+            last.output[0] = output = "logits"
         graph = helper.make_graph(
             self.nodes,
             "classic_cnn",
             [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 3, side, side])],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", CLASSES])],
             self.initializers,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -217,7 +220,8 @@ def alexnet_caffe(b):
     x = b.flatten(x)
     x = b.dropout(b.node("Relu", [b.gemm(x, w(256) * 36, w(4096), name="fc6")]))
     x = b.dropout(b.node("Relu", [b.gemm(x, w(4096), w(4096), name="fc7")]))
-    return b.gemm(x, w(4096), CLASSES, name="fc8"), 227
+    x = b.gemm(x, w(4096), CLASSES, name="fc8")
+    return b.node("Softmax", [x], name="prob", axis=1), 227
 
 
 def vgg16(b):

@@ -135,8 +135,8 @@ fn every_engine_op_round_trips_exactly() {
             "Dropout",
             "Relu",
             "GlobalAveragePool",
-            "Reshape",
-            "Conv",
+            "Flatten",
+            "Gemm",
             "Softmax"
         ]
     );
@@ -761,10 +761,35 @@ fn an_export_keeps_the_sources_names_and_output_rank() {
     assert_eq!(declared_dims(&graph.output[0]), ["N", "?"], "rank 2");
     assert_bit_identical(&import(&exported).unwrap(), &model);
 
-    // A Flatten inside the network stays 4-D (the convolution after it
-    // needs it), and an output from a pooling keeps its rank 4.
-    let inner = ModelProto::decode(&*write_onnx(&import(&tiny()).unwrap()).unwrap()).unwrap();
-    assert_eq!(declared_dims(&inner.graph.unwrap().output[0]).len(), 4);
+    // Flatten -> Gemm -> Softmax: the fully connected layer is a Gemm, and
+    // the output is the Softmax's, under its name, N x C.
+    let classifier = import(&tiny()).unwrap();
+    let exported = ModelProto::decode(&*write_onnx(&classifier).unwrap()).unwrap();
+    assert_eq!(count_ops(&exported, "Gemm"), 1);
+    let graph = exported.graph.as_ref().unwrap();
+    assert_eq!(graph.output[0].name, "p");
+    assert_eq!(declared_dims(&graph.output[0]), ["N", "?"]);
+    assert_eq!(import(&exported).unwrap(), classifier);
+
+    // A rank-2 blob that an operation needs 4-D is reshaped for it.
+    let mut pooled_again = model.clone();
+    pooled_again.graph.nodes.push(formats::Node {
+        name: "gap2".into(),
+        op: Op::GlobalAvgPool,
+        inputs: vec!["logits".into()],
+        outputs: vec!["pooled".into()],
+    });
+    pooled_again.graph.output = "pooled".into();
+    let exported = ModelProto::decode(&*write_onnx(&pooled_again).unwrap()).unwrap();
+    let graph = exported.graph.as_ref().unwrap();
+    let reshape = graph.node.iter().find(|n| n.op_type == "Reshape").unwrap();
+    assert_eq!(
+        (&*reshape.input[0], &*reshape.output[0]),
+        ("logits", "logits/4d")
+    );
+    assert_eq!(declared_dims(&graph.output[0]).len(), 4);
+
+    // An output from a pooling keeps its rank 4.
     let mut pooled = model.clone();
     pooled.graph.nodes.pop();
     pooled.graph.output = pooled.graph.nodes.last().unwrap().outputs[0].clone();
