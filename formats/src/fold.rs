@@ -12,21 +12,33 @@
 //! so the usual Conv + BN pair loads as one convolution named like the
 //! convolution. The ONNX and Caffe readers both use it.
 
-use crate::{Conv, Layer, Node, Op};
+use crate::{Conv, FormatError, Layer, Node, Op, Result};
 use std::collections::{HashMap, HashSet};
 
 /// The per-channel affine map of a batch normalization with learned
 /// `gamma` (scale) and `beta` (shift) over running statistics `mean` and
 /// `variance`: `scale = gamma / sqrt(variance + eps)`,
 /// `shift = beta - mean * scale`, computed in double precision. All four
-/// slices have one value per channel.
+/// slices must have one value per channel and every `variance + eps` must
+/// be positive.
 pub(crate) fn batch_norm_affine(
     gamma: &[f32],
     beta: &[f32],
     mean: &[f32],
     variance: &[f32],
     eps: f32,
-) -> (Vec<f32>, Vec<f32>) {
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let channels = gamma.len();
+    if [beta, mean, variance].iter().any(|v| v.len() != channels) {
+        return Err(FormatError::invalid(format!(
+            "batch normalization with other than {channels} values in each of scale, shift, mean and variance"
+        )));
+    }
+    if variance.iter().any(|&v| v + eps <= 0.0 || v.is_nan()) {
+        return Err(FormatError::invalid(
+            "batch normalization with a variance + epsilon that is not positive",
+        ));
+    }
     let scale: Vec<f64> = gamma
         .iter()
         .zip(variance)
@@ -38,7 +50,7 @@ pub(crate) fn batch_norm_affine(
         .zip(&scale)
         .map(|((&b, &m), &s)| (f64::from(b) - f64::from(m) * s) as f32)
         .collect();
-    (scale.into_iter().map(|s| s as f32).collect(), shift)
+    Ok((scale.into_iter().map(|s| s as f32).collect(), shift))
 }
 
 /// The depthwise 1x1 layer computing `x * scale + shift` per channel.
@@ -72,14 +84,42 @@ pub(crate) fn affine_op(layer: usize, channels: usize) -> Op {
 /// `output`, and its layer is used by no other node. The convolution then
 /// writes the batch normalization's output, its weights of output channel
 /// `c` are multiplied by `scale[c]` and its bias becomes
-/// `bias * scale + shift`. Folded layers are removed from `layers` and the
+/// `bias * scale + shift`. The convolution may itself be a batch
+/// normalization (Caffe's `BatchNorm` then `Scale`), so folding repeats
+/// until nothing changes. Folded layers are removed from `layers` and the
 /// remaining conv nodes renumbered; the others stay depthwise convolutions.
 pub(crate) fn fold_batch_norms(
-    nodes: Vec<Node>,
+    mut nodes: Vec<Node>,
     mut layers: Vec<Layer>,
     batch_norms: &HashSet<usize>,
     output: &str,
 ) -> (Vec<Node>, Vec<Layer>) {
+    let mut is_batch_norm: Vec<bool> = (0..layers.len())
+        .map(|l| batch_norms.contains(&l))
+        .collect();
+    loop {
+        let before = nodes.len();
+        let removed;
+        (nodes, layers, removed) = fold_once(nodes, layers, &is_batch_norm, output);
+        is_batch_norm = is_batch_norm
+            .into_iter()
+            .zip(removed)
+            .filter_map(|(bn, gone)| (!gone).then_some(bn))
+            .collect();
+        if nodes.len() == before {
+            return (nodes, layers);
+        }
+    }
+}
+
+/// One pass of [`fold_batch_norms`]: the folded graph and layers, and which
+/// of the old layers were removed.
+fn fold_once(
+    nodes: Vec<Node>,
+    mut layers: Vec<Layer>,
+    is_batch_norm: &[bool],
+    output: &str,
+) -> (Vec<Node>, Vec<Layer>, Vec<bool>) {
     let mut readers: HashMap<&str, usize> = HashMap::new();
     for input in nodes.iter().flat_map(|n| &n.inputs) {
         *readers.entry(input.as_str()).or_default() += 1;
@@ -101,7 +141,7 @@ pub(crate) fn fold_batch_norms(
         let (Op::Conv(bn), [input]) = (&node.op, node.inputs.as_slice()) else {
             continue;
         };
-        if !batch_norms.contains(&bn.layer) || layer_uses[bn.layer] != 1 {
+        if !is_batch_norm[bn.layer] || layer_uses[bn.layer] != 1 {
             continue;
         }
         let Some(&c) = producer.get(input.as_str()) else {
@@ -111,9 +151,10 @@ pub(crate) fn fold_batch_norms(
             continue;
         };
         let private = readers.get(input.as_str()) == Some(&1) && input != output;
+        // A batch normalization folded in this pass cannot take another.
         let foldable = !conv.relu
             && private
-            && !batch_norms.contains(&conv.layer)
+            && !folds.contains_key(&c)
             && layer_uses[conv.layer] == 1
             && layers[conv.layer].shape[0] == layers[bn.layer].shape[0];
         if foldable {
@@ -157,10 +198,10 @@ pub(crate) fn fold_batch_norms(
     }
     let layers = layers
         .into_iter()
-        .zip(removed)
+        .zip(&removed)
         .filter_map(|(l, gone)| (!gone).then_some(l))
         .collect();
-    (out, layers)
+    (out, layers, removed)
 }
 
 /// Multiply output channel `c` of `layer` by `scale[c]` and set its bias to
@@ -209,8 +250,10 @@ mod tests {
 
     #[test]
     fn affine_of_batch_norm_statistics() {
-        let (scale, shift) = batch_norm_affine(&[2.0], &[1.0], &[3.0], &[3.0], 1.0);
+        let (scale, shift) = batch_norm_affine(&[2.0], &[1.0], &[3.0], &[3.0], 1.0).unwrap();
         assert_eq!((scale, shift), (vec![1.0], vec![-2.0]));
+        assert!(batch_norm_affine(&[2.0], &[1.0], &[3.0], &[-1.0], 1.0).is_err());
+        assert!(batch_norm_affine(&[2.0], &[1.0], &[3.0, 1.0], &[1.0], 1.0).is_err());
     }
 
     #[test]
@@ -236,6 +279,24 @@ mod tests {
         assert_eq!(layers[0].weights, [2.0, 4.0, -3.0, -4.0]);
         assert_eq!(layers[0].bias, [2.0, -0.5]);
         assert_eq!(layers[1].name, "d");
+    }
+
+    #[test]
+    fn a_chain_of_affine_maps_folds_into_one_convolution() {
+        let nodes = vec![
+            node("c", conv(0, false), "x", "a"),
+            node("bn", affine_op(1, 2), "a", "b"),
+            node("scale", affine_op(2, 2), "b", "y"),
+        ];
+        let layers = vec![
+            layer("c", 2),
+            affine_layer("bn", vec![2.0, -1.0], vec![1.0, 0.0]),
+            affine_layer("scale", vec![0.5, 3.0], vec![0.0, 1.0]),
+        ];
+        let (nodes, layers) = fold_batch_norms(nodes, layers, &HashSet::from([1, 2]), "y");
+        assert_eq!(nodes, [node("c", conv(0, false), "x", "y")]);
+        assert_eq!(layers[0].weights, [1.0, 2.0, -9.0, -12.0]);
+        assert_eq!(layers[0].bias, [1.0, -0.5]);
     }
 
     #[test]

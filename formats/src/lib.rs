@@ -15,6 +15,7 @@ pub(crate) mod fold;
 pub mod model;
 pub mod ncnn;
 pub mod prototxt;
+pub(crate) mod ranks;
 pub mod read;
 
 pub use error::{FormatError, Result};

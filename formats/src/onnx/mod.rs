@@ -37,7 +37,7 @@
 //! ceil overhang, as onnxruntime does with that flag), a Flatten is
 //! `Flatten` (`N x C`), a 1x1 convolution on such a tensor is `Gemm`
 //! (`transB = 1`, 2-D weights), as the source formats have them (see
-//! `ranks.rs`); a rank-2 tensor that an operation needs 4-D goes through
+//! `crate::ranks`); a rank-2 tensor that an operation needs 4-D goes through
 //! a `Reshape [0, -1, 1, 1]` named `<blob>/4d`. The graph input keeps the
 //! source's name; the output is the logits blob, or, when a final Softmax
 //! reads it, that Softmax's output, under the source's name, so a user's
@@ -65,7 +65,6 @@ mod attributes;
 mod metadata;
 mod ops;
 pub mod proto;
-mod ranks;
 mod read;
 mod tensor;
 mod write;

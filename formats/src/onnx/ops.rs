@@ -132,7 +132,7 @@ impl Importer<'_> {
                 )))
             }
         };
-        if out % groups != 0 {
+        if !out.is_multiple_of(groups) {
             return Err(FormatError::invalid(format!(
                 "{out} output channels do not split into {groups} groups"
             )));
@@ -372,19 +372,7 @@ impl Importer<'_> {
         let (beta, mean, variance) = (beta?, mean?, variance?);
         let layer = self.layer("BatchNormalization", scale, Some(bias), |t| {
             let gamma = tensor::floats(t)?;
-            let channels = gamma.len();
-            if [&beta, &mean, &variance]
-                .iter()
-                .any(|v| v.len() != channels)
-            {
-                return Err(FormatError::invalid(format!(
-                    "scale, bias, mean and variance of other than {channels} values each"
-                )));
-            }
-            if variance.iter().any(|&v| !(v + eps > 0.0)) {
-                return Err(FormatError::invalid("a variance + epsilon is not positive"));
-            }
-            let (scale, shift) = fold::batch_norm_affine(&gamma, &beta, &mean, &variance, eps);
+            let (scale, shift) = fold::batch_norm_affine(&gamma, &beta, &mean, &variance, eps)?;
             Ok(fold::affine_layer("", scale, shift))
         })?;
         self.batch_norms.insert(layer);

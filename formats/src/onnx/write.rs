@@ -7,8 +7,8 @@ use super::proto::{
     data_type, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
     TypeProto, TypeProtoTensor, ValueInfoProto,
 };
-use super::ranks;
 use super::tensor::{float_tensor, int64_tensor};
+use crate::ranks;
 use crate::relu_fusion::{self, unique_name};
 use crate::{Model, Node, Op, PoolKind, Result};
 use prost::Message;
@@ -27,7 +27,7 @@ const BATCH: &str = "N";
 /// ([`crate::Graph::input`]), and one output: the logits blob
 /// ([`crate::Graph::output`]), or the output of a final Softmax that reads
 /// it (so a source ending in Softmax keeps its output name), of the rank
-/// `ranks.rs` gives it (2, `N x C`, after a Flatten or a fully connected
+/// `crate::ranks` gives it (2, `N x C`, after a Flatten or a fully connected
 /// layer, as in the source formats; else 4). The preprocessing goes into
 /// `sqz.preprocess.*` metadata. Fails only on a model that does not pass
 /// [`Model::validate`].
@@ -36,13 +36,7 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     let graph = &model.graph;
     let nodes = relu_fusion::split(&graph.nodes, &graph.input);
     let ranks = ranks::blob_ranks(model, &nodes, &graph.input);
-    let gemm_layers: HashSet<usize> = nodes
-        .iter()
-        .filter_map(|n| match &n.op {
-            Op::Conv(c) if ranks[&n.outputs[0]] == 2 => Some(c.layer),
-            _ => None,
-        })
-        .collect();
+    let gemm_layers = ranks::fully_connected_layers(model);
     let mut taken: HashSet<String> = nodes
         .iter()
         .flat_map(|n| n.outputs.iter().cloned())

@@ -1,22 +1,22 @@
-//! The rank each blob has in an ONNX export, so that an export looks like
-//! the files sqz reads: the engine keeps every tensor 4-D, but in ONNX,
-//! Caffe and ncnn a Flatten gives `N x C` and a fully connected layer
-//! (`Gemm`, `InnerProduct`) maps `N x K` to `N x C`.
+//! The rank each blob has in an ONNX or Caffe export, so that an export
+//! looks like the files sqz reads: the engine keeps every tensor 4-D, but
+//! in ONNX, Caffe and ncnn a Flatten gives `N x C` and a fully connected
+//! layer (`Gemm`, `InnerProduct`) maps `N x K` to `N x C`.
 //!
 //! Rules, over the nodes in order: the graph input has rank 4; a Flatten
 //! gives rank 2; a [`fully_connected`] convolution on a rank-2 input keeps
-//! rank 2 (it is written as `Gemm`); ReLU, Clip, Dropout and Softmax keep
+//! rank 2 (it is written as `Gemm` or `InnerProduct`); ReLU, Clip, Dropout and Softmax keep
 //! their input's rank, Add and Concat keep rank 2 when all their inputs
 //! have it; everything else gives rank 4. A rank-2 blob that an operation
 //! needs 4-D is reshaped to `N x C x 1 x 1` by the writer.
 
 use crate::{Conv, Model, Node, Op};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Whether `conv` is a fully connected layer of `model` when its input is
 /// `N x K`: a 1x1 kernel, stride 1, no padding, one group, and a layer no
 /// other node of `nodes` uses (its weights are then written 2-D).
-pub(super) fn fully_connected(conv: &Conv, model: &Model, nodes: &[Node]) -> bool {
+pub(crate) fn fully_connected(conv: &Conv, model: &Model, nodes: &[Node]) -> bool {
     let [_, _, kh, kw] = model.layers[conv.layer].shape;
     let uses = nodes
         .iter()
@@ -36,7 +36,7 @@ pub(super) fn fully_connected(conv: &Conv, model: &Model, nodes: &[Node]) -> boo
 
 /// The rank (2 or 4) of every blob of `nodes` and of `input`, by the
 /// rules of the module documentation.
-pub(super) fn blob_ranks(model: &Model, nodes: &[Node], input: &str) -> HashMap<String, usize> {
+pub(crate) fn blob_ranks(model: &Model, nodes: &[Node], input: &str) -> HashMap<String, usize> {
     let mut ranks = HashMap::from([(input.to_string(), 4)]);
     for node in nodes {
         let input_ranks: Vec<usize> = node
@@ -65,6 +65,20 @@ pub(super) fn blob_ranks(model: &Model, nodes: &[Node], input: &str) -> HashMap<
 /// Whether `node`, whose output has rank `output_rank`, needs its inputs
 /// 4-D in the export: an operation that does not keep rank 2
 /// ([`blob_ranks`]), except Flatten, which takes any rank.
-pub(super) fn needs_4d_inputs(node: &Node, output_rank: usize) -> bool {
+pub(crate) fn needs_4d_inputs(node: &Node, output_rank: usize) -> bool {
     output_rank == 4 && node.op != Op::Flatten
+}
+
+/// The layers of `model` that its writers store as fully connected
+/// (`Gemm`, `InnerProduct`): those of convolutions with a rank-2 output.
+pub(crate) fn fully_connected_layers(model: &Model) -> HashSet<usize> {
+    let nodes = &model.graph.nodes;
+    let ranks = blob_ranks(model, nodes, &model.graph.input);
+    nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Conv(c) if ranks[&n.outputs[0]] == 2 => Some(c.layer),
+            _ => None,
+        })
+        .collect()
 }
