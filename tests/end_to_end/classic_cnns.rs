@@ -199,3 +199,31 @@ fn resnet50_matches_onnxruntime() {
 fn mobilenetv2_matches_onnxruntime() {
     check_family("mobilenetv2", 1, 224, "logits");
 }
+
+#[test]
+fn bvlc_caffe_alexnet_exports_to_caffe_and_reads_back_the_same() {
+    // Quarter width: the same layers (LRN, two groups, InnerProduct).
+    require_python_modules("onnxruntime, numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let source = build("alexnet-caffe", 4, dir.path());
+    let caffemodel = dir.path().join("alexnet.caffemodel");
+    run_ok(args!["decode", source, "-o", caffemodel]);
+    let prototxt = std::fs::read_to_string(dir.path().join("alexnet.prototxt")).unwrap();
+    for expected in [
+        "type: \"LRN\"",
+        "group: 2",
+        "type: \"InnerProduct\"",
+        "type: \"Softmax\"",
+    ] {
+        assert!(prototxt.contains(expected), "{expected}: {prototxt}");
+    }
+    let original = read_model(&source, &ReadOptions::default()).unwrap();
+    let back = read_model(&caffemodel, &ReadOptions::default()).unwrap();
+    assert_eq!(back.graph, original.graph);
+    assert_eq!(back.layers, original.layers);
+    let input = random_input(227);
+    assert_eq!(
+        engine_logits(&caffemodel, &input),
+        engine_logits(&source, &input)
+    );
+}
