@@ -657,16 +657,7 @@ impl Builder {
             bias_term,
             LayerKind::InnerProduct,
         )?;
-        let conv = Conv {
-            layer,
-            stride_h: 1,
-            stride_w: 1,
-            pad_h: 0,
-            pad_w: 0,
-            groups: 1,
-            relu: false,
-        };
-        Ok((Op::Conv(conv), Dims::flat(out)))
+        Ok((Op::Conv(Conv::unit(layer, 1)), Dims::flat(out)))
     }
 
     /// Caffe's `BatchNorm` with stored statistics (the TEST phase default).
@@ -790,7 +781,7 @@ fn window_count(
     pad: usize,
     ceil: bool,
 ) -> Result<usize> {
-    let padded = size + 2 * pad;
+    let padded = size.saturating_add(pad.saturating_mul(2));
     if kernel > padded {
         return Err(FormatError::invalid(format!(
             "kernel {kernel} is larger than the padded input {padded}"
@@ -802,7 +793,7 @@ fn window_count(
     } else {
         span / stride
     } + 1;
-    if ceil && pad > 0 && (count - 1) * stride >= size + pad {
+    if ceil && pad > 0 && (count - 1) * stride >= size.saturating_add(pad) {
         count -= 1;
     }
     Ok(count)

@@ -12,6 +12,7 @@
 //! so the usual Conv + BN pair loads as one convolution named like the
 //! convolution. The ONNX and Caffe readers both use it.
 
+use crate::blob_use::BlobUse;
 use crate::{Conv, FormatError, Layer, Node, Op, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -66,15 +67,7 @@ pub(crate) fn affine_layer(name: &str, scale: Vec<f32>, shift: Vec<f32>) -> Laye
 /// The convolution node applying [`affine_layer`] `layer` to `channels`
 /// channels.
 pub(crate) fn affine_op(layer: usize, channels: usize) -> Op {
-    Op::Conv(Conv {
-        layer,
-        stride_h: 1,
-        stride_w: 1,
-        pad_h: 0,
-        pad_w: 0,
-        groups: channels,
-        relu: false,
-    })
+    Op::Conv(Conv::unit(layer, channels))
 }
 
 /// Fold the batch normalizations among `nodes` (the conv nodes whose layer
@@ -120,21 +113,13 @@ fn fold_once(
     is_batch_norm: &[bool],
     output: &str,
 ) -> (Vec<Node>, Vec<Layer>, Vec<bool>) {
-    let mut readers: HashMap<&str, usize> = HashMap::new();
-    for input in nodes.iter().flat_map(|n| &n.inputs) {
-        *readers.entry(input.as_str()).or_default() += 1;
-    }
     let mut layer_uses = vec![0usize; layers.len()];
     for node in &nodes {
         if let Op::Conv(c) = &node.op {
             layer_uses[c.layer] += 1;
         }
     }
-    let producer: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
-        .collect();
+    let blobs = BlobUse::of(&nodes);
     // batch-norm node index -> conv node index
     let mut folds: HashMap<usize, usize> = HashMap::new();
     for (b, node) in nodes.iter().enumerate() {
@@ -144,16 +129,14 @@ fn fold_once(
         if !is_batch_norm[bn.layer] || layer_uses[bn.layer] != 1 {
             continue;
         }
-        let Some(&c) = producer.get(input.as_str()) else {
+        let Some(c) = blobs.private_producer(input, output) else {
             continue;
         };
         let Op::Conv(conv) = &nodes[c].op else {
             continue;
         };
-        let private = readers.get(input.as_str()) == Some(&1) && input != output;
         // A batch normalization folded in this pass cannot take another.
         let foldable = !conv.relu
-            && private
             && !folds.contains_key(&c)
             && layer_uses[conv.layer] == 1
             && layers[conv.layer].shape[0] == layers[bn.layer].shape[0];
@@ -229,13 +212,8 @@ mod tests {
 
     fn conv(layer: usize, relu: bool) -> Op {
         Op::Conv(Conv {
-            layer,
-            stride_h: 1,
-            stride_w: 1,
-            pad_h: 0,
-            pad_w: 0,
-            groups: 1,
             relu,
+            ..Conv::unit(layer, 1)
         })
     }
 

@@ -6,6 +6,7 @@
 //! stream coding, lossless `Model` ↔ file conversion; see `SQZ.md`) and
 //! does no numerical work beyond that lossless coding.
 
+mod blob_use;
 mod byte_cursor;
 pub mod caffe_net;
 pub mod deep_compression;

@@ -749,17 +749,8 @@ fn require_channel_axis(axis: i64, rank: usize, what: &str) -> Result<()> {
 /// rank-2 blob `input`: a 1x1 convolution on the engine's N x K x 1 x 1
 /// tensor.
 fn fully_connected(layer: usize, input: &str, out: usize) -> Converted {
-    let conv = Conv {
-        layer,
-        stride_h: 1,
-        stride_w: 1,
-        pad_h: 0,
-        pad_w: 0,
-        groups: 1,
-        relu: false,
-    };
     (
-        Op::Conv(conv),
+        Op::Conv(Conv::unit(layer, 1)),
         vec![input.to_string()],
         Blob {
             rank: 2,
