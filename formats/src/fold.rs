@@ -139,7 +139,10 @@ fn fold_once(
         let foldable = !conv.relu
             && !folds.contains_key(&c)
             && layer_uses[conv.layer] == 1
-            && layers[conv.layer].shape[0] == layers[bn.layer].shape[0];
+            && layers[conv.layer].shape[0] == layers[bn.layer].shape[0]
+            && layers[conv.layer].weights.len() == layers[conv.layer].weight_count()
+            && layers[bn.layer].weights.len() == layers[bn.layer].shape[0]
+            && layers[bn.layer].shape[0] > 0;
         if foldable {
             folds.insert(b, c);
         }

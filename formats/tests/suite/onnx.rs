@@ -712,6 +712,40 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
         }
         let _ = read_onnx(&mutated, Some(Preprocess::torchvision()));
     }
+    // A model of the classic CNN operators, mutated the same way.
+    let (bn, mut tensors) = batch_norm("c", "b");
+    tensors.push(float_tensor("dw.weight", &[2, 1, 3, 3], &[0.25; 18]));
+    tensors.push(float_tensor("hi", &[], &[6.0]));
+    let nodes = vec![
+        bn,
+        node(
+            "dw",
+            "Conv",
+            &["b", "dw.weight"],
+            "d",
+            vec![int("group", 2), ints("pads", &[1; 4])],
+        ),
+        node("norm", "LRN", &["d"], "n", vec![int("size", 3)]),
+        node("six", "Clip", &["n", "", "hi"], "r", vec![]),
+    ];
+    let mut classic = tiny_with(nodes, tensors);
+    graph_mut(&mut classic).node.splice(
+        7..8,
+        [
+            node("fc", "MatMul", &["f", "fc.weight"], "product", vec![]),
+            node("fc_bias", "Add", &["product", "fc.bias"], "logits", vec![]),
+        ],
+    );
+    let bytes = classic.encode_to_vec();
+    import(&classic).unwrap();
+    for _ in 0..300 {
+        let mut mutated = bytes.clone();
+        for _ in 0..3 {
+            let at = rng.below(mutated.len());
+            mutated[at] ^= 1 << rng.below(8);
+        }
+        let _ = read_onnx(&mutated, Some(Preprocess::torchvision()));
+    }
     for len in [1, 7, 100, 10_000] {
         let garbage: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
         assert!(
