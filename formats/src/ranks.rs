@@ -14,24 +14,20 @@ use crate::{Conv, Model, Node, Op};
 use std::collections::{HashMap, HashSet};
 
 /// Whether `conv` is a fully connected layer of `model` when its input is
-/// `N x K`: a 1x1 kernel, stride 1, no padding, one group, and a layer no
-/// other node of `nodes` uses (its weights are then written 2-D).
-pub(crate) fn fully_connected(conv: &Conv, model: &Model, nodes: &[Node]) -> bool {
+/// `N x K`: a 1x1 kernel, stride 1, no padding, one group (a fused ReLU
+/// aside, [`Conv::unit`]), and a layer no other node of `nodes` uses (its
+/// weights are then written 2-D).
+fn fully_connected(conv: &Conv, model: &Model, nodes: &[Node]) -> bool {
     let [_, _, kh, kw] = model.layers[conv.layer].shape;
     let uses = nodes
         .iter()
         .filter(|n| matches!(&n.op, Op::Conv(c) if c.layer == conv.layer))
         .count();
-    (
-        kh,
-        kw,
-        conv.stride_h,
-        conv.stride_w,
-        conv.pad_h,
-        conv.pad_w,
-        conv.groups,
-    ) == (1, 1, 1, 1, 0, 0, 1)
-        && uses == 1
+    let unit = Conv {
+        relu: conv.relu,
+        ..Conv::unit(conv.layer, 1)
+    };
+    (kh, kw) == (1, 1) && *conv == unit && uses == 1
 }
 
 /// The rank (2 or 4) of every blob of `nodes` and of `input`, by the
