@@ -27,6 +27,7 @@ pub(crate) fn clip_in_place(values: &mut [f32], clip: Clip) {
 }
 
 /// [`clip_in_place`] on one slice, sequentially.
+#[inline(always)]
 fn clamp_values(values: &mut [f32], clip: Clip) {
     values
         .iter_mut()
@@ -43,7 +44,9 @@ pub(crate) struct Activation {
 }
 
 impl Activation {
-    /// Apply the activation to freshly computed outputs.
+    /// Apply the activation to freshly computed outputs (inlined, so that
+    /// kernels compiled for wider vectors apply it with them).
+    #[inline(always)]
     pub(crate) fn apply(self, values: &mut [f32]) {
         if self.relu {
             values.iter_mut().for_each(|v| *v = v.max(0.0));

@@ -51,6 +51,19 @@ pub(crate) fn lrn(input: &Tensor, lrn: &Lrn, output: &mut Tensor) {
             scale_plane(image, channel, lrn, out);
             out.iter_mut()
                 .zip(&image[channel * plane..][..plane])
-                .for_each(|(y, &x)| *y = x * y.powf(-lrn.beta));
+                .for_each(|(y, &x)| *y = x * inverse_power(*y, lrn.beta));
         });
+}
+
+/// `scale^-beta`. Every known network uses `beta = 0.75`, where this is
+/// `1 / (sqrt(scale) * sqrt(sqrt(scale)))`: a few times faster than
+/// `powf` (which made LRN a sixth of AlexNet's time) and as accurate to a
+/// few units in the last place.
+pub(crate) fn inverse_power(scale: f32, beta: f32) -> f32 {
+    if beta == 0.75 {
+        let root = scale.sqrt();
+        1.0 / (root * root.sqrt())
+    } else {
+        scale.powf(-beta)
+    }
 }

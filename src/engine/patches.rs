@@ -12,6 +12,9 @@ use super::{EngineError, Tensor};
 /// The im2col matrix of image `image` of the NCHW `input` for `conv` with a
 /// `kernel = [kh, kw]` window: `(channels * kh * kw) x (out_h * out_w)`,
 /// row-major, row `(c, ky, kx)`, column `(oy, ox)`.
+/// For a grouped convolution the matrix covers every input channel: group
+/// `g`'s weights multiply rows `g * d .. (g + 1) * d`, `d = (channels /
+/// groups) * kh * kw` (the depth of the layer's shape).
 pub fn conv_patches(
     input: &Tensor,
     image: usize,

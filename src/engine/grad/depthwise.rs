@@ -7,7 +7,7 @@
 //!
 //! - bias gradient: the sum of `dY`;
 //! - weight gradient of kernel cell `(ky, kx)`: `dY · X` shifted by the
-//!   cell, row by row;
+//!   cell (`dY` in the kernel's wide layout, zero in its extra columns);
 //! - input gradient: every cell's weight times `dY` added onto the shifted
 //!   phased plane, which is then folded back (padding dropped).
 //!
@@ -101,6 +101,8 @@ impl PlaneSums {
         input.fill(plane, g);
         let mut d_input = PhasedPlane::default();
         d_input.clear(g);
+        // The output gradient in the wide layout, zero in the extra columns.
+        let mut d_wide = vec![0.0f32; input.wide_len(g)];
         let mut sums = PlaneSums {
             weights: vec![0.0; weights.len()],
             bias: Vec::with_capacity(weights.len() / cells),
@@ -111,23 +113,20 @@ impl PlaneSums {
             .zip(sums.weights.chunks_mut(cells));
         for ((d_out, kernel), d_kernel) in planes {
             sums.bias.push(d_out.iter().map(|&v| f64::from(v)).sum());
-            for (oy, d_row) in d_out.chunks(g.out_w).enumerate() {
-                for ky in 0..g.kh {
-                    let Some(row) = PhasedPlane::input_row(oy, ky, g) else {
-                        continue;
-                    };
-                    for kx in 0..g.kw {
-                        let cell = ky * g.kw + kx;
-                        let x = input.cells(row, kx, g);
-                        d_kernel[cell] += d_row.iter().zip(x).map(|(d, x)| d * x).sum::<f32>();
-                        let weight = kernel[cell];
-                        d_input
-                            .cells_mut(row, kx, g)
-                            .iter_mut()
-                            .zip(d_row)
-                            .for_each(|(dx, &d)| *dx += weight * d);
-                    }
-                }
+            for (wide_row, d_row) in d_wide.chunks_mut(input.width).zip(d_out.chunks(g.out_w)) {
+                wide_row[..g.out_w].copy_from_slice(d_row);
+            }
+            for (tap, d_weight) in input.taps(kernel, g).iter().zip(d_kernel) {
+                let x = &input.data[tap.start..][..d_wide.len()];
+                *d_weight = d_wide
+                    .iter()
+                    .zip(x)
+                    .map(|(&d, &x)| f64::from(d) * f64::from(x))
+                    .sum::<f64>() as f32;
+                d_input.data[tap.start..][..d_wide.len()]
+                    .iter_mut()
+                    .zip(&d_wide)
+                    .for_each(|(dx, &d)| *dx += tap.weight * d);
             }
         }
         d_input.unfold(d_plane, g);

@@ -15,7 +15,7 @@ use std::ops::Range;
 use formats::Lrn;
 use rayon::prelude::*;
 
-use crate::engine::lrn::scale_plane;
+use crate::engine::lrn::{inverse_power, scale_plane};
 use crate::engine::Tensor;
 
 /// Gradient of LRN `lrn`, which read `input`, given the output gradient
@@ -39,7 +39,7 @@ pub(super) fn lrn_backward(input: &Tensor, lrn: &Lrn, d_output: &Tensor, d_input
             let x = &image[channel * plane..][..plane];
             let dy = &d_output.data[index * plane..][..plane];
             for i in 0..plane {
-                let factor = scale[i].powf(-lrn.beta);
+                let factor = inverse_power(scale[i], lrn.beta);
                 d_in[i] = dy[i] * factor;
                 t[i] = dy[i] * x[i] * factor / scale[i];
             }

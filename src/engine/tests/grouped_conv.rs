@@ -7,6 +7,8 @@ use proptest::prelude::*;
 
 use super::naive;
 use super::{assert_close, conv_op, grouped, model, node, Values};
+use crate::engine::depthwise::{sum_taps, sum_taps_portable, Tap};
+use crate::engine::elementwise::Activation;
 use crate::engine::fusion::{steps, Step};
 use crate::engine::plan::Plan;
 use crate::engine::{forward, forward_hooked, Session, Tensor};
@@ -45,17 +47,23 @@ fn single_conv(case: &GroupedCase, seed: u64) -> (Model, Tensor) {
     (m, values.tensor(case.input))
 }
 
-/// The convolution of `m`'s first node.
-fn conv_of(m: &Model) -> formats::Conv {
-    let Op::Conv(conv) = m.graph.nodes[0].op else {
-        unreachable!("the first node is a convolution")
+/// The convolution of `m`'s node `index`.
+fn conv_of(m: &Model, index: usize) -> formats::Conv {
+    let Op::Conv(conv) = m.graph.nodes[index].op else {
+        unreachable!("node {index} is a convolution")
     };
     conv
 }
 
+/// The direct loops' output of `m`'s convolution node `index` on `input`.
+fn naive_conv(m: &Model, index: usize, input: &Tensor) -> Tensor {
+    let conv = conv_of(m, index);
+    naive::conv(input, &m.layers[conv.layer], &conv)
+}
+
 fn check_grouped(case: &GroupedCase, seed: u64) {
     let (m, input) = single_conv(case, seed);
-    let expected = naive::conv(&input, &m.layers[0], &conv_of(&m));
+    let expected = naive_conv(&m, 0, &input);
     let fused = forward(&m, &input).unwrap();
     assert_close(&fused, &expected, TOLERANCE);
     let im2col = Session::with_kernel(&m, None).unwrap().run(&input).unwrap();
@@ -199,12 +207,7 @@ fn clip_folds_into_depthwise_convolutions_only() {
 fn inverted_residual_matches_direct_loops_fused_or_not_for_any_thread_count() {
     let m = inverted_residual();
     let input = Values::new(52).tensor([2, 4, 9, 9]);
-    let conv = |x: &Tensor, index: usize| {
-        let Op::Conv(conv) = m.graph.nodes[index].op else {
-            unreachable!("node {index} is a convolution")
-        };
-        naive::conv(x, &m.layers[conv.layer], &conv)
-    };
+    let conv = |x: &Tensor, index: usize| naive_conv(&m, index, x);
     let relu6 = |x: &Tensor| naive::clip(x, &RELU6);
     let expanded = relu6(&conv(&input, 0));
     let depthwise = relu6(&conv(&expanded, 2));
@@ -265,13 +268,10 @@ fn grouped_convolutions_are_not_written_into_concatenations() {
         vec![Step::ConvRelu, Step::Pass, Step::Run, Step::Run]
     );
     let input = values.tensor([2, 4, 6, 6]);
-    let conv = |index: usize| {
-        let Op::Conv(conv) = m.graph.nodes[index].op else {
-            unreachable!("node {index} is a convolution")
-        };
-        naive::conv(&input, &m.layers[conv.layer], &conv)
-    };
-    let expected = naive::concat(&[&naive::relu(&conv(0)), &conv(2)]);
+    let expected = naive::concat(&[
+        &naive::relu(&naive_conv(&m, 0, &input)),
+        &naive_conv(&m, 2, &input),
+    ]);
     assert_close(&forward(&m, &input).unwrap(), &expected, TOLERANCE);
 }
 
@@ -300,7 +300,39 @@ fn a_hook_sees_a_grouped_layer_and_may_replace_it() {
         })
         .unwrap();
         assert_eq!(seen, vec![("conv".to_string(), [2, 6, 7, 7])]);
-        let expected = naive::conv(&input, &replacement, &conv_of(&m));
+        let expected = naive::conv(&input, &replacement, &conv_of(&m, 0));
         assert_close(&out, &expected, TOLERANCE);
+    }
+}
+
+#[test]
+fn depthwise_sums_are_the_same_bits_on_every_vector_width() {
+    let mut values = Values::new(55);
+    let data = values.vec(8 * 37 + 112);
+    let taps: Vec<Tap> = (0..9)
+        .map(|t| Tap {
+            weight: values.next() * 3.0,
+            start: t * 37,
+        })
+        .collect();
+    // Widths covering blocks of 32 and 8 and single values.
+    for width in [1, 7, 8, 31, 32, 45, 112] {
+        let (mut widest, mut portable) = (vec![0.0; width], vec![0.0; width]);
+        let relu6 = Activation {
+            relu: false,
+            clip: Some(RELU6),
+        };
+        sum_taps(&mut widest, 0.25, &taps, &data, relu6);
+        sum_taps_portable(&mut portable, 0.25, &taps, &data, relu6);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&widest), bits(&portable), "width {width}");
+        let direct: Vec<f32> = (0..width)
+            .map(|i| {
+                taps.iter()
+                    .fold(0.25, |sum, tap| sum + tap.weight * data[tap.start + i])
+                    .clamp(0.0, 6.0)
+            })
+            .collect();
+        assert_eq!(bits(&portable), bits(&direct), "width {width}");
     }
 }
