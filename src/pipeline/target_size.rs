@@ -5,16 +5,18 @@
 
 use std::time::Instant;
 
+use formats::sqz::size_breakdown;
 use formats::Model;
 
-use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget};
+use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget, Built};
 use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
 use super::params::Sparsity;
 use super::quantize::{KMeans, QuantizeSpec};
 use super::report::PlanReport;
-use super::sensitivity::{measure_sensitivity, Ladder, SensitivityOptions};
+use super::sensitivity::{Ladder, SensitivityOptions};
+use super::sensitivity_cache::{measure_or_reuse, SensitivityRun};
 use super::{Calibration, Encoded, Progress};
 
 /// A byte budget for the whole `.sqz` file.
@@ -26,10 +28,8 @@ pub struct TargetSize {
     pub sparsity: Option<Sparsity>,
     /// The levels each layer's settings are chosen from.
     pub ladder: Ladder,
-    /// Calibration images the sensitivity is measured on (an evenly spaced
-    /// subset of the calibration images): every trial runs the network on
-    /// all of them.
-    pub sensitivity_images: usize,
+    /// Images and cache of the sensitivity measurement.
+    pub sensitivity: SensitivityRun,
     /// How k-means finds the shared values.
     pub kmeans: KMeans,
 }
@@ -57,23 +57,26 @@ pub(super) fn fit(
     });
     let sample = calibration
         .images
-        .load(original, target.sensitivity_images)?;
+        .load(original, target.sensitivity.images)?;
     let options = SensitivityOptions {
         ladder: target.ladder.clone(),
         kmeans: target.kmeans,
         half,
         calibration: calibration.options,
     };
-    progress.phase("sensitivity", original.layers.len(), "layers");
     let start = Instant::now();
-    let sensitivity = measure_sensitivity(original, &sample, &options, &mut |name| {
-        progress.layer(name)
-    })?;
+    let sensitivity = measure_or_reuse(
+        original,
+        &sample,
+        &options,
+        target.sensitivity.cache.as_deref(),
+        progress,
+    )?;
     drop(sample);
     let measured = start.elapsed();
     let table = cost_table(original, &sensitivity, &target.kmeans, half)?;
     progress.note(&format!(
-        "sensitivity measured in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
+        "sensitivity ready in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
         measured.as_secs_f64(),
         sensitivity.images,
         (start.elapsed() - measured).as_secs_f64()
@@ -108,7 +111,16 @@ pub(super) fn fit(
             "built in {:.1} s: {len} bytes, {verdict}",
             start.elapsed().as_secs_f64()
         ));
-        Ok(((model, quantize, encoded), len))
+        let layer_bytes = size_breakdown(&encoded.file)
+            .layers
+            .iter()
+            .map(|l| l.total())
+            .collect();
+        Ok(Built {
+            result: (model, quantize, encoded),
+            layer_bytes,
+            bytes: len,
+        })
     })?;
     let (model, quantize, encoded) = fitted.result;
     Ok(Fitted {
