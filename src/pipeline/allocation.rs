@@ -311,14 +311,21 @@ pub fn fit_to_budget<T>(
     let mut built_plans: Vec<Plan> = Vec::new();
     let mut smallest = usize::MAX;
     for attempt in 1..=max_attempts {
-        let mut plan = allocate(&corrected, &planning)?;
+        // After a build, no plan fitting means the user's budget is unmet.
+        let replan = |table: &CostTable, planning: &Budget| {
+            allocate(table, planning).map_err(|e| match attempt {
+                1 => e,
+                _ => over_budget(budget, smallest),
+            })
+        };
+        let mut plan = replan(&corrected, &planning)?;
         while built_plans.contains(&plan) {
             // Below this plan's own estimate, so the next plan is a new one.
             planning.bytes = estimated_bytes(&corrected, &plan)
                 .min(planning.bytes)
                 .checked_sub(1 + budget.bytes / 1000)
                 .ok_or_else(|| over_budget(budget, smallest))?;
-            plan = allocate(&corrected, &planning)?;
+            plan = replan(&corrected, &planning)?;
         }
         let built = build(&plan)?;
         if built.bytes <= budget.bytes {
