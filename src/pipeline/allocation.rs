@@ -281,100 +281,44 @@ pub struct Fitted<T> {
     pub attempts: usize,
 }
 
-/// One build of a plan: the result and its real sizes.
-#[derive(Debug)]
-pub struct Built<T> {
-    pub result: T,
-    /// Real bytes of each layer in the file, in layer order.
-    pub layer_bytes: Vec<usize>,
-    /// Real bytes of the whole file.
-    pub bytes: usize,
-}
-
-/// Plan, build with `build` and check the real size; when it is over
-/// `budget`, learn from the build and plan again, at most `max_attempts`
-/// times. Calibrated compression stores a layer in a few percent more or
-/// fewer bytes than plain compression at the same setting (its codes are
-/// spread differently), so after a build every option of each layer is
-/// rescaled by that layer's real over estimated bytes, and the next plan
-/// is made on the corrected table, with a margin of a thousandth of the
-/// budget; a plan is never built twice. The accepted result is never over
-/// the budget.
+/// Plan, build with `build` (which returns the result and its real size in
+/// bytes) and check the size; when it is over `budget`, plan again for the
+/// rejected plan's estimate minus the excess (plus a small margin), at most
+/// `max_attempts` times. The accepted result is never over the budget.
 pub fn fit_to_budget<T>(
     table: &CostTable,
     budget: &Budget,
     max_attempts: usize,
-    mut build: impl FnMut(&Plan) -> Result<Built<T>, PipelineError>,
+    mut build: impl FnMut(&Plan) -> Result<(T, usize), PipelineError>,
 ) -> Result<Fitted<T>, PipelineError> {
-    let mut corrected = table.clone();
     let mut planning = *budget;
-    let mut built_plans: Vec<Plan> = Vec::new();
     let mut smallest = usize::MAX;
     for attempt in 1..=max_attempts {
-        // After a build, no plan fitting means the user's budget is unmet.
-        let replan = |table: &CostTable, planning: &Budget| {
-            allocate(table, planning).map_err(|e| match attempt {
-                1 => e,
-                _ => over_budget(budget, smallest),
-            })
-        };
-        let mut plan = replan(&corrected, &planning)?;
-        while built_plans.contains(&plan) {
-            // Below this plan's own estimate, so the next plan is a new one.
-            planning.bytes = estimated_bytes(&corrected, &plan)
-                .min(planning.bytes)
-                .checked_sub(1 + budget.bytes / 1000)
-                .ok_or_else(|| over_budget(budget, smallest))?;
-            plan = replan(&corrected, &planning)?;
-        }
-        let built = build(&plan)?;
-        if built.bytes <= budget.bytes {
+        let plan = allocate(table, &planning)?;
+        let (result, bytes) = build(&plan)?;
+        if bytes <= budget.bytes {
             return Ok(Fitted {
                 plan,
-                result: built.result,
-                bytes: built.bytes,
+                result,
+                bytes,
                 attempts: attempt,
             });
         }
-        smallest = smallest.min(built.bytes);
-        correct(&mut corrected, &plan, &built);
-        planning.bytes = budget
-            .bytes
-            .checked_sub(budget.bytes / 1000)
-            .ok_or_else(|| over_budget(budget, smallest))?;
-        built_plans.push(plan);
+        smallest = smallest.min(bytes);
+        // Below this plan's own estimate, so the next plan is a new one.
+        let excess = bytes - budget.bytes + budget.bytes / 1000;
+        let base = planning.bytes.min(estimated_bytes(table, &plan));
+        planning.bytes = base.checked_sub(excess).ok_or_else(|| {
+            PipelineError::Budget(format!(
+                "the budget of {} bytes cannot be met: the file came out at {bytes} bytes",
+                budget.bytes
+            ))
+        })?;
     }
     Err(PipelineError::Budget(format!(
         "the budget of {} bytes was not met after {max_attempts} attempts (smallest file: {smallest} bytes)",
         budget.bytes
     )))
-}
-
-/// The error of a budget no plan met.
-fn over_budget(budget: &Budget, smallest: usize) -> PipelineError {
-    PipelineError::Budget(format!(
-        "the budget of {} bytes cannot be met: the smallest file came out at {smallest} bytes",
-        budget.bytes
-    ))
-}
-
-/// Rescale every option of each layer by the layer's real bytes in `built`
-/// over the estimate of its option in `plan`, and take the real bytes
-/// outside the layers.
-fn correct<T>(table: &mut CostTable, plan: &Plan, built: &Built<T>) {
-    for ((layer, &chosen), &real) in table.layers.iter_mut().zip(plan).zip(&built.layer_bytes) {
-        let estimate = layer.options[chosen].bytes;
-        if estimate == 0 {
-            continue;
-        }
-        let ratio = real as f64 / estimate as f64;
-        for option in &mut layer.options {
-            option.bytes = (option.bytes as f64 * ratio).round() as usize;
-        }
-    }
-    table.fixed_bytes = built
-        .bytes
-        .saturating_sub(built.layer_bytes.iter().sum::<usize>());
 }
 
 #[cfg(test)]
@@ -570,37 +514,22 @@ mod tests {
         assert!(crate::error::is_internal(&err));
     }
 
-    /// A build whose every layer is `percent` % of its estimate, plus
-    /// `extra` bytes outside the layers.
-    fn scaled_build(t: &CostTable, plan: &Plan, percent: usize, extra: usize) -> Built<Plan> {
-        let layer_bytes: Vec<usize> = t
-            .layers
-            .iter()
-            .zip(plan)
-            .map(|(l, &i)| l.options[i].bytes * percent / 100)
-            .collect();
-        let bytes = layer_bytes.iter().sum::<usize>() + t.fixed_bytes + extra;
-        Built {
-            result: plan.clone(),
-            layer_bytes,
-            bytes,
-        }
-    }
-
     #[test]
-    fn fit_to_budget_learns_the_real_sizes_and_fits() {
+    fn fit_to_budget_tightens_until_the_real_size_fits() {
         let t = table();
         let budget = Budget {
             bytes: 1700,
             nonzeros: None,
         };
-        // The real encoder is 10 % larger than the estimate: one build
-        // teaches it, the second fits.
-        let fitted =
-            fit_to_budget(&t, &budget, 5, |plan| Ok(scaled_build(&t, plan, 110, 0))).unwrap();
+        // The real encoder is 10 % larger than the estimate.
+        let fitted = fit_to_budget(&t, &budget, 5, |plan| {
+            let real = bytes_of(&t, plan) * 11 / 10;
+            Ok((plan.clone(), real))
+        })
+        .unwrap();
         assert!(fitted.bytes <= budget.bytes);
-        assert_eq!(fitted.attempts, 2);
-        // Every rebuild is of a new plan, also when outside bytes grow.
+        assert!(fitted.attempts > 1);
+        // Every rebuild is of a new, smaller plan.
         let mut built: Vec<Plan> = Vec::new();
         let fitted = fit_to_budget(
             &t,
@@ -612,21 +541,15 @@ mod tests {
             |plan| {
                 assert!(!built.contains(plan), "plan {plan:?} was built twice");
                 built.push(plan.clone());
-                Ok(scaled_build(&t, plan, 100, 100))
+                Ok(((), bytes_of(&t, plan) + 100))
             },
         )
         .unwrap();
         assert!(fitted.bytes <= 1000);
         // A build that never fits ends in an error, not an oversized file.
-        let err = fit_to_budget(&t, &budget, 3, |plan| {
-            Ok(Built {
-                result: (),
-                layer_bytes: vec![2500; plan.len()],
-                bytes: 5000,
-            })
-        })
-        .unwrap_err()
-        .to_string();
+        let err = fit_to_budget(&t, &budget, 3, |_| Ok(((), 5000)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1700 bytes"), "{err}");
     }
 }

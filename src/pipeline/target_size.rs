@@ -5,10 +5,9 @@
 
 use std::time::Instant;
 
-use formats::sqz::size_breakdown;
 use formats::Model;
 
-use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget, Built};
+use super::allocation::{cost_table, fit_to_budget, plan_specs, Budget};
 use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
@@ -111,16 +110,7 @@ pub(super) fn fit(
             "built in {:.1} s: {len} bytes, {verdict}",
             start.elapsed().as_secs_f64()
         ));
-        let layer_bytes = size_breakdown(&encoded.file)
-            .layers
-            .iter()
-            .map(|l| l.total())
-            .collect();
-        Ok(Built {
-            result: (model, quantize, encoded),
-            layer_bytes,
-            bytes: len,
-        })
+        Ok(((model, quantize, encoded), len))
     })?;
     let (model, quantize, encoded) = fitted.result;
     Ok(Fitted {
