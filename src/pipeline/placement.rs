@@ -26,7 +26,7 @@ use super::prune::PruneSpec;
 use super::quantize::KMeans;
 use super::report::{PlacedLayer, PlacementReport};
 use super::sensitivity::{Ladder, LayerSensitivity, SensitivityOptions};
-use super::sensitivity_cache::{measure_or_reuse, SensitivityRun};
+use super::sensitivity_cache::SensitivityRun;
 use super::{Calibration, Progress};
 
 /// Place a sparsity budget by measured damage.
@@ -48,25 +48,18 @@ pub fn place(
     calibration: &Calibration,
     progress: &mut dyn Progress,
 ) -> Result<(PruneSpec, PlacementReport), PipelineError> {
-    let sample = calibration
-        .images
-        .load(original, placement.sensitivity.images)?;
     let options = SensitivityOptions {
         ladder: placement.ladder.clone(),
         kmeans: KMeans::default(),
         half: false,
         calibration: calibration.options,
     };
-    let sensitivity = measure_or_reuse(
-        original,
-        &sample,
-        &options,
-        placement.sensitivity.cache.as_deref(),
-        progress,
-    )?;
+    let sensitivity = placement
+        .sensitivity
+        .measure(original, calibration, &options, progress)?;
     let table = pruning_table(original, &sensitivity.layers, &options.ladder, spec)?;
     let weights = original.weight_count();
-    let nonzeros = ((1.0 - spec.sparsity.get()) * weights as f64).floor() as usize;
+    let nonzeros = nonzero_budget(original, spec.sparsity);
     let fewest: usize = table
         .layers
         .iter()
@@ -102,6 +95,11 @@ pub fn place(
         layers: placed,
     };
     Ok((prune, report))
+}
+
+/// The nonzero weights `model` may keep at network-wide `sparsity`.
+pub fn nonzero_budget(model: &Model, sparsity: Sparsity) -> usize {
+    ((1.0 - sparsity.get()) * model.weight_count() as f64).floor() as usize
 }
 
 /// Every layer's options: unpruned or a ladder level, or only its override;

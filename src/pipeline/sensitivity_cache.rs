@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::PipelineError;
 use super::sensitivity::{measure_sensitivity, Sensitivity, SensitivityOptions};
-use super::Progress;
+use super::{Calibration, Progress};
 use crate::engine::Tensor;
 
 /// Changes whenever the code measures sensitivity differently, so entries
@@ -36,6 +36,21 @@ pub struct SensitivityRun {
     pub images: usize,
     /// Folder of the cache; `None` always measures and stores nothing.
     pub cache: Option<PathBuf>,
+}
+
+impl SensitivityRun {
+    /// Load this run's share of `calibration`'s images and measure (or
+    /// reuse) the sensitivity of `model` on them with `options`.
+    pub fn measure(
+        &self,
+        model: &Model,
+        calibration: &Calibration,
+        options: &SensitivityOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Sensitivity, PipelineError> {
+        let sample = calibration.images.load(model, self.images)?;
+        measure_or_reuse(model, &sample, options, self.cache.as_deref(), progress)
+    }
 }
 
 /// One cache entry as stored.

@@ -12,10 +12,11 @@ use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
 use super::params::Sparsity;
+use super::placement::nonzero_budget;
 use super::quantize::{KMeans, QuantizeSpec};
 use super::report::PlanReport;
 use super::sensitivity::{Ladder, SensitivityOptions};
-use super::sensitivity_cache::{measure_or_reuse, SensitivityRun};
+use super::sensitivity_cache::SensitivityRun;
 use super::{Calibration, Encoded, Progress};
 
 /// A byte budget for the whole `.sqz` file.
@@ -50,13 +51,7 @@ pub(super) fn fit(
     half: bool,
     progress: &mut dyn Progress,
 ) -> Result<Fitted, PipelineError> {
-    let nonzeros = target.sparsity.map(|s| {
-        let weights = original.weight_count();
-        ((1.0 - s.get()) * weights as f64).floor() as usize
-    });
-    let sample = calibration
-        .images
-        .load(original, target.sensitivity.images)?;
+    let nonzeros = target.sparsity.map(|s| nonzero_budget(original, s));
     let options = SensitivityOptions {
         ladder: target.ladder.clone(),
         kmeans: target.kmeans,
@@ -64,14 +59,9 @@ pub(super) fn fit(
         calibration: calibration.options,
     };
     let start = Instant::now();
-    let sensitivity = measure_or_reuse(
-        original,
-        &sample,
-        &options,
-        target.sensitivity.cache.as_deref(),
-        progress,
-    )?;
-    drop(sample);
+    let sensitivity = target
+        .sensitivity
+        .measure(original, calibration, &options, progress)?;
     let measured = start.elapsed();
     let table = cost_table(original, &sensitivity, &target.kmeans, half)?;
     progress.note(&format!(
