@@ -11,29 +11,37 @@ use clap::ValueEnum;
 use compress::kmeans::Init;
 
 use crate::eval::DEFAULT_BATCH;
+use crate::fetch::default_cache_dir;
 use crate::labels::{read_labels, LabeledImage};
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
 use crate::pipeline::defaults;
 use crate::pipeline::finetune::{Finetune, Length};
 use crate::pipeline::params::{layer_overrides, Bits, LayerSetting, Sparsity};
+use crate::pipeline::placement::SparsityPlacement;
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::{KMeans, QuantizeSpec};
 use crate::pipeline::sensitivity::{default_bits_ladder, default_sparsity_ladder, Ladder};
+use crate::pipeline::sensitivity_cache::SensitivityRun;
 use crate::pipeline::{Calibration, PipelineError};
 
 /// Pruning options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PruneArgs {
-    /// Target fraction of zero weights, in [0, 1), e.g. 0.7. With `compress
-    /// --target-size` it is a global budget spread over the layers by
-    /// sensitivity instead of applied uniformly.
+    /// Target fraction of zero weights, in [0, 1), e.g. 0.7. With --calib it
+    /// is a budget over all weights, placed in the layers where the damage
+    /// measured on the calibration images is least; without, every layer
+    /// is pruned to it.
     #[arg(long, value_name = "S")]
     pub sparsity: Option<Sparsity>,
     /// Use one magnitude threshold over all layers instead of pruning each
     /// layer to the same sparsity.
-    #[arg(long, requires = "sparsity")]
+    #[arg(long, requires = "sparsity", conflicts_with = "uniform")]
     pub global: bool,
+    /// Prune every layer to the same sparsity even with --calib, instead of
+    /// placing it by measured damage.
+    #[arg(long, requires = "sparsity")]
+    pub uniform: bool,
     /// Per-layer sparsity overrides, e.g. `conv1=0,conv10=0.5`.
     #[arg(long, value_name = "NAME=S,...", value_delimiter = ',')]
     pub layer_sparsity: Vec<LayerSetting<Sparsity>>,
@@ -52,6 +60,60 @@ impl PruneArgs {
             per_layer: layer_overrides(&self.layer_sparsity),
         })
     }
+
+    /// How the sparsity is placed by measured damage on the `levels`: with
+    /// calibration images and a network-wide sparsity, unless `--uniform`
+    /// or `--global` ask otherwise.
+    pub fn placement(
+        &self,
+        calib: &CalibArgs,
+        sensitivity: &SensitivityArgs,
+        levels: Vec<Sparsity>,
+    ) -> Result<Option<SparsityPlacement>, PipelineError> {
+        let by_damage =
+            calib.calib.is_some() && self.sparsity.is_some() && !self.uniform && !self.global;
+        if !by_damage {
+            return Ok(None);
+        }
+        Ok(Some(SparsityPlacement {
+            ladder: Ladder::pruning(levels)?,
+            sensitivity: sensitivity.run(),
+        }))
+    }
+}
+
+/// How the per-layer damage behind a sparsity placement or a target size
+/// is measured.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SensitivityArgs {
+    /// Calibration images the sensitivity of each layer is measured on (an
+    /// evenly spaced subset of the calibration images): every trial runs
+    /// the network on all of them.
+    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
+    pub sensitivity_count: usize,
+    /// Measure the sensitivity again instead of reusing a measurement of the
+    /// same model, images and settings cached in $XDG_CACHE_HOME/sqz (or
+    /// ~/.cache/sqz); nothing is stored either.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl SensitivityArgs {
+    /// The measurement's settings.
+    pub fn run(&self) -> SensitivityRun {
+        SensitivityRun {
+            images: self.sensitivity_count,
+            cache: sensitivity_cache_dir(self.no_cache),
+        }
+    }
+}
+
+/// Where sensitivity measurements are cached, unless `no_cache`.
+pub fn sensitivity_cache_dir(no_cache: bool) -> Option<PathBuf> {
+    if no_cache {
+        return None;
+    }
+    default_cache_dir().map(|dir| dir.join("sensitivity"))
 }
 
 /// Centroid initialisation of k-means.
@@ -212,14 +274,11 @@ pub struct AllocationArgs {
         long,
         value_name = "BYTES",
         requires = "calib",
-        conflicts_with_all = ["bits", "layer_bits", "layer_sparsity", "global"]
+        conflicts_with_all = ["bits", "layer_bits", "layer_sparsity", "global", "uniform"]
     )]
     pub target_size: Option<usize>,
-    /// Calibration images the sensitivity of each layer is measured on (an
-    /// evenly spaced subset of the calibration images): every trial runs
-    /// the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
-    pub sensitivity_count: usize,
+    #[command(flatten)]
+    pub sensitivity: SensitivityArgs,
     #[command(flatten)]
     pub ladder: LadderArgs,
 }

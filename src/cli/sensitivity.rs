@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::load;
-use super::options::LadderArgs;
+use super::options::{sensitivity_cache_dir, LadderArgs};
 use super::output::write_atomic;
 use super::progress::Bars;
 use super::ModelArgs;
@@ -18,8 +18,8 @@ use crate::pipeline::calibration::CalibrationOptions;
 use crate::pipeline::defaults;
 use crate::pipeline::params::{Bits, Sparsity};
 use crate::pipeline::quantize::KMeans;
-use crate::pipeline::sensitivity::{measure_sensitivity, Damage, Sensitivity, SensitivityOptions};
-use crate::pipeline::Progress;
+use crate::pipeline::sensitivity::{Damage, Sensitivity, SensitivityOptions};
+use crate::pipeline::sensitivity_cache::measure_or_reuse;
 
 /// Arguments of `sensitivity`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,11 @@ pub struct Args {
     /// Also draw the damage against the level of every layer as an SVG chart.
     #[arg(long, value_name = "OUT.svg")]
     chart: Option<PathBuf>,
+    /// Measure again instead of reusing a measurement of the same model,
+    /// images and ladder cached in $XDG_CACHE_HOME/sqz (or ~/.cache/sqz);
+    /// nothing is stored either.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Run `sensitivity`.
@@ -59,8 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         calibration: CalibrationOptions::default(),
     };
     let mut bars = Bars::default();
-    bars.phase("sensitivity", model.layers.len(), "layers");
-    let sensitivity = measure_sensitivity(&model, &batch, &options, &mut |name| bars.layer(name))?;
+    let cache = sensitivity_cache_dir(args.no_cache);
+    let sensitivity = measure_or_reuse(&model, &batch, &options, cache.as_deref(), &mut bars)?;
     drop(bars);
     if let Some(path) = &args.chart {
         write_atomic(path, chart_svg(&sensitivity)?.as_bytes())?;

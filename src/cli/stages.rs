@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::load;
 use super::options::{
-    AllocationArgs, CalibArgs, FinetuneArgs, OutputArgs, PruneArgs, QuantizeArgs,
+    AllocationArgs, CalibArgs, FinetuneArgs, OutputArgs, PruneArgs, QuantizeArgs, SensitivityArgs,
 };
 use super::output::{check_output, write_atomic};
 use super::progress::{note, Bars};
@@ -20,7 +20,8 @@ use crate::pipeline::defaults;
 use crate::pipeline::finetune::FinetuneReport;
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::QuantizeSpec;
-use crate::pipeline::report::{CompressionReport, LayerReport, PlanReport};
+use crate::pipeline::report::{CompressionReport, LayerReport, PlacementReport, PlanReport};
+use crate::pipeline::sensitivity::default_sparsity_ladder;
 use crate::pipeline::target_size::TargetSize;
 use crate::pipeline::{self, Recipe};
 
@@ -34,6 +35,8 @@ pub struct PruneCmd {
     prune: PruneArgs,
     #[command(flatten)]
     calib: CalibArgs,
+    #[command(flatten)]
+    sensitivity: SensitivityArgs,
     #[command(flatten)]
     finetune: FinetuneArgs,
     /// Seed of `--finetune`'s batch order and augmentation.
@@ -80,8 +83,12 @@ pub struct CompressCmd {
 
 /// Run `prune`.
 pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
+    let placement = cmd
+        .prune
+        .placement(&cmd.calib, &cmd.sensitivity, default_sparsity_ladder())?;
     let recipe = Recipe {
         finetune: finetune_spec(&cmd.finetune, cmd.seed)?,
+        placement,
         ..fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output)
     };
     run(&cmd.model, &recipe, &cmd.output)
@@ -106,17 +113,24 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
                 bytes,
                 sparsity: cmd.prune.sparsity,
                 ladder: cmd.allocation.ladder.ladder()?,
-                sensitivity_images: cmd.allocation.sensitivity_count,
+                sensitivity: cmd.allocation.sensitivity.run(),
                 kmeans: cmd.quantize.kmeans(),
             }),
             ..fixed_recipe(None, None, &cmd.calib, &cmd.output)
         },
-        None => fixed_recipe(
-            cmd.prune.spec(),
-            cmd.quantize.spec(),
-            &cmd.calib,
-            &cmd.output,
-        ),
+        None => Recipe {
+            placement: cmd.prune.placement(
+                &cmd.calib,
+                &cmd.allocation.sensitivity,
+                cmd.allocation.ladder.sparsity_levels.clone(),
+            )?,
+            ..fixed_recipe(
+                cmd.prune.spec(),
+                cmd.quantize.spec(),
+                &cmd.calib,
+                &cmd.output,
+            )
+        },
     };
     let recipe = Recipe { finetune, ..recipe };
     run(&cmd.model, &recipe, &cmd.output)
@@ -160,7 +174,7 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
     let lossy = recipe.prune.is_some() || recipe.quantize.is_some();
     if lossy && recipe.calibration.is_none() {
         note(
-            "accuracy is unverified: without --calib, weights are pruned by magnitude and shared by plain k-means with nothing to recover the damage; --calib DIR recovers it on unlabeled images and `eval OUT --reference MODEL` measures it",
+            "accuracy is unverified: without --calib, weights are pruned by magnitude (the same share of every layer) and shared by plain k-means with nothing to recover the damage; --calib DIR places the sparsity where measured damage is least and recovers the rest on unlabeled images, and `eval OUT --reference MODEL` measures it",
         );
     }
 
@@ -180,6 +194,9 @@ fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Res
     }
     if let Some(plan) = &report.plan {
         print_plan(&mut stdout, plan)?;
+    }
+    if let Some(placement) = &report.placement {
+        print_placement(&mut stdout, placement)?;
     }
     print_table(&mut stdout, &report.layers)?;
     if let Some(finetune) = finetune {
@@ -231,7 +248,7 @@ fn print_plan(out: &mut impl Write, plan: &PlanReport) -> std::io::Result<()> {
             "{:<28} {:>7.1} % {:>5} {:>10} {:>10.5}",
             l.name,
             100.0 * l.sparsity.get(),
-            l.bits,
+            l.bits.map_or("-".to_string(), |b| b.to_string()),
             l.estimated_bytes,
             l.damage
         )?;
@@ -240,6 +257,30 @@ fn print_plan(out: &mut impl Write, plan: &PlanReport) -> std::io::Result<()> {
         out,
         "estimated total damage (sum of per-layer KL): {:.5}",
         plan.damage()
+    )
+}
+
+fn print_placement(out: &mut impl Write, p: &PlacementReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "sparsity {:.1} % of all weights placed where the damage measured on {} calibration images is least (--uniform: the same in every layer):",
+        100.0 * p.target_sparsity.get(),
+        p.images
+    )?;
+    writeln!(out, "{:<28} {:>9} {:>10}", "layer", "sparsity", "damage")?;
+    for l in &p.layers {
+        writeln!(
+            out,
+            "{:<28} {:>7.1} % {:>10.5}",
+            l.name,
+            100.0 * l.sparsity.get(),
+            l.damage
+        )?;
+    }
+    writeln!(
+        out,
+        "estimated total damage (sum of per-layer KL): {:.5}",
+        p.damage()
     )
 }
 

@@ -36,8 +36,8 @@ use crate::error::InternalError;
 pub struct LayerOption {
     /// Target sparsity (`0` = not pruned).
     pub sparsity: Sparsity,
-    /// Codebook index width.
-    pub bits: Bits,
+    /// Codebook index width; `None` when weights are not shared.
+    pub bits: Option<Bits>,
     /// Estimated bytes of the layer in the `.sqz` file.
     pub bytes: usize,
     /// Nonzero weights left.
@@ -129,7 +129,7 @@ pub fn cost_table(
             for (i, entry) in layers.iter_mut().enumerate() {
                 entry.options.push(LayerOption {
                     sparsity: *sparsity,
-                    bits,
+                    bits: Some(bits),
                     bytes: layer_bytes[i],
                     nonzeros: quantized.layers[i].nonzeros(),
                     damage: prune_damage[i] + sensitivity.layers[i].quantize[b].kl,
@@ -258,7 +258,8 @@ pub fn plan_specs(table: &CostTable, plan: &Plan, kmeans: &KMeans) -> (PruneSpec
         global: false,
         per_layer: chosen().map(|(n, o)| (n, o.sparsity)).collect(),
     };
-    let per_layer: LayerOverrides<Bits> = chosen().map(|(n, o)| (n, o.bits)).collect();
+    let per_layer: LayerOverrides<Bits> =
+        chosen().filter_map(|(n, o)| Some((n, o.bits?))).collect();
     let widest = per_layer.values().copied().max();
     let quantize = QuantizeSpec {
         bits: widest.unwrap_or(Bits::new(Bits::MAX).expect("the widest width is valid")),
@@ -333,7 +334,7 @@ mod tests {
                 .iter()
                 .map(|&(bytes, nonzeros, damage)| LayerOption {
                     sparsity: Sparsity::ZERO,
-                    bits: Bits::new(8).unwrap(),
+                    bits: Bits::new(8).ok(),
                     bytes,
                     nonzeros,
                     damage,

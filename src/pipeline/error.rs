@@ -27,6 +27,12 @@ pub enum PipelineError {
     /// The budget is below what the smallest plan takes.
     #[error("{0}")]
     Budget(String),
+    /// A sparsity placement was asked for without calibration images.
+    #[error("placing the sparsity by measured damage needs calibration images (--calib DIR)")]
+    PlacementNeedsCalibration,
+    /// A sparsity placement together with a global threshold.
+    #[error("a sparsity is placed either by one global magnitude threshold or by measured damage, not both")]
+    PlacementWithGlobal,
     /// The calibration folder cannot be listed.
     #[error("cannot list calibration folder {}: {source}", dir.display())]
     CalibrationFolder {

@@ -7,6 +7,9 @@
 //!   fixed settings, plainly (magnitude pruning, k-means) or, with
 //!   [`Recipe::calibration`], layer by layer on unlabeled calibration
 //!   images ([`calibration`], images picked by [`calib_images`]);
+//! - with calibration, a pruning sparsity is by default a budget over the
+//!   whole network, **placed** where measured damage is least
+//!   ([`placement`]);
 //! - or a **target size** ([`target_size`]), which measures each layer's
 //!   sensitivity ([`sensitivity`]) and chooses per-layer settings for the
 //!   budget ([`allocation`]); it needs calibration images;
@@ -27,10 +30,12 @@ pub mod defaults;
 pub mod error;
 pub mod finetune;
 pub mod params;
+pub mod placement;
 pub mod prune;
 pub mod quantize;
 pub mod report;
 pub mod sensitivity;
+pub mod sensitivity_cache;
 pub mod tails;
 pub mod target_size;
 
@@ -43,9 +48,10 @@ pub use error::PipelineError;
 use finetune::{Finetune, FinetuneReport};
 use formats::sqz::encode_model;
 use params::check_layer_names;
+use placement::SparsityPlacement;
 use prune::{prune_model, PruneSpec};
 use quantize::{quantize_model, round_model_half, QuantizeSpec};
-use report::CompressionReport;
+use report::{CompressionReport, PlacementReport};
 use target_size::TargetSize;
 
 /// What to do to a model. Every stage is optional; with none, the model is
@@ -54,6 +60,9 @@ use target_size::TargetSize;
 pub struct Recipe {
     /// Fixed pruning settings.
     pub prune: Option<PruneSpec>,
+    /// Place `prune`'s sparsity over the whole network by measured damage
+    /// instead of the same sparsity in every layer (needs `calibration`).
+    pub placement: Option<SparsityPlacement>,
     /// Fixed weight-sharing settings.
     pub quantize: Option<QuantizeSpec>,
     /// Fit each layer to calibration images instead of pruning by magnitude
@@ -134,7 +143,7 @@ pub fn compress(
     progress: &mut dyn Progress,
 ) -> Result<Compressed, PipelineError> {
     recipe.check(original)?;
-    let (model, quantize, mut encoded, plan) = match &recipe.target_size {
+    let (model, quantize, mut encoded, plan, placement) = match &recipe.target_size {
         Some(target) => {
             let calibration = recipe
                 .calibration
@@ -147,11 +156,12 @@ pub fn compress(
                 quantize,
                 Some(fitted.encoded),
                 Some(fitted.plan),
+                None,
             )
         }
         None => {
-            let model = compress_fixed(original, recipe, progress)?;
-            (model, recipe.quantize.clone(), None, None)
+            let (model, placement) = compress_fixed(original, recipe, progress)?;
+            (model, recipe.quantize.clone(), None, None, placement)
         }
     };
     let (model, finetune) = match &recipe.finetune {
@@ -167,13 +177,16 @@ pub fn compress(
     };
     let encoded = encoded.unwrap_or_else(|| Encoded::new(&model));
     let breakdown = size_breakdown(&encoded.file);
-    let report = CompressionReport::new(
-        original,
-        &model,
-        quantize.as_ref(),
-        (&breakdown, encoded.bytes.len()),
-        plan,
-    );
+    let report = CompressionReport {
+        placement,
+        ..CompressionReport::new(
+            original,
+            &model,
+            quantize.as_ref(),
+            (&breakdown, encoded.bytes.len()),
+            plan,
+        )
+    };
     Ok(Compressed {
         model,
         bytes: encoded.bytes,
@@ -228,25 +241,44 @@ impl Recipe {
         if self.finetune.is_some() && self.calibration.is_none() {
             return Err(PipelineError::FinetuneNeedsCalibration);
         }
+        if self.placement.is_some() {
+            if self.calibration.is_none() {
+                return Err(PipelineError::PlacementNeedsCalibration);
+            }
+            if self.prune.as_ref().is_some_and(|p| p.global) {
+                return Err(PipelineError::PlacementWithGlobal);
+            }
+        }
         let prune_names = self.prune.iter().flat_map(|p| p.per_layer.keys());
         let quantize_names = self.quantize.iter().flat_map(|q| q.per_layer.keys());
         check_layer_names(model, prune_names.chain(quantize_names).map(String::as_str))
     }
 }
 
-/// Prune and share weights with the recipe's fixed settings.
+/// Prune and share weights with the recipe's fixed settings (the pruning
+/// sparsity placed by damage first, when asked).
 fn compress_fixed(
     original: &Model,
     recipe: &Recipe,
     progress: &mut dyn Progress,
-) -> Result<Model, PipelineError> {
+) -> Result<(Model, Option<PlacementReport>), PipelineError> {
+    let mut placement = None;
     let mut model = match &recipe.calibration {
         Some(calibration) => {
+            let prune = match (&recipe.prune, &recipe.placement) {
+                (Some(spec), Some(how)) => {
+                    let (placed, report) =
+                        placement::place(original, spec, how, calibration, progress)?;
+                    placement = Some(report);
+                    Some(placed)
+                }
+                (prune, _) => prune.clone(),
+            };
             let batch = calibration
                 .images
                 .load(original, calibration.images.count)?;
             let spec = CalibrationSpec {
-                prune: recipe.prune.clone(),
+                prune,
                 quantize: recipe.quantize.clone(),
                 half: recipe.half,
                 options: calibration.options,
@@ -268,5 +300,5 @@ fn compress_fixed(
     if recipe.half && recipe.quantize.is_none() {
         round_model_half(&mut model);
     }
-    Ok(model)
+    Ok((model, placement))
 }

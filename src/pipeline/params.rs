@@ -13,8 +13,10 @@ use super::error::PipelineError;
 
 /// Codebook index width of weight sharing: `2^bits` shared values per
 /// layer, in `1..=16` (the `.sqz` alphabet limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "u8", try_from = "u8")]
 pub struct Bits(u8);
 
 impl Bits {
@@ -36,6 +38,21 @@ impl Bits {
     }
 }
 
+impl From<Bits> for u8 {
+    fn from(bits: Bits) -> u8 {
+        bits.0
+    }
+}
+
+impl TryFrom<u8> for Bits {
+    type Error = ParamError;
+
+    /// [`Bits::new`], so a deserialized width is checked too.
+    fn try_from(bits: u8) -> Result<Self, ParamError> {
+        Bits::new(bits)
+    }
+}
+
 impl FromStr for Bits {
     type Err = ParamError;
 
@@ -51,8 +68,8 @@ impl fmt::Display for Bits {
 }
 
 /// Fraction of a layer's (or model's) weights that are zero, in `[0, 1)`.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+#[serde(into = "f64", try_from = "f64")]
 pub struct Sparsity(f64);
 
 impl Sparsity {
@@ -71,6 +88,21 @@ impl Sparsity {
     /// The fraction.
     pub fn get(self) -> f64 {
         self.0
+    }
+}
+
+impl From<Sparsity> for f64 {
+    fn from(sparsity: Sparsity) -> f64 {
+        sparsity.0
+    }
+}
+
+impl TryFrom<f64> for Sparsity {
+    type Error = ParamError;
+
+    /// [`Sparsity::new`], so a deserialized fraction is checked too.
+    fn try_from(fraction: f64) -> Result<Self, ParamError> {
+        Sparsity::new(fraction)
     }
 }
 

@@ -25,6 +25,9 @@ pub struct CompressionReport {
     /// The per-layer settings a target size chose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanReport>,
+    /// Where a sparsity budget placed by damage went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementReport>,
 }
 
 /// One layer of the compressed model.
@@ -69,11 +72,42 @@ pub struct PlannedLayer {
     /// Sparsity chosen.
     pub sparsity: Sparsity,
     /// Bits chosen.
-    pub bits: Bits,
+    pub bits: Option<Bits>,
     /// Estimated bytes of the layer in the file.
     pub estimated_bytes: usize,
     /// Estimated damage: KL divergence in nats.
     pub damage: f64,
+}
+
+/// Where a network-wide sparsity went, placed by measured damage
+/// ([`super::placement`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacementReport {
+    /// The sparsity of all weights together that was asked for.
+    pub target_sparsity: Sparsity,
+    /// Calibration images the damage was measured on.
+    pub images: usize,
+    /// Every layer's share, in layer order.
+    pub layers: Vec<PlacedLayer>,
+}
+
+/// One layer's sparsity under a placement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacedLayer {
+    /// Layer name.
+    pub name: String,
+    /// Sparsity placed in the layer.
+    pub sparsity: Sparsity,
+    /// Its estimated damage: KL divergence in nats, measured with the layer
+    /// alone pruned.
+    pub damage: f64,
+}
+
+impl PlacementReport {
+    /// Estimated total damage: the sum of the layers' KL divergences.
+    pub fn damage(&self) -> f64 {
+        self.layers.iter().map(|l| l.damage).sum()
+    }
 }
 
 impl PlanReport {
@@ -144,6 +178,7 @@ impl CompressionReport {
             sparsity: zero_fraction(nonzeros, weights),
             layers,
             plan,
+            placement: None,
         }
     }
 }

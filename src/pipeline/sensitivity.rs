@@ -33,11 +33,12 @@ use crate::engine::Tensor;
 use crate::eval::{class_probabilities, output_rows, top_k};
 
 /// The levels tried on each layer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ladder {
     /// Sparsities, ascending, each above zero.
     pub sparsities: Vec<Sparsity>,
-    /// Bit widths, descending.
+    /// Bit widths, descending; empty when only pruning is measured
+    /// ([`Ladder::pruning`]).
     pub bits: Vec<Bits>,
 }
 
@@ -69,13 +70,24 @@ impl Ladder {
     /// A ladder of the given levels, sorted (sparsities ascending, bits
     /// descending) and deduplicated; errors on empty ladders and on a
     /// sparsity level of zero (every layer can stay unpruned anyway).
-    pub fn new(mut sparsities: Vec<Sparsity>, mut bits: Vec<Bits>) -> Result<Self, PipelineError> {
+    pub fn new(sparsities: Vec<Sparsity>, bits: Vec<Bits>) -> Result<Self, PipelineError> {
+        if bits.is_empty() {
+            return Err(PipelineError::Ladder("the bit ladder is empty".into()));
+        }
+        Self::checked(sparsities, bits)
+    }
+
+    /// A ladder of sparsities only, for placing a sparsity budget: no
+    /// weight-sharing trial is run.
+    pub fn pruning(sparsities: Vec<Sparsity>) -> Result<Self, PipelineError> {
+        Self::checked(sparsities, Vec::new())
+    }
+
+    /// Sort, deduplicate and check the levels (bits may be empty).
+    fn checked(mut sparsities: Vec<Sparsity>, mut bits: Vec<Bits>) -> Result<Self, PipelineError> {
         let bad = |message: &str| Err(PipelineError::Ladder(message.to_string()));
         if sparsities.is_empty() {
             return bad("the sparsity ladder is empty");
-        }
-        if bits.is_empty() {
-            return bad("the bit ladder is empty");
         }
         if sparsities.contains(&Sparsity::ZERO) {
             return bad("sparsity level 0 is not a level: every layer may stay unpruned anyway");
@@ -103,7 +115,7 @@ pub struct SensitivityOptions {
 }
 
 /// The damage of one trial, measured against the original network.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Damage {
     /// Mean KL divergence `KL(original ‖ trial)` of the class
     /// distributions, in nats.
@@ -113,7 +125,7 @@ pub struct Damage {
 }
 
 /// The damage of every ladder level on one layer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerSensitivity {
     pub name: String,
     pub weights: usize,
@@ -124,7 +136,7 @@ pub struct LayerSensitivity {
 }
 
 /// Sensitivity of every layer, in layer order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sensitivity {
     pub ladder: Ladder,
     /// Calibration images the damage was measured on.
@@ -274,6 +286,12 @@ mod tests {
         assert!(Ladder::new(vec![s(0.0)], vec![b(4)]).is_err());
         assert!(Ladder::new(vec![s(0.5)], vec![]).is_err());
         assert!(Ladder::new(vec![], vec![b(4)]).is_err());
+        let pruning = Ladder::pruning(vec![s(0.5), s(0.3)]).unwrap();
+        assert_eq!(
+            (pruning.sparsities, pruning.bits),
+            (vec![s(0.3), s(0.5)], vec![])
+        );
+        assert!(Ladder::pruning(vec![]).is_err());
         assert_eq!(Ladder::default().bits.len(), 7);
     }
 }

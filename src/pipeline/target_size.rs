@@ -12,9 +12,11 @@ use super::calibration::{compress_calibrated, CalibrationSpec};
 use super::defaults;
 use super::error::PipelineError;
 use super::params::Sparsity;
+use super::placement::nonzero_budget;
 use super::quantize::{KMeans, QuantizeSpec};
 use super::report::PlanReport;
-use super::sensitivity::{measure_sensitivity, Ladder, SensitivityOptions};
+use super::sensitivity::{Ladder, SensitivityOptions};
+use super::sensitivity_cache::SensitivityRun;
 use super::{Calibration, Encoded, Progress};
 
 /// A byte budget for the whole `.sqz` file.
@@ -26,10 +28,8 @@ pub struct TargetSize {
     pub sparsity: Option<Sparsity>,
     /// The levels each layer's settings are chosen from.
     pub ladder: Ladder,
-    /// Calibration images the sensitivity is measured on (an evenly spaced
-    /// subset of the calibration images): every trial runs the network on
-    /// all of them.
-    pub sensitivity_images: usize,
+    /// Images and cache of the sensitivity measurement.
+    pub sensitivity: SensitivityRun,
     /// How k-means finds the shared values.
     pub kmeans: KMeans,
 }
@@ -51,29 +51,21 @@ pub(super) fn fit(
     half: bool,
     progress: &mut dyn Progress,
 ) -> Result<Fitted, PipelineError> {
-    let nonzeros = target.sparsity.map(|s| {
-        let weights = original.weight_count();
-        ((1.0 - s.get()) * weights as f64).floor() as usize
-    });
-    let sample = calibration
-        .images
-        .load(original, target.sensitivity_images)?;
+    let nonzeros = target.sparsity.map(|s| nonzero_budget(original, s));
     let options = SensitivityOptions {
         ladder: target.ladder.clone(),
         kmeans: target.kmeans,
         half,
         calibration: calibration.options,
     };
-    progress.phase("sensitivity", original.layers.len(), "layers");
     let start = Instant::now();
-    let sensitivity = measure_sensitivity(original, &sample, &options, &mut |name| {
-        progress.layer(name)
-    })?;
-    drop(sample);
+    let sensitivity = target
+        .sensitivity
+        .measure(original, calibration, &options, progress)?;
     let measured = start.elapsed();
     let table = cost_table(original, &sensitivity, &target.kmeans, half)?;
     progress.note(&format!(
-        "sensitivity measured in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
+        "sensitivity ready in {:.1} s on {} images, sizes of every option estimated in {:.1} s",
         measured.as_secs_f64(),
         sensitivity.images,
         (start.elapsed() - measured).as_secs_f64()

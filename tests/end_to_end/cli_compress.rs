@@ -188,6 +188,94 @@ fn global_pruning_reaches_the_overall_sparsity() {
     );
 }
 
+/// With `--calib`, `prune --sparsity S` removes S of all weights where the
+/// measured damage is least; the measurement is cached (here in a private
+/// cache folder) and reused, a corrupt cache entry is ignored, and
+/// `--uniform` prunes every layer alike.
+#[test]
+fn calibrated_pruning_places_the_sparsity_by_damage_and_caches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    let prune = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args: Vec<std::ffi::OsString> = args![
+            "prune",
+            v11_param(),
+            "--sparsity",
+            "0.7",
+            "--calib",
+            images(),
+            "--calib-count",
+            "8",
+            "--sensitivity-count",
+            "4",
+            "--json",
+            "-o",
+            out
+        ]
+        .iter()
+        .map(|a| a.to_os_string())
+        .collect();
+        args.extend(extra.iter().map(Into::into));
+        let result = run_env(&args, &cache_env);
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(result.status.success(), "{stderr}");
+        let report = json(&String::from_utf8_lossy(&result.stdout));
+        (std::fs::read(&out).unwrap(), report, stderr)
+    };
+    let (placed, report, _) = prune("placed.sqz", &[]);
+    let sparsity = report["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.7).abs() < 1e-4, "overall sparsity {sparsity}");
+    let layers = report["layers"].as_array().unwrap();
+    let placement = report["placement"]["layers"].as_array().expect("placement");
+    assert_eq!(placement.len(), layers.len());
+    for (p, l) in placement.iter().zip(layers) {
+        let (planned, reached) = (
+            p["sparsity"].as_f64().unwrap(),
+            l["sparsity"].as_f64().unwrap(),
+        );
+        assert!((planned - reached).abs() < 1e-3, "{p} vs {l}");
+    }
+    let per_layer: Vec<f64> = layers
+        .iter()
+        .map(|l| l["sparsity"].as_f64().unwrap())
+        .collect();
+    let spread = per_layer.iter().cloned().fold(0.0, f64::max)
+        - per_layer.iter().cloned().fold(1.0, f64::min);
+    assert!(spread > 0.2, "placed unevenly, got {per_layer:?}");
+    let entries: Vec<_> = std::fs::read_dir(cache.join("sqz/sensitivity"))
+        .expect("the cache folder")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // Warm: the same bytes from the cached measurement.
+    let (again, _, stderr) = prune("again.sqz", &[]);
+    assert!(stderr.contains("reused"), "{stderr}");
+    assert_eq!(again, placed);
+    // A corrupt entry is noted, measured again, and changes nothing.
+    std::fs::write(&entries[0], b"{\"key\": 1").unwrap();
+    let (remeasured, _, stderr) = prune("remeasured.sqz", &[]);
+    assert!(
+        stderr.contains("ignoring the cached sensitivity"),
+        "{stderr}"
+    );
+    assert_eq!(remeasured, placed);
+
+    let (_, uniform, _) = prune("uniform.sqz", &["--uniform", "--no-cache"]);
+    assert!(uniform.get("placement").is_none());
+    for l in uniform["layers"].as_array().unwrap() {
+        let s = l["sparsity"].as_f64().unwrap();
+        assert!((s - 0.7).abs() < 1e-3, "{l}");
+    }
+    // Overrides win over the placement.
+    let (_, overridden, _) = prune("overridden.sqz", &["--layer-sparsity", "conv1=0"]);
+    assert_eq!(overridden["layers"][0]["sparsity"].as_f64(), Some(0.0));
+    let sparsity = overridden["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.7).abs() < 1e-4, "overall sparsity {sparsity}");
+}
+
 #[test]
 fn compress_and_decode_round_trip() {
     let dir = tempfile::tempdir().unwrap();

@@ -197,7 +197,8 @@ fn sensitivity_is_thread_count_independent() {
                 "0.5,0.8",
                 "--bit-levels",
                 "6,3",
-                "--json"
+                "--json",
+                "--no-cache"
             ],
             &[("RAYON_NUM_THREADS", threads)],
         );

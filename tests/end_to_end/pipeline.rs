@@ -12,6 +12,7 @@ use sqz::pipeline::params::{Bits, Sparsity};
 use sqz::pipeline::prune::PruneSpec;
 use sqz::pipeline::quantize::{KMeans, QuantizeSpec};
 use sqz::pipeline::sensitivity::Ladder;
+use sqz::pipeline::sensitivity_cache::SensitivityRun;
 use sqz::pipeline::tails::Tails;
 use sqz::pipeline::target_size::TargetSize;
 use sqz::pipeline::{compress, PipelineError, Recipe, Silent};
@@ -78,7 +79,10 @@ fn recipes_the_model_cannot_take_are_user_errors() {
         bytes: 400_000,
         sparsity: None,
         ladder: Ladder::default(),
-        sensitivity_images: 1,
+        sensitivity: SensitivityRun {
+            images: 1,
+            cache: None,
+        },
         kmeans: KMeans::default(),
     };
     let uncalibrated = Recipe {
