@@ -154,7 +154,7 @@ fn fixed_recipe(
 fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Result<()> {
     check_output(&out.output, model_args)?;
     let original = load::load(model_args)?;
-    let compressed = pipeline::compress(&original, recipe, &mut Bars::default())?;
+    let compressed = pipeline::compress(original, recipe, &mut Bars::default())?;
     let finetune = compressed.finetune.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;
     let lossy = recipe.prune.is_some() || recipe.quantize.is_some();
