@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use compress::calib::MAX_DIM;
 use compress::kmeans::Init;
 
 use crate::eval::DEFAULT_BATCH;
@@ -16,6 +17,7 @@ use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
 use crate::pipeline::defaults;
 use crate::pipeline::finetune::{Finetune, Length};
+use crate::pipeline::memory_plan::available_memory;
 use crate::pipeline::params::{layer_overrides, Bits, LayerSetting, Sparsity};
 use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::{KMeans, QuantizeSpec};
@@ -156,6 +158,30 @@ pub struct CalibArgs {
     /// Do not shift biases by the mean output error.
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// Largest block of inputs whose Hessian is kept whole: a layer with
+    /// more inputs (per channel group) is calibrated on a block-diagonal
+    /// Hessian of blocks this wide (memory 8 x inputs x N bytes).
+    #[arg(long, value_name = "N", default_value_t = defaults::HESSIAN_BLOCK, value_parser = clap::value_parser!(u64).range(1..=MAX_DIM as u64))]
+    pub hessian_block: u64,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// The memory a calibrated run may take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemoryArgs {
+    /// Refuse a calibrated run estimated to need more memory than this, in
+    /// bytes, before any work (default: the memory available when the
+    /// command starts).
+    #[arg(long, value_name = "BYTES")]
+    pub max_memory: Option<u64>,
+}
+
+impl MemoryArgs {
+    /// The limit: `--max-memory`, else the memory available now.
+    pub fn limit(&self) -> Option<u64> {
+        self.max_memory.or_else(available_memory)
+    }
 }
 
 impl CalibArgs {
@@ -168,8 +194,10 @@ impl CalibArgs {
             },
             options: CalibrationOptions {
                 bias_correction: !self.no_bias_correction,
+                hessian_block: self.hessian_block as usize,
                 ..CalibrationOptions::default()
             },
+            max_memory: self.memory.limit(),
         })
     }
 }

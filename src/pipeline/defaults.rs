@@ -7,6 +7,11 @@ use compress::kmeans::Init;
 /// Calibration images used for compression when no count is given.
 pub const CALIB_COUNT: usize = 256;
 
+/// Inputs per block of the block-diagonal calibration Hessian: a block's
+/// Hessian takes 32 MiB. Every SqueezeNet layer fits one block (the full
+/// Hessian); VGG-16's widest layer (25,088 inputs) takes 13 blocks.
+pub const HESSIAN_BLOCK: u64 = compress::calib::DEFAULT_MAX_BLOCK as u64;
+
 /// Calibration images used for sensitivity analysis when no count is
 /// given: enough for a stable mean KL divergence, few enough that the
 /// `layers × levels` forward passes take a few minutes.
