@@ -11,6 +11,7 @@ pub mod caffe_net;
 pub mod deep_compression;
 pub mod detect;
 pub mod error;
+pub(crate) mod fold;
 pub mod model;
 pub mod ncnn;
 pub mod prototxt;

@@ -2,7 +2,11 @@
 //!
 //! Per image, the output `out_c x (out_h * out_w)` is the product of the
 //! weights (`out_c x in_c*kh*kw`) and the im2col matrix; a 1x1 convolution
-//! with stride 1 and no padding uses the image itself as that matrix. The
+//! with stride 1 and no padding uses the image itself as that matrix. A
+//! grouped convolution is one such product per group, on the group's
+//! channels of the input and output (contiguous in NCHW); a depthwise one
+//! (one input channel per group) runs the direct kernel of
+//! [`super::depthwise`] instead. The
 //! product is cut into fixed tiles of [`TILE_ROWS`] output channels by
 //! [`TILE_COLS`] positions, computed in parallel across images and tiles.
 //! Tiles never depend on the batch size or thread count, so neither does
@@ -14,6 +18,8 @@ use faer::MatRef;
 use formats::{Conv, Layer};
 use rayon::prelude::*;
 
+use super::depthwise::{conv2d_depthwise, is_depthwise};
+use super::elementwise::Activation;
 use super::gemm::matmul;
 use super::im2col::im2col;
 use super::Tensor;
@@ -73,15 +79,43 @@ impl ConvGeometry {
 /// Convolve `input` with `layer` as `conv` says into `output`, whose shape
 /// is set (and was checked by shape inference).
 pub(crate) fn conv2d(input: &Tensor, layer: &Layer, conv: &Conv, output: &mut Tensor) {
+    if is_depthwise(layer, conv) {
+        let activation = Activation {
+            relu: conv.relu,
+            clip: None,
+        };
+        return conv2d_depthwise(input, layer, conv, output, activation);
+    }
     let [_, _, out_h, out_w] = output.shape;
-    let [_, _, kh, kw] = layer.shape;
-    let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
-    let out_len = output.image_len();
+    let [out_c, group_in_c, kh, kw] = layer.shape;
+    let groups = conv.groups;
+    let mut geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
+    geometry.channels = group_in_c;
+    let group_out_c = out_c / groups;
+    let depth = group_in_c * kh * kw;
+    let out_len = output.image_len() / groups;
+    // Chunk k is group k % groups of image k / groups, in input and output.
     output
         .data
         .par_chunks_mut(out_len)
-        .zip(input.data.par_chunks(input.image_len()))
-        .for_each(|(out, image)| convolve_image(image, out, &geometry, layer, conv.relu));
+        .zip(input.data.par_chunks(input.image_len() / groups))
+        .enumerate()
+        .for_each(|(chunk, (out, image))| {
+            let rows = chunk % groups * group_out_c..(chunk % groups + 1) * group_out_c;
+            let weights = GroupWeights {
+                weights: &layer.weights[rows.start * depth..rows.end * depth],
+                bias: &layer.bias[rows],
+            };
+            convolve_image(image, out, &geometry, weights, conv.relu);
+        });
+}
+
+/// The weights and biases of one group's output channels: rows of the
+/// layer's `out_c x depth` weight matrix.
+#[derive(Clone, Copy)]
+struct GroupWeights<'a> {
+    weights: &'a [f32],
+    bias: &'a [f32],
 }
 
 /// One output tile: rows `row..row + rows.len()` of the image's output
@@ -101,7 +135,13 @@ thread_local! {
     static TILE_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-fn convolve_image(image: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
+fn convolve_image(
+    image: &[f32],
+    out: &mut [f32],
+    g: &ConvGeometry,
+    layer: GroupWeights<'_>,
+    relu: bool,
+) {
     if g.is_pointwise() {
         return multiply(image, out, g, layer, relu);
     }
@@ -115,7 +155,13 @@ fn convolve_image(image: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Laye
 }
 
 /// `out = layer * columns + bias` (then ReLU), tile by tile in parallel.
-fn multiply(columns: &[f32], out: &mut [f32], g: &ConvGeometry, layer: &Layer, relu: bool) {
+fn multiply(
+    columns: &[f32],
+    out: &mut [f32],
+    g: &ConvGeometry,
+    layer: GroupWeights<'_>,
+    relu: bool,
+) {
     let positions = g.out_h * g.out_w;
     let columns = MatRef::from_row_major_slice(columns, g.channels * g.kh * g.kw, positions);
     split_tiles(out, positions, [TILE_ROWS, TILE_COLS])
@@ -152,7 +198,7 @@ pub(crate) fn split_tiles(
 
 /// Multiply the tile's weight rows by its columns, then write
 /// `product + bias` (through ReLU if asked) into the output.
-fn compute_tile(mut tile: Tile<'_>, layer: &Layer, columns: MatRef<'_, f32>, relu: bool) {
+fn compute_tile(mut tile: Tile<'_>, layer: GroupWeights<'_>, columns: MatRef<'_, f32>, relu: bool) {
     let depth = columns.nrows();
     let rows = tile.rows.len();
     let weights = &layer.weights[tile.row * depth..(tile.row + rows) * depth];

@@ -1,5 +1,8 @@
-//! Element-wise operations: ReLU and the sum of same-shaped tensors.
+//! Element-wise operations: ReLU, Clip (ReLU6 is `Clip { 0, 6 }`), the
+//! activation a kernel applies as it stores its outputs, and the sum of
+//! same-shaped tensors.
 
+use formats::Clip;
 use rayon::prelude::*;
 
 use super::Tensor;
@@ -13,6 +16,42 @@ pub(crate) fn relu_in_place(tensor: &mut Tensor) {
         .data
         .par_chunks_mut(CHUNK)
         .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = v.max(0.0)));
+}
+
+/// `x = min(max(x, min), max)` for every value, in place (a NaN becomes
+/// `min`, as ReLU turns it into 0).
+pub(crate) fn clip_in_place(values: &mut [f32], clip: Clip) {
+    values
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| clamp_values(chunk, clip));
+}
+
+/// [`clip_in_place`] on one slice, sequentially.
+fn clamp_values(values: &mut [f32], clip: Clip) {
+    values
+        .iter_mut()
+        .for_each(|v| *v = v.max(clip.min).min(clip.max));
+}
+
+/// What a convolution kernel applies to its outputs as it stores them: its
+/// own fused ReLU, then a Clip node folded into it. Every value is the same
+/// as running the ReLU and Clip nodes afterwards.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Activation {
+    pub relu: bool,
+    pub clip: Option<Clip>,
+}
+
+impl Activation {
+    /// Apply the activation to freshly computed outputs.
+    pub(crate) fn apply(self, values: &mut [f32]) {
+        if self.relu {
+            values.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        if let Some(clip) = self.clip {
+            clamp_values(values, clip);
+        }
+    }
 }
 
 /// Element-wise sum of `inputs` into `output`, all of one shape (checked by

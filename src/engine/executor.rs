@@ -5,14 +5,16 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use formats::{Conv, Layer, Model, Node, Op};
+use formats::{Clip, Conv, Layer, Model, Node, Op};
 
 use super::buffers::Buffers;
 use super::concat::concat;
 use super::conv::conv2d;
-use super::elementwise::{add, relu_in_place};
+use super::depthwise::{conv2d_depthwise, is_depthwise};
+use super::elementwise::{add, clip_in_place, relu_in_place, Activation};
 use super::fusion::{steps, Step};
 use super::kernel::Kernel;
+use super::lrn::lrn;
 use super::packed::PackedLayer;
 use super::packed_conv::conv2d_packed;
 use super::plan::{Plan, INPUT_SLOT};
@@ -173,7 +175,7 @@ impl<'m> Session<'m> {
                         ..*conv
                     };
                     let input = gather(&slots, &plan.inputs[index], node)?[0];
-                    self.convolve(input, None, &conv, &mut output, offset, node)?;
+                    self.convolve(input, None, &conv, None, &mut output, offset, node)?;
                     slots[slot] = Some(Cow::Owned(output));
                 }
                 _ => {
@@ -223,7 +225,7 @@ impl<'m> Session<'m> {
     ) -> Result<Tensor, EngineError> {
         let plan = &self.plan;
         let mut output = match &node.op {
-            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+            Op::Relu | Op::Clip(_) | Op::Dropout | Op::Softmax | Op::Flatten => {
                 take_input(slots, buffers, plan, index, node)?
             }
             _ => buffers.tensor(shapes.nodes[index]),
@@ -236,11 +238,18 @@ impl<'m> Session<'m> {
                     relu: conv.relu || step == Step::ConvRelu,
                     ..*conv
                 };
+                let clip = match step {
+                    Step::ConvClip(clip) => Some(clip),
+                    _ => None,
+                };
                 let input = inputs()?[0];
-                self.convolve(input, replacement.as_ref(), &conv, &mut output, 0, node)?;
+                let replacement = replacement.as_ref();
+                self.convolve(input, replacement, &conv, clip, &mut output, 0, node)?;
             }
-            Op::Relu if step == Step::Pass => {}
+            Op::Relu | Op::Clip(_) if step == Step::Pass => {}
             Op::Relu => relu_in_place(&mut output),
+            Op::Clip(clip) => clip_in_place(&mut output.data, *clip),
+            Op::Lrn(parameters) => lrn(inputs()?[0], parameters, &mut output),
             Op::Softmax => softmax_in_place(&mut output),
             Op::Dropout => {}
             Op::Flatten => output.shape = shapes.nodes[index],
@@ -248,29 +257,40 @@ impl<'m> Session<'m> {
             Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
             Op::Concat => concat(&inputs()?, &mut output),
             Op::Add => add(&inputs()?, &mut output),
-            Op::Lrn(_) | Op::Clip(_) => {
-                unreachable!("shape inference refuses LRN and Clip")
-            }
         }
         Ok(output)
     }
 
     /// One convolution into channels `offset..` of `output`, with the
     /// model's own layer (packed already) or a hook's `replacement` (packed
-    /// on the spot). The im2col path only writes whole outputs (`offset`
-    /// 0: it never runs fused).
+    /// on the spot). A depthwise convolution runs its direct kernel, which
+    /// also applies `clip` (a Clip node that fusion folded into it; `None`
+    /// for every other convolution). The im2col path and grouped
+    /// convolutions only write whole outputs (`offset` 0: fusion never
+    /// puts them into a concatenation).
+    #[allow(clippy::too_many_arguments)]
     fn convolve(
         &self,
         input: &Tensor,
         replacement: Option<&Layer>,
         conv: &Conv,
+        clip: Option<Clip>,
         output: &mut Tensor,
         offset: usize,
         node: &Node,
     ) -> Result<(), EngineError> {
         let own = &self.model.layers[conv.layer];
-        let Convolutions::Packed(kernel, packed) = &self.convolutions else {
-            conv2d(input, replacement.unwrap_or(own), conv, output);
+        let layer = replacement.unwrap_or(own);
+        if is_depthwise(layer, conv) {
+            let activation = Activation {
+                relu: conv.relu,
+                clip,
+            };
+            conv2d_depthwise(input, layer, conv, output, activation);
+            return Ok(());
+        }
+        let (Convolutions::Packed(kernel, packed), 1) = (&self.convolutions, conv.groups) else {
+            conv2d(input, layer, conv, output);
             return Ok(());
         };
         let channels = offset..offset + own.shape[0];

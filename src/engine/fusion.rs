@@ -1,20 +1,25 @@
 //! Fusions that save whole passes over memory when no hook watches the
 //! run: a ReLU right after a convolution is done by the convolution's
-//! kernel, and a concatenation of convolutions is assembled by the
+//! kernel, as is a Clip (ReLU6) right after a depthwise convolution, and a
+//! concatenation of ungrouped convolutions is assembled by the
 //! convolutions writing their channels straight into its output.
 //! Either way every value is computed exactly as without fusion.
 
-use formats::{Model, Op};
+use formats::{Clip, Model, Op};
+
+use super::depthwise::is_depthwise;
 
 use super::plan::{Plan, INPUT_SLOT};
 
 /// What the executor does at a node of a fused run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Step {
     /// The node's own operation.
     Run,
     /// A convolution that also applies the ReLU node reading it.
     ConvRelu,
+    /// A depthwise convolution that also applies the Clip node reading it.
+    ConvClip(Clip),
     /// A convolution (with the ReLU node after it if `relu`) writing channels
     /// `offset..` of the output of concatenation node `concat`.
     ConvInto {
@@ -22,7 +27,8 @@ pub(crate) enum Step {
         concat: usize,
         offset: usize,
     },
-    /// A ReLU done by the convolution before it: its input moves on as is.
+    /// A ReLU or Clip done by the convolution before it: its input moves
+    /// on as is.
     Pass,
     /// Nothing left to do: a ReLU done by a convolution that writes into a
     /// concatenation, or a concatenation its inputs have assembled.
@@ -44,16 +50,31 @@ pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
         (slot != INPUT_SLOT && slot != plan.result && readers[slot] == 1).then(|| slot - 1)
     };
     let mut steps = vec![Step::Run; nodes.len()];
-    // ReLU after a convolution without one.
+    // ReLU after a convolution without one, Clip after a depthwise one.
     for (index, node) in nodes.iter().enumerate() {
-        if let (Op::Relu, [slot]) = (&node.op, plan.inputs[index].as_slice()) {
-            if let Some(conv) = private_producer(*slot) {
-                if matches!(nodes[conv].op, Op::Conv(c) if !c.relu) {
-                    steps[conv] = Step::ConvRelu;
-                    steps[index] = Step::Pass;
-                }
+        let [slot] = plan.inputs[index].as_slice() else {
+            continue;
+        };
+        let Some(conv) = private_producer(*slot) else {
+            continue;
+        };
+        let Op::Conv(c) = &nodes[conv].op else {
+            continue;
+        };
+        let fused = match node.op {
+            Op::Relu if !c.relu => Step::ConvRelu,
+            Op::Clip(clip)
+                if model
+                    .layers
+                    .get(c.layer)
+                    .is_some_and(|l| is_depthwise(l, c)) =>
+            {
+                Step::ConvClip(clip)
             }
-        }
+            _ => continue,
+        };
+        steps[conv] = fused;
+        steps[index] = Step::Pass;
     }
     for (index, node) in nodes.iter().enumerate() {
         if !matches!(node.op, Op::Concat) {
@@ -64,12 +85,13 @@ pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
             .iter()
             .map(|&slot| {
                 let producer = private_producer(slot)?;
+                let ungrouped =
+                    |node: usize| matches!(nodes[node].op, Op::Conv(c) if c.groups == 1);
                 match steps[producer] {
-                    Step::Run if matches!(nodes[producer].op, Op::Conv(_)) => {
-                        Some((producer, None))
-                    }
-                    Step::Pass => {
-                        Some((private_producer(plan.inputs[producer][0])?, Some(producer)))
+                    Step::Run if ungrouped(producer) => Some((producer, None)),
+                    Step::Pass if matches!(nodes[producer].op, Op::Relu) => {
+                        let conv = private_producer(plan.inputs[producer][0])?;
+                        ungrouped(conv).then_some((conv, Some(producer)))
                     }
                     _ => None,
                 }

@@ -1,10 +1,11 @@
 //! The inference engine: runs a [`formats::Model`] on NCHW float32 batches.
 //!
 //! [`forward`] shape-checks the whole graph ([`infer_shapes`]) and then runs
-//! its nodes in order. Convolutions are im2col + GEMM (faer); every operation
-//! is parallel with rayon over images and fixed-size blocks of work, so the
-//! output is bit-identical whatever the number of threads (and whatever the
-//! batch an image is part of). Each intermediate blob is freed right after
+//! its nodes in order. Convolutions run on a packed micro-kernel or as
+//! im2col + GEMM (faer), grouped ones group by group, depthwise ones on a
+//! direct kernel. Every operation is parallel with rayon over images and
+//! fixed-size blocks of work, so the output is bit-identical whatever the
+//! number of threads (and whatever the batch an image is part of). Each intermediate blob is freed right after
 //! its last reader. [`forward_hooked`] lets a caller see every node's inputs
 //! and substitute a convolution's weights on the fly.
 //! [`forward_for_training`] and [`Tape::backward`] compute gradients for
@@ -13,6 +14,7 @@
 mod buffers;
 mod concat;
 mod conv;
+mod depthwise;
 mod elementwise;
 mod error;
 mod executor;
@@ -21,6 +23,7 @@ mod gemm;
 mod grad;
 mod im2col;
 mod kernel;
+mod lrn;
 mod packed;
 mod packed_conv;
 mod patches;

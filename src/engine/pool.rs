@@ -2,14 +2,14 @@
 //!
 //! Window placement follows Caffe and PyTorch: window `o` covers input rows
 //! `o * stride - pad .. o * stride - pad + kernel`, clipped to the input.
-//! Max pooling ignores the padding. Average pooling divides by the window
-//! size clipped to the *padded* input, as Caffe does and as PyTorch does with
+//! Max pooling ignores the padding (a padded cell never wins). Average
+//! pooling with `count_include_pad` divides by the window size clipped to
+//! the *padded* input, as Caffe does and as PyTorch does with
 //! `count_include_pad=True` (its default, which pnnx carries into ncnn as
 //! `avgpool_count_include_pad=1`): symmetric padding counts as zeros, but
-//! the extra room that ceil rounding adds past the padding does not. The
-//! model type has no flag for the other convention (ONNX's default,
-//! dividing by the real values only); SqueezeNet has no padded average
-//! pooling, so the two never disagree on it.
+//! the extra room that ceil rounding adds past the padding does not.
+//! Without it (ONNX's default) it divides by the number of real input
+//! values in the window.
 
 use formats::{Pool, PoolKind};
 use rayon::prelude::*;
@@ -34,6 +34,7 @@ pub(crate) fn pool(input: &Tensor, pool: &Pool, output: &mut Tensor) {
         pad: pool.pad_w,
     };
     let (row_windows, col_windows) = (rows.windows(out_h), cols.windows(out_w));
+    let counts_pad = pool.count_include_pad;
     let planes = output
         .data
         .par_chunks_mut(out_h * out_w)
@@ -46,7 +47,7 @@ pub(crate) fn pool(input: &Tensor, pool: &Pool, output: &mut Tensor) {
             reduce_plane(input, out, &row_windows, &cols, 0.0, |a, b| a + b);
             for (out_row, row) in out.chunks_mut(out_w).zip(&row_windows) {
                 for (value, col) in out_row.iter_mut().zip(&col_windows) {
-                    *value /= (row.size * col.size) as f32;
+                    *value /= (row.cells(counts_pad) * col.cells(counts_pad)) as f32;
                 }
             }
         }),
@@ -113,8 +114,20 @@ pub(crate) struct Window {
     /// Input range covered, clipped to the input.
     pub start: usize,
     pub end: usize,
-    /// Length clipped to the padded input: the average's divisor.
+    /// Length clipped to the padded input.
     pub size: usize,
+}
+
+impl Window {
+    /// The average's divisor along this axis: the length clipped to the
+    /// padded input if padding counts, else the real input cells.
+    pub(crate) fn cells(&self, count_include_pad: bool) -> usize {
+        if count_include_pad {
+            self.size
+        } else {
+            self.end - self.start
+        }
+    }
 }
 
 impl Axis {

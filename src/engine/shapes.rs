@@ -91,6 +91,28 @@ fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usi
             conv_output(single(inputs)?, layer, conv)
         }
         Op::Relu | Op::Dropout | Op::Softmax => single(inputs),
+        Op::Lrn(lrn) => {
+            if lrn.size == 0
+                || ![lrn.alpha, lrn.beta, lrn.bias]
+                    .iter()
+                    .all(|v| v.is_finite())
+            {
+                return Err(format!(
+                    "LRN size {} with alpha {}, beta {}, bias {} is not a usable window",
+                    lrn.size, lrn.alpha, lrn.beta, lrn.bias
+                ));
+            }
+            single(inputs)
+        }
+        Op::Clip(clip) => {
+            if clip.min.is_nan() || clip.max.is_nan() || clip.min > clip.max {
+                return Err(format!(
+                    "clip bounds [{}, {}] are not an interval",
+                    clip.min, clip.max
+                ));
+            }
+            single(inputs)
+        }
         Op::Pool(pool) => pool_output(single(inputs)?, pool),
         Op::GlobalAvgPool => {
             let [n, c, _, _] = single(inputs)?;
@@ -106,7 +128,6 @@ fn node_output(model: &Model, node: &Node, inputs: &[[usize; 4]]) -> Result<[usi
         }
         Op::Concat => concat_output(inputs),
         Op::Add => add_output(inputs),
-        Op::Lrn(_) | Op::Clip(_) => Err("the engine does not run LRN or Clip yet".into()),
     }
 }
 
@@ -149,21 +170,25 @@ pub(crate) fn check_layer(layer: &Layer) -> Result<(), String> {
 fn conv_output(input: [usize; 4], layer: &Layer, conv: &Conv) -> Result<[usize; 4], String> {
     check_layer(layer)?;
     let [n, c, h, w] = input;
-    let [out_c, in_c, kh, kw] = layer.shape;
-    if c != in_c {
+    let [out_c, group_in_c, kh, kw] = layer.shape;
+    if conv.groups == 0 || out_c % conv.groups != 0 {
         return Err(format!(
-            "input has {c} channels but layer {} expects {in_c}",
+            "{} groups do not divide the {out_c} output channels of layer {}",
+            conv.groups, layer.name
+        ));
+    }
+    if group_in_c.checked_mul(conv.groups) != Some(c) {
+        let expected = match conv.groups {
+            1 => format!("{group_in_c}"),
+            groups => format!("{group_in_c} per group in {groups} groups"),
+        };
+        return Err(format!(
+            "input has {c} channels but layer {} expects {expected}",
             layer.name
         ));
     }
     if conv.stride_h == 0 || conv.stride_w == 0 {
         return Err("zero stride".into());
-    }
-    if conv.groups != 1 {
-        return Err(format!(
-            "the engine does not run grouped convolutions ({} groups) yet",
-            conv.groups
-        ));
     }
     if conv.pad_h > kh || conv.pad_w > kw {
         return Err(format!(

@@ -9,6 +9,10 @@
 //! - weight gradient: `dY · Xᵀ`;
 //! - input gradient: `col2im(Wᵀ · dY)`.
 //!
+//! A grouped convolution does this for each group on its own channels of
+//! the input and output and its own rows of the weights; a depthwise one
+//! runs the direct kernel of [`super::depthwise`] instead.
+//!
 //! Images run in parallel in fixed groups of [`IMAGES_PER_TASK`]. Each group
 //! sums its images' weight and bias gradients in image order, and the
 //! groups' sums are added in group order, so no bit depends on the thread
@@ -19,8 +23,10 @@ use formats::{Conv, Layer};
 use rayon::prelude::*;
 
 use super::col2im::col2im;
+use super::depthwise::depthwise_backward;
 use super::elementwise::{mask_inactive_values, sum_in_order};
 use crate::engine::conv::ConvGeometry;
+use crate::engine::depthwise::is_depthwise;
 use crate::engine::gemm::matmul_views;
 use crate::engine::grad::LayerGradient;
 use crate::engine::im2col::im2col;
@@ -44,9 +50,13 @@ pub(super) fn conv_backward(
     d_output: &mut Tensor,
     d_input: &mut Tensor,
 ) -> LayerGradient {
+    if is_depthwise(layer, conv) {
+        return depthwise_backward(input, relu_output, layer, conv, d_output, d_input);
+    }
     let [_, _, out_h, out_w] = d_output.shape;
-    let [_, _, kh, kw] = layer.shape;
-    let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
+    let [_, group_in_c, kh, kw] = layer.shape;
+    let mut geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
+    geometry.channels = group_in_c;
     let (in_len, out_len) = (input.image_len(), d_output.image_len());
     let partials: Vec<GroupSums> = d_input
         .data
@@ -67,7 +77,14 @@ pub(super) fn conv_backward(
                     let first = (task * IMAGES_PER_TASK + n) * out_len;
                     mask_inactive_values(d_out, &output.data[first..first + out_len]);
                 }
-                group.add_image(image, d_out, d_image, layer, &geometry, &mut work);
+                let groups = image
+                    .chunks(in_len / conv.groups)
+                    .zip(d_out.chunks(out_len / conv.groups))
+                    .zip(d_image.chunks_mut(in_len / conv.groups));
+                for (index, ((image, d_out), d_image)) in groups.enumerate() {
+                    let rows = Rows::of_group(layer, conv.groups, index);
+                    group.add_image(image, d_out, d_image, layer, rows, &geometry, &mut work);
+                }
             }
             group
         })
@@ -80,7 +97,33 @@ pub(super) fn conv_backward(
     }
 }
 
-/// Weight and bias gradients summed over the images of one group.
+/// The output channels of one convolution group, and their weights.
+#[derive(Clone, Copy)]
+struct Rows {
+    first: usize,
+    count: usize,
+    depth: usize,
+}
+
+impl Rows {
+    /// The rows of group `index` of `layer`'s weights in `groups` groups.
+    fn of_group(layer: &Layer, groups: usize, index: usize) -> Self {
+        let [out_c, in_c, kh, kw] = layer.shape;
+        let count = out_c / groups;
+        Rows {
+            first: index * count,
+            count,
+            depth: in_c * kh * kw,
+        }
+    }
+
+    /// The range of these rows' values in an `out_c x depth` matrix.
+    fn weights(&self) -> std::ops::Range<usize> {
+        self.first * self.depth..(self.first + self.count) * self.depth
+    }
+}
+
+/// Weight and bias gradients summed over the images of one task.
 struct GroupSums {
     weights: Vec<f32>,
     bias: Vec<f64>,
@@ -115,20 +158,23 @@ impl GroupSums {
         }
     }
 
-    /// Add one image's weight and bias gradients to the sums and write its
-    /// input gradient into `d_image`.
+    /// Add the weight and bias gradients of one image's group (`rows`:
+    /// `image`, `d_out` and `d_image` are its channels) to the sums and
+    /// write its input gradient into `d_image`.
+    #[allow(clippy::too_many_arguments)]
     fn add_image(
         &mut self,
         image: &[f32],
         d_out: &[f32],
         d_image: &mut [f32],
         layer: &Layer,
+        rows: Rows,
         g: &ConvGeometry,
         work: &mut Workspace,
     ) {
         let positions = g.out_h * g.out_w;
-        let depth = g.channels * g.kh * g.kw;
-        let out_c = layer.bias.len();
+        let depth = rows.depth;
+        let out_c = rows.count;
         let columns = if g.is_pointwise() {
             image
         } else {
@@ -137,11 +183,14 @@ impl GroupSums {
         };
         let d_out_matrix = MatRef::from_row_major_slice(d_out, out_c, positions);
         let columns = MatRef::from_row_major_slice(columns, depth, positions);
-        matmul_views(d_out_matrix, columns.transpose(), &mut self.weights, true);
-        for (sum, row) in self.bias.iter_mut().zip(d_out.chunks(positions)) {
+        let d_weights = &mut self.weights[rows.weights()];
+        matmul_views(d_out_matrix, columns.transpose(), d_weights, true);
+        let d_bias = &mut self.bias[rows.first..rows.first + rows.count];
+        for (sum, row) in d_bias.iter_mut().zip(d_out.chunks(positions)) {
             *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
         }
-        let weights_t = MatRef::from_row_major_slice(&layer.weights, out_c, depth).transpose();
+        let weights = &layer.weights[rows.weights()];
+        let weights_t = MatRef::from_row_major_slice(weights, out_c, depth).transpose();
         if g.is_pointwise() {
             matmul_views(weights_t, d_out_matrix, d_image, false);
         } else {

@@ -1,5 +1,5 @@
 //! Backward passes of the element-wise operations: ReLU (fused or not),
-//! addition, dropout and flatten, and the gradient sums they need.
+//! Clip, addition, dropout and flatten, and the gradient sums they need.
 //!
 //! Dropout is the identity in the forward pass (the engine runs networks as
 //! at inference, and distillation fine-tunes them that way), so its gradient
@@ -7,6 +7,7 @@
 //! output gradient reshaped to the input's shape; an addition passes its
 //! output gradient to every term.
 
+use formats::Clip;
 use rayon::prelude::*;
 
 use crate::engine::Tensor;
@@ -31,6 +32,24 @@ pub(super) fn mask_inactive_values(gradient: &mut [f32], output: &[f32]) {
         .iter_mut()
         .zip(output)
         .for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 });
+}
+
+/// Clip backward, in place: zero the gradient wherever the saved Clip
+/// `output` is not strictly inside the bounds (the input was clamped
+/// there; like ReLU's, a value exactly on a bound counts as clamped).
+pub(super) fn mask_clipped(gradient: &mut Tensor, output: &Tensor, clip: Clip) {
+    gradient
+        .data
+        .par_chunks_mut(CHUNK)
+        .zip(output.data.par_chunks(CHUNK))
+        .for_each(|(g, y)| {
+            g.iter_mut().zip(y).for_each(|(g, &y)| {
+                let inside = y > clip.min && y < clip.max;
+                if !inside {
+                    *g = 0.0;
+                }
+            })
+        });
 }
 
 /// `sum += term`, element-wise.

@@ -18,7 +18,9 @@
 mod col2im;
 mod concat;
 mod conv;
+mod depthwise;
 mod elementwise;
+mod lrn;
 mod pool;
 mod softmax;
 mod tape;

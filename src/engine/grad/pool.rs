@@ -47,7 +47,7 @@ pub(super) fn avg_pool_backward(pool: &Pool, d_output: &Tensor, d_input: &mut Te
         .data
         .par_chunks_mut(input_shape[2] * input_shape[3])
         .zip(d_output.data.par_chunks(out_h * out_w))
-        .for_each(|(d_in, d_out)| windows.spread(d_out, d_in));
+        .for_each(|(d_in, d_out)| windows.spread(d_out, d_in, pool.count_include_pad));
 }
 
 fn axis(len: usize, kernel: usize, stride: usize, pad: usize) -> Axis {
@@ -108,10 +108,11 @@ impl PlaneWindows {
         });
     }
 
-    fn spread(&self, d_out: &[f32], d_in: &mut [f32]) {
+    fn spread(&self, d_out: &[f32], d_in: &mut [f32], count_include_pad: bool) {
         d_in.fill(0.0);
         self.each(|o, row, col| {
-            let share = d_out[o] / (row.size * col.size) as f32;
+            let cells = row.cells(count_include_pad) * col.cells(count_include_pad);
+            let share = d_out[o] / cells as f32;
             for y in row.start..row.end {
                 d_in[self.span(y, col)].iter_mut().for_each(|d| *d += share);
             }

@@ -5,9 +5,9 @@
 //!
 //! The forward pass runs the same operations as [`forward`](crate::engine::forward),
 //! so its output is bit-identical to it. It keeps a blob only if a backward
-//! step reads it: the input of every convolution and max pooling, and the
-//! output of every fused-ReLU convolution, ReLU, max pooling and softmax
-//! (plus the graph's output). Everything else is freed after its last
+//! step reads it: the input of every convolution, max pooling and LRN, and
+//! the output of every fused-ReLU convolution, ReLU, Clip, max pooling and
+//! softmax (plus the graph's output). Everything else is freed after its last
 //! forward reader, as in inference. The backward pass visits the nodes in
 //! reverse, adds the gradients of a blob read by several nodes in that fixed
 //! order, and frees each saved blob once its producer is done.
@@ -18,13 +18,15 @@ use formats::{Model, Node, Op, PoolKind};
 
 use super::concat::concat_backward;
 use super::conv::conv_backward;
-use super::elementwise::{add_into, mask_inactive, pass_through};
+use super::elementwise::{add_into, mask_clipped, mask_inactive, pass_through};
+use super::lrn::lrn_backward;
 use super::pool::{avg_pool_backward, global_avg_pool_backward, max_pool_backward};
 use super::softmax::softmax_backward;
 use crate::engine::buffers::Buffers;
 use crate::engine::concat::concat;
 use crate::engine::conv::conv2d;
-use crate::engine::elementwise::{add, relu_in_place};
+use crate::engine::elementwise::{add, clip_in_place, relu_in_place};
+use crate::engine::lrn::lrn;
 use crate::engine::plan::{Plan, INPUT_SLOT};
 use crate::engine::pool::{global_avg_pool, pool};
 use crate::engine::shapes::infer_planned;
@@ -126,7 +128,8 @@ fn kept_slots(model: &Model, plan: &Plan) -> Vec<bool> {
                 kept[plan.inputs[index][0]] = true;
                 kept[output] = true;
             }
-            Op::Relu | Op::Softmax => kept[output] = true,
+            Op::Lrn(_) => kept[plan.inputs[index][0]] = true,
+            Op::Relu | Op::Clip(_) | Op::Softmax => kept[output] = true,
             _ => {}
         }
     }
@@ -170,7 +173,7 @@ impl<'a> Tape<'a> {
         let inputs = self.plan.inputs[index].clone();
         let shape = self.shapes[Plan::output_slot(index)];
         let mut output = match &node.op {
-            Op::Relu | Op::Dropout | Op::Softmax | Op::Flatten => {
+            Op::Relu | Op::Clip(_) | Op::Dropout | Op::Softmax | Op::Flatten => {
                 self.take_or_copy(inputs[0], index, node, kept, buffers)?
             }
             _ => buffers.tensor(shape),
@@ -181,6 +184,8 @@ impl<'a> Tape<'a> {
                 conv2d(self.value(inputs[0], node)?, layer, conv, &mut output);
             }
             Op::Relu => relu_in_place(&mut output),
+            Op::Clip(clip) => clip_in_place(&mut output.data, *clip),
+            Op::Lrn(parameters) => lrn(self.value(inputs[0], node)?, parameters, &mut output),
             Op::Softmax => softmax_in_place(&mut output),
             Op::Dropout => {}
             Op::Flatten => output.shape = shape,
@@ -188,9 +193,6 @@ impl<'a> Tape<'a> {
             Op::GlobalAvgPool => global_avg_pool(self.value(inputs[0], node)?, &mut output),
             Op::Concat => concat(&self.all(&inputs, node)?, &mut output),
             Op::Add => add(&self.all(&inputs, node)?, &mut output),
-            Op::Lrn(_) | Op::Clip(_) => {
-                unreachable!("shape inference refuses LRN and Clip")
-            }
         }
         Ok(output)
     }
@@ -308,6 +310,10 @@ impl<'a> Tape<'a> {
                 mask_inactive(&mut d_out, self.value(output, node)?);
                 d_out
             }
+            Op::Clip(clip) => {
+                mask_clipped(&mut d_out, self.value(output, node)?, *clip);
+                d_out
+            }
             Op::Softmax => {
                 softmax_backward(self.value(output, node)?, &mut d_out);
                 d_out
@@ -332,8 +338,7 @@ impl<'a> Tape<'a> {
                 terms.insert(0, (first, d_out));
                 return Ok(terms);
             }
-            Op::Lrn(_) | Op::Clip(_) => unreachable!("shape inference refuses LRN and Clip"),
-            Op::Conv(_) | Op::Pool(_) | Op::GlobalAvgPool => {
+            Op::Conv(_) | Op::Pool(_) | Op::GlobalAvgPool | Op::Lrn(_) => {
                 let mut d_input = buffers.tensor(self.shapes[first]);
                 match &node.op {
                     Op::Conv(conv) => {
@@ -360,6 +365,10 @@ impl<'a> Tape<'a> {
                         max_pool_backward(input, output, p, &d_out, &mut d_input);
                     }
                     Op::Pool(p) => avg_pool_backward(p, &d_out, &mut d_input),
+                    Op::Lrn(parameters) => {
+                        let input = self.value(first, node)?;
+                        lrn_backward(input, parameters, &d_out, &mut d_input);
+                    }
                     _ => global_avg_pool_backward(&d_out, &mut d_input),
                 }
                 buffers.recycle(d_out);

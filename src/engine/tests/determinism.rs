@@ -2,7 +2,7 @@
 
 use formats::{Op, PoolKind};
 
-use super::{conv_op, model, node, pool_op, Values};
+use super::{conv_op, model, new_ops_model, node, pool_op, Values};
 use crate::engine::{forward, Tensor};
 
 /// A graph whose convolutions span several tiles per image.
@@ -39,14 +39,15 @@ fn run_with_threads(threads: usize, m: &formats::Model, input: &Tensor) -> Tenso
 
 #[test]
 fn thread_count_does_not_change_any_bit() {
-    let (m, input) = wide_model();
-    let one = run_with_threads(1, &m, &input);
-    for threads in [2, 3, 5] {
-        assert_eq!(
-            run_with_threads(threads, &m, &input).data,
-            one.data,
-            "{threads} threads"
-        );
+    for (m, input) in [wide_model(), new_ops_model()] {
+        let one = run_with_threads(1, &m, &input);
+        for threads in [2, 3, 5] {
+            assert_eq!(
+                run_with_threads(threads, &m, &input).data,
+                one.data,
+                "{threads} threads"
+            );
+        }
     }
 }
 

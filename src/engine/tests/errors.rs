@@ -1,9 +1,9 @@
 //! Models and inputs the engine must reject with a clear one-line error,
 //! before computing anything.
 
-use formats::{Model, Op, PoolKind};
+use formats::{Clip, Lrn, Model, Op, PoolKind};
 
-use super::{conv_op, model, node, pool_op, Values};
+use super::{conv_op, grouped, model, node, pool_op, Values};
 use crate::engine::{forward, infer_shapes, EngineError, Tensor};
 
 /// Run `m` on zeros of `shape` and return the error message, checking that
@@ -207,6 +207,49 @@ fn broken_layers_and_windows_are_rejected() {
         "out",
     );
     assert!(rejection(&m, [1, 1, 8, 8]).contains("padding"));
+}
+
+#[test]
+fn groups_must_split_both_channel_counts() {
+    let single = |layer_shape, groups| {
+        let layer = Values::new(6).layer("g", layer_shape);
+        let op = grouped(conv_op(0, (1, 1), (1, 1), false), groups);
+        model(vec![node("g", op, &["data"], "out")], vec![layer], 6, "out")
+    };
+    // 3 input channels per group in 2 groups, but the input has 4.
+    let message = rejection(&single([4, 3, 3, 3], 2), [1, 4, 6, 6]);
+    assert!(
+        message.contains("g:") && message.contains("3 per group in 2 groups"),
+        "{message}"
+    );
+    // 5 output channels cannot be split into 2 groups.
+    let message = rejection(&single([5, 2, 3, 3], 2), [1, 4, 6, 6]);
+    assert!(message.contains("do not divide the 5 output"), "{message}");
+    // Zero groups, in a model built without validation.
+    let message = rejection(&single([4, 2, 3, 3], 0), [1, 4, 6, 6]);
+    assert!(message.contains("0 groups"), "{message}");
+}
+
+#[test]
+fn lrn_and_clip_parameters_must_be_usable() {
+    let single = |op| model(vec![node("n", op, &["data"], "out")], vec![], 4, "out");
+    let lrn = Lrn {
+        size: 0,
+        alpha: 1e-4,
+        beta: 0.75,
+        bias: 1.0,
+    };
+    assert!(rejection(&single(Op::Lrn(lrn)), [1, 3, 4, 4]).contains("LRN size 0"));
+    let lrn = Lrn {
+        size: 5,
+        beta: f32::NAN,
+        ..lrn
+    };
+    assert!(rejection(&single(Op::Lrn(lrn)), [1, 3, 4, 4]).contains("beta NaN"));
+    for (min, max) in [(1.0, 0.0), (f32::NAN, 6.0), (0.0, f32::NAN)] {
+        let message = rejection(&single(Op::Clip(Clip { min, max })), [1, 3, 4, 4]);
+        assert!(message.contains("not an interval"), "{message}");
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod determinism;
 mod errors;
 mod fusion;
+mod grouped_conv;
 mod hooks;
 mod kernel;
 pub(super) mod naive;
@@ -11,7 +12,7 @@ mod ops;
 mod plan;
 mod shapes;
 
-use formats::{Conv, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess};
+use formats::{Clip, Conv, Graph, Layer, Lrn, Model, Node, Op, Pool, PoolKind, Preprocess};
 
 use super::Tensor;
 
@@ -87,6 +88,14 @@ pub(super) fn conv_op(layer: usize, stride: (usize, usize), pad: (usize, usize),
     })
 }
 
+/// `op`, a convolution, with its channels split into `groups`.
+pub(super) fn grouped(op: Op, groups: usize) -> Op {
+    match op {
+        Op::Conv(conv) => Op::Conv(Conv { groups, ..conv }),
+        other => other,
+    }
+}
+
 pub(super) fn pool_op(
     kind: PoolKind,
     kernel: (usize, usize),
@@ -105,6 +114,68 @@ pub(super) fn pool_op(
         ceil_mode,
         count_include_pad: true,
     }
+}
+
+/// AlexNet's and MobileNetV2's operations: a grouped convolution, LRN,
+/// padded max pooling, a depthwise convolution between ReLU6 clips, and
+/// average pooling that does not count its padding.
+pub(super) fn new_ops_model() -> (Model, Tensor) {
+    let mut v = Values::new(43);
+    let layers = vec![
+        v.layer("conv1", [24, 3, 3, 3]),
+        v.layer("conv2", [32, 12, 3, 3]),
+        v.layer("dw", [32, 1, 3, 3]),
+        v.layer("project", [10, 32, 1, 1]),
+    ];
+    let lrn = Lrn {
+        size: 5,
+        alpha: 0.5,
+        beta: 0.75,
+        bias: 1.0,
+    };
+    let relu6 = Op::Clip(Clip { min: 0.0, max: 6.0 });
+    let nodes = vec![
+        node("conv1", conv_op(0, (2, 2), (1, 1), true), &["data"], "c1"),
+        node("lrn", Op::Lrn(lrn), &["c1"], "n1"),
+        node(
+            "pool",
+            Op::Pool(pool_op(PoolKind::Max, (3, 3), (2, 2), (1, 1), true)),
+            &["n1"],
+            "p",
+        ),
+        node(
+            "conv2",
+            grouped(conv_op(1, (1, 1), (1, 1), false), 2),
+            &["p"],
+            "c2",
+        ),
+        node("relu6", relu6.clone(), &["c2"], "c2"),
+        node(
+            "dw",
+            grouped(conv_op(2, (2, 2), (1, 1), false), 32),
+            &["c2"],
+            "d",
+        ),
+        node("dw_relu6", relu6, &["d"], "d"),
+        node(
+            "avg",
+            Op::Pool(Pool {
+                count_include_pad: false,
+                ..pool_op(PoolKind::Avg, (3, 3), (1, 1), (1, 1), false)
+            }),
+            &["d"],
+            "avg",
+        ),
+        node(
+            "project",
+            conv_op(3, (1, 1), (0, 0), false),
+            &["avg"],
+            "logits",
+        ),
+        node("gap", Op::GlobalAvgPool, &["logits"], "gap"),
+        node("prob", Op::Softmax, &["gap"], "prob"),
+    ];
+    (model(nodes, layers, 33, "prob"), v.tensor([9, 3, 33, 33]))
 }
 
 /// Assert same shape and every value within `tolerance` of the expected one.

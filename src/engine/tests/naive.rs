@@ -1,14 +1,16 @@
 //! Reference implementations written as plain direct loops straight from
 //! the definitions (Caffe's formulas), sharing no code with the engine.
 
-use formats::{Conv, Layer, Pool, PoolKind};
+use formats::{Clip, Conv, Layer, Lrn, Pool, PoolKind};
 
 use crate::engine::Tensor;
 
-/// Direct convolution: every output sums `in_c * kh * kw` products.
+/// Direct convolution: every output sums `in_c * kh * kw` products, over
+/// the input channels of its group.
 pub fn conv(input: &Tensor, layer: &Layer, c: &Conv) -> Tensor {
-    let [n, in_c, h, w] = input.shape;
-    let [out_c, _, kh, kw] = layer.shape;
+    let [n, _, h, w] = input.shape;
+    let [out_c, in_c, kh, kw] = layer.shape;
+    let group_out_c = out_c / c.groups;
     let out_h = (h + 2 * c.pad_h - kh) / c.stride_h + 1;
     let out_w = (w + 2 * c.pad_w - kw) / c.stride_w + 1;
     let mut out = Tensor::zeros([n, out_c, out_h, out_w]).unwrap();
@@ -26,7 +28,9 @@ pub fn conv(input: &Tensor, layer: &Layer, c: &Conv) -> Tensor {
                                     continue;
                                 }
                                 let weight = layer.weights[((o * in_c + i) * kh + ky) * kw + kx];
-                                sum += weight * input.get(b, i, y as usize, x as usize).unwrap();
+                                let channel = o / group_out_c * in_c + i;
+                                sum +=
+                                    weight * input.get(b, channel, y as usize, x as usize).unwrap();
                             }
                         }
                     }
@@ -56,7 +60,7 @@ pub fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, ceil_mode:
 
 /// Direct pooling: visit every cell of every window in padded coordinates;
 /// max over real cells, average = sum of real cells / cells inside the
-/// padded input.
+/// padded input (or / real cells without `count_include_pad`).
 pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
     let [n, c, h, w] = input.shape;
     let out_h = pool_len(h, p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
@@ -66,7 +70,8 @@ pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
         for ch in 0..c {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let (mut max, mut sum, mut cells) = (f32::NEG_INFINITY, 0.0f32, 0usize);
+                    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+                    let (mut cells, mut real) = (0usize, 0usize);
                     for ky in 0..p.kernel_h {
                         for kx in 0..p.kernel_w {
                             let (py, px) = (oy * p.stride_h + ky, ox * p.stride_w + kx);
@@ -82,12 +87,14 @@ pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
                                 let v = input.get(b, ch, y as usize, x as usize).unwrap();
                                 max = max.max(v);
                                 sum += v;
+                                real += 1;
                             }
                         }
                     }
                     *out.get_mut(b, ch, oy, ox).unwrap() = match p.kind {
                         PoolKind::Max => max,
-                        PoolKind::Avg => sum / cells as f32,
+                        PoolKind::Avg if p.count_include_pad => sum / cells as f32,
+                        PoolKind::Avg => sum / real as f32,
                     };
                 }
             }
@@ -163,6 +170,49 @@ pub fn relu(input: &Tensor) -> Tensor {
             .data
             .iter()
             .map(|&v| if v > 0.0 { v } else { 0.0 })
+            .collect(),
+    }
+}
+
+/// LRN across channels from its formula, the window sum in f64.
+pub fn lrn(input: &Tensor, p: &Lrn) -> Tensor {
+    let [n, c, h, w] = input.shape;
+    let mut out = input.clone();
+    for b in 0..n {
+        for ch in 0..c {
+            let first = ch as isize - ((p.size - 1) / 2) as isize;
+            let last = ch + p.size / 2;
+            for y in 0..h {
+                for x in 0..w {
+                    let sum: f64 = (first.max(0) as usize..=last.min(c - 1))
+                        .map(|i| f64::from(input.get(b, i, y, x).unwrap()).powi(2))
+                        .sum();
+                    let scale = f64::from(p.bias) + f64::from(p.alpha) / p.size as f64 * sum;
+                    let v = f64::from(input.get(b, ch, y, x).unwrap());
+                    *out.get_mut(b, ch, y, x).unwrap() = (v / scale.powf(f64::from(p.beta))) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// min(max(x, min), max) for every value.
+pub fn clip(input: &Tensor, c: &Clip) -> Tensor {
+    Tensor {
+        shape: input.shape,
+        data: input
+            .data
+            .iter()
+            .map(|&v| {
+                if v < c.min {
+                    c.min
+                } else if v > c.max {
+                    c.max
+                } else {
+                    v
+                }
+            })
             .collect(),
     }
 }

@@ -1,7 +1,7 @@
 //! Every operation, run through `forward` on small graphs, against the
 //! naive loops.
 
-use formats::{Conv, Op, PoolKind};
+use formats::{Clip, Conv, Lrn, Op, PoolKind};
 use proptest::prelude::*;
 
 use super::naive;
@@ -193,23 +193,69 @@ fn pooling_matches_direct_loops() {
         (PoolKind::Avg, [1, 2, 11, 11], (2, 3), (1, 2), (1, 0), true),
         (PoolKind::Max, [2, 1, 11, 11], (3, 2), (2, 3), (0, 1), true),
         (PoolKind::Max, [1, 1, 7, 7], (1, 1), (3, 3), (0, 0), true),
+        // Padding on every side, ceil and floor: padded cells never win,
+        // even over negative values (ONNX/PyTorch MaxPool with pads).
+        (PoolKind::Max, [2, 3, 10, 10], (3, 3), (2, 2), (1, 1), true),
+        (PoolKind::Max, [1, 2, 9, 9], (3, 3), (2, 2), (1, 1), false),
+        (PoolKind::Max, [1, 2, 8, 8], (4, 4), (3, 3), (2, 1), true),
     ];
     let mut values = Values::new(7);
     for (kind, shape, kernel, stride, pad, ceil_mode) in cases {
         let p = pool_op(kind, kernel, stride, pad, ceil_mode);
-        let input = values.tensor(shape);
-        let m = model(
-            vec![node("pool", Op::Pool(p), &["data"], "out")],
-            vec![],
-            shape[2],
-            "out",
-        );
-        assert_close(
-            &forward(&m, &input).unwrap(),
-            &naive::pool(&input, &p),
-            1e-6,
-        );
+        check_pool(&p, &values.tensor(shape));
     }
+    // All-negative planes: a padded zero would win if padding took part.
+    let mut negative = values.tensor([1, 2, 7, 7]);
+    negative.data.iter_mut().for_each(|v| *v = -1.0 - v.abs());
+    check_pool(
+        &pool_op(PoolKind::Max, (3, 3), (2, 2), (1, 1), true),
+        &negative,
+    );
+}
+
+#[test]
+fn average_pooling_without_counting_padding_divides_by_real_values() {
+    let cases = [
+        ([2, 3, 10, 10], (3, 3), (2, 2), (1, 1), true),
+        ([2, 3, 10, 10], (3, 3), (2, 2), (1, 1), false),
+        ([1, 2, 5, 5], (2, 2), (2, 2), (1, 1), true),
+        ([1, 2, 11, 11], (2, 3), (1, 2), (1, 0), true),
+        // GoogLeNet's 3x3 stride 1 "same" average pooling.
+        ([1, 4, 7, 7], (3, 3), (1, 1), (1, 1), false),
+    ];
+    let mut values = Values::new(8);
+    for (shape, kernel, stride, pad, ceil_mode) in cases {
+        let p = formats::Pool {
+            count_include_pad: false,
+            ..pool_op(PoolKind::Avg, kernel, stride, pad, ceil_mode)
+        };
+        check_pool(&p, &values.tensor(shape));
+    }
+    // A constant plane stays constant, borders included.
+    let p = formats::Pool {
+        count_include_pad: false,
+        ..pool_op(PoolKind::Avg, (3, 3), (1, 1), (1, 1), false)
+    };
+    let ones = Tensor::new([1, 1, 5, 5], vec![1.0; 25]).unwrap();
+    let m = model(
+        vec![node("pool", Op::Pool(p), &["data"], "out")],
+        vec![],
+        5,
+        "out",
+    );
+    assert_eq!(forward(&m, &ones).unwrap(), ones);
+}
+
+/// Pool `input` with `p` through `forward` and compare with the direct
+/// loops.
+fn check_pool(p: &formats::Pool, input: &Tensor) {
+    let m = model(
+        vec![node("pool", Op::Pool(*p), &["data"], "out")],
+        vec![],
+        input.shape[2],
+        "out",
+    );
+    assert_close(&forward(&m, input).unwrap(), &naive::pool(input, p), 1e-6);
 }
 
 #[test]
@@ -388,4 +434,86 @@ fn output_may_be_an_intermediate_blob_and_the_input_is_left_untouched() {
     let out = forward(&model(nodes, vec![], 3, "r"), &input).unwrap();
     assert_eq!(out, naive::relu(&input));
     assert_eq!(input, original);
+}
+
+#[test]
+fn lrn_matches_its_formula() {
+    let mut values = Values::new(14);
+    // AlexNet's and GoogLeNet's parameters, an even size (the window is
+    // not centred), a window wider than the channels, and a size of 1.
+    let cases = [
+        (
+            Lrn {
+                size: 5,
+                alpha: 1e-4,
+                beta: 0.75,
+                bias: 1.0,
+            },
+            7,
+        ),
+        (
+            Lrn {
+                size: 4,
+                alpha: 0.5,
+                beta: 0.6,
+                bias: 2.0,
+            },
+            6,
+        ),
+        (
+            Lrn {
+                size: 9,
+                alpha: 2.0,
+                beta: 1.5,
+                bias: 0.5,
+            },
+            3,
+        ),
+        (
+            Lrn {
+                size: 1,
+                alpha: 3.0,
+                beta: 0.75,
+                bias: 1.0,
+            },
+            2,
+        ),
+    ];
+    for (lrn, channels) in cases {
+        let mut input = values.tensor([2, channels, 5, 5]);
+        // Values up to 10 so that the normalisation matters.
+        input.data.iter_mut().for_each(|v| *v *= 10.0);
+        let m = model(
+            vec![node("lrn", Op::Lrn(lrn), &["data"], "out")],
+            vec![],
+            5,
+            "out",
+        );
+        let out = forward(&m, &input).unwrap();
+        assert_close(&out, &naive::lrn(&input, &lrn), 1e-5);
+        if lrn.alpha > 1.0 {
+            assert_ne!(out, input, "{lrn:?} must change its input");
+        }
+    }
+}
+
+#[test]
+fn clip_matches_direct_loops_in_place_or_not() {
+    let mut input = Values::new(15).tensor([2, 3, 4, 4]);
+    input.data.iter_mut().for_each(|v| *v *= 8.0);
+    let relu6 = Clip { min: 0.0, max: 6.0 };
+    let narrow = Clip {
+        min: -0.5,
+        max: 0.25,
+    };
+    // The first Clip's output is read twice, so it is copied, not moved.
+    let nodes = vec![
+        node("relu6", Op::Clip(relu6), &["data"], "a"),
+        node("narrow", Op::Clip(narrow), &["a"], "b"),
+        node("both", Op::Concat, &["a", "b"], "out"),
+    ];
+    let out = forward(&model(nodes, vec![], 4, "out"), &input).unwrap();
+    let a = naive::clip(&input, &relu6);
+    let expected = naive::concat(&[&a, &naive::clip(&a, &narrow)]);
+    assert_eq!(out, expected);
 }

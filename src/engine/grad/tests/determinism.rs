@@ -4,7 +4,7 @@
 use formats::{Op, PoolKind};
 
 use crate::engine::grad::{forward_for_training, Gradients, StepMemory};
-use crate::engine::tests::{conv_op, model, node, pool_op, Values};
+use crate::engine::tests::{conv_op, model, new_ops_model, node, pool_op, Values};
 use crate::engine::Tensor;
 
 /// Forward and backward passes on a pool of `threads` threads.
@@ -58,13 +58,18 @@ fn mixed_model() -> (formats::Model, Tensor) {
 
 #[test]
 fn thread_count_does_not_change_any_gradient_bit() {
-    let (m, input) = mixed_model();
-    let one = gradients_on(1, &m, &input, 42);
-    for threads in [2, 3] {
-        assert!(
-            gradients_on(threads, &m, &input, 42) == one,
-            "{threads} threads"
-        );
+    for (m, input) in [mixed_model(), new_ops_model()] {
+        let one = gradients_on(1, &m, &input, 42);
+        assert!(one
+            .layers
+            .iter()
+            .all(|l| l.weights.iter().any(|&g| g != 0.0)));
+        for threads in [2, 3] {
+            assert!(
+                gradients_on(threads, &m, &input, 42) == one,
+                "{threads} threads"
+            );
+        }
     }
 }
 
@@ -74,14 +79,19 @@ fn thread_count_does_not_change_any_gradient_bit() {
 /// it the output agrees to float rounding only.
 #[test]
 fn tape_output_is_bit_identical_to_the_im2col_forward() {
-    let (m, input) = mixed_model();
-    let tape = forward_for_training(&m, &input, &mut StepMemory::default()).unwrap();
-    let im2col = crate::engine::Session::with_kernel(&m, None)
+    for (m, input) in [mixed_model(), new_ops_model()] {
+        tape_output_matches_forward(&m, &input);
+    }
+}
+
+fn tape_output_matches_forward(m: &formats::Model, input: &Tensor) {
+    let tape = forward_for_training(m, input, &mut StepMemory::default()).unwrap();
+    let im2col = crate::engine::Session::with_kernel(m, None)
         .unwrap()
-        .run(&input)
+        .run(input)
         .unwrap();
     assert_eq!(tape.output(), &im2col);
-    let fast = crate::engine::forward(&m, &input).unwrap();
+    let fast = crate::engine::forward(m, input).unwrap();
     for (a, b) in tape.output().data.iter().zip(&fast.data) {
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
     }
@@ -89,15 +99,20 @@ fn tape_output_is_bit_identical_to_the_im2col_forward() {
 
 #[test]
 fn reused_step_memory_does_not_change_any_gradient_bit() {
-    let (m, input) = mixed_model();
-    let fresh = step(&m, &input, 44, &mut StepMemory::default());
+    for (m, input) in [mixed_model(), new_ops_model()] {
+        reused_memory_changes_nothing(&m, &input);
+    }
+}
+
+fn reused_memory_changes_nothing(m: &formats::Model, input: &Tensor) {
+    let fresh = step(m, input, 44, &mut StepMemory::default());
     // Buffers left by steps on other data hold other values.
     let mut memory = StepMemory::default();
     let mut other = input.clone();
     other.data.iter_mut().for_each(|v| *v = 1.0 - *v * 3.0);
-    step(&m, &other, 45, &mut memory);
+    step(m, &other, 45, &mut memory);
     for _ in 0..2 {
-        assert!(step(&m, &input, 44, &mut memory) == fresh);
-        step(&m, &other, 45, &mut memory);
+        assert!(step(m, input, 44, &mut memory) == fresh);
+        step(m, &other, 45, &mut memory);
     }
 }

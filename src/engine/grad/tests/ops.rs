@@ -1,12 +1,13 @@
 //! Every operation's gradients (weights, biases, input) against finite
 //! differences on small graphs: odd sizes, stride 2, padding, ceil-rounded
 //! pools whose last window is partial, concatenation of 2-3 inputs,
-//! additions, and batches spanning several parallel tasks.
+//! additions, grouped and depthwise convolutions, LRN, Clip, and batches
+//! spanning several parallel tasks.
 
-use formats::{Op, PoolKind};
+use formats::{Clip, Lrn, Op, Pool, PoolKind};
 
 use super::GradientCheck;
-use crate::engine::tests::{conv_op, model, node, pool_op, Values};
+use crate::engine::tests::{conv_op, grouped, model, node, pool_op, Values};
 
 #[test]
 fn convolution_stride_2_padding_and_fused_relu() {
@@ -71,6 +72,120 @@ fn average_pool_ceil_rounding_padding_divisor() {
     check_pool(pool_op(PoolKind::Avg, (3, 3), (2, 2), (0, 0), true), 8, 13);
     check_pool(pool_op(PoolKind::Avg, (3, 3), (2, 2), (1, 1), true), 6, 15);
     check_pool(pool_op(PoolKind::Avg, (2, 3), (1, 2), (0, 1), false), 7, 17);
+}
+
+#[test]
+fn average_pool_without_counting_padding() {
+    let real_cells = |p: Pool| Pool {
+        count_include_pad: false,
+        ..p
+    };
+    let pool = |kernel, stride, pad, ceil| pool_op(PoolKind::Avg, kernel, stride, pad, ceil);
+    check_pool(real_cells(pool((3, 3), (2, 2), (1, 1), true)), 6, 61);
+    check_pool(real_cells(pool((3, 3), (1, 1), (1, 1), false)), 5, 63);
+    check_pool(real_cells(pool((2, 3), (1, 2), (0, 1), false)), 7, 65);
+}
+
+/// A single convolution of `layer_shape` in `groups` groups with `stride`,
+/// `pad` and fused `relu` on a batch of `input` shape: every gradient.
+fn check_grouped(
+    layer_shape: [usize; 4],
+    groups: usize,
+    (stride, pad, relu): ((usize, usize), (usize, usize), bool),
+    input: [usize; 4],
+    seed: u64,
+) {
+    let mut v = Values::new(seed);
+    let layers = vec![v.layer("c", layer_shape)];
+    let op = grouped(conv_op(0, stride, pad, relu), groups);
+    let nodes = vec![node("c", op, &["data"], "c")];
+    GradientCheck::new(
+        &model(nodes, layers, input[2], "c"),
+        &v.tensor(input),
+        seed + 1,
+    )
+    .compare_everything();
+}
+
+#[test]
+fn grouped_convolution_stride_padding_and_fused_relu() {
+    // AlexNet's conv2 in small (2 groups, 5x5, padding 2), stride 2;
+    // batch 5 spans two parallel tasks.
+    check_grouped([4, 2, 5, 5], 2, ((2, 2), (2, 2), true), [5, 4, 9, 9], 31);
+    // 3 groups of a 1x1 convolution (pointwise: no im2col matrix).
+    check_grouped([6, 2, 1, 1], 3, ((1, 1), (0, 0), false), [2, 6, 5, 5], 33);
+}
+
+#[test]
+fn depthwise_convolution_stride_1_and_2_padding_multiplier() {
+    // MobileNetV2's 3x3, stride 1 and 2, odd sizes, batch > 1.
+    check_grouped([4, 1, 3, 3], 4, ((1, 1), (1, 1), false), [3, 4, 7, 7], 35);
+    check_grouped([3, 1, 3, 3], 3, ((2, 2), (1, 1), true), [2, 3, 9, 9], 37);
+    // Two outputs per input channel, uneven kernel, stride and padding.
+    check_grouped([6, 1, 3, 2], 3, ((2, 1), (1, 0), false), [2, 3, 7, 7], 39);
+}
+
+#[test]
+fn relu6_after_a_convolution_and_clip_after_a_fused_relu() {
+    let mut v = Values::new(41);
+    let mut layers = vec![v.layer("expand", [6, 3, 1, 1]), v.layer("dw", [6, 1, 3, 3])];
+    // Large enough weights that both bounds clamp some values.
+    layers[0].weights.iter_mut().for_each(|w| *w *= 8.0);
+    let nodes = vec![
+        node("expand", conv_op(0, (1, 1), (0, 0), false), &["data"], "e"),
+        node("relu6", Op::Clip(Clip { min: 0.0, max: 6.0 }), &["e"], "e6"),
+        node(
+            "dw",
+            grouped(conv_op(1, (2, 2), (1, 1), true), 6),
+            &["e6"],
+            "d",
+        ),
+        node(
+            "clip",
+            Op::Clip(Clip {
+                min: -1.0,
+                max: 0.5,
+            }),
+            &["d"],
+            "out",
+        ),
+    ];
+    GradientCheck::new(&model(nodes, layers, 7, "out"), &v.tensor([2, 3, 7, 7]), 42)
+        .compare_everything();
+}
+
+#[test]
+fn lrn_across_channels_after_a_convolution() {
+    let lrns = [
+        // AlexNet's window with a large alpha, so the cross terms matter.
+        Lrn {
+            size: 5,
+            alpha: 0.5,
+            beta: 0.75,
+            bias: 1.0,
+        },
+        // An even window (not centred) wider than half the channels.
+        Lrn {
+            size: 4,
+            alpha: 2.0,
+            beta: 1.5,
+            bias: 2.0,
+        },
+    ];
+    for (seed, lrn) in (43..).step_by(2).zip(lrns) {
+        let mut v = Values::new(seed);
+        let layers = vec![v.layer("c", [7, 2, 3, 3])];
+        let nodes = vec![
+            node("c", conv_op(0, (1, 1), (1, 1), false), &["data"], "c"),
+            node("lrn", Op::Lrn(lrn), &["c"], "out"),
+        ];
+        GradientCheck::new(
+            &model(nodes, layers, 5, "out"),
+            &v.tensor([2, 2, 5, 5]),
+            seed + 1,
+        )
+        .compare_everything();
+    }
 }
 
 #[test]

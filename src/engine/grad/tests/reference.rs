@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use formats::{Conv, Model, Op, Pool, PoolKind};
+use formats::{Conv, Lrn, Model, Op, Pool, PoolKind};
 
 use crate::engine::tests::naive::pool_len;
 
@@ -74,7 +74,8 @@ pub fn forward(model: &Model, params: &Params, input: &Blob) -> Blob {
                 }
                 sum
             }
-            Op::Lrn(_) | Op::Clip(_) => unimplemented!("no reference for LRN or Clip yet"),
+            Op::Lrn(p) => lrn(inputs[0], p),
+            Op::Clip(c) => map(inputs[0], |v| v.max(f64::from(c.min)).min(f64::from(c.max))),
         };
         blobs.insert(&node.outputs[0], output);
     }
@@ -91,8 +92,9 @@ fn map(blob: &Blob, f: impl Fn(f64) -> f64) -> Blob {
 }
 
 fn conv(input: &Blob, layer_shape: [usize; 4], params: &Params, c: &Conv) -> Blob {
-    let [n, in_c, h, w] = input.shape;
-    let [out_c, _, kh, kw] = layer_shape;
+    let [n, _, h, w] = input.shape;
+    let [out_c, in_c, kh, kw] = layer_shape;
+    let group_out_c = out_c / c.groups;
     let (weights, bias) = (&params.weights[c.layer], &params.bias[c.layer]);
     let out_h = (h + 2 * c.pad_h - kh) / c.stride_h + 1;
     let out_w = (w + 2 * c.pad_w - kw) / c.stride_w + 1;
@@ -116,7 +118,8 @@ fn conv(input: &Blob, layer_shape: [usize; 4], params: &Params, c: &Conv) -> Blo
                                     continue;
                                 };
                                 if x < w {
-                                    plane[oy * out_w + ox] += weight * input.at(b, i, y, x);
+                                    let channel = o / group_out_c * in_c + i;
+                                    plane[oy * out_w + ox] += weight * input.at(b, channel, y, x);
                                 }
                             }
                         }
@@ -136,7 +139,8 @@ fn conv(input: &Blob, layer_shape: [usize; 4], params: &Params, c: &Conv) -> Blo
 }
 
 /// Max over the real cells of each window; average = their sum over the
-/// number of cells inside the padded input.
+/// number of cells inside the padded input (or over the real cells without
+/// `count_include_pad`).
 fn pool(input: &Blob, p: &Pool) -> Blob {
     let [n, c, h, w] = input.shape;
     let out_h = pool_len(h, p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
@@ -146,7 +150,8 @@ fn pool(input: &Blob, p: &Pool) -> Blob {
         for ch in 0..c {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let (mut max, mut sum, mut cells) = (f64::NEG_INFINITY, 0.0, 0usize);
+                    let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
+                    let (mut cells, mut real) = (0usize, 0usize);
                     for ky in 0..p.kernel_h {
                         for kx in 0..p.kernel_w {
                             let (py, px) = (oy * p.stride_h + ky, ox * p.stride_w + kx);
@@ -163,12 +168,14 @@ fn pool(input: &Blob, p: &Pool) -> Blob {
                                 let v = input.at(b, ch, y, x);
                                 max = max.max(v);
                                 sum += v;
+                                real += 1;
                             }
                         }
                     }
                     data.push(match p.kind {
                         PoolKind::Max => max,
-                        PoolKind::Avg => sum / cells as f64,
+                        PoolKind::Avg if p.count_include_pad => sum / cells as f64,
+                        PoolKind::Avg => sum / real as f64,
                     });
                 }
             }
@@ -176,6 +183,28 @@ fn pool(input: &Blob, p: &Pool) -> Blob {
     }
     Blob {
         shape: [n, c, out_h, out_w],
+        data,
+    }
+}
+
+/// `x[c] / (bias + alpha / size * sum of x^2 over c - (size-1)/2 ..= c + size/2)^beta`.
+fn lrn(input: &Blob, p: &Lrn) -> Blob {
+    let [n, c, h, w] = input.shape;
+    let mut data = Vec::with_capacity(input.data.len());
+    for b in 0..n {
+        for ch in 0..c {
+            let window = ch.saturating_sub((p.size - 1) / 2)..=(ch + p.size / 2).min(c - 1);
+            for y in 0..h {
+                for x in 0..w {
+                    let sum: f64 = window.clone().map(|i| input.at(b, i, y, x).powi(2)).sum();
+                    let scale = f64::from(p.bias) + f64::from(p.alpha) / p.size as f64 * sum;
+                    data.push(input.at(b, ch, y, x) / scale.powf(f64::from(p.beta)));
+                }
+            }
+        }
+    }
+    Blob {
+        shape: input.shape,
         data,
     }
 }
