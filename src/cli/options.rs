@@ -245,9 +245,10 @@ pub struct AllocationArgs {
     pub target_size: Option<usize>,
     /// Calibration images the sensitivity of each layer is measured on (an
     /// evenly spaced subset of the calibration images): every trial runs
-    /// the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
-    pub sensitivity_count: usize,
+    /// the network on all of them [default: 32, fewer for models of more
+    /// than 1 G multiply-adds per image, at least 4]
+    #[arg(long, value_name = "N")]
+    pub sensitivity_count: Option<usize>,
     #[command(flatten)]
     pub ladder: LadderArgs,
 }

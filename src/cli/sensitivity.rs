@@ -13,11 +13,11 @@ use super::progress::Bars;
 use super::ModelArgs;
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
-use crate::pipeline::defaults;
 use crate::pipeline::memory_plan::MemoryNeed;
 use crate::pipeline::params::{Bits, Sparsity};
 use crate::pipeline::quantize::KMeans;
 use crate::pipeline::sensitivity::{measure_sensitivity, Damage, Sensitivity, SensitivityOptions};
+use crate::pipeline::workload::default_sensitivity_images;
 use crate::pipeline::Progress;
 use crate::report::charts::{heatmap_svg, HeatPanel, Heatmap};
 
@@ -30,9 +30,10 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     calib: PathBuf,
     /// Number of calibration images, picked deterministically from DIR;
-    /// every trial runs the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
-    calib_count: usize,
+    /// every trial runs the network on all of them [default: 32, fewer for
+    /// models of more than 1 G multiply-adds per image, at least 4]
+    #[arg(long, value_name = "N")]
+    calib_count: Option<usize>,
     #[command(flatten)]
     ladder: LadderArgs,
     #[command(flatten)]
@@ -49,17 +50,21 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ladder = args.ladder.ladder()?;
     let model = load::load(&args.model)?;
+    let count = match args.calib_count {
+        Some(count) => count,
+        None => default_sensitivity_images(&model)?,
+    };
     let calibration = CalibrationOptions::default();
     if let Some(limit) = args.memory.limit() {
         MemoryNeed::sensitivity(&model, calibration.hessian_block)?.check(
             "sensitivity analysis",
-            args.calib_count,
+            count,
             limit,
         )?;
     }
     let images = CalibrationImages {
         dir: args.calib.clone(),
-        count: args.calib_count,
+        count,
     };
     let batch = images.load(&model, images.count)?;
     let options = SensitivityOptions {

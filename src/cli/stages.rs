@@ -22,6 +22,7 @@ use crate::pipeline::prune::PruneSpec;
 use crate::pipeline::quantize::QuantizeSpec;
 use crate::pipeline::report::{CompressionReport, LayerReport, PlanReport};
 use crate::pipeline::target_size::TargetSize;
+use crate::pipeline::workload::default_sensitivity_images;
 use crate::pipeline::{self, Recipe};
 
 /// Arguments of `prune`.
@@ -84,7 +85,7 @@ pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
         finetune: finetune_spec(&cmd.finetune, cmd.seed)?,
         ..fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output)
     };
-    run(&cmd.model, &recipe, &cmd.output)
+    run_with(&cmd.model, recipe, &cmd.output, false)
 }
 
 /// Run `quantize`.
@@ -93,7 +94,7 @@ pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
         finetune: finetune_spec(&cmd.finetune, cmd.quantize.seed)?,
         ..fixed_recipe(None, cmd.quantize.spec(), &cmd.calib, &cmd.output)
     };
-    run(&cmd.model, &recipe, &cmd.output)
+    run_with(&cmd.model, recipe, &cmd.output, false)
 }
 
 /// Run `compress`: the stages asked for in one go, with fixed settings or,
@@ -106,7 +107,10 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
                 bytes,
                 sparsity: cmd.prune.sparsity,
                 ladder: cmd.allocation.ladder.ladder()?,
-                sensitivity_images: cmd.allocation.sensitivity_count,
+                sensitivity_images: cmd
+                    .allocation
+                    .sensitivity_count
+                    .unwrap_or(defaults::SENSITIVITY_CALIB_COUNT),
                 kmeans: cmd.quantize.kmeans(),
             }),
             ..fixed_recipe(None, None, &cmd.calib, &cmd.output)
@@ -119,7 +123,8 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
         ),
     };
     let recipe = Recipe { finetune, ..recipe };
-    run(&cmd.model, &recipe, &cmd.output)
+    let default_count = cmd.allocation.sensitivity_count.is_none();
+    run_with(&cmd.model, recipe, &cmd.output, default_count)
 }
 
 /// The fine-tuning stage of `--finetune`, with the `--teacher` model loaded.
@@ -150,10 +155,21 @@ fn fixed_recipe(
     }
 }
 
-/// Load the model, apply `recipe`, write the file and report.
-fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Result<()> {
+/// Load the model, apply `recipe`, write the file and report. With
+/// `default_count`, a target size measures sensitivity on the model's
+/// default number of images (fewer for big models), known once it is read.
+fn run_with(
+    model_args: &ModelArgs,
+    mut recipe: Recipe,
+    out: &OutputArgs,
+    default_count: bool,
+) -> anyhow::Result<()> {
     check_output(&out.output, model_args)?;
     let original = load::load(model_args)?;
+    if let Some(target) = recipe.target_size.as_mut().filter(|_| default_count) {
+        target.sensitivity_images = default_sensitivity_images(&original)?;
+    }
+    let recipe = &recipe;
     let compressed = pipeline::compress(original, recipe, &mut Bars::default())?;
     let finetune = compressed.finetune.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;

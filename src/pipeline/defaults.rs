@@ -17,6 +17,15 @@ pub const HESSIAN_BLOCK: u64 = compress::calib::DEFAULT_MAX_BLOCK as u64;
 /// `layers × levels` forward passes take a few minutes.
 pub const SENSITIVITY_CALIB_COUNT: usize = 32;
 
+/// Multiply-adds per image up to which sensitivity analysis uses
+/// [`SENSITIVITY_CALIB_COUNT`] images by default; a bigger model gets
+/// proportionally fewer ([`super::workload::default_sensitivity_images`]),
+/// so VGG-16 (15.5 G) gets the minimum.
+pub const SENSITIVITY_REFERENCE_MACS: f64 = 1e9;
+
+/// Fewest calibration images sensitivity analysis uses by default.
+pub const SENSITIVITY_MIN_CALIB_COUNT: usize = 4;
+
 /// Centroid initialisation of k-means: evenly spaced over [min, max], the
 /// paper's choice.
 pub const KMEANS_INIT: Init = Init::Linear;

@@ -35,6 +35,7 @@ pub mod report;
 pub mod sensitivity;
 pub mod tails;
 pub mod target_size;
+pub mod workload;
 
 use formats::sqz::{size_breakdown, write_sqz, SqzFile};
 use formats::Model;
