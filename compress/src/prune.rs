@@ -49,24 +49,29 @@ impl PruneStats {
 /// towards the target: pruning an already sparse layer only removes more,
 /// and a target below the current sparsity removes nothing. Among weights of
 /// equal magnitude the one with the lower index is pruned first, so the
-/// result is fully deterministic. Runs in linear expected time.
+/// result is fully deterministic. Runs in linear time without copying the weights.
 pub fn prune_layer(weights: &mut [f32], sparsity: f64) -> PruneStats {
     let total = weights.len();
     let target = target_zeros(total, sparsity);
     let existing = count_zeros(weights);
     if target > existing {
-        let mut candidates: Vec<(u32, usize)> = weights
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| **w != 0.0)
-            .map(|(i, w)| (magnitude_key(*w), i))
-            .collect();
         let remove = target - existing;
-        if remove < candidates.len() {
-            candidates.select_nth_unstable(remove);
-        }
-        for &(_, i) in &candidates[..remove] {
-            weights[i] = 0.0;
+        let nonzero_keys = || {
+            weights
+                .iter()
+                .filter(|w| **w != 0.0)
+                .map(|w| magnitude_key(*w))
+        };
+        // The `remove` smallest (magnitude, index) pairs: every key below
+        // the remove-th smallest, then the lowest indices of that key.
+        let (key, below) = nth_smallest_key(nonzero_keys, remove - 1);
+        let mut ties = remove - below;
+        for w in weights.iter_mut().filter(|w| **w != 0.0) {
+            let k = magnitude_key(*w);
+            if k < key || (k == key && ties > 0) {
+                ties -= usize::from(k == key);
+                *w = 0.0;
+            }
         }
     }
     PruneStats {
@@ -91,11 +96,12 @@ pub fn global_threshold(layers: &[&[f32]], sparsity: f64) -> f32 {
     if target == 0 {
         return 0.0;
     }
-    let mut keys: Vec<u32> = layers
-        .iter()
-        .flat_map(|l| l.iter().map(|w| magnitude_key(*w)))
-        .collect();
-    let (_, &mut key, _) = keys.select_nth_unstable(target - 1);
+    let keys = || {
+        layers
+            .iter()
+            .flat_map(|l| l.iter().map(|w| magnitude_key(*w)))
+    };
+    let (key, _) = nth_smallest_key(keys, target - 1);
     let threshold = f32::from_bits(key);
     if threshold.is_nan() {
         f32::INFINITY
@@ -142,6 +148,37 @@ fn target_zeros(total: usize, sparsity: f64) -> usize {
 /// Number of weights equal to zero.
 fn count_zeros(weights: &[f32]) -> usize {
     weights.iter().filter(|w| **w == 0.0).count()
+}
+
+/// The `n`-th smallest (from 0) of the keys `keys()` yields, and how many
+/// keys are smaller than it; `u32::MAX` if there are at most `n` keys.
+/// A two-pass radix selection (high 16 bits, then low 16 bits within the
+/// chosen bucket): linear time and 256 KiB of counters whatever the number
+/// of keys, where sorting or selecting would copy all of them (VGG-16's
+/// first classifier layer: 103 M weights).
+fn nth_smallest_key<I: Iterator<Item = u32>>(keys: impl Fn() -> I, n: usize) -> (u32, usize) {
+    let bucket = |counts: &[usize], mut rank: usize| {
+        for (b, &c) in counts.iter().enumerate() {
+            if rank < c {
+                return Some((b as u32, rank));
+            }
+            rank -= c;
+        }
+        None
+    };
+    let mut counts = vec![0usize; 1 << 16];
+    keys().for_each(|k| counts[(k >> 16) as usize] += 1);
+    let Some((high, rank)) = bucket(&counts, n) else {
+        return (u32::MAX, keys().count());
+    };
+    let below_high: usize = counts[..high as usize].iter().sum();
+    counts.iter_mut().for_each(|c| *c = 0);
+    keys()
+        .filter(|k| k >> 16 == high)
+        .for_each(|k| counts[(k & 0xffff) as usize] += 1);
+    let (low, _) = bucket(&counts, rank).expect("the bucket holds the rank");
+    let below_low: usize = counts[..low as usize].iter().sum();
+    ((high << 16) | low, below_high + below_low)
 }
 
 /// An integer that orders weights by magnitude: the bits of `|w|`. For

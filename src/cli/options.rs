@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use compress::calib::MAX_DIM;
 use compress::kmeans::Init;
 
 use crate::eval::DEFAULT_BATCH;
@@ -17,6 +18,7 @@ use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
 use crate::pipeline::defaults;
 use crate::pipeline::finetune::{Finetune, Length};
+use crate::pipeline::memory_plan::available_memory;
 use crate::pipeline::params::{layer_overrides, Bits, LayerSetting, Sparsity};
 use crate::pipeline::placement::SparsityPlacement;
 use crate::pipeline::prune::PruneSpec;
@@ -88,9 +90,10 @@ impl PruneArgs {
 pub struct SensitivityArgs {
     /// Calibration images the sensitivity of each layer is measured on (an
     /// evenly spaced subset of the calibration images): every trial runs
-    /// the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
-    pub sensitivity_count: usize,
+    /// the network on all of them [default: 32, fewer for models of more
+    /// than 1 G multiply-adds per image, at least 4]
+    #[arg(long, value_name = "N")]
+    pub sensitivity_count: Option<usize>,
     /// Measure the sensitivity again instead of reusing a measurement of the
     /// same model, images and settings cached in $XDG_CACHE_HOME/sqz (or
     /// ~/.cache/sqz); nothing is stored either.
@@ -102,7 +105,9 @@ impl SensitivityArgs {
     /// The measurement's settings.
     pub fn run(&self) -> SensitivityRun {
         SensitivityRun {
-            images: self.sensitivity_count,
+            images: self
+                .sensitivity_count
+                .unwrap_or(defaults::SENSITIVITY_CALIB_COUNT),
             cache: sensitivity_cache_dir(self.no_cache),
         }
     }
@@ -218,6 +223,30 @@ pub struct CalibArgs {
     /// Do not shift biases by the mean output error.
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// Largest block of inputs whose Hessian is kept whole: a layer with
+    /// more inputs (per channel group) is calibrated on a block-diagonal
+    /// Hessian of blocks this wide (memory 8 x inputs x N bytes).
+    #[arg(long, value_name = "N", default_value_t = defaults::HESSIAN_BLOCK, value_parser = clap::value_parser!(u64).range(1..=MAX_DIM as u64))]
+    pub hessian_block: u64,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// The memory a calibrated run may take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemoryArgs {
+    /// Refuse a calibrated run estimated to need more memory than this, in
+    /// bytes, before any work (default: the memory available when the
+    /// command starts).
+    #[arg(long, value_name = "BYTES")]
+    pub max_memory: Option<u64>,
+}
+
+impl MemoryArgs {
+    /// The limit: `--max-memory`, else the memory available now.
+    pub fn limit(&self) -> Option<u64> {
+        self.max_memory.or_else(available_memory)
+    }
 }
 
 impl CalibArgs {
@@ -230,8 +259,10 @@ impl CalibArgs {
             },
             options: CalibrationOptions {
                 bias_correction: !self.no_bias_correction,
+                hessian_block: self.hessian_block as usize,
                 ..CalibrationOptions::default()
             },
+            max_memory: self.memory.limit(),
         })
     }
 }

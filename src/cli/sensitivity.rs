@@ -4,22 +4,22 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use plotters::prelude::*;
 use serde::Serialize;
 
 use super::load;
-use super::options::{sensitivity_cache_dir, LadderArgs};
+use super::options::{sensitivity_cache_dir, LadderArgs, MemoryArgs};
 use super::output::write_atomic;
 use super::progress::Bars;
 use super::ModelArgs;
-use crate::error::InternalError;
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
-use crate::pipeline::defaults;
+use crate::pipeline::memory_plan::MemoryNeed;
 use crate::pipeline::params::{Bits, Sparsity};
 use crate::pipeline::quantize::KMeans;
 use crate::pipeline::sensitivity::{Damage, Sensitivity, SensitivityOptions};
 use crate::pipeline::sensitivity_cache::measure_or_reuse;
+use crate::pipeline::workload::default_sensitivity_images;
+use crate::report::charts::{heatmap_svg, HeatPanel, Heatmap};
 
 /// Arguments of `sensitivity`.
 #[derive(Debug, clap::Args)]
@@ -30,11 +30,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     calib: PathBuf,
     /// Number of calibration images, picked deterministically from DIR;
-    /// every trial runs the network on all of them.
-    #[arg(long, value_name = "N", default_value_t = defaults::SENSITIVITY_CALIB_COUNT)]
-    calib_count: usize,
+    /// every trial runs the network on all of them [default: 32, fewer for
+    /// models of more than 1 G multiply-adds per image, at least 4]
+    #[arg(long, value_name = "N")]
+    calib_count: Option<usize>,
     #[command(flatten)]
     ladder: LadderArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -52,16 +55,28 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ladder = args.ladder.ladder()?;
     let model = load::load(&args.model)?;
+    let count = match args.calib_count {
+        Some(count) => count,
+        None => default_sensitivity_images(&model)?,
+    };
+    let calibration = CalibrationOptions::default();
+    if let Some(limit) = args.memory.limit() {
+        MemoryNeed::sensitivity(&model, calibration.hessian_block)?.check(
+            "sensitivity analysis",
+            count,
+            limit,
+        )?;
+    }
     let images = CalibrationImages {
         dir: args.calib.clone(),
-        count: args.calib_count,
+        count,
     };
     let batch = images.load(&model, images.count)?;
     let options = SensitivityOptions {
         ladder,
         kmeans: KMeans::default(),
         half: false,
-        calibration: CalibrationOptions::default(),
+        calibration,
     };
     let mut bars = Bars::default();
     let cache = sensitivity_cache_dir(args.no_cache);
@@ -170,119 +185,35 @@ fn print_table(out: &mut impl Write, s: &Sensitivity) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Smallest KL divergence drawn: the chart's y axis is logarithmic.
+/// Smallest KL divergence told apart by colour: the scale is logarithmic.
 const KL_FLOOR: f64 = 1e-5;
 
-/// Two panels, damage (log KL) against sparsity and against bits, one line
-/// per layer.
+/// Two panels, damage of pruning and of weight sharing, one row per layer
+/// and one column per level, coloured by KL divergence (log scale, value
+/// printed in the cell): readable at any number of layers.
 fn chart_svg(s: &Sensitivity) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1400, 700)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let panels = root.split_evenly((1, 2));
-        let top = s
-            .layers
-            .iter()
-            .flat_map(|l| l.prune.iter().chain(&l.quantize))
-            .map(|d| d.kl)
-            .fold(KL_FLOOR * 10.0, f64::max)
-            * 2.0;
-        let prune: Vec<(Vec<f64>, Vec<f64>)> = s
-            .layers
-            .iter()
-            .map(|l| {
-                (
-                    s.ladder.sparsities.iter().map(|s| s.get()).collect(),
-                    l.prune.iter().map(|d| d.kl).collect(),
-                )
-            })
-            .collect();
-        let quantize: Vec<(Vec<f64>, Vec<f64>)> = s
-            .layers
-            .iter()
-            .map(|l| {
-                (
-                    s.ladder.bits.iter().map(|b| f64::from(b.get())).collect(),
-                    l.quantize.iter().map(|d| d.kl).collect(),
-                )
-            })
-            .collect();
-        let names: Vec<&str> = s.layers.iter().map(|l| l.name.as_str()).collect();
-        draw_panel(
-            &panels[0],
-            "pruning one layer",
-            "sparsity",
-            &prune,
-            &names,
-            top,
-        )?;
-        draw_panel(
-            &panels[1],
-            "weight sharing in one layer",
-            "bits",
-            &quantize,
-            &names,
-            top,
-        )?;
-        root.present().map_err(chart_error)?;
-    }
-    Ok(svg)
+    let map = Heatmap {
+        title: format!("Damage of compressing one layer alone ({} images)", s.images),
+        value_label: "mean KL divergence (nats) of the class distribution vs the original; darker is worse (log scale)".into(),
+        rows: s.layers.iter().map(|l| l.name.clone()).collect(),
+        panels: vec![
+            HeatPanel {
+                title: "pruning, sparsity".into(),
+                columns: s.ladder.sparsities.iter().map(|x| x.to_string()).collect(),
+                values: s.layers.iter().map(|l| kls(&l.prune)).collect(),
+            },
+            HeatPanel {
+                title: "weight sharing, bits".into(),
+                columns: s.ladder.bits.iter().map(|b| b.to_string()).collect(),
+                values: s.layers.iter().map(|l| kls(&l.quantize)).collect(),
+            },
+        ],
+        floor: KL_FLOOR,
+    };
+    Ok(heatmap_svg(&map)?)
 }
 
-/// One panel: a line per layer through `(x, kl)` points.
-fn draw_panel(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    title: &str,
-    x_label: &str,
-    series: &[(Vec<f64>, Vec<f64>)],
-    names: &[&str],
-    top: f64,
-) -> anyhow::Result<()> {
-    let xs = series.iter().flat_map(|(x, _)| x.iter().copied());
-    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-        (lo.min(x), hi.max(x))
-    });
-    let pad = ((hi - lo) * 0.05).max(0.05);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((lo - pad)..(hi + pad), (KL_FLOOR..top).log_scale())
-        .map_err(chart_error)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc("mean KL divergence (nats)")
-        .draw()
-        .map_err(chart_error)?;
-    for (i, ((x, kl), name)) in series.iter().zip(names).enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = x
-            .iter()
-            .zip(kl)
-            .map(|(&x, &k)| (x, k.max(KL_FLOOR)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(chart_error)?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(chart_error)?;
-    Ok(())
-}
-
-/// Drawing into a string cannot fail on the user's input: a failure is a
-/// bug.
-fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
-    InternalError(format!("cannot draw the chart: {e}")).into()
+/// The KL divergence of each trial.
+fn kls(trials: &[Damage]) -> Vec<f64> {
+    trials.iter().map(|d| d.kl).collect()
 }

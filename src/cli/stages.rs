@@ -23,6 +23,7 @@ use crate::pipeline::quantize::QuantizeSpec;
 use crate::pipeline::report::{CompressionReport, LayerReport, PlacementReport, PlanReport};
 use crate::pipeline::sensitivity::default_sparsity_ladder;
 use crate::pipeline::target_size::TargetSize;
+use crate::pipeline::workload::default_sensitivity_images;
 use crate::pipeline::{self, Recipe};
 
 /// Arguments of `prune`.
@@ -91,7 +92,8 @@ pub fn prune(cmd: PruneCmd) -> anyhow::Result<()> {
         placement,
         ..fixed_recipe(cmd.prune.spec(), None, &cmd.calib, &cmd.output)
     };
-    run(&cmd.model, &recipe, &cmd.output)
+    let default_count = cmd.sensitivity.sensitivity_count.is_none();
+    run_with(&cmd.model, recipe, &cmd.output, default_count)
 }
 
 /// Run `quantize`.
@@ -100,7 +102,7 @@ pub fn quantize(cmd: QuantizeCmd) -> anyhow::Result<()> {
         finetune: finetune_spec(&cmd.finetune, cmd.quantize.seed)?,
         ..fixed_recipe(None, cmd.quantize.spec(), &cmd.calib, &cmd.output)
     };
-    run(&cmd.model, &recipe, &cmd.output)
+    run_with(&cmd.model, recipe, &cmd.output, false)
 }
 
 /// Run `compress`: the stages asked for in one go, with fixed settings or,
@@ -133,7 +135,8 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
         },
     };
     let recipe = Recipe { finetune, ..recipe };
-    run(&cmd.model, &recipe, &cmd.output)
+    let default_count = cmd.allocation.sensitivity.sensitivity_count.is_none();
+    run_with(&cmd.model, recipe, &cmd.output, default_count)
 }
 
 /// The fine-tuning stage of `--finetune`, with the `--teacher` model loaded.
@@ -164,11 +167,28 @@ fn fixed_recipe(
     }
 }
 
-/// Load the model, apply `recipe`, write the file and report.
-fn run(model_args: &ModelArgs, recipe: &Recipe, out: &OutputArgs) -> anyhow::Result<()> {
+/// Load the model, apply `recipe`, write the file and report. With
+/// `default_count`, a target size measures sensitivity on the model's
+/// default number of images (fewer for big models), known once it is read.
+fn run_with(
+    model_args: &ModelArgs,
+    mut recipe: Recipe,
+    out: &OutputArgs,
+    default_count: bool,
+) -> anyhow::Result<()> {
     check_output(&out.output, model_args)?;
     let original = load::load(model_args)?;
-    let compressed = pipeline::compress(&original, recipe, &mut Bars::default())?;
+    if default_count {
+        let images = default_sensitivity_images(&original)?;
+        if let Some(target) = recipe.target_size.as_mut() {
+            target.sensitivity.images = images;
+        }
+        if let Some(placement) = recipe.placement.as_mut() {
+            placement.sensitivity.images = images;
+        }
+    }
+    let recipe = &recipe;
+    let compressed = pipeline::compress(original, recipe, &mut Bars::default())?;
     let finetune = compressed.finetune.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;
     let lossy = recipe.prune.is_some() || recipe.quantize.is_some();

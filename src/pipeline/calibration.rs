@@ -12,20 +12,16 @@
 //! not pile up. The math is in [`compress::calib`]; this module feeds it.
 
 use compress::calib::{
-    correct_bias, gptq_quantize, prune_reconstruct, CalibError, GptqOptions, Hessian,
-    ReconstructOptions,
+    correct_bias_blocks, gptq_quantize_blocks, prune_reconstruct_blocks, BlockHessian, CalibError,
+    GptqOptions, ReconstructOptions, DEFAULT_MAX_BLOCK,
 };
-use formats::{Conv, Layer, Model, Node, Op};
-use rayon::prelude::*;
+use formats::{Layer, Model, Node, Op};
 
 use super::error::PipelineError;
+use super::layer_hessian::{layer_hessian, LayerHessian};
 use super::prune::{layer_sparsity_targets, PruneSpec};
 use super::quantize::{round_biases_half, shared_values, QuantizeSpec};
-use crate::engine::{conv_patches, forward_hooked, Tensor};
-
-/// Calibration images per Hessian chunk: chunks are accumulated in
-/// parallel and merged in order, so the result does not depend on threads.
-const IMAGES_PER_CHUNK: usize = 8;
+use crate::engine::{forward_hooked, Tensor};
 
 /// How layers are fitted to the calibration images, whatever is done to
 /// them.
@@ -37,6 +33,10 @@ pub struct CalibrationOptions {
     pub reconstruct: ReconstructOptions,
     /// Error-compensating assignment onto the codebook.
     pub gptq: GptqOptions,
+    /// Inputs per block of the block-diagonal Hessian: a layer (or channel
+    /// group) with more inputs is fitted block by block, see
+    /// [`compress::calib::BlockHessian`].
+    pub hessian_block: usize,
 }
 
 impl Default for CalibrationOptions {
@@ -46,6 +46,7 @@ impl Default for CalibrationOptions {
             bias_correction: true,
             reconstruct: ReconstructOptions::default(),
             gptq: GptqOptions::default(),
+            hessian_block: DEFAULT_MAX_BLOCK,
         }
     }
 }
@@ -93,7 +94,7 @@ pub fn compress_calibrated(
         let original = &model.layers[conv.layer];
         progress(&original.name);
         let target = targets.as_ref().map(|t| t[&original.name]);
-        match layer_hessian(inputs[0], original, conv)
+        match layer_hessian(inputs[0], original, conv, spec.options.hessian_block)
             .and_then(|h| compress_layer_with_hessian(original, &h, target, spec))
         {
             Ok(layer) => {
@@ -120,15 +121,17 @@ pub fn compress_calibrated(
 /// layer at a time with the rest of the network untouched.
 pub struct OriginalHessians<'m> {
     model: &'m Model,
-    hessians: Vec<Option<Hessian>>,
+    max_block: usize,
+    hessians: Vec<Option<LayerHessian>>,
     failure: Option<PipelineError>,
 }
 
 impl<'m> OriginalHessians<'m> {
-    /// No Hessian yet.
-    pub fn new(model: &'m Model) -> Self {
+    /// No Hessian yet; inputs are split into blocks of at most `max_block`.
+    pub fn new(model: &'m Model, max_block: usize) -> Self {
         OriginalHessians {
             model,
+            max_block,
             hessians: vec![None; model.layers.len()],
             failure: None,
         }
@@ -141,7 +144,8 @@ impl<'m> OriginalHessians<'m> {
             return;
         };
         if self.failure.is_none() && self.hessians[conv.layer].is_none() {
-            match layer_hessian(inputs[0], &self.model.layers[conv.layer], conv) {
+            let layer = &self.model.layers[conv.layer];
+            match layer_hessian(inputs[0], layer, conv, self.max_block) {
                 Ok(h) => self.hessians[conv.layer] = Some(h),
                 Err(e) => self.failure = Some(e),
             }
@@ -150,7 +154,7 @@ impl<'m> OriginalHessians<'m> {
 
     /// The Hessian of every layer, in layer order; an error if one failed
     /// or a layer was never reached.
-    pub fn finish(self) -> Result<Vec<Hessian>, PipelineError> {
+    pub fn finish(self) -> Result<Vec<LayerHessian>, PipelineError> {
         if let Some(e) = self.failure {
             return Err(e);
         }
@@ -168,21 +172,27 @@ fn check_all_used(model: &Model, used: &[bool]) -> Result<(), PipelineError> {
     }
 }
 
-/// Compress one layer given its input Hessian `h`: prune to `sparsity`
+/// Compress one layer given its input Hessians `h`: prune to `sparsity`
 /// with refit, share weights per `spec.quantize` with GPTQ, correct biases.
+/// Each channel group is fitted on its own Hessian; the codebook is the
+/// layer's, from the weights of every group.
 pub fn compress_layer_with_hessian(
     original: &Layer,
-    h: &Hessian,
+    h: &LayerHessian,
     sparsity: Option<f64>,
     spec: &CalibrationSpec,
 ) -> Result<Layer, PipelineError> {
-    let rows = original.shape[0];
+    let groups = h.groups();
+    let rows = original.shape[0] / groups.len();
+    let dim = groups[0].dim();
     let options = &spec.options;
     let failed = PipelineError::layer(&original.name);
     let mut layer = original.clone();
     let result = (|| -> Result<(), CalibError> {
         if let Some(s) = sparsity {
-            prune_reconstruct(&mut layer.weights, rows, h, s, &options.reconstruct)?;
+            for_each_group(&mut layer.weights, groups, |w, h| {
+                prune_reconstruct_blocks(w, rows, h, s, &options.reconstruct)
+            })?;
         }
         if let Some(q) = &spec.quantize {
             let codebook = shared_values(
@@ -193,11 +203,21 @@ pub fn compress_layer_with_hessian(
             );
             if !codebook.is_empty() {
                 // Sets every nonzero weight to its codebook value.
-                gptq_quantize(&mut layer.weights, rows, h, &codebook, &options.gptq)?;
+                for_each_group(&mut layer.weights, groups, |w, h| {
+                    gptq_quantize_blocks(w, rows, h, &codebook, &options.gptq)
+                })?;
             }
         }
         if options.bias_correction {
-            correct_bias(&mut layer.bias, &original.weights, &layer.weights, rows, h)?;
+            let parts = layer
+                .bias
+                .chunks_exact_mut(rows)
+                .zip(original.weights.chunks_exact(rows * dim))
+                .zip(layer.weights.chunks_exact(rows * dim))
+                .zip(groups);
+            for (((bias, before), after), h) in parts {
+                correct_bias_blocks(bias, before, after, rows, h)?;
+            }
         }
         Ok(())
     })();
@@ -208,27 +228,16 @@ pub fn compress_layer_with_hessian(
     Ok(layer)
 }
 
-/// The input Hessian of `layer` over every image of `input`.
-fn layer_hessian(input: &Tensor, layer: &Layer, conv: &Conv) -> Result<Hessian, PipelineError> {
-    let [_, in_c, kh, kw] = layer.shape;
-    let dim = in_c * kh * kw;
-    let images = input.shape[0];
-    let failed = || PipelineError::layer(&layer.name);
-    let chunks: Vec<Hessian> = (0..images.div_ceil(IMAGES_PER_CHUNK))
-        .into_par_iter()
-        .map(|chunk| -> Result<Hessian, PipelineError> {
-            let mut h = Hessian::new(dim).map_err(failed())?;
-            for n in chunk * IMAGES_PER_CHUNK..((chunk + 1) * IMAGES_PER_CHUNK).min(images) {
-                let columns = conv_patches(input, n, [kh, kw], conv)?;
-                h.accumulate(&columns, columns.len() / dim)
-                    .map_err(failed())?;
-            }
-            Ok(h)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut total = Hessian::new(dim).map_err(failed())?;
-    for h in &chunks {
-        total.merge(h).map_err(failed())?;
-    }
-    Ok(total)
+/// Runs `f` on the rows of each channel group of `weights` (row-major, the
+/// groups' rows one after the other) with the group's Hessian.
+fn for_each_group(
+    weights: &mut [f32],
+    groups: &[BlockHessian],
+    f: impl Fn(&mut [f32], &BlockHessian) -> Result<(), CalibError>,
+) -> Result<(), CalibError> {
+    let per_group = weights.len() / groups.len();
+    weights
+        .chunks_exact_mut(per_group)
+        .zip(groups)
+        .try_for_each(|(w, h)| f(w, h))
 }

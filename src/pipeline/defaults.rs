@@ -7,10 +7,24 @@ use compress::kmeans::Init;
 /// Calibration images used for compression when no count is given.
 pub const CALIB_COUNT: usize = 256;
 
+/// Inputs per block of the block-diagonal calibration Hessian: a block's
+/// Hessian takes 32 MiB. Every SqueezeNet layer fits one block (the full
+/// Hessian); VGG-16's widest layer (25,088 inputs) takes 13 blocks.
+pub const HESSIAN_BLOCK: u64 = compress::calib::DEFAULT_MAX_BLOCK as u64;
+
 /// Calibration images used for sensitivity analysis when no count is
 /// given: enough for a stable mean KL divergence, few enough that the
 /// `layers × levels` forward passes take a few minutes.
 pub const SENSITIVITY_CALIB_COUNT: usize = 32;
+
+/// Multiply-adds per image up to which sensitivity analysis uses
+/// [`SENSITIVITY_CALIB_COUNT`] images by default; a bigger model gets
+/// proportionally fewer ([`super::workload::default_sensitivity_images`]),
+/// so VGG-16 (15.5 G) gets the minimum.
+pub const SENSITIVITY_REFERENCE_MACS: f64 = 1e9;
+
+/// Fewest calibration images sensitivity analysis uses by default.
+pub const SENSITIVITY_MIN_CALIB_COUNT: usize = 4;
 
 /// Centroid initialisation of k-means: evenly spaced over [min, max], the
 /// paper's choice.

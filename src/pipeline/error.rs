@@ -59,6 +59,10 @@ pub enum PipelineError {
         #[source]
         source: CalibError,
     },
+    /// The run would need more memory than is available (found before any
+    /// work).
+    #[error("{0}")]
+    Memory(String),
     /// A layer no convolution uses cannot be calibrated.
     #[error("layer {0} is not used by any convolution, so it cannot be calibrated")]
     UnusedLayer(String),

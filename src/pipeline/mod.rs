@@ -29,6 +29,8 @@ pub mod calibration;
 pub mod defaults;
 pub mod error;
 pub mod finetune;
+pub mod layer_hessian;
+pub mod memory_plan;
 pub mod params;
 pub mod placement;
 pub mod prune;
@@ -38,20 +40,23 @@ pub mod sensitivity;
 pub mod sensitivity_cache;
 pub mod tails;
 pub mod target_size;
+pub mod workload;
 
 use formats::sqz::{size_breakdown, write_sqz, SqzFile};
 use formats::Model;
 
+use crate::error::InternalError;
 use calib_images::CalibrationImages;
 use calibration::{compress_calibrated, CalibrationOptions, CalibrationSpec};
 pub use error::PipelineError;
 use finetune::{Finetune, FinetuneReport};
 use formats::sqz::encode_model;
+use memory_plan::MemoryNeed;
 use params::check_layer_names;
 use placement::SparsityPlacement;
 use prune::{prune_model, PruneSpec};
 use quantize::{quantize_model, round_model_half, QuantizeSpec};
-use report::{CompressionReport, PlacementReport};
+use report::{CompressionReport, LayersBefore, PlacementReport};
 use target_size::TargetSize;
 
 /// What to do to a model. Every stage is optional; with none, the model is
@@ -85,6 +90,36 @@ pub struct Calibration {
     pub images: CalibrationImages,
     /// How layers are fitted to them.
     pub options: CalibrationOptions,
+    /// Refuse, before any work, a run estimated to need more bytes than
+    /// this ([`memory_plan`]); `None` checks nothing.
+    pub max_memory: Option<u64>,
+}
+
+impl Calibration {
+    /// Check that the calibrated stages `recipe` asks of `model` fit
+    /// [`Calibration::max_memory`].
+    fn check_memory(&self, model: &Model, recipe: &Recipe) -> Result<(), PipelineError> {
+        let Some(limit) = self.max_memory else {
+            return Ok(());
+        };
+        let block = self.options.hessian_block;
+        let sensitivity_runs = [
+            recipe.target_size.as_ref().map(|t| &t.sensitivity),
+            recipe.placement.as_ref().map(|p| &p.sensitivity),
+        ];
+        for run in sensitivity_runs.into_iter().flatten() {
+            MemoryNeed::sensitivity(model, block)?.check(
+                "sensitivity analysis",
+                run.images.min(self.images.count),
+                limit,
+            )?;
+        }
+        MemoryNeed::compression(model, block)?.check(
+            "calibrated compression",
+            self.images.count,
+            limit,
+        )
+    }
 }
 
 /// The outcome of [`compress`].
@@ -136,37 +171,58 @@ impl Encoded {
     }
 }
 
-/// Apply `recipe` to `original`.
+/// Apply `recipe` to `original`, which is consumed: a model is held twice
+/// only while a stage needs both (calibration compresses a copy layer by
+/// layer; fine-tuning's default teacher is the original), so plain pruning
+/// and weight sharing of VGG-16 work in place.
 pub fn compress(
-    original: &Model,
+    original: Model,
     recipe: &Recipe,
     progress: &mut dyn Progress,
 ) -> Result<Compressed, PipelineError> {
-    recipe.check(original)?;
-    let (model, quantize, mut encoded, plan, placement) = match &recipe.target_size {
+    recipe.check(&original)?;
+    let before = LayersBefore::of(&original);
+    let keep_teacher = recipe
+        .finetune
+        .as_ref()
+        .is_some_and(|spec| spec.teacher.is_none());
+    let (model, quantize, mut encoded, plan, placement, original) = match &recipe.target_size {
         Some(target) => {
             let calibration = recipe
                 .calibration
                 .as_ref()
                 .ok_or(PipelineError::TargetNeedsCalibration)?;
-            let fitted = target_size::fit(original, target, calibration, recipe.half, progress)?;
+            let fitted = target_size::fit(&original, target, calibration, recipe.half, progress)?;
             let quantize = Some(fitted.quantize);
+            let original = keep_teacher.then_some(original);
             (
                 fitted.model,
                 quantize,
                 Some(fitted.encoded),
                 Some(fitted.plan),
                 None,
+                original,
             )
         }
         None => {
+            let teacher = keep_teacher.then(|| original.clone());
             let (model, placement) = compress_fixed(original, recipe, progress)?;
-            (model, recipe.quantize.clone(), None, None, placement)
+            (
+                model,
+                recipe.quantize.clone(),
+                None,
+                None,
+                placement,
+                teacher,
+            )
         }
     };
     let (model, finetune) = match &recipe.finetune {
         Some(spec) => {
-            let (tuned, report) = run_finetune(original, model, recipe, spec, progress)?;
+            let teacher = spec.teacher.as_ref().or(original.as_ref());
+            let teacher =
+                teacher.ok_or_else(|| InternalError("fine-tuning has no teacher".to_string()))?;
+            let (tuned, report) = run_finetune(teacher, model, recipe, spec, progress)?;
             let before = encoded.take().map(|e| e.bytes.len());
             let after = Encoded::new(&tuned);
             check_still_fits(recipe, before, after.bytes.len())?;
@@ -180,7 +236,7 @@ pub fn compress(
     let report = CompressionReport {
         placement,
         ..CompressionReport::new(
-            original,
+            &before,
             &model,
             quantize.as_ref(),
             (&breakdown, encoded.bytes.len()),
@@ -195,10 +251,9 @@ pub fn compress(
     })
 }
 
-/// Fine-tune the compressed `model` towards the recipe's teacher (the
-/// `original` unless another is named).
+/// Fine-tune the compressed `model` towards `teacher`.
 fn run_finetune(
-    original: &Model,
+    teacher: &Model,
     model: Model,
     recipe: &Recipe,
     spec: &Finetune,
@@ -208,7 +263,6 @@ fn run_finetune(
         .calibration
         .as_ref()
         .ok_or(PipelineError::FinetuneNeedsCalibration)?;
-    let teacher = spec.teacher.as_ref().unwrap_or(original);
     finetune::finetune(&model, teacher, &calibration.images, spec, progress)
 }
 
@@ -251,14 +305,19 @@ impl Recipe {
         }
         let prune_names = self.prune.iter().flat_map(|p| p.per_layer.keys());
         let quantize_names = self.quantize.iter().flat_map(|q| q.per_layer.keys());
-        check_layer_names(model, prune_names.chain(quantize_names).map(String::as_str))
+        check_layer_names(model, prune_names.chain(quantize_names).map(String::as_str))?;
+        match &self.calibration {
+            Some(calibration) => calibration.check_memory(model, self),
+            None => Ok(()),
+        }
     }
 }
 
 /// Prune and share weights with the recipe's fixed settings (the pruning
-/// sparsity placed by damage first, when asked).
+/// sparsity placed by damage first, when asked): in place without
+/// calibration, on a copy made layer by layer with it.
 fn compress_fixed(
-    original: &Model,
+    original: Model,
     recipe: &Recipe,
     progress: &mut dyn Progress,
 ) -> Result<(Model, Option<PlacementReport>), PipelineError> {
@@ -268,7 +327,7 @@ fn compress_fixed(
             let prune = match (&recipe.prune, &recipe.placement) {
                 (Some(spec), Some(how)) => {
                     let (placed, report) =
-                        placement::place(original, spec, how, calibration, progress)?;
+                        placement::place(&original, spec, how, calibration, progress)?;
                     placement = Some(report);
                     Some(placed)
                 }
@@ -276,7 +335,7 @@ fn compress_fixed(
             };
             let batch = calibration
                 .images
-                .load(original, calibration.images.count)?;
+                .load(&original, calibration.images.count)?;
             let spec = CalibrationSpec {
                 prune,
                 quantize: recipe.quantize.clone(),
@@ -284,10 +343,10 @@ fn compress_fixed(
                 options: calibration.options,
             };
             progress.phase("calibrating", original.layers.len(), "layers");
-            compress_calibrated(original, &batch, &spec, &mut |name| progress.layer(name))?
+            compress_calibrated(&original, &batch, &spec, &mut |name| progress.layer(name))?
         }
         None => {
-            let mut model = original.clone();
+            let mut model = original;
             if let Some(spec) = &recipe.prune {
                 prune_model(&mut model, spec);
             }

@@ -2,7 +2,7 @@
 //! (the JSON keys are the field names).
 
 use formats::sqz::SizeBreakdown;
-use formats::Model;
+use formats::{Layer, Model};
 use serde::Serialize;
 
 use super::allocation::{estimated_bytes, CostTable, Plan};
@@ -142,12 +142,28 @@ impl PlanReport {
     }
 }
 
+/// What the report needs of the original model, taken before compression
+/// so the original need not be kept: each layer's nonzero weights.
+#[derive(Debug, Clone)]
+pub struct LayersBefore {
+    nonzeros: Vec<usize>,
+}
+
+impl LayersBefore {
+    /// The counts of `original`.
+    pub fn of(original: &Model) -> Self {
+        LayersBefore {
+            nonzeros: original.layers.iter().map(Layer::nonzeros).collect(),
+        }
+    }
+}
+
 impl CompressionReport {
-    /// Compare `model` with its `original`; `quantize` is the weight
+    /// Compare `model` with its original (`before`); `quantize` is the weight
     /// sharing applied, if any, `breakdown` the `.sqz` file's sizes per
     /// part and `file_bytes` its length.
     pub fn new(
-        original: &Model,
+        before: &LayersBefore,
         model: &Model,
         quantize: Option<&QuantizeSpec>,
         (breakdown, file_bytes): (&SizeBreakdown, usize),
@@ -156,14 +172,14 @@ impl CompressionReport {
         let layers: Vec<LayerReport> = model
             .layers
             .iter()
-            .zip(&original.layers)
+            .zip(&before.nonzeros)
             .zip(&breakdown.layers)
-            .map(|((l, o), b)| LayerReport {
+            .map(|((l, &o), b)| LayerReport {
                 name: l.name.clone(),
                 weights: l.weight_count(),
                 nonzeros: l.nonzeros(),
                 sparsity: zero_fraction(l.nonzeros(), l.weight_count()),
-                sparsity_before: zero_fraction(o.nonzeros(), o.weight_count()),
+                sparsity_before: zero_fraction(o, l.weight_count()),
                 bits: quantize.map(|q| q.bits_for(&l.name)),
                 shared_values: quantize.map(|_| l.distinct_nonzero_weights().len()),
                 bytes: b.total(),

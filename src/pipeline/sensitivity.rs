@@ -153,7 +153,7 @@ pub fn measure_sensitivity(
     options: &SensitivityOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Sensitivity, PipelineError> {
-    let mut hessians = OriginalHessians::new(model);
+    let mut hessians = OriginalHessians::new(model, options.calibration.hessian_block);
     let (tails, output) = Tails::capture(model, calib, &mut |node, inputs| {
         hessians.observe(node, inputs)
     })?;

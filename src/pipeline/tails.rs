@@ -55,11 +55,17 @@ fn cuts(graph: &Graph) -> Vec<Cut> {
         .collect()
 }
 
-/// The graph from one cut onward, as a model of its own.
+/// The graph from one cut onward. Its layers are not copied: a trial
+/// clones them from the original model when it runs (a VGG-16 has two
+/// dozen cuts, each followed by most of its 553 MB of weights).
 struct Tail {
-    /// The nodes from the cut, reading the cut blob as input, with only
-    /// the layers they use (renumbered).
-    model: Model,
+    /// The nodes from the cut, reading the cut blob as input, their
+    /// convolutions numbering only the layers the tail uses.
+    graph: Graph,
+    /// The original index of each of the tail's layers.
+    originals: Vec<usize>,
+    /// The tail's preprocessing: the original's, cropped to the cut blob.
+    preprocess: Preprocess,
     /// The original network's activations of the cut blob.
     input: Tensor,
     /// The tail's index of each original layer it uses.
@@ -67,21 +73,23 @@ struct Tail {
 }
 
 /// The tails of a network from each of its cuts, with their inputs.
-pub struct Tails {
+pub struct Tails<'m> {
+    /// The network the tails are cut from.
+    model: &'m Model,
     /// Ascending by cut node.
     tails: Vec<(usize, Tail)>,
     /// The first node using each layer.
     first_use: Vec<Option<usize>>,
 }
 
-impl Tails {
+impl<'m> Tails<'m> {
     /// Save the activations at every cut of `model` during a pass on
     /// `calib`; `observe` sees every node of that pass as a
     /// [`crate::engine::forward_hooked`] hook does (without replacing
     /// layers), so the same pass can gather what else is needed. Returns
     /// the tails and the network's output.
     pub fn capture(
-        model: &Model,
+        model: &'m Model,
         calib: &Tensor,
         observe: &mut dyn FnMut(&Node, &[&Tensor]),
     ) -> Result<(Self, Tensor), PipelineError> {
@@ -107,7 +115,14 @@ impl Tails {
             .zip(saved)
             .filter_map(|(cut, input)| Some((cut.node, tail(model, &cut, input?)?)))
             .collect();
-        Ok((Tails { tails, first_use }, output))
+        Ok((
+            Tails {
+                model,
+                tails,
+                first_use,
+            },
+            output,
+        ))
     }
 
     /// How many cuts the network has (trials of the layers after the last
@@ -133,8 +148,22 @@ impl Tails {
             .rev()
             .find(|(node, _)| *node <= first)
             .ok_or_else(unused)?;
-        let mut model = tail.model.clone();
-        model.layers[tail.layers[&index]] = layer;
+        let replaced = tail.layers[&index];
+        let mut trial = Some(layer);
+        let layers = tail
+            .originals
+            .iter()
+            .enumerate()
+            .map(|(i, &original)| {
+                let replacement = if i == replaced { trial.take() } else { None };
+                replacement.unwrap_or_else(|| self.model.layers[original].clone())
+            })
+            .collect();
+        let model = Model {
+            graph: tail.graph.clone(),
+            layers,
+            preprocess: tail.preprocess,
+        };
         Ok(Session::new(&model)?.run(&tail.input)?)
     }
 }
@@ -148,32 +177,30 @@ fn tail(model: &Model, cut: &Cut, input: Tensor) -> Option<Tail> {
         return None;
     }
     let mut layers = HashMap::new();
-    let mut kept = Vec::new();
+    let mut originals = Vec::new();
     let nodes = model.graph.nodes[cut.node..]
         .iter()
         .map(|node| {
             let mut node = node.clone();
             if let Op::Conv(conv) = &mut node.op {
                 conv.layer = *layers.entry(conv.layer).or_insert_with(|| {
-                    kept.push(model.layers[conv.layer].clone());
-                    kept.len() - 1
+                    originals.push(conv.layer);
+                    originals.len() - 1
                 });
             }
             node
         })
         .collect();
     Some(Tail {
-        model: Model {
-            graph: Graph {
-                nodes,
-                input: cut.blob.clone(),
-                output: model.graph.output.clone(),
-            },
-            layers: kept,
-            preprocess: Preprocess {
-                crop: width.try_into().ok()?,
-                ..model.preprocess
-            },
+        graph: Graph {
+            nodes,
+            input: cut.blob.clone(),
+            output: model.graph.output.clone(),
+        },
+        originals,
+        preprocess: Preprocess {
+            crop: width.try_into().ok()?,
+            ..model.preprocess
         },
         input,
         layers,

@@ -2,9 +2,10 @@
 //! charts (per-layer density and bits, size per stage, accuracy) and weight
 //! histograms with the shared values of a quantized layer marked.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontTransform;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ReportError;
 
@@ -39,10 +40,56 @@ pub struct BarChart {
     pub categories: Vec<String>,
     /// The bars; at most [`PALETTE`]`.len()` series.
     pub series: Vec<Series>,
-    /// Rotate category names (for long lists such as layer names).
-    pub rotate_labels: bool,
-    /// Size in pixels.
+    /// Vertical bars side by side, or one row of horizontal bars per
+    /// category.
+    pub layout: BarLayout,
+    /// Size in pixels; with [`BarLayout::Rows`] the height is only a
+    /// minimum, see [`BarChart::pixel_size`].
     pub size: (u32, u32),
+}
+
+/// How a [`BarChart`] lays out its categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarLayout {
+    /// Vertical bars, category names centred under them: for a few short
+    /// names.
+    Columns,
+    /// One row per category, its name left of horizontal bars, the chart
+    /// as tall as the rows need: readable for any number of categories
+    /// (ResNet-50's 54 layers, VGG-16's long names).
+    Rows,
+}
+
+/// Pixels per series in a row of a [`BarLayout::Rows`] chart, and the
+/// least height of a row (so a one-series row still fits its 12-pixel
+/// name).
+const BAR_PIXELS: u32 = 8;
+const MIN_ROW_PIXELS: u32 = 16;
+
+/// Pixels above and below the rows: caption, axis, legend.
+const ROWS_FRAME_PIXELS: u32 = 110;
+
+/// Approximate width of one character of the 12-pixel label font.
+const LABEL_CHAR_PIXELS: u32 = 7;
+
+impl BarChart {
+    /// The drawn size: `size`, made tall enough for one readable row per
+    /// category with [`BarLayout::Rows`].
+    pub fn pixel_size(&self) -> (u32, u32) {
+        match self.layout {
+            BarLayout::Columns => self.size,
+            BarLayout::Rows => {
+                let rows = self.categories.len().max(1) as u32;
+                let needed = ROWS_FRAME_PIXELS + rows * self.row_pixels();
+                (self.size.0, self.size.1.max(needed))
+            }
+        }
+    }
+
+    /// Height of one category's row with [`BarLayout::Rows`].
+    fn row_pixels(&self) -> u32 {
+        (self.series.len().max(1) as u32 * BAR_PIXELS + 6).max(MIN_ROW_PIXELS)
+    }
 }
 
 /// Draw `chart` as an SVG document.
@@ -53,34 +100,29 @@ pub fn bar_chart_svg(chart: &BarChart) -> Result<String, ReportError> {
             what: format!("chart {:?}", chart.title),
             message: e.to_string(),
         };
-        let root = SVGBackend::with_string(&mut svg, chart.size).into_drawing_area();
-        draw_bars(&root, chart).map_err(|e| failed(&e))?;
+        let root = SVGBackend::with_string(&mut svg, chart.pixel_size()).into_drawing_area();
+        match chart.layout {
+            BarLayout::Columns => draw_columns(&root, chart),
+            BarLayout::Rows => draw_rows(&root, chart),
+        }
+        .map_err(|e| failed(&e))?;
         root.present().map_err(|e| failed(&e))?;
     }
     Ok(svg)
 }
 
-fn draw_bars<DB: DrawingBackend>(
+fn draw_columns<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &BarChart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let groups = chart.categories.len().max(1) as f64;
-    let top = chart
-        .series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
-    let label_room = if chart.rotate_labels { 110 } else { 30 };
-    // Room above the bars for the legend of multi-series charts.
-    let headroom = if chart.series.len() > 1 { 1.3 } else { 1.0 };
-    let y_top = nice_top(top * headroom);
+    let y_top = value_top(chart);
     let decimals = if y_top >= 20.0 { 0 } else { 1 };
     let mut ctx = ChartBuilder::on(root)
         .caption(&chart.title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(label_room)
+        .x_label_area_size(30)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5..groups - 0.5, 0.0..y_top)?;
     ctx.configure_mesh()
@@ -100,35 +142,285 @@ fn draw_bars<DB: DrawingBackend>(
         .label(series.name.as_str())
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    if chart.series.len() > 1 {
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    let font = ("sans-serif", 12).into_font();
-    let style = if chart.rotate_labels {
-        font.transform(FontTransform::Rotate90)
-            .into_text_style(root)
-    } else {
-        font.into_text_style(root).pos(text_anchor_centre())
-    };
+    draw_legend(&mut ctx, chart, SeriesLabelPosition::UpperRight)?;
+    let style = ("sans-serif", 12)
+        .into_font()
+        .into_text_style(root)
+        .pos(Pos::new(HPos::Center, VPos::Top));
     for (i, name) in chart.categories.iter().enumerate() {
         let (x, y) = ctx.backend_coord(&(i as f64, 0.0));
-        let at = if chart.rotate_labels {
-            (x + 5, y + 6)
-        } else {
-            (x, y + 8)
-        };
-        root.draw(&Text::new(name.as_str(), at, style.clone()))?;
+        root.draw(&Text::new(name.as_str(), (x, y + 8), style.clone()))?;
     }
     Ok(())
 }
 
-fn text_anchor_centre() -> plotters::style::text_anchor::Pos {
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-    Pos::new(HPos::Center, VPos::Top)
+/// Horizontal bars, one row per category from the top, the value axis
+/// at the bottom and the legend below the caption.
+fn draw_rows<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &BarChart,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let rows = chart.categories.len().max(1);
+    let x_top = value_top(chart);
+    let decimals = if x_top >= 20.0 { 0 } else { 1 };
+    let longest = chart
+        .categories
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    let name_room = (longest * LABEL_CHAR_PIXELS + 16).clamp(60, chart.size.0 / 2);
+    // Row i is drawn at y = rows - 1 - i, so the first category is on top.
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(name_room)
+        .build_cartesian_2d(0.0..x_top, -0.5..rows as f64 - 0.5)?;
+    ctx.configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_label_formatter(&|v| format!("{v:.decimals$}"))
+        .x_desc(chart.y_label.as_str())
+        .draw()?;
+    let slot = 0.8 / chart.series.len().max(1) as f64;
+    for (j, series) in chart.series.iter().enumerate() {
+        let color = PALETTE[j % PALETTE.len()];
+        let top = 0.4 - j as f64 * slot;
+        ctx.draw_series(series.values.iter().enumerate().map(|(i, &v)| {
+            let y = (rows - 1 - i) as f64 + top;
+            Rectangle::new([(0.0, y), (v.max(0.0), y - slot)], color.filled())
+        }))?
+        .label(series.name.as_str())
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    draw_legend(&mut ctx, chart, SeriesLabelPosition::LowerRight)?;
+    let style = ("sans-serif", 12)
+        .into_font()
+        .into_text_style(root)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, name) in chart.categories.iter().enumerate() {
+        let (x, y) = ctx.backend_coord(&(0.0, (rows - 1 - i) as f64));
+        root.draw(&Text::new(name.as_str(), (x - 6, y), style.clone()))?;
+    }
+    Ok(())
+}
+
+/// The value axis's top: a little above the largest finite value, with
+/// room for the legend of a multi-series chart.
+fn value_top(chart: &BarChart) -> f64 {
+    let top = chart
+        .series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let headroom = if chart.series.len() > 1 { 1.3 } else { 1.0 };
+    nice_top(top * headroom)
+}
+
+/// The legend of a chart of several series.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    ctx: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &BarChart,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    if chart.series.len() > 1 {
+        ctx.configure_series_labels()
+            .position(position)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// A table of values drawn as coloured cells: one row per item (layer),
+/// one panel of columns per experiment, colour on a logarithmic scale.
+/// Unlike one line per layer, it stays readable at any number of layers:
+/// the picture grows a row per layer.
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    /// Caption above the panels.
+    pub title: String,
+    /// What the values are (shown under the caption).
+    pub value_label: String,
+    /// Row names, top to bottom.
+    pub rows: Vec<String>,
+    /// Panels side by side, sharing the rows.
+    pub panels: Vec<HeatPanel>,
+    /// Values at or below this are drawn as the lightest colour (the scale
+    /// is logarithmic).
+    pub floor: f64,
+}
+
+/// One panel of a [`Heatmap`].
+#[derive(Debug, Clone)]
+pub struct HeatPanel {
+    /// Caption of the panel.
+    pub title: String,
+    /// Column names, left to right.
+    pub columns: Vec<String>,
+    /// `values[row][column]`.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Cell size of a [`Heatmap`], in pixels.
+const CELL_WIDTH: u32 = 58;
+const CELL_HEIGHT: u32 = 18;
+
+/// Pixels above the cells (caption, value label, panel titles, column
+/// names) and below them.
+const HEATMAP_TOP: u32 = 92;
+const HEATMAP_BOTTOM: u32 = 16;
+
+/// Gap between panels, in pixels.
+const PANEL_GAP: u32 = 24;
+
+/// Draw `map` as an SVG document, as tall as its rows need.
+pub fn heatmap_svg(map: &Heatmap) -> Result<String, ReportError> {
+    let longest = map
+        .rows
+        .iter()
+        .map(|r| r.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    let names = longest * LABEL_CHAR_PIXELS + 20;
+    let panels: u32 = map
+        .panels
+        .iter()
+        .map(|p| p.columns.len() as u32 * CELL_WIDTH + PANEL_GAP)
+        .sum();
+    let size = (
+        (names + panels + 12).max(480),
+        HEATMAP_TOP + map.rows.len() as u32 * CELL_HEIGHT + HEATMAP_BOTTOM,
+    );
+    let mut svg = String::new();
+    {
+        let failed = |e: &dyn std::fmt::Display| ReportError::Chart {
+            what: format!("heatmap {:?}", map.title),
+            message: e.to_string(),
+        };
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw_heatmap(&root, map, names).map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
+    }
+    Ok(svg)
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    map: &Heatmap,
+    names: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let text = |size: u32, h: HPos| {
+        ("sans-serif", size)
+            .into_font()
+            .into_text_style(root)
+            .pos(Pos::new(h, VPos::Center))
+    };
+    root.draw(&Text::new(
+        map.title.as_str(),
+        (12, 16),
+        text(18, HPos::Left),
+    ))?;
+    root.draw(&Text::new(
+        map.value_label.as_str(),
+        (12, 38),
+        text(12, HPos::Left),
+    ))?;
+    let (lo, hi) = log_range(map);
+    let cell_top = |row: usize| (HEATMAP_TOP + row as u32 * CELL_HEIGHT) as i32;
+    for (row, name) in map.rows.iter().enumerate() {
+        let y = cell_top(row) + CELL_HEIGHT as i32 / 2;
+        root.draw(&Text::new(
+            name.as_str(),
+            (names as i32 - 8, y),
+            text(12, HPos::Right),
+        ))?;
+    }
+    let mut left = names as i32;
+    for panel in &map.panels {
+        let width = (panel.columns.len() as u32 * CELL_WIDTH) as i32;
+        root.draw(&Text::new(
+            panel.title.as_str(),
+            (left + width / 2, 60),
+            text(14, HPos::Center),
+        ))?;
+        for (c, column) in panel.columns.iter().enumerate() {
+            let x = left + (c as u32 * CELL_WIDTH + CELL_WIDTH / 2) as i32;
+            root.draw(&Text::new(column.as_str(), (x, 80), text(12, HPos::Center)))?;
+        }
+        for (row, values) in panel.values.iter().enumerate() {
+            for (c, &v) in values.iter().enumerate() {
+                let x = left + (c as u32 * CELL_WIDTH) as i32;
+                let y = cell_top(row);
+                let t = heat_level(v, map.floor, lo, hi);
+                root.draw(&Rectangle::new(
+                    [
+                        (x, y),
+                        (x + CELL_WIDTH as i32 - 1, y + CELL_HEIGHT as i32 - 1),
+                    ],
+                    heat_colour(t).filled(),
+                ))?;
+                let ink = if t > 0.6 { WHITE } else { BLACK };
+                let shown = if v.is_finite() {
+                    format!("{v:.1e}")
+                } else {
+                    "n/a".to_string()
+                };
+                root.draw(&Text::new(
+                    shown,
+                    (x + CELL_WIDTH as i32 / 2, y + CELL_HEIGHT as i32 / 2),
+                    text(10, HPos::Center).color(&ink),
+                ))?;
+            }
+        }
+        left += width + PANEL_GAP as i32;
+    }
+    Ok(())
+}
+
+/// The range of `log10` of the map's values above its floor.
+fn log_range(map: &Heatmap) -> (f64, f64) {
+    let logs = map
+        .panels
+        .iter()
+        .flat_map(|p| p.values.iter().flatten())
+        .filter(|v| v.is_finite())
+        .map(|v| v.max(map.floor).log10());
+    logs.fold((map.floor.log10(), map.floor.log10()), |(lo, hi), l| {
+        (lo.min(l), hi.max(l))
+    })
+}
+
+/// Where `v` falls on the map's logarithmic scale, 0 (floor) to 1
+/// (largest); a non-finite value is the darkest.
+fn heat_level(v: f64, floor: f64, lo: f64, hi: f64) -> f64 {
+    if !v.is_finite() {
+        return 1.0;
+    }
+    if hi <= lo {
+        return 0.0;
+    }
+    ((v.max(floor).log10() - lo) / (hi - lo)).clamp(0.0, 1.0)
+}
+
+/// Pale yellow (0) through orange to dark red (1).
+fn heat_colour(t: f64) -> RGBColor {
+    let mix = |a: f64, b: f64, t: f64| (a + (b - a) * t).round() as u8;
+    let (from, to, t) = if t < 0.5 {
+        ((255.0, 247.0, 188.0), (254.0, 153.0, 41.0), t * 2.0)
+    } else {
+        ((254.0, 153.0, 41.0), (140.0, 20.0, 20.0), t * 2.0 - 1.0)
+    };
+    RGBColor(
+        mix(from.0, to.0, t),
+        mix(from.1, to.1, t),
+        mix(from.2, to.2, t),
+    )
 }
 
 /// A histogram of `weights` over `bins` equal bins, with a vertical line at
@@ -244,6 +536,82 @@ mod tests {
     fn bins_split_the_range_evenly_and_drop_values_outside_it() {
         let weights = [0.0, 0.1, 0.5, 1.0, 2.0, f32::NAN];
         assert_eq!(bin_counts(&weights, 0.0, 1.0, 2), vec![2, 2]);
+    }
+
+    /// The `y` of the text element showing exactly `label`.
+    fn label_y(svg: &str, label: &str) -> f64 {
+        let end = svg
+            .find(&format!(">{label}</text>"))
+            .or_else(|| svg.find(&format!(">\n{label}\n</text>")))
+            .unwrap_or_else(|| panic!("{label} is not drawn"));
+        let start = svg[..end].rfind("<text").expect("a text element");
+        let tag = &svg[start..end];
+        let y = tag.find(" y=\"").expect("a y attribute") + 4;
+        let len = tag[y..].find('"').expect("closed");
+        tag[y..y + len].parse().expect("a number")
+    }
+
+    /// Names of 60 layers, as long as VGG's or ResNet's.
+    fn many_layers() -> Vec<String> {
+        (0..60)
+            .map(|i| format!("layer{}.conv{}", i / 3, i % 3))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_chart_of_sixty_layers_gives_each_name_its_own_line() {
+        let names = many_layers();
+        let chart = BarChart {
+            title: "density".into(),
+            y_label: "percent".into(),
+            categories: names.clone(),
+            series: vec![
+                Series {
+                    name: "a".into(),
+                    values: (0..60).map(f64::from).collect(),
+                },
+                Series {
+                    name: "b".into(),
+                    values: vec![1.0; 60],
+                },
+            ],
+            layout: BarLayout::Rows,
+            size: (960, 300),
+        };
+        let (_, height) = chart.pixel_size();
+        assert!(height >= 60 * MIN_ROW_PIXELS, "{height}");
+        let svg = bar_chart_svg(&chart).expect("drawn");
+        let ys: Vec<f64> = names.iter().map(|n| label_y(&svg, n)).collect();
+        for pair in ys.windows(2) {
+            assert!(pair[1] - pair[0] >= 14.0, "names overlap: {ys:?}");
+        }
+    }
+
+    #[test]
+    fn a_heatmap_of_sixty_layers_gives_each_name_its_own_row() {
+        let names = many_layers();
+        let map = Heatmap {
+            title: "damage".into(),
+            value_label: "KL".into(),
+            rows: names.clone(),
+            panels: vec![HeatPanel {
+                title: "sparsity".into(),
+                columns: vec!["0.5".into(), "0.9".into()],
+                values: (0..60)
+                    .map(|i| vec![1e-4 * f64::from(i), f64::NAN])
+                    .collect(),
+            }],
+            floor: 1e-5,
+        };
+        let svg = heatmap_svg(&map).expect("drawn");
+        let ys: Vec<f64> = names.iter().map(|n| label_y(&svg, n)).collect();
+        for pair in ys.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= f64::from(CELL_HEIGHT),
+                "rows overlap: {ys:?}"
+            );
+        }
+        assert!(!svg.contains("NaN") && svg.contains("\nn/a\n"), "{svg}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::charts::{bar_chart_svg, histogram_svg, BarChart, Series};
+use super::charts::{bar_chart_svg, histogram_svg, BarChart, BarLayout, Series};
 use super::{Accuracy, LayerReport, ReportData, ReportError};
 
 /// Bins of each weight histogram.
@@ -67,7 +67,7 @@ fn stages(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
             name: "size".into(),
             values: bytes.iter().map(|&b| b as f64 / 1000.0).collect(),
         }],
-        rotate_labels: false,
+        layout: BarLayout::Columns,
         size: (720, 400),
     };
     writeln!(html, "<h2>Size after each stage</h2>")?;
@@ -106,7 +106,7 @@ fn accuracy_section(html: &mut String, a: &Accuracy) -> Result<(), ReportError> 
                 ],
             },
         ],
-        rotate_labels: false,
+        layout: BarLayout::Columns,
         size: (720, 400),
     };
     writeln!(html, "<h2>Accuracy</h2>")?;
@@ -136,8 +136,8 @@ fn layers(html: &mut String, data: &ReportData) -> Result<(), ReportError> {
         y_label: y_label.into(),
         categories: names.clone(),
         series,
-        rotate_labels: true,
-        size: (960, 440),
+        layout: BarLayout::Rows,
+        size: (960, 300),
     };
     let density = per_layer(
         "Density per layer (nonzero weights)",

@@ -25,7 +25,7 @@ fn a_recipe_gives_the_model_its_file_and_a_report() {
         quantize: Some(QuantizeSpec::uniform(bits, KMeans::default())),
         ..Recipe::default()
     };
-    let compressed = compress(&original, &recipe, &mut Silent).expect("compressed");
+    let compressed = compress(original.clone(), &recipe, &mut Silent).expect("compressed");
 
     let decoded = decode_model(&read_sqz(&compressed.bytes).expect("valid .sqz")).expect("decodes");
     assert_eq!(
@@ -68,7 +68,7 @@ fn recipes_the_model_cannot_take_are_user_errors() {
         prune: Some(prune),
         ..Recipe::default()
     };
-    let err = compress(&original, &unknown, &mut Silent).expect_err("unknown layer");
+    let err = compress(original.clone(), &unknown, &mut Silent).expect_err("unknown layer");
     assert!(
         matches!(&err, PipelineError::UnknownLayer { name, .. } if name == "nope"),
         "{err}"
@@ -89,7 +89,7 @@ fn recipes_the_model_cannot_take_are_user_errors() {
         target_size: Some(target),
         ..Recipe::default()
     };
-    let err = compress(&original, &uncalibrated, &mut Silent).expect_err("needs calibration");
+    let err = compress(original, &uncalibrated, &mut Silent).expect_err("needs calibration");
     assert!(
         matches!(err, PipelineError::TargetNeedsCalibration),
         "{err}"

@@ -27,7 +27,19 @@ pub fn correct_bias(
     check_len("bias", bias, rows, 1)?;
     check_len("original weights", original, rows, dim)?;
     check_len("compressed weights", compressed, rows, dim)?;
-    let mean = h.mean_input();
+    shift_bias(bias, original, compressed, dim, &h.mean_input());
+    Ok(())
+}
+
+/// Adds `(W − Ŵ) μ` to `bias` for row-major `rows × dim` weights and the
+/// mean input `mean` (length `dim`), summing in `f64` and rounding once.
+pub(crate) fn shift_bias(
+    bias: &mut [f32],
+    original: &[f32],
+    compressed: &[f32],
+    dim: usize,
+    mean: &[f64],
+) {
     for ((b, w), q) in bias
         .iter_mut()
         .zip(original.chunks_exact(dim))
@@ -36,10 +48,9 @@ pub fn correct_bias(
         let shift: f64 = w
             .iter()
             .zip(q)
-            .zip(&mean)
+            .zip(mean)
             .map(|((w, q), m)| (f64::from(*w) - f64::from(*q)) * m)
             .sum();
         *b = (f64::from(*b) + shift) as f32;
     }
-    Ok(())
 }

@@ -20,6 +20,10 @@
 //!   compensation.
 //! - [`correct_bias`]: absorb the mean output shift into the bias.
 //! - [`output_error`]: measure `‖(W − Ŵ) X‖²` from `H`.
+//! - [`BlockHessian`]: the diagonal blocks of `H` over consecutive inputs,
+//!   and the functions above run block by block (`*_blocks`), so layers
+//!   wider than [`MAX_DIM`] (VGG-16's 25,088-input classifier) are
+//!   calibrated in bounded memory and time.
 //!
 //! The intended order per layer is prune_reconstruct, then k-means on the
 //! survivors ([`crate::kmeans`]) for a codebook, then gptq_quantize, then
@@ -32,6 +36,7 @@
 //! pruning and quantizing.
 
 mod bias;
+mod blocks;
 mod damped;
 mod error;
 mod gptq;
@@ -41,6 +46,10 @@ mod refit;
 mod sweep;
 
 pub use bias::correct_bias;
+pub use blocks::{
+    correct_bias_blocks, gptq_quantize_blocks, output_error_blocks, prune_reconstruct_blocks,
+    BlockHessian, DEFAULT_MAX_BLOCK,
+};
 pub use damped::DEFAULT_DAMP;
 pub use error::CalibError;
 pub use gptq::{gptq_quantize, ColumnOrder, GptqOptions, Quantized};

@@ -667,3 +667,133 @@ fn bad_input_is_an_error() {
     let err = prune_reconstruct(&mut w, rows, &poisoned, 0.5, &opts).unwrap_err();
     assert!(matches!(one_line(err), CalibError::NonFinite("Hessian")));
 }
+
+mod block_diagonal {
+    //! The block-diagonal Hessian against the full one on the same layer.
+
+    use super::*;
+    use compress::calib::{
+        correct_bias_blocks, gptq_quantize_blocks, output_error_blocks, prune_reconstruct_blocks,
+        BlockHessian,
+    };
+
+    fn block_hessian(layer: &Layer, max_block: usize) -> BlockHessian {
+        let mut h = BlockHessian::new(layer.dim, max_block).expect("valid blocks");
+        h.accumulate(&layer.columns, layer.n)
+            .expect("dim × n values");
+        h
+    }
+
+    #[test]
+    fn one_block_is_the_full_hessian() {
+        let layer = Layer::new(12, 40, 300, 8, true, 21);
+        let full = layer.hessian();
+        let blocks = block_hessian(&layer, 64);
+        assert_eq!(blocks.block_count(), 1);
+        let opts = ReconstructOptions::default();
+        let (mut a, mut b) = (layer.weights.clone(), layer.weights.clone());
+        prune_reconstruct(&mut a, layer.rows, &full, 0.6, &opts).unwrap();
+        prune_reconstruct_blocks(&mut b, layer.rows, &blocks, 0.6, &opts).unwrap();
+        assert_eq!(a, b, "pruning");
+        let book = codebook(&a, 15);
+        gptq_quantize(&mut a, layer.rows, &full, &book, &GptqOptions::default()).unwrap();
+        gptq_quantize_blocks(&mut b, layer.rows, &blocks, &book, &GptqOptions::default()).unwrap();
+        assert_eq!(a, b, "quantization");
+        assert_eq!(
+            layer.error(&full, &a),
+            output_error_blocks(&layer.weights, &b, layer.rows, &blocks).unwrap()
+        );
+    }
+
+    #[test]
+    fn blocks_hold_the_diagonal_blocks_and_the_whole_mean() {
+        let layer = Layer::new(6, 50, 200, 10, true, 22);
+        let full = layer.hessian();
+        let blocks = block_hessian(&layer, 16);
+        // 50 inputs in blocks of at most 16: four blocks of 13, 13, 12, 12.
+        let ranges: Vec<_> = blocks.blocks().map(|(r, _)| r.clone()).collect();
+        assert_eq!(ranges, [0..13, 13..26, 26..38, 38..50]);
+        let gram = full.gram();
+        for (range, h) in blocks.blocks() {
+            let part = h.gram();
+            for (a, i) in range.clone().enumerate() {
+                for (b, j) in range.clone().enumerate() {
+                    assert_eq!(part[a * range.len() + b], gram[i * 50 + j]);
+                }
+            }
+        }
+        assert_eq!(
+            BlockHessian::bytes(50, 16).unwrap(),
+            8 * (2 * (13 * 13 + 13) + 2 * (12 * 12 + 12))
+        );
+        // Bias correction needs only the mean input: exactly the full result.
+        let mut compressed = layer.magnitude_pruned(0.5);
+        compressed[0] += 0.25;
+        let mut bias_full = vec![0.1f32; layer.rows];
+        let mut bias_blocks = bias_full.clone();
+        correct_bias(
+            &mut bias_full,
+            &layer.weights,
+            &compressed,
+            layer.rows,
+            &full,
+        )
+        .unwrap();
+        correct_bias_blocks(
+            &mut bias_blocks,
+            &layer.weights,
+            &compressed,
+            layer.rows,
+            &blocks,
+        )
+        .unwrap();
+        assert_eq!(bias_full, bias_blocks);
+    }
+
+    /// What splitting costs: the output error (on the full Hessian) of
+    /// pruning and of GPTQ with 2 and 4 blocks against one, on correlated
+    /// inputs; the block-diagonal fit must stay far better than magnitude
+    /// pruning and round-to-nearest.
+    #[test]
+    fn splitting_costs_some_accuracy_but_beats_the_plain_methods() {
+        let layer = Layer::new(16, 96, 800, 12, true, 23);
+        let full = layer.hessian();
+        let opts = ReconstructOptions::default();
+        let pruned = |max_block: usize| {
+            let mut w = layer.weights.clone();
+            let h = block_hessian(&layer, max_block);
+            prune_reconstruct_blocks(&mut w, layer.rows, &h, 0.5, &opts).unwrap();
+            assert!(zeros(&w) >= layer.weights.len() / 2, "sparsity met");
+            w
+        };
+        let one = layer.error(&full, &pruned(96));
+        let magnitude = layer.error(&full, &layer.magnitude_pruned(0.5));
+        for max_block in [48, 24] {
+            let split = layer.error(&full, &pruned(max_block));
+            println!(
+                "pruning 50 %: blocks of {max_block}: {:.3}x the full-Hessian error, magnitude {:.3}x",
+                split / one,
+                magnitude / one
+            );
+            assert!(split < magnitude, "{split} {one} {magnitude}");
+        }
+        let book = codebook(&layer.weights, 7);
+        let quantized = |max_block: usize| {
+            let mut w = layer.weights.clone();
+            let h = block_hessian(&layer, max_block);
+            gptq_quantize_blocks(&mut w, layer.rows, &h, &book, &GptqOptions::default()).unwrap();
+            layer.error(&full, &w)
+        };
+        let one = quantized(96);
+        let nearest = layer.error(&full, &round_to_nearest(&layer.weights, &book));
+        for max_block in [48, 24] {
+            let split = quantized(max_block);
+            println!(
+                "GPTQ 7 values: blocks of {max_block}: {:.3}x the full-Hessian error, round-to-nearest {:.3}x",
+                split / one,
+                nearest / one
+            );
+            assert!(split < nearest, "{split} {nearest}");
+        }
+    }
+}

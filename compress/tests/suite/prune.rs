@@ -123,3 +123,43 @@ fn invalid_sparsities_and_nan_weights() {
     let mut copy = layer;
     assert_eq!(prune_below(&mut copy, f32::NAN).zeros, 0);
 }
+
+/// The radix selection prunes exactly the weights a sort by (magnitude,
+/// index) puts first, on values with many ties, zeros and both signs,
+/// across the 16-bit bucket boundaries of the keys.
+#[test]
+fn pruning_matches_sorting_by_magnitude_then_index() {
+    let mut rng = SplitMix64::new(7);
+    for (len, distinct) in [(1000, 7), (5000, 300), (20_000, 100_000)] {
+        let weights: Vec<f32> = (0..len)
+            .map(|_| {
+                let v = (rng.next_f64() * distinct as f64).floor() as f32 / distinct as f32;
+                if rng.next_f64() < 0.5 {
+                    -v
+                } else {
+                    v
+                }
+            })
+            .collect();
+        for sparsity in [0.1, 0.5, 0.9, 0.999] {
+            let mut expected = weights.clone();
+            let mut order: Vec<usize> = (0..len).filter(|&i| weights[i] != 0.0).collect();
+            order.sort_by_key(|&i| (weights[i].abs().to_bits(), i));
+            let exact = sparsity * len as f64;
+            let wanted = if (exact - exact.round()).abs() < 1e-6 {
+                exact.round()
+            } else {
+                exact.ceil()
+            };
+            let target = (wanted as usize).max(zeros(&weights));
+            let remove = target - zeros(&weights);
+            order[..remove].iter().for_each(|&i| expected[i] = 0.0);
+            let mut w = weights.clone();
+            prune_layer(&mut w, sparsity);
+            assert_eq!(
+                w, expected,
+                "{len} weights, {distinct} values, sparsity {sparsity}"
+            );
+        }
+    }
+}

@@ -187,8 +187,11 @@ pub struct TensorProto {
     pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    /// A view into the file's bytes when decoded from a [`bytes::Bytes`]
+    /// buffer (as [`super::read_onnx_path`] does), so a model's weights
+    /// are not copied before they are converted.
+    #[prost(bytes = "bytes", tag = "9")]
+    pub raw_data: bytes::Bytes,
     #[prost(int32, tag = "14")]
     pub data_location: i32,
 }

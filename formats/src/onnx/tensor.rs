@@ -123,7 +123,7 @@ pub(crate) fn bool_scalar(t: &TensorProto) -> Result<bool> {
         )));
     }
     check_present(t, 1, count, "elements")?;
-    match (t.raw_data.as_slice(), t.int32_data.as_slice()) {
+    match (t.raw_data.as_ref(), t.int32_data.as_slice()) {
         ([b], []) => Ok(*b != 0),
         ([], [v]) => Ok(*v != 0),
         _ => Err(FormatError::invalid(format!(
@@ -139,7 +139,11 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Tensor
         name: name.to_string(),
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: data_type::FLOAT,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
         ..Default::default()
     }
 }
@@ -165,7 +169,7 @@ mod tests {
         let raw = float_tensor("w", &[2, 2], &values);
         assert_eq!(floats(&raw).unwrap(), values);
         let typed = TensorProto {
-            raw_data: vec![],
+            raw_data: bytes::Bytes::new(),
             float_data: values.to_vec(),
             ..raw.clone()
         };
@@ -176,12 +180,16 @@ mod tests {
             .collect();
         let f16_raw = TensorProto {
             data_type: data_type::FLOAT16,
-            raw_data: halves.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            raw_data: halves
+                .iter()
+                .flat_map(|h| h.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
             ..raw.clone()
         };
         let f16_typed = TensorProto {
             data_type: data_type::FLOAT16,
-            raw_data: vec![],
+            raw_data: bytes::Bytes::new(),
             int32_data: halves.iter().map(|h| h.to_bits() as i32).collect(),
             ..raw
         };
@@ -237,7 +245,7 @@ mod tests {
             ),
             (
                 TensorProto {
-                    raw_data: vec![],
+                    raw_data: bytes::Bytes::new(),
                     ..good.clone()
                 },
                 "need 6 float_data values but 0",

@@ -52,45 +52,88 @@ fn encode_layers_with(
 /// Encode one layer in the storage kind that takes the fewest bytes in the
 /// file (the first candidate on ties: dense, sparse, quantized,
 /// sparse+quantized).
+///
+/// The sparse kinds, which touch only the nonzero weights, are built
+/// first; a kind that stores every weight is built only if its least
+/// possible size (every value as stored, or one bit per code) could still
+/// beat or tie the best so far. So a pruned layer of 100 M weights is never
+/// copied whole, and the choice is the same as building every candidate.
 pub fn encode_layer(layer: &Layer) -> EncodedLayer {
-    storage_candidates(&layer.weights)
-        .into_iter()
-        .map(|weights| EncodedLayer {
-            name: layer.name.clone(),
-            shape: layer.shape,
-            bias: float_vec(&layer.bias),
-            weights,
-        })
-        .min_by_key(EncodedLayer::stored_bytes)
-        .expect("dense storage is always a candidate")
-}
-
-/// Every lossless way to store `weights` that is worth comparing.
-fn storage_candidates(weights: &[f32]) -> Vec<WeightStorage> {
-    let mut out = vec![WeightStorage::Dense(float_vec(weights))];
+    let weights = &layer.weights;
+    let mut best = Best::default();
+    let with = |storage: WeightStorage| EncodedLayer {
+        name: layer.name.clone(),
+        shape: layer.shape,
+        bias: float_vec(&layer.bias),
+        weights: storage,
+    };
     let positions: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] != 0.0).collect();
-    let sparse = positions.len() < weights.len();
-    let nonzero: Vec<f32> = positions.iter().map(|&i| weights[i]).collect();
-    let position_stream = sparse.then(|| encode_positions(&positions, weights.len()));
-    if let Some(positions) = &position_stream {
-        out.push(WeightStorage::Sparse {
-            positions: positions.clone(),
-            values: float_vec(&nonzero),
-        });
-    }
-    if let Some((codebook, codes)) = codebook_codes(weights) {
-        out.push(WeightStorage::Quantized { codebook, codes });
-    }
-    if let Some(positions) = position_stream {
+    if positions.len() < weights.len() {
+        let nonzero: Vec<f32> = positions.iter().map(|&i| weights[i]).collect();
+        let positions = encode_positions(&positions, weights.len());
+        best.offer(
+            1,
+            with(WeightStorage::Sparse {
+                positions: positions.clone(),
+                values: float_vec(&nonzero),
+            }),
+        );
         if let Some((codebook, codes)) = codebook_codes(&nonzero) {
-            out.push(WeightStorage::SparseQuantized {
-                codebook,
-                positions,
-                codes,
-            });
+            best.offer(
+                3,
+                with(WeightStorage::SparseQuantized {
+                    codebook,
+                    positions,
+                    codes,
+                }),
+            );
         }
     }
-    out
+    drop(positions);
+    let value_bytes = if all_f16(weights) { 2 } else { 4 };
+    if best.could_take(0, value_bytes * weights.len()) {
+        best.offer(0, with(WeightStorage::Dense(float_vec(weights))));
+    }
+    // Codes of two or more distinct values take at least a bit each.
+    let single_value = weights.iter().all(|w| w.to_bits() == weights[0].to_bits());
+    let least_codes = if single_value {
+        0
+    } else {
+        weights.len().div_ceil(8)
+    };
+    if best.could_take(2, least_codes) {
+        if let Some((codebook, codes)) = codebook_codes(weights) {
+            best.offer(2, with(WeightStorage::Quantized { codebook, codes }));
+        }
+    }
+    best.layer
+        .expect("dense storage is built when nothing else was")
+}
+
+/// The smallest candidate so far, by stored bytes and then by its order
+/// among the storage kinds.
+#[derive(Default)]
+struct Best {
+    key: Option<(usize, usize)>,
+    layer: Option<EncodedLayer>,
+}
+
+impl Best {
+    /// Keep `layer` (candidate number `order`) if it is smaller, or as
+    /// small and earlier.
+    fn offer(&mut self, order: usize, layer: EncodedLayer) {
+        let key = (layer.stored_bytes(), order);
+        if self.key.is_none_or(|best| key < best) {
+            self.key = Some(key);
+            self.layer = Some(layer);
+        }
+    }
+
+    /// Whether candidate number `order`, of at least `least_bytes` stored
+    /// bytes, could be kept.
+    fn could_take(&self, order: usize, least_bytes: usize) -> bool {
+        self.key.is_none_or(|best| (least_bytes, order) < best)
+    }
 }
 
 /// The sorted distinct values of `values` and the coded index stream of
@@ -120,12 +163,16 @@ fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
 /// Store `values` as float16 when every one of them survives the round trip
 /// exactly, else as float32.
 fn float_vec(values: &[f32]) -> FloatVec {
-    let exact_f16 = values
-        .iter()
-        .all(|v| f16::from_f32(*v).to_f32().to_bits() == v.to_bits());
-    if exact_f16 {
+    if all_f16(values) {
         FloatVec::F16(values.iter().map(|v| f16::from_f32(*v)).collect())
     } else {
         FloatVec::F32(values.to_vec())
     }
+}
+
+/// Whether every value survives a round trip through float16 exactly.
+fn all_f16(values: &[f32]) -> bool {
+    values
+        .iter()
+        .all(|v| f16::from_f32(*v).to_f32().to_bits() == v.to_bits())
 }

@@ -255,7 +255,7 @@ fn tiny() -> ModelProto {
             name: "c.bias".into(),
             dims: vec![2],
             data_type: FLOAT16,
-            raw_data: conv_bias,
+            raw_data: conv_bias.into(),
             ..Default::default()
         },
         TensorProto {
@@ -454,7 +454,7 @@ fn exporter_variants_import_alike() {
         name: "no".into(),
         dims: vec![],
         data_type: BOOL,
-        raw_data: vec![0],
+        raw_data: vec![0].into(),
         ..Default::default()
     });
     g.node[1] = node("relu", "Relu", &["c"], "r0", vec![]);

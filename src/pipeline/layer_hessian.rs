@@ -1,0 +1,112 @@
+//! The input Hessian of one layer as calibration uses it: one
+//! block-diagonal Hessian ([`BlockHessian`]) per channel group.
+//!
+//! A grouped convolution (AlexNet's `groups = 2`, MobileNetV2's depthwise
+//! layers) is `groups` independent convolutions: output channels of group
+//! `g` (consecutive rows of the weight matrix) see only input channels of
+//! group `g` (consecutive rows of the im2col matrix, which is ordered by
+//! channel). So each group has its own Hessian over its own inputs, and
+//! its rows are compressed against it alone. Within a group, inputs are
+//! split into blocks of at most `max_block` (see [`BlockHessian`]), which
+//! bounds memory and time for layers of any width.
+
+use compress::calib::{BlockHessian, CalibError};
+use formats::{Conv, Layer};
+use rayon::prelude::*;
+
+use super::error::PipelineError;
+use crate::engine::{conv_patches, Tensor};
+
+/// Calibration images per partial Hessian: partial sums are accumulated in
+/// parallel and merged in image order, so the result does not depend on
+/// the number of threads.
+const IMAGES_PER_CHUNK: usize = 8;
+
+/// The Hessians of one layer, one per channel group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerHessian {
+    groups: Vec<BlockHessian>,
+}
+
+/// Inputs of one group of `layer`: `in/groups · kh · kw`.
+fn group_dim(layer: &Layer) -> usize {
+    let [_, in_per_group, kh, kw] = layer.shape;
+    in_per_group * kh * kw
+}
+
+impl LayerHessian {
+    /// Empty Hessians for `layer` used with `groups` channel groups.
+    pub fn new(layer: &Layer, groups: usize, max_block: usize) -> Result<Self, CalibError> {
+        let groups = (0..groups.max(1))
+            .map(|_| BlockHessian::new(group_dim(layer), max_block))
+            .collect::<Result<_, _>>()?;
+        Ok(LayerHessian { groups })
+    }
+
+    /// Bytes the Hessians of `layer` with `groups` groups take, without
+    /// allocating them.
+    pub fn bytes(layer: &Layer, groups: usize, max_block: usize) -> Result<usize, CalibError> {
+        Ok(groups.max(1) * BlockHessian::bytes(group_dim(layer), max_block)?)
+    }
+
+    /// One Hessian per channel group, in group order.
+    pub fn groups(&self) -> &[BlockHessian] {
+        &self.groups
+    }
+
+    /// Adds the im2col columns of one image: `groups · dim` rows (group by
+    /// group, as the channels are ordered) of `positions` columns.
+    fn accumulate(&mut self, columns: &[f32]) -> Result<(), CalibError> {
+        let per_group = columns.len() / self.groups.len();
+        let dim = self.groups[0].dim();
+        for (h, part) in self.groups.iter_mut().zip(columns.chunks_exact(per_group)) {
+            h.accumulate(part, per_group / dim)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the sums of `other` (same layer, other images).
+    fn merge(&mut self, other: &LayerHessian) -> Result<(), CalibError> {
+        for (mine, theirs) in self.groups.iter_mut().zip(&other.groups) {
+            mine.merge(theirs)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Hessians of `layer`, used by convolution `conv`, over every image of
+/// its `input`. Partial sums of [`IMAGES_PER_CHUNK`] images are computed a
+/// wave of one per thread at a time, so memory holds at most one partial
+/// per thread besides the total.
+pub fn layer_hessian(
+    input: &Tensor,
+    layer: &Layer,
+    conv: &Conv,
+    max_block: usize,
+) -> Result<LayerHessian, PipelineError> {
+    let [_, _, kh, kw] = layer.shape;
+    let images = input.shape[0];
+    let failed = || PipelineError::layer(&layer.name);
+    let empty = || LayerHessian::new(layer, conv.groups, max_block).map_err(failed());
+    let chunk = |c: usize| -> Result<LayerHessian, PipelineError> {
+        let mut h = empty()?;
+        for n in c * IMAGES_PER_CHUNK..((c + 1) * IMAGES_PER_CHUNK).min(images) {
+            let columns = conv_patches(input, n, [kh, kw], conv)?;
+            h.accumulate(&columns).map_err(failed())?;
+        }
+        Ok(h)
+    };
+    let chunks = images.div_ceil(IMAGES_PER_CHUNK);
+    let wave = rayon::current_num_threads().max(1);
+    let mut total = empty()?;
+    for start in (0..chunks).step_by(wave) {
+        let partials: Vec<LayerHessian> = (start..(start + wave).min(chunks))
+            .into_par_iter()
+            .map(chunk)
+            .collect::<Result<_, _>>()?;
+        for p in &partials {
+            total.merge(p).map_err(failed())?;
+        }
+    }
+    Ok(total)
+}
