@@ -51,3 +51,6 @@ pub const FINETUNE_SEED: u64 = 0;
 /// Images of the calibration folder, outside the calibration set, on which
 /// fine-tuning shows its agreement with the teacher.
 pub const FINETUNE_HELD_BACK: usize = 32;
+
+/// Whether fine-tuning blends the images of each batch (mixup).
+pub const FINETUNE_MIXUP: bool = false;
