@@ -33,7 +33,8 @@ const IMAGES_PER_TASK: usize = 4;
 
 /// Gradients of `conv` with `layer` applied to `input`, given the gradient
 /// `d_output` of its output: the input's is written into `d_input` (of the
-/// input's shape, any contents), the layer's are returned. `relu_output` is
+/// input's shape, any contents) unless that is `None`, the layer's are
+/// returned. `relu_output` is
 /// the saved output when the convolution has a fused ReLU (its zeros block
 /// the gradient, and `d_output` is masked in place), else `None`.
 pub(super) fn conv_backward(
@@ -42,26 +43,28 @@ pub(super) fn conv_backward(
     layer: &Layer,
     conv: &Conv,
     d_output: &mut Tensor,
-    d_input: &mut Tensor,
+    d_input: Option<&mut Tensor>,
 ) -> LayerGradient {
     let [_, _, out_h, out_w] = d_output.shape;
     let [_, _, kh, kw] = layer.shape;
     let geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
     let (in_len, out_len) = (input.image_len(), d_output.image_len());
-    let partials: Vec<GroupSums> = d_input
-        .data
-        .par_chunks_mut(IMAGES_PER_TASK * in_len)
+    let groups = input.shape[0].div_ceil(IMAGES_PER_TASK);
+    let d_input = d_input.map(|t| t.data.as_mut_slice());
+    let partials: Vec<GroupSums> = chunks_or_none(d_input, IMAGES_PER_TASK * in_len, groups)
+        .into_par_iter()
         .zip(input.data.par_chunks(IMAGES_PER_TASK * in_len))
         .zip(d_output.data.par_chunks_mut(IMAGES_PER_TASK * out_len))
         .enumerate()
         .map(|(task, ((d_images, images), d_outputs))| {
             let mut group = GroupSums::new(layer);
             let mut work = Workspace::new(&geometry);
-            for (n, ((d_image, image), d_out)) in d_images
-                .chunks_mut(in_len)
-                .zip(images.chunks(in_len))
-                .zip(d_outputs.chunks_mut(out_len))
-                .enumerate()
+            for (n, ((d_image, image), d_out)) in
+                chunks_or_none(d_images, in_len, images.len() / in_len)
+                    .into_iter()
+                    .zip(images.chunks(in_len))
+                    .zip(d_outputs.chunks_mut(out_len))
+                    .enumerate()
             {
                 if let Some(output) = relu_output {
                     let first = (task * IMAGES_PER_TASK + n) * out_len;
@@ -77,6 +80,15 @@ pub(super) fn conv_backward(
         bias: (0..layer.bias.len())
             .map(|o| partials.iter().map(|p| p.bias[o]).sum::<f64>() as f32)
             .collect(),
+    }
+}
+
+/// `data` in chunks of `len` values, or `count` times `None` without
+/// `data` (a gradient nobody wants).
+fn chunks_or_none(data: Option<&mut [f32]>, len: usize, count: usize) -> Vec<Option<&mut [f32]>> {
+    match data {
+        Some(data) => data.chunks_mut(len).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(count).collect(),
     }
 }
 
@@ -116,12 +128,12 @@ impl GroupSums {
     }
 
     /// Add one image's weight and bias gradients to the sums and write its
-    /// input gradient into `d_image`.
+    /// input gradient into `d_image`, if given.
     fn add_image(
         &mut self,
         image: &[f32],
         d_out: &[f32],
-        d_image: &mut [f32],
+        d_image: Option<&mut [f32]>,
         layer: &Layer,
         g: &ConvGeometry,
         work: &mut Workspace,
@@ -141,6 +153,9 @@ impl GroupSums {
         for (sum, row) in self.bias.iter_mut().zip(d_out.chunks(positions)) {
             *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
         }
+        let Some(d_image) = d_image else {
+            return;
+        };
         let weights_t = MatRef::from_row_major_slice(&layer.weights, out_c, depth).transpose();
         if g.is_pointwise() {
             matmul_views(weights_t, d_out_matrix, d_image, false);

@@ -200,13 +200,10 @@ pub fn finetune(
             return Err(PipelineError::FinetuneDiverged(step + 1));
         }
         let d_output = Tensor::new(output.shape, distilled.student_gradient)?;
-        let gradients = tape.backward(d_output, &mut memory)?;
+        let gradients = tape.parameter_gradients(d_output, &mut memory)?;
         let rate = schedule.rate(step);
-        for ((layer, trainable), gradient) in tuned
-            .layers
-            .iter_mut()
-            .zip(&mut trainables)
-            .zip(gradients.layers)
+        for ((layer, trainable), gradient) in
+            tuned.layers.iter_mut().zip(&mut trainables).zip(gradients)
         {
             trainable.step(layer, gradient, &optimizer, rate);
         }
