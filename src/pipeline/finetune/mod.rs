@@ -7,7 +7,8 @@
 //! teacher's whole ranking of classes rather than only its top-1, which gets
 //! the most out of a few hundred images. Each step draws a batch of the
 //! calibration images, a random resized crop and flip of each
-//! ([`View`]), runs the teacher ([`Session`], fast inference) and the student
+//! ([`View`]), blends each view with the next image's (mixup, [`mixed`]),
+//! runs the teacher ([`Session`], fast inference) and the student
 //! ([`forward_for_training`] and its backward pass) on the same views, and
 //! takes an Adam step with a cosine schedule after a short warm-up.
 //! [`trainable`] says what may change: pruned weights stay zero, codes stay
