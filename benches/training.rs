@@ -101,7 +101,8 @@ fn step(model: &Model, input: &Tensor, memory: &mut StepMemory) -> StepTimes {
     let d_output = Tensor::new(tape.output().shape, distill.student_gradient).expect("logit shape");
     let mut by_kind = BTreeMap::new();
     let (gradients, backward) = timed(|| {
-        tape.backward_timed(d_output, memory, &mut |node, time| {
+        // Fine-tuning needs no gradient of the input batch.
+        tape.backward_timed(d_output, memory, false, &mut |node, time| {
             *by_kind.entry(kind(&node.op)).or_insert(Duration::ZERO) += time;
         })
         .expect("backward")

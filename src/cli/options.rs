@@ -373,6 +373,10 @@ pub struct FinetuneArgs {
     /// Softmax temperature of the distillation loss.
     #[arg(long, value_name = "T", requires = "finetune", default_value_t = defaults::FINETUNE_TEMPERATURE, value_parser = positive_f64)]
     pub temperature: f64,
+    /// Blend each training view with another image's (mixup; teacher and
+    /// student see the same blend).
+    #[arg(long, value_name = "BOOL", requires = "finetune", default_value_t = defaults::FINETUNE_MIXUP, action = clap::ArgAction::Set)]
+    pub mixup: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which progress shows agreement with the teacher (not trained on).
     #[arg(long, value_name = "N", requires = "finetune", default_value_t = defaults::FINETUNE_HELD_BACK)]
@@ -394,6 +398,7 @@ impl FinetuneArgs {
             batch: to_usize(self.batch),
             temperature: self.temperature,
             seed,
+            mixup: self.mixup,
             held_back: self.held_back,
             teacher,
         })

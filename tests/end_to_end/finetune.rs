@@ -222,12 +222,14 @@ fn pruned_weights_stay_zero_when_every_weight_trains() {
 #[test]
 fn the_same_seed_writes_the_same_file_with_one_and_two_threads() {
     let setup = setup();
-    let mut extra = finetune_args(Some(&setup.model), "12");
-    extra.extend(["--seed".to_string(), "5".to_string()]);
-    let (one, _) = quantize(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
-    let (two, _) = quantize(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
     let bytes = |p: &Path| std::fs::read(p).expect("read .sqz");
-    assert_eq!(bytes(&one), bytes(&two));
+    for mixup in ["false", "true"] {
+        let mut extra = finetune_args(Some(&setup.model), "12");
+        extra.extend(["--seed", "5", "--mixup", mixup].map(String::from));
+        let (one, _) = quantize(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
+        let (two, _) = quantize(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
+        assert_eq!(bytes(&one), bytes(&two), "--mixup {mixup}");
+    }
 }
 
 /// Runs the binary expecting a usage or user error before any output file

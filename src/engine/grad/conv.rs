@@ -39,7 +39,8 @@ const IMAGES_PER_TASK: usize = 4;
 
 /// Gradients of `conv` with `layer` applied to `input`, given the gradient
 /// `d_output` of its output: the input's is written into `d_input` (of the
-/// input's shape, any contents), the layer's are returned. `relu_output` is
+/// input's shape, any contents) unless that is `None`, the layer's are
+/// returned. `relu_output` is
 /// the saved output when the convolution has a fused ReLU (its zeros block
 /// the gradient, and `d_output` is masked in place), else `None`.
 pub(super) fn conv_backward(
@@ -48,9 +49,20 @@ pub(super) fn conv_backward(
     layer: &Layer,
     conv: &Conv,
     d_output: &mut Tensor,
-    d_input: &mut Tensor,
+    d_input: Option<&mut Tensor>,
 ) -> LayerGradient {
     if is_depthwise(layer, conv) {
+        // The depthwise kernel always computes the input gradient: one that
+        // nobody wants (a depthwise convolution reading the input batch)
+        // goes to scratch, with the same data as the input.
+        let mut scratch;
+        let d_input = match d_input {
+            Some(d_input) => d_input,
+            None => {
+                scratch = input.clone();
+                &mut scratch
+            }
+        };
         return depthwise_backward(input, relu_output, layer, conv, d_output, d_input);
     }
     let [_, _, out_h, out_w] = d_output.shape;
@@ -58,29 +70,32 @@ pub(super) fn conv_backward(
     let mut geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
     geometry.channels = group_in_c;
     let (in_len, out_len) = (input.image_len(), d_output.image_len());
-    let partials: Vec<GroupSums> = d_input
-        .data
-        .par_chunks_mut(IMAGES_PER_TASK * in_len)
+    let groups = input.shape[0].div_ceil(IMAGES_PER_TASK);
+    let d_input = d_input.map(|t| t.data.as_mut_slice());
+    let partials: Vec<GroupSums> = chunks_or_none(d_input, IMAGES_PER_TASK * in_len, groups)
+        .into_par_iter()
         .zip(input.data.par_chunks(IMAGES_PER_TASK * in_len))
         .zip(d_output.data.par_chunks_mut(IMAGES_PER_TASK * out_len))
         .enumerate()
         .map(|(task, ((d_images, images), d_outputs))| {
             let mut group = GroupSums::new(layer);
             let mut work = Workspace::new(&geometry);
-            for (n, ((d_image, image), d_out)) in d_images
-                .chunks_mut(in_len)
-                .zip(images.chunks(in_len))
-                .zip(d_outputs.chunks_mut(out_len))
-                .enumerate()
+            for (n, ((d_image, image), d_out)) in
+                chunks_or_none(d_images, in_len, images.len() / in_len)
+                    .into_iter()
+                    .zip(images.chunks(in_len))
+                    .zip(d_outputs.chunks_mut(out_len))
+                    .enumerate()
             {
                 if let Some(output) = relu_output {
                     let first = (task * IMAGES_PER_TASK + n) * out_len;
                     mask_inactive_values(d_out, &output.data[first..first + out_len]);
                 }
+                let group_len = in_len / conv.groups;
                 let groups = image
-                    .chunks(in_len / conv.groups)
+                    .chunks(group_len)
                     .zip(d_out.chunks(out_len / conv.groups))
-                    .zip(d_image.chunks_mut(in_len / conv.groups));
+                    .zip(chunks_or_none(d_image, group_len, conv.groups));
                 for (index, ((image, d_out), d_image)) in groups.enumerate() {
                     let rows = Rows::of_group(layer, conv.groups, index);
                     group.add_image(image, d_out, d_image, layer, rows, &geometry, &mut work);
@@ -123,7 +138,16 @@ impl Rows {
     }
 }
 
-/// Weight and bias gradients summed over the images of one task.
+/// `data` in chunks of `len` values, or `count` times `None` without
+/// `data` (a gradient nobody wants).
+fn chunks_or_none(data: Option<&mut [f32]>, len: usize, count: usize) -> Vec<Option<&mut [f32]>> {
+    match data {
+        Some(data) => data.chunks_mut(len).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(count).collect(),
+    }
+}
+
+/// Weight and bias gradients summed over the images of one group.
 struct GroupSums {
     weights: Vec<f32>,
     bias: Vec<f64>,
@@ -160,13 +184,13 @@ impl GroupSums {
 
     /// Add the weight and bias gradients of one image's group (`rows`:
     /// `image`, `d_out` and `d_image` are its channels) to the sums and
-    /// write its input gradient into `d_image`.
+    /// write its input gradient into `d_image`, if given.
     #[allow(clippy::too_many_arguments)]
     fn add_image(
         &mut self,
         image: &[f32],
         d_out: &[f32],
-        d_image: &mut [f32],
+        d_image: Option<&mut [f32]>,
         layer: &Layer,
         rows: Rows,
         g: &ConvGeometry,
@@ -189,6 +213,9 @@ impl GroupSums {
         for (sum, row) in d_bias.iter_mut().zip(d_out.chunks(positions)) {
             *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
         }
+        let Some(d_image) = d_image else {
+            return;
+        };
         let weights = &layer.weights[rows.weights()];
         let weights_t = MatRef::from_row_major_slice(weights, out_c, depth).transpose();
         if g.is_pointwise() {

@@ -233,15 +233,31 @@ impl<'a> Tape<'a> {
         d_output: Tensor,
         memory: &mut StepMemory,
     ) -> Result<Gradients, EngineError> {
-        self.backward_timed(d_output, memory, &mut |_, _| {})
+        self.backward_timed(d_output, memory, true, &mut |_, _| {})
+    }
+
+    /// [`Tape::backward`] for training, which needs only the layers'
+    /// gradients: a convolution that reads the input batch skips the
+    /// gradient of its input (for SqueezeNet's first convolution as much
+    /// arithmetic as its weight gradient).
+    pub fn parameter_gradients(
+        self,
+        d_output: Tensor,
+        memory: &mut StepMemory,
+    ) -> Result<Vec<LayerGradient>, EngineError> {
+        let gradients = self.backward_timed(d_output, memory, false, &mut |_, _| {})?;
+        Ok(gradients.layers)
     }
 
     /// [`Tape::backward`], calling `timing(node, duration)` after each
-    /// node's backward step with the time it took (for profiling).
+    /// node's backward step with the time it took (for profiling). Without
+    /// `input_gradient`, [`Gradients::input`] is all zeros and costs no
+    /// arithmetic, as in [`Tape::parameter_gradients`].
     pub fn backward_timed(
         mut self,
         d_output: Tensor,
         memory: &mut StepMemory,
+        input_gradient: bool,
         timing: &mut dyn FnMut(&Node, Duration),
     ) -> Result<Gradients, EngineError> {
         d_output.check()?;
@@ -272,9 +288,19 @@ impl<'a> Tape<'a> {
             // A node whose output does not reach the graph's output has no
             // gradient to pass on.
             if let Some(d_out) = gradients[output_slot].take() {
-                let passed = self.node_backward(index, node, d_out, &mut layers, &mut buffers)?;
+                let passed = self.node_backward(
+                    index,
+                    node,
+                    d_out,
+                    input_gradient,
+                    &mut layers,
+                    &mut buffers,
+                )?;
                 for (slot, d_input) in passed {
-                    accumulate(&mut gradients[slot], d_input, &mut buffers);
+                    match slot == INPUT_SLOT && !input_gradient {
+                        true => buffers.recycle(d_input),
+                        false => accumulate(&mut gradients[slot], d_input, &mut buffers),
+                    }
                 }
             }
             if let Some(value) = self.values[output_slot].take() {
@@ -299,6 +325,7 @@ impl<'a> Tape<'a> {
         index: usize,
         node: &Node,
         mut d_out: Tensor,
+        input_gradient: bool,
         layers: &mut [LayerGradient],
         buffers: &mut Buffers,
     ) -> Result<Vec<(usize, Tensor)>, EngineError> {
@@ -348,13 +375,14 @@ impl<'a> Tape<'a> {
                         };
                         let layer = &self.model.layers[conv.layer];
                         let input = self.value(first, node)?;
+                        let skip_input = first == INPUT_SLOT && !input_gradient;
                         let g = conv_backward(
                             input,
                             relu_output,
                             layer,
                             conv,
                             &mut d_out,
-                            &mut d_input,
+                            (!skip_input).then_some(&mut d_input),
                         );
                         let sums = &mut layers[conv.layer];
                         add_into(&mut sums.weights, &g.weights);

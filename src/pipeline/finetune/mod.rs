@@ -7,7 +7,8 @@
 //! teacher's whole ranking of classes rather than only its top-1, which gets
 //! the most out of a few hundred images. Each step draws a batch of the
 //! calibration images, a random resized crop and flip of each
-//! ([`View`]), runs the teacher ([`Session`], fast inference) and the student
+//! ([`View`]), blends each view with the next image's (mixup, [`mixed`]),
+//! runs the teacher ([`Session`], fast inference) and the student
 //! ([`forward_for_training`] and its backward pass) on the same views, and
 //! takes an Adam step with a cosine schedule after a short warm-up.
 //! [`trainable`] says what may change: pruned weights stay zero, codes stay
@@ -59,6 +60,10 @@ pub struct Finetune {
     pub temperature: f64,
     /// Seed of batch order and augmentation.
     pub seed: u64,
+    /// Blend each view with another image's view of the batch (mixup)
+    /// before teacher and student see it: more distinct inputs to match
+    /// the teacher on than the training images alone give.
+    pub mixup: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which agreement with the teacher is shown (0: none).
     pub held_back: usize,
@@ -74,6 +79,7 @@ impl Default for Finetune {
             batch: defaults::FINETUNE_BATCH,
             temperature: defaults::FINETUNE_TEMPERATURE,
             seed: defaults::FINETUNE_SEED,
+            mixup: defaults::FINETUNE_MIXUP,
             held_back: defaults::FINETUNE_HELD_BACK,
             teacher: None,
         }
@@ -165,10 +171,20 @@ pub fn finetune(
     let start = std::time::Instant::now();
     for step in 0..steps {
         let (picks, views) = batches.next(&training);
-        let student_input = augmented(&training, &picks, &views, &tuned.preprocess);
+        let blend = match spec.mixup {
+            true => batches.blend_weights(picks.len()),
+            false => Vec::new(),
+        };
+        let student_input = mixed(
+            augmented(&training, &picks, &views, &tuned.preprocess),
+            &blend,
+        );
         let teacher_input = match teacher.preprocess == tuned.preprocess {
             true => None,
-            false => Some(augmented(&training, &picks, &views, &teacher.preprocess)),
+            false => Some(mixed(
+                augmented(&training, &picks, &views, &teacher.preprocess),
+                &blend,
+            )),
         };
         let targets = teacher_session.run(teacher_input.as_ref().unwrap_or(&student_input))?;
         let tape = forward_for_training(&tuned, &student_input, &mut memory)?;
@@ -185,13 +201,10 @@ pub fn finetune(
             return Err(PipelineError::FinetuneDiverged(step + 1));
         }
         let d_output = Tensor::new(output.shape, distilled.student_gradient)?;
-        let gradients = tape.backward(d_output, &mut memory)?;
+        let gradients = tape.parameter_gradients(d_output, &mut memory)?;
         let rate = schedule.rate(step);
-        for ((layer, trainable), gradient) in tuned
-            .layers
-            .iter_mut()
-            .zip(&mut trainables)
-            .zip(gradients.layers)
+        for ((layer, trainable), gradient) in
+            tuned.layers.iter_mut().zip(&mut trainables).zip(gradients)
         {
             trainable.step(layer, gradient, &optimizer, rate);
         }
@@ -280,6 +293,35 @@ fn augmented(
     }
 }
 
+/// Mixup between the images of a batch (Zhang et al., 2018; used for
+/// distillation by Beyer et al., 2022, "Knowledge distillation: a good
+/// teacher is patient and consistent"): image `i` becomes `w[i]` times
+/// itself plus `1 - w[i]` times image `i + 1` (the last one mixes with the
+/// first). Teacher and student see the same blend. Normalisation is affine
+/// per channel, so blending normalised images equals normalising blended
+/// ones. An empty `weights` leaves the batch as it is.
+fn mixed(batch: Tensor, weights: &[f32]) -> Tensor {
+    if weights.is_empty() {
+        return batch;
+    }
+    let len = batch.image_len();
+    let count = batch.shape[0];
+    let mut out = batch.clone();
+    out.data
+        .par_chunks_mut(len)
+        .zip(weights)
+        .enumerate()
+        .for_each(|(i, (image, &w))| {
+            let own = &batch.data[i * len..(i + 1) * len];
+            let partner = (i + 1) % count;
+            let other = &batch.data[partner * len..(partner + 1) * len];
+            for ((v, &a), &b) in image.iter_mut().zip(own).zip(other) {
+                *v = w * a + (1.0 - w) * b;
+            }
+        });
+    out
+}
+
 /// The order training images are visited in: every image once per epoch,
 /// each epoch shuffled, plus each visit's view, all from one generator.
 struct Batches {
@@ -314,6 +356,11 @@ impl Batches {
             views.push(View::draw(width, height, CROP_SCALE, &mut self.rng));
         }
         (picks, views)
+    }
+
+    /// Mixup weights of a batch of `count` images, uniform in [0, 1].
+    fn blend_weights(&mut self, count: usize) -> Vec<f32> {
+        (0..count).map(|_| self.rng.next_f64() as f32).collect()
     }
 
     /// Fisher–Yates shuffle of the order, starting a new epoch.
@@ -390,4 +437,20 @@ fn top1(output: &Tensor) -> Vec<usize> {
         .chunks(classes)
         .map(|row| top_k(row, 1)[0])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixup_blends_each_image_with_the_next_and_the_last_with_the_first() {
+        let batch = Tensor {
+            shape: [3, 1, 1, 2],
+            data: vec![1.0, 2.0, 10.0, 20.0, 100.0, 200.0],
+        };
+        assert_eq!(mixed(batch.clone(), &[]), batch);
+        let blended = mixed(batch, &[1.0, 0.5, 0.25]);
+        assert_eq!(blended.data, vec![1.0, 2.0, 55.0, 110.0, 25.75, 51.5]);
+    }
 }

@@ -116,3 +116,15 @@ fn reused_memory_changes_nothing(m: &formats::Model, input: &Tensor) {
         step(m, &other, 45, &mut memory);
     }
 }
+
+#[test]
+fn parameter_gradients_equal_the_full_backward_passs_layers() {
+    let (m, input) = mixed_model();
+    let full = gradients_on(2, &m, &input, 7);
+    let mut memory = StepMemory::default();
+    let tape = forward_for_training(&m, &input, &mut memory).unwrap();
+    let d_output = Values::new(7).tensor(tape.output().shape);
+    let layers = tape.parameter_gradients(d_output, &mut memory).unwrap();
+    assert_eq!(layers, full.layers);
+    assert!(full.input.data.iter().any(|&v| v != 0.0));
+}
