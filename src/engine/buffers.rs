@@ -22,11 +22,19 @@ impl Buffers {
     /// excess back to the allocator (which keeps the pages already touched),
     /// so recycling never holds much more memory than the live blobs.
     pub fn tensor(&mut self, shape: [usize; 4]) -> Tensor {
-        let len = shape.iter().product();
+        Tensor {
+            shape,
+            data: self.values(shape.iter().product()),
+        }
+    }
+
+    /// A buffer of `len` values with unspecified contents, chosen as for
+    /// [`Buffers::tensor`].
+    pub fn values(&mut self, len: usize) -> Vec<f32> {
         let best = (0..self.free.len())
             .filter(|&i| self.free[i].capacity() >= len)
             .min_by_key(|&i| self.free[i].capacity());
-        let data = match best {
+        match best {
             Some(i) => {
                 let mut data = self.free.swap_remove(i);
                 data.resize(len, 0.0);
@@ -36,12 +44,16 @@ impl Buffers {
                 data
             }
             None => vec![0.0; len],
-        };
-        Tensor { shape, data }
+        }
     }
 
     /// Keep `tensor`'s buffer for a later [`Buffers::tensor`].
     pub fn recycle(&mut self, tensor: Tensor) {
-        self.free.push(tensor.data);
+        self.keep(tensor.data);
+    }
+
+    /// Keep `values` for a later [`Buffers::values`].
+    pub fn keep(&mut self, values: Vec<f32>) {
+        self.free.push(values);
     }
 }

@@ -1,11 +1,14 @@
 //! Fusions that save whole passes over memory when no hook watches the
 //! run: a ReLU right after a convolution is done by the convolution's
 //! kernel, and a concatenation of convolutions is assembled by the
-//! convolutions writing their channels straight into its output.
-//! Either way every value is computed exactly as without fusion.
+//! convolutions writing their channels straight into its output (in the
+//! blocked layout, so only where every convolution's channels start at a
+//! whole block). Either way every value is computed exactly as without
+//! fusion.
 
 use formats::{Model, Op};
 
+use super::blocked::LANES;
 use super::plan::{Plan, INPUT_SLOT};
 
 /// What the executor does at a node of a fused run.
@@ -15,8 +18,9 @@ pub(crate) enum Step {
     Run,
     /// A convolution that also applies the ReLU node reading it.
     ConvRelu,
-    /// A convolution (with the ReLU node after it if `relu`) writing channels
-    /// `offset..` of the output of concatenation node `concat`.
+    /// A convolution without groups (with the ReLU node after it if
+    /// `relu`) writing channels `offset..` (a multiple of [`LANES`]) of the
+    /// output of concatenation node `concat`, in the blocked layout.
     ConvInto {
         relu: bool,
         concat: usize,
@@ -64,15 +68,12 @@ pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
             .iter()
             .map(|&slot| {
                 let producer = private_producer(slot)?;
-                match steps[producer] {
-                    Step::Run if matches!(nodes[producer].op, Op::Conv(_)) => {
-                        Some((producer, None))
-                    }
-                    Step::Pass => {
-                        Some((private_producer(plan.inputs[producer][0])?, Some(producer)))
-                    }
-                    _ => None,
-                }
+                let (conv, relu) = match steps[producer] {
+                    Step::Run => (producer, None),
+                    Step::Pass => (private_producer(plan.inputs[producer][0])?, Some(producer)),
+                    _ => return None,
+                };
+                matches!(nodes[conv].op, Op::Conv(c) if c.groups == 1).then_some((conv, relu))
             })
             .collect();
         let Some(sources) = sources else { continue };
@@ -85,6 +86,9 @@ pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
             let Some(layer) = model.layers.get(c.layer) else {
                 break;
             };
+            if offset % LANES != 0 {
+                break;
+            }
             fused.push((conv, relu, offset));
             offset += layer.shape[0];
         }

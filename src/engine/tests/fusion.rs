@@ -14,7 +14,7 @@ fn fire() -> formats::Model {
     let mut values = Values::new(41);
     let layers = vec![
         values.layer("squeeze", [5, 3, 1, 1]),
-        values.layer("e1", [6, 5, 1, 1]),
+        values.layer("e1", [16, 5, 1, 1]),
         values.layer("e3", [7, 5, 3, 3]),
     ];
     let nodes = vec![
@@ -45,7 +45,7 @@ fn relus_fold_into_convolutions_and_convolutions_into_concatenations() {
             Step::Pass,
             into(true, 0),
             Step::Skip,
-            into(false, 6),
+            into(false, 16),
             Step::Skip,
             Step::Run,
         ]

@@ -1,0 +1,83 @@
+//! Max and global average pooling on the blocked layout, parallel over
+//! channel blocks. Window placement is [`crate::engine::pool`]'s; every
+//! value comes out with the same bits as there: a maximum does not depend
+//! on the order its values are compared in, and a global average sums
+//! each channel's plane in the same order.
+
+use rayon::prelude::*;
+
+use super::{Blocked, LANES};
+use crate::engine::pool::{larger, Axis};
+use crate::engine::Tensor;
+use formats::Pool;
+
+/// Max-pool `input` into `output` (same lanes; spatial shape set and
+/// checked by shape inference).
+pub(crate) fn max_pool(input: &Blocked, pool: &Pool, output: &mut Blocked) {
+    let [_, _, in_h, in_w] = input.shape;
+    let [_, _, out_h, out_w] = output.shape;
+    let rows = Axis {
+        len: in_h,
+        kernel: pool.kernel_h,
+        stride: pool.stride_h,
+        pad: pool.pad_h,
+    }
+    .windows(out_h);
+    let cols = Axis {
+        len: in_w,
+        kernel: pool.kernel_w,
+        stride: pool.stride_w,
+        pad: pool.pad_w,
+    }
+    .windows(out_w);
+    let lanes = input.lanes;
+    let (in_plane, out_plane) = (input.plane_len(), output.plane_len());
+    output
+        .data
+        .par_chunks_mut(out_plane)
+        .zip(input.data.par_chunks(in_plane))
+        .for_each(|(out, plane)| {
+            for (out_row, row) in out.chunks_mut(out_w * lanes).zip(&rows) {
+                for (pixel, col) in out_row.chunks_mut(lanes).zip(&cols) {
+                    pixel.fill(f32::NEG_INFINITY);
+                    for y in row.start..row.end {
+                        let cells =
+                            &plane[(y * in_w + col.start) * lanes..(y * in_w + col.end) * lanes];
+                        for cell in cells.chunks_exact(lanes) {
+                            pixel
+                                .iter_mut()
+                                .zip(cell)
+                                .for_each(|(p, &v)| *p = larger(*p, v));
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Average every channel's plane of `input` into `output` (NCHW, `[n, c,
+/// 1, 1]`), summing in double precision in pixel order from -0.0, as
+/// `Iterator::sum` does.
+pub(crate) fn global_avg_pool(input: &Blocked, output: &mut Tensor) {
+    let [_, c, h, w] = input.shape;
+    let lanes = input.lanes;
+    let (out_image, in_image) = (output.image_len(), input.image_len());
+    output
+        .data
+        .par_chunks_mut(out_image)
+        .zip(input.data.par_chunks(in_image))
+        .for_each(|(out, image)| {
+            for (block, plane) in image.chunks(h * w * lanes).enumerate() {
+                let mut sums = [-0.0f64; LANES];
+                for pixel in plane.chunks_exact(lanes) {
+                    sums.iter_mut()
+                        .zip(pixel)
+                        .for_each(|(s, &v)| *s += f64::from(v));
+                }
+                let channels = &mut out[block * lanes..c.min((block + 1) * lanes)];
+                for (value, sum) in channels.iter_mut().zip(sums) {
+                    *value = (sum / (h * w) as f64) as f32;
+                }
+            }
+        });
+}
