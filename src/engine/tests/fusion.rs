@@ -52,6 +52,27 @@ fn relus_fold_into_convolutions_and_convolutions_into_concatenations() {
     );
 }
 
+/// Concatenations fuse only where every convolution starts at a whole
+/// block of 16 channels.
+#[test]
+fn concatenations_fuse_only_at_whole_blocks() {
+    let mut m = fire();
+    m.layers[1] = Values::new(43).layer("e1", [6, 5, 1, 1]);
+    let plan = Plan::new(&m.graph).unwrap();
+    assert_eq!(
+        steps(&m, &plan),
+        vec![
+            Step::ConvRelu,
+            Step::Pass,
+            Step::ConvRelu,
+            Step::Pass,
+            Step::Run,
+            Step::Run,
+            Step::Run,
+        ]
+    );
+}
+
 #[test]
 fn fused_runs_give_the_same_bits_as_hooked_ones_for_any_thread_count() {
     let m = fire();
