@@ -255,11 +255,16 @@ impl<'m> Session<'m> {
         let result = slots
             .take(plan.result)
             .ok_or_else(|| missing(&model.graph.output))?;
-        let mut result = result.into_plain(&mut buffers);
+        let result = result.into_plain(&mut buffers);
+        // A recycled buffer may be far larger than the result: copy the
+        // result out and keep the buffer for the next run.
+        let exact = Tensor {
+            shape: result.shape,
+            data: result.data.clone(),
+        };
+        buffers.recycle(result);
         self.keep_buffers(buffers);
-        // A recycled buffer may be far larger than the result.
-        result.data.shrink_to_fit();
-        Ok(result)
+        Ok(exact)
     }
 
     /// The output of node `index` run on its own (step `Run`, `ConvRelu`
@@ -336,9 +341,9 @@ impl<'m> Session<'m> {
     /// The output of node `index` computed in the blocked layout, if it
     /// runs there: a convolution without groups in a run that keeps
     /// activations blocked, and max pooling, global average pooling and
-    /// concatenation when their inputs are blocked already (for a
-    /// concatenation: every input in 16 lanes and all but the last a whole
-    /// number of blocks). `None` for anything else.
+    /// concatenation when their inputs are blocked already (in 16 lanes
+    /// but for global pooling; for a concatenation all inputs but the last
+    /// a whole number of blocks). `None` for anything else.
     fn run_blocked<'t>(
         &self,
         run: BlockedRun<'_>,
@@ -371,9 +376,9 @@ impl<'m> Session<'m> {
                 conv2d_blocked(kernel, input, layer, &conv, destination, buffers);
                 Value::Blocked(output)
             }
-            (Op::Pool(p), _) if p.kind == PoolKind::Max && slots.is_blocked(inputs[0]) => {
+            (Op::Pool(p), _) if p.kind == PoolKind::Max && slots.is_blocked_16(inputs[0]) => {
                 let input = slots.blocked(inputs[0], buffers, node)?;
-                let mut output = Blocked::uninit(shape, input.lanes, buffers);
+                let mut output = Blocked::uninit(shape, LANES, buffers);
                 max_pool(input, p, &mut output);
                 Value::Blocked(output)
             }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use formats::Node;
 
-use super::blocked::Blocked;
+use super::blocked::{Blocked, LANES};
 use super::buffers::Buffers;
 use super::{EngineError, Tensor};
 
@@ -67,6 +67,11 @@ impl<'t> Slots<'t> {
     /// True if `slot` holds a blocked value.
     pub(crate) fn is_blocked(&self, slot: usize) -> bool {
         matches!(self.0[slot], Some(Value::Blocked(_)))
+    }
+
+    /// True if `slot` holds a blocked value in [`LANES`] lanes.
+    pub(crate) fn is_blocked_16(&self, slot: usize) -> bool {
+        matches!(&self.0[slot], Some(Value::Blocked(b)) if b.lanes == LANES)
     }
 
     /// Set `slot`'s value.

@@ -123,6 +123,8 @@ mod avx512 {
     use super::{Filters, Source, Target, LANES};
 
     /// [`super::convolve`] for `B` blocks and `P` positions.
+    // Index loops, not iterators over `acc`: see the comment inside.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn convolve<const B: usize, const P: usize>(
         source: Source<'_>,

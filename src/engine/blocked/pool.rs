@@ -11,9 +11,10 @@ use crate::engine::pool::{larger, Axis};
 use crate::engine::Tensor;
 use formats::Pool;
 
-/// Max-pool `input` into `output` (same lanes; spatial shape set and
-/// checked by shape inference).
+/// Max-pool `input` (in [`LANES`] lanes) into `output` (same lanes;
+/// spatial shape set and checked by shape inference).
 pub(crate) fn max_pool(input: &Blocked, pool: &Pool, output: &mut Blocked) {
+    assert_eq!((input.lanes, output.lanes), (LANES, LANES));
     let [_, _, in_h, in_w] = input.shape;
     let [_, _, out_h, out_w] = output.shape;
     let rows = Axis {
@@ -30,26 +31,25 @@ pub(crate) fn max_pool(input: &Blocked, pool: &Pool, output: &mut Blocked) {
         pad: pool.pad_w,
     }
     .windows(out_w);
-    let lanes = input.lanes;
     let (in_plane, out_plane) = (input.plane_len(), output.plane_len());
     output
         .data
         .par_chunks_mut(out_plane)
         .zip(input.data.par_chunks(in_plane))
         .for_each(|(out, plane)| {
-            for (out_row, row) in out.chunks_mut(out_w * lanes).zip(&rows) {
-                for (pixel, col) in out_row.chunks_mut(lanes).zip(&cols) {
-                    pixel.fill(f32::NEG_INFINITY);
+            let pixels: &[[f32; LANES]] = plane.as_chunks().0;
+            let (out, _) = out.as_chunks_mut::<LANES>();
+            for (out_row, row) in out.chunks_mut(out_w).zip(&rows) {
+                for (pixel, col) in out_row.iter_mut().zip(&cols) {
+                    let mut max = [f32::NEG_INFINITY; LANES];
                     for y in row.start..row.end {
-                        let cells =
-                            &plane[(y * in_w + col.start) * lanes..(y * in_w + col.end) * lanes];
-                        for cell in cells.chunks_exact(lanes) {
-                            pixel
-                                .iter_mut()
-                                .zip(cell)
-                                .for_each(|(p, &v)| *p = larger(*p, v));
+                        for cell in &pixels[y * in_w + col.start..y * in_w + col.end] {
+                            for lane in 0..LANES {
+                                max[lane] = larger(max[lane], cell[lane]);
+                            }
                         }
                     }
+                    *pixel = max;
                 }
             }
         });
