@@ -62,27 +62,28 @@ impl Blocked {
     }
 
     /// `tensor` (NCHW) in blocks of [`LANES`] channels, or of all its
-    /// channels if it has fewer.
+    /// channels if it has fewer. Parallel over rows of pixels, so even one
+    /// block of one image is split between threads.
     pub(crate) fn from_plain(tensor: &Tensor, buffers: &mut Buffers) -> Self {
         let [_, c, h, w] = tensor.shape;
         let mut blocked = Blocked::uninit(tensor.shape, c.min(LANES), buffers);
-        let (lanes, plane) = (blocked.lanes, h * w);
-        let image_len = blocked.image_len();
+        let (lanes, blocks, plane) = (blocked.lanes, blocked.blocks(), h * w);
         blocked
             .data
-            .par_chunks_mut(image_len)
-            .zip(tensor.data.par_chunks(tensor.image_len()))
-            .for_each(|(out, image)| {
-                for (block, out) in out.chunks_mut(plane * lanes).enumerate() {
-                    for lane in 0..lanes {
-                        let channel = block * lanes + lane;
-                        let values = image.get(channel * plane..(channel + 1) * plane);
-                        let pixels = out[lane..].iter_mut().step_by(lanes);
-                        match values {
-                            Some(values) => pixels.zip(values).for_each(|(o, &v)| *o = v),
-                            // Padding channels of the last block.
-                            None => pixels.for_each(|o| *o = 0.0),
-                        }
+            .par_chunks_mut(w * lanes)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (image, block, y) = (row / (blocks * h), row / h % blocks, row % h);
+                for lane in 0..lanes {
+                    let channel = block * lanes + lane;
+                    let pixels = out[lane..].iter_mut().step_by(lanes);
+                    if channel < c {
+                        let start = (image * c + channel) * plane + y * w;
+                        let values = &tensor.data[start..start + w];
+                        pixels.zip(values).for_each(|(o, &v)| *o = v);
+                    } else {
+                        // Padding channels of the last block.
+                        pixels.for_each(|o| *o = 0.0);
                     }
                 }
             });
@@ -110,27 +111,27 @@ impl Blocked {
     }
 
     /// A copy with `pad = [top/bottom, left/right]` pixels of zeros around
-    /// every plane.
+    /// every plane; parallel over rows.
     pub(crate) fn padded(&self, [ph, pw]: [usize; 2], buffers: &mut Buffers) -> Self {
         let [n, c, h, w] = self.shape;
         let (hp, wp) = (h + 2 * ph, w + 2 * pw);
         let mut padded = Blocked::uninit([n, c, hp, wp], self.lanes, buffers);
-        let lanes = self.lanes;
-        let (row, padded_row) = (w * lanes, wp * lanes);
+        let row = w * self.lanes;
+        let border = pw * self.lanes;
         padded
             .data
-            .par_chunks_mut(hp * padded_row)
-            .zip(self.data.par_chunks(h * row))
-            .for_each(|(out, plane)| {
-                out[..ph * padded_row].fill(0.0);
-                out[(ph + h) * padded_row..].fill(0.0);
-                for (out, values) in out[ph * padded_row..]
-                    .chunks_mut(padded_row)
-                    .zip(plane.chunks(row))
-                {
-                    out[..pw * lanes].fill(0.0);
-                    out[pw * lanes..][..row].copy_from_slice(values);
-                    out[pw * lanes + row..].fill(0.0);
+            .par_chunks_mut(wp * self.lanes)
+            .enumerate()
+            .for_each(|(padded_row, out)| {
+                let (plane, y) = (padded_row / hp, padded_row % hp);
+                match y.checked_sub(ph).filter(|&y| y < h) {
+                    Some(y) => {
+                        let start = (plane * h + y) * row;
+                        out[..border].fill(0.0);
+                        out[border..border + row].copy_from_slice(&self.data[start..start + row]);
+                        out[border + row..].fill(0.0);
+                    }
+                    None => out.fill(0.0),
                 }
             });
         padded
