@@ -5,9 +5,9 @@
 //! A padded convolution first copies its input with a border of zeros
 //! (cheap next to the convolution), so every window lies inside the input
 //! and the kernel needs no bounds checks. The output is cut into fixed
-//! tasks: per image, per group of [`BLOCKS`] output blocks, a run of
-//! [`SEGMENTS_PER_TASK`] segments of at most [`POSITIONS`] positions of
-//! one output row (a 1x1 convolution with stride 1 treats the whole plane
+//! tasks: per image, per group of [`BLOCKS`] output blocks, a run of at
+//! most [`SEGMENTS_PER_TASK`] segments of at most [`POSITIONS`] positions
+//! of one output row (a 1x1 convolution with stride 1 treats the whole plane
 //! as one row). A task keeps its group's weights in cache while it walks
 //! its segments. No output value is split between tasks, so nothing
 //! depends on the thread count. The output may be a range of channel
@@ -23,7 +23,8 @@ use crate::engine::buffers::Buffers;
 use crate::engine::kernel::Kernel;
 use crate::engine::packed::PackedLayer;
 
-/// Segments (kernel calls) per task: about a hundred positions.
+/// Segments (kernel calls) per task at most: about a hundred positions.
+/// A layer's segments are shared evenly between its tasks.
 const SEGMENTS_PER_TASK: usize = 16;
 
 /// Where a convolution writes: channel blocks `first_block..` of
@@ -77,11 +78,8 @@ pub(crate) fn conv2d_blocked(
                 blocks,
             };
             let image_values = &source.data[image * in_image..][..in_image];
-            for segment in segments
-                .iter()
-                .skip(chunk * SEGMENTS_PER_TASK)
-                .take(SEGMENTS_PER_TASK)
-            {
+            let run = chunk * segments.len() / chunks..(chunk + 1) * segments.len() / chunks;
+            for segment in &segments[run] {
                 let source = Source {
                     values: &image_values[layout.window_corner(segment)..],
                     ..layout.source
