@@ -376,10 +376,12 @@ impl<'m> Session<'m> {
                 conv2d_blocked(kernel, input, layer, &conv, destination, buffers);
                 Value::Blocked(output)
             }
-            (Op::Pool(p), _) if p.kind == PoolKind::Max && slots.is_blocked_16(inputs[0]) => {
+            (Op::Pool(p), Some((kernel, _)))
+                if p.kind == PoolKind::Max && slots.is_blocked_16(inputs[0]) =>
+            {
                 let input = slots.blocked(inputs[0], buffers, node)?;
                 let mut output = Blocked::uninit(shape, LANES, buffers);
-                max_pool(input, p, &mut output);
+                max_pool(kernel, input, p, &mut output);
                 Value::Blocked(output)
             }
             (Op::GlobalAvgPool, _) if slots.is_blocked(inputs[0]) => {

@@ -55,7 +55,7 @@ pub(crate) fn pool(input: &Tensor, pool: &Pool, output: &mut Tensor) {
 
 /// The larger of two values; a NaN `b` is skipped, like `f32::max` does,
 /// but this compiles to a single instruction.
-pub(crate) fn larger(a: f32, b: f32) -> f32 {
+fn larger(a: f32, b: f32) -> f32 {
     if b > a {
         b
     } else {

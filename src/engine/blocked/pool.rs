@@ -7,13 +7,15 @@
 use rayon::prelude::*;
 
 use super::{Blocked, LANES};
-use crate::engine::pool::{larger, Axis};
+use crate::engine::kernel::Kernel;
+use crate::engine::pool::{Axis, Window};
 use crate::engine::Tensor;
 use formats::Pool;
 
 /// Max-pool `input` (in [`LANES`] lanes) into `output` (same lanes;
-/// spatial shape set and checked by shape inference).
-pub(crate) fn max_pool(input: &Blocked, pool: &Pool, output: &mut Blocked) {
+/// spatial shape set and checked by shape inference), one AVX-512 vector
+/// per pixel (`_proof`: the CPU has it).
+pub(crate) fn max_pool(_proof: Kernel, input: &Blocked, pool: &Pool, output: &mut Blocked) {
     assert_eq!((input.lanes, output.lanes), (LANES, LANES));
     let [_, _, in_h, in_w] = input.shape;
     let [_, _, out_h, out_w] = output.shape;
@@ -37,22 +39,58 @@ pub(crate) fn max_pool(input: &Blocked, pool: &Pool, output: &mut Blocked) {
         .par_chunks_mut(out_plane)
         .zip(input.data.par_chunks(in_plane))
         .for_each(|(out, plane)| {
-            let pixels: &[[f32; LANES]] = plane.as_chunks().0;
-            let (out, _) = out.as_chunks_mut::<LANES>();
-            for (out_row, row) in out.chunks_mut(out_w).zip(&rows) {
-                for (pixel, col) in out_row.iter_mut().zip(&cols) {
-                    let mut max = [f32::NEG_INFINITY; LANES];
-                    for y in row.start..row.end {
-                        for cell in &pixels[y * in_w + col.start..y * in_w + col.end] {
-                            for lane in 0..LANES {
-                                max[lane] = larger(max[lane], cell[lane]);
-                            }
-                        }
-                    }
-                    *pixel = max;
-                }
-            }
+            let windows = Windows {
+                rows: &rows,
+                cols: &cols,
+                in_w,
+            };
+            // SAFETY: a `Kernel` proves AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::max_pool_plane(plane.as_chunks().0, out.as_chunks_mut().0, &windows)
+            };
         });
+}
+
+/// The pooling windows of one plane of `in_w` pixels per row.
+struct Windows<'a> {
+    rows: &'a [Window],
+    cols: &'a [Window],
+    in_w: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Windows, LANES};
+
+    /// Each pixel of `out` is the lane-wise maximum of its window's pixels
+    /// of `plane`. A NaN is skipped, as [`crate::engine::pool`] does:
+    /// `_mm512_max_ps(cell, max)` returns its second operand unless the
+    /// first is larger.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn max_pool_plane(
+        plane: &[[f32; LANES]],
+        out: &mut [[f32; LANES]],
+        windows: &Windows<'_>,
+    ) {
+        let out_w = windows.cols.len();
+        for (out_row, row) in out.chunks_mut(out_w).zip(windows.rows) {
+            for (pixel, col) in out_row.iter_mut().zip(windows.cols) {
+                let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+                for y in row.start..row.end {
+                    let first = y * windows.in_w;
+                    for cell in &plane[first + col.start..first + col.end] {
+                        // SAFETY: `cell` holds 16 values.
+                        max = _mm512_max_ps(unsafe { _mm512_loadu_ps(cell.as_ptr()) }, max);
+                    }
+                }
+                // SAFETY: `pixel` holds 16 values.
+                unsafe { _mm512_storeu_ps(pixel.as_mut_ptr(), max) };
+            }
+        }
+    }
 }
 
 /// Average every channel's plane of `input` into `output` (NCHW, `[n, c,
