@@ -19,20 +19,8 @@ pub(crate) fn max_pool(_proof: Kernel, input: &Blocked, pool: &Pool, output: &mu
     assert_eq!((input.lanes, output.lanes), (LANES, LANES));
     let [_, _, in_h, in_w] = input.shape;
     let [_, _, out_h, out_w] = output.shape;
-    let rows = Axis {
-        len: in_h,
-        kernel: pool.kernel_h,
-        stride: pool.stride_h,
-        pad: pool.pad_h,
-    }
-    .windows(out_h);
-    let cols = Axis {
-        len: in_w,
-        kernel: pool.kernel_w,
-        stride: pool.stride_w,
-        pad: pool.pad_w,
-    }
-    .windows(out_w);
+    let [rows, cols] = Axis::of(pool, [in_h, in_w]);
+    let (rows, cols) = (rows.windows(out_h), cols.windows(out_w));
     let (in_plane, out_plane) = (input.plane_len(), output.plane_len());
     output
         .data
