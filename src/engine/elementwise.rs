@@ -12,8 +12,12 @@ const CHUNK: usize = 1 << 14;
 
 /// `x = max(x, 0)` for every value, in place.
 pub(crate) fn relu_in_place(tensor: &mut Tensor) {
-    tensor
-        .data
+    relu_values(&mut tensor.data);
+}
+
+/// `x = max(x, 0)` for every value of a tensor in any layout.
+pub(crate) fn relu_values(values: &mut [f32]) {
+    values
         .par_chunks_mut(CHUNK)
         .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = v.max(0.0)));
 }

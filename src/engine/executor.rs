@@ -5,15 +5,18 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use formats::{Clip, Conv, Layer, Model, Node, Op};
+use formats::{Clip, Conv, Layer, Model, Node, Op, PoolKind};
 
+use super::blocked::conv::{conv2d_blocked, Destination};
+use super::blocked::pool::{global_avg_pool as blocked_global_avg_pool, max_pool};
+use super::blocked::{Blocked, LANES};
 use super::buffers::Buffers;
-use super::concat::concat;
+use super::concat::{concat, concat_images};
 use super::conv::conv2d;
 use super::depthwise::{conv2d_depthwise, is_depthwise};
-use super::elementwise::{add, clip_in_place, relu_in_place, Activation};
+use super::elementwise::{add, clip_in_place, relu_values, Activation};
 use super::fusion::{steps, Step};
-use super::kernel::Kernel;
+use super::kernel::{Kernel, MR};
 use super::lrn::lrn;
 use super::packed::PackedLayer;
 use super::packed_conv::conv2d_packed;
@@ -21,6 +24,7 @@ use super::plan::{Plan, INPUT_SLOT};
 use super::pool::{global_avg_pool, pool};
 use super::shapes::{check_layer, infer_planned, Shapes};
 use super::softmax::softmax_in_place;
+use super::value::{missing, Slots, Value};
 use super::{EngineError, Tensor};
 
 /// A callback that [`forward_hooked`] calls before each node with the node's
@@ -50,9 +54,19 @@ pub fn forward_hooked(
 }
 
 /// A model made ready to run: its graph resolved into slots and, where the
-/// CPU runs the micro-kernel, every convolution's weights packed for it.
+/// CPU runs the micro-kernels, every convolution's weights packed for them.
 /// Build it once and run it on any number of batches; results are the same
 /// bits as [`forward`]'s.
+///
+/// On CPUs with AVX-512, [`Session::run`] keeps activations in the blocked
+/// layout ([`super::blocked`]) from the first convolution on: a
+/// convolution pulls its input into that layout, and max pooling, global
+/// average pooling, ReLU, dropout and aligned concatenations run on
+/// whatever layout their input has. Every other operation (and any
+/// convolution the blocked path does not run, such as a grouped one)
+/// takes NCHW inputs, converted in place, so a new operation plugs in as
+/// an NCHW operation in `Session::run_node` and needs nothing else. The
+/// result is converted to NCHW at the end.
 pub struct Session<'m> {
     model: &'m Model,
     plan: Plan,
@@ -65,10 +79,17 @@ pub struct Session<'m> {
 
 /// How a session computes convolutions.
 enum Convolutions {
-    /// The micro-kernel, with each layer packed (`None` for a layer whose
-    /// data does not fit its shape: shape inference rejects any use of it).
-    Packed(Kernel, Vec<Option<PackedLayer>>),
-    /// im2col + faer, on CPUs without AVX2 and FMA.
+    /// The micro-kernels, with each layer packed for both (`None` for a
+    /// layer whose data does not fit its shape: shape inference rejects
+    /// any use of it).
+    Packed {
+        kernel: Kernel,
+        /// In blocks of [`MR`] channels, for NCHW inputs.
+        nchw: Vec<Option<PackedLayer>>,
+        /// In blocks of [`LANES`] channels, for blocked inputs.
+        blocked: Vec<Option<PackedLayer>>,
+    },
+    /// im2col + faer, on CPUs without AVX-512.
     Im2col,
 }
 
@@ -79,20 +100,28 @@ impl<'m> Session<'m> {
         Self::with_kernel(model, Kernel::detect())
     }
 
-    /// [`Session::new`] with the micro-kernel or (`None`) the im2col path.
+    /// [`Session::new`] with the micro-kernels or (`None`) the im2col path.
     pub(crate) fn with_kernel(
         model: &'m Model,
         kernel: Option<Kernel>,
     ) -> Result<Self, EngineError> {
+        let pack = |width| {
+            model
+                .layers
+                .iter()
+                .map(|layer| {
+                    check_layer(layer)
+                        .is_ok()
+                        .then(|| PackedLayer::new(layer, width))
+                })
+                .collect()
+        };
         let convolutions = match kernel {
-            Some(kernel) => Convolutions::Packed(
+            Some(kernel) => Convolutions::Packed {
                 kernel,
-                model
-                    .layers
-                    .iter()
-                    .map(|layer| check_layer(layer).is_ok().then(|| PackedLayer::new(layer)))
-                    .collect(),
-            ),
+                nchw: pack(MR),
+                blocked: pack(LANES),
+            },
             None => Convolutions::Im2col,
         };
         let plan = Plan::new(&model.graph)?;
@@ -111,8 +140,9 @@ impl<'m> Session<'m> {
     }
 
     /// Run the model with a hook; see [`forward_hooked`]. Hooked runs see
-    /// every node's inputs, so they skip the fusions of [`Session::run`]
-    /// (the results are the same bits).
+    /// every node's inputs, so they run every node on its own in NCHW,
+    /// without the fusions and the blocked layout of [`Session::run`] (the
+    /// results are the same bits).
     pub fn run_hooked(
         &self,
         input: &Tensor,
@@ -129,6 +159,17 @@ impl<'m> Session<'m> {
         Ok((output, times))
     }
 
+    /// The micro-kernel and the layers packed for it, when this run keeps
+    /// activations blocked (no hook, and the CPU has the kernel).
+    fn blocked_layers(&self, hooked: bool) -> Option<BlockedLayers<'_>> {
+        match &self.convolutions {
+            Convolutions::Packed {
+                kernel, blocked, ..
+            } if !hooked => Some((*kernel, blocked)),
+            _ => None,
+        }
+    }
+
     fn execute(
         &self,
         input: &Tensor,
@@ -138,15 +179,21 @@ impl<'m> Session<'m> {
         let (model, plan) = (self.model, &self.plan);
         input.check()?;
         let shapes = infer_planned(model, plan, input.shape)?;
-        let fused = hook.is_none() && matches!(self.convolutions, Convolutions::Packed(..));
-        let mut slots: Vec<Option<Cow<Tensor>>> = vec![None; plan.slot_count];
-        slots[INPUT_SLOT] = Some(Cow::Borrowed(input));
+        let blocked = self.blocked_layers(hook.is_some());
+        let mut slots = Slots::new(plan.slot_count, INPUT_SLOT, input);
         let mut buffers = self.take_buffers();
         for (index, node) in model.graph.nodes.iter().enumerate() {
             let start = Instant::now();
-            let step = if fused { self.steps[index] } else { Step::Run };
+            let step = match blocked {
+                Some(_) => self.steps[index],
+                None => Step::Run,
+            };
             let replacement = match hook.as_mut() {
-                Some(hook) => hook(index, node, &gather(&slots, &plan.inputs[index], node)?),
+                Some(hook) => hook(
+                    index,
+                    node,
+                    &slots.plain(&plan.inputs[index], &mut buffers, node)?,
+                ),
                 None => None,
             };
             if replacement.is_some() && !matches!(node.op, Op::Conv(_)) {
@@ -155,8 +202,8 @@ impl<'m> Session<'m> {
                     reason: "returned a layer for a node without weights".into(),
                 });
             }
-            match (step, &node.op) {
-                (Step::Skip, _) => {}
+            match (step, &node.op, blocked) {
+                (Step::Skip, _, _) => {}
                 (
                     Step::ConvInto {
                         relu,
@@ -164,19 +211,27 @@ impl<'m> Session<'m> {
                         offset,
                     },
                     Op::Conv(conv),
+                    Some((kernel, layers)),
                 ) => {
                     let slot = Plan::output_slot(concat);
-                    let mut output = match slots[slot].take() {
-                        Some(Cow::Owned(tensor)) => tensor,
-                        _ => buffers.tensor(shapes.nodes[concat]),
+                    let mut output = match slots.take(slot) {
+                        Some(Value::Blocked(output)) => output,
+                        _ => Blocked::uninit(shapes.nodes[concat], LANES, &mut buffers),
                     };
                     let conv = Conv {
                         relu: relu || conv.relu,
                         ..*conv
                     };
-                    let input = gather(&slots, &plan.inputs[index], node)?[0];
-                    self.convolve(input, None, &conv, None, &mut output, offset, node)?;
-                    slots[slot] = Some(Cow::Owned(output));
+                    let layer = layers[conv.layer]
+                        .as_ref()
+                        .ok_or_else(|| missing(&node.name))?;
+                    let input = slots.blocked(plan.inputs[index][0], &mut buffers, node)?;
+                    let destination = Destination {
+                        output: &mut output,
+                        first_block: offset / LANES,
+                    };
+                    conv2d_blocked(kernel, input, layer, &conv, destination, &mut buffers);
+                    slots.put(slot, Value::Blocked(output));
                 }
                 _ => {
                     let output = self.run_node(
@@ -184,53 +239,88 @@ impl<'m> Session<'m> {
                         node,
                         step,
                         replacement,
+                        blocked,
                         &mut slots,
                         &mut buffers,
                         &shapes,
                     )?;
-                    slots[Plan::output_slot(index)] = Some(Cow::Owned(output));
+                    slots.put(Plan::output_slot(index), output);
                 }
             }
             for &slot in &plan.frees[index] {
-                if let Some(Cow::Owned(tensor)) = slots[slot].take() {
-                    buffers.recycle(tensor);
-                }
+                slots.free(slot, &mut buffers);
             }
             if let Some(times) = times.as_mut() {
                 times.push(start.elapsed());
             }
         }
-        self.keep_buffers(buffers);
-        let mut result = slots[plan.result]
-            .take()
-            .map(Cow::into_owned)
+        let result = slots
+            .take(plan.result)
             .ok_or_else(|| missing(&model.graph.output))?;
-        // A recycled buffer may be far larger than the result.
-        result.data.shrink_to_fit();
-        Ok(result)
+        let result = result.into_plain(&mut buffers);
+        // A recycled buffer may be far larger than the result: copy the
+        // result out and keep the buffer for the next run.
+        let exact = Tensor {
+            shape: result.shape,
+            data: result.data.clone(),
+        };
+        buffers.recycle(result);
+        self.keep_buffers(buffers);
+        Ok(exact)
     }
 
     /// The output of node `index` run on its own (step `Run`, `ConvRelu`
-    /// or `Pass`).
+    /// or `Pass`): in the blocked layout where [`Session::run_blocked`]
+    /// takes it, else in NCHW.
     #[allow(clippy::too_many_arguments)]
-    fn run_node(
+    fn run_node<'t>(
         &self,
         index: usize,
         node: &Node,
         step: Step,
         replacement: Option<Layer>,
-        slots: &mut [Option<Cow<Tensor>>],
+        blocked: Option<BlockedLayers<'_>>,
+        slots: &mut Slots<'t>,
         buffers: &mut Buffers,
         shapes: &Shapes,
-    ) -> Result<Tensor, EngineError> {
-        let plan = &self.plan;
-        let mut output = match &node.op {
-            Op::Relu | Op::Clip(_) | Op::Dropout | Op::Softmax | Op::Flatten => {
-                take_input(slots, buffers, plan, index, node)?
-            }
-            _ => buffers.tensor(shapes.nodes[index]),
+    ) -> Result<Value<'t>, EngineError> {
+        let inputs = self.plan.inputs[index].as_slice();
+        let shape = shapes.nodes[index];
+        let run = BlockedRun {
+            index,
+            node,
+            step,
+            layers: blocked,
+            shape,
         };
-        let inputs = || gather(slots, &plan.inputs[index], node);
+        if let Some(output) = self.run_blocked(run, slots, buffers)? {
+            return Ok(output);
+        }
+        let last_reader = self.plan.frees[index].contains(&inputs[0]);
+        if let Op::Relu | Op::Clip(_) | Op::Dropout = node.op {
+            // Either layout for ReLU, which keeps the zero lanes that pad
+            // a blocked tensor zero; a Clip might not, so it runs in NCHW.
+            if matches!(node.op, Op::Clip(_)) && step != Step::Pass {
+                slots.plain(inputs, buffers, node)?;
+            }
+            let mut output = slots.take_or_copy(inputs[0], last_reader, buffers, node)?;
+            match node.op {
+                _ if step == Step::Pass => {}
+                Op::Relu => relu_values(output.values_mut()),
+                Op::Clip(clip) => clip_in_place(output.values_mut(), clip),
+                _ => {}
+            }
+            return Ok(output);
+        }
+        let mut output = match &node.op {
+            Op::Softmax | Op::Flatten => {
+                slots.plain(inputs, buffers, node)?;
+                slots
+                    .take_or_copy(inputs[0], last_reader, buffers, node)?
+                    .into_plain(buffers)
+            }
+            _ => buffers.tensor(shape),
+        };
         match &node.op {
             Op::Conv(conv) => {
                 let replacement = checked_replacement(self.model, node, conv.layer, replacement)?;
@@ -242,33 +332,99 @@ impl<'m> Session<'m> {
                     Step::ConvClip(clip) => Some(clip),
                     _ => None,
                 };
-                let input = inputs()?[0];
+                let input = slots.plain(inputs, buffers, node)?[0];
                 let replacement = replacement.as_ref();
-                self.convolve(input, replacement, &conv, clip, &mut output, 0, node)?;
+                self.convolve(input, replacement, &conv, clip, &mut output, node)?;
             }
-            Op::Relu | Op::Clip(_) if step == Step::Pass => {}
-            Op::Relu => relu_in_place(&mut output),
-            Op::Clip(clip) => clip_in_place(&mut output.data, *clip),
-            Op::Lrn(parameters) => lrn(inputs()?[0], parameters, &mut output),
+            Op::Lrn(parameters) => {
+                lrn(slots.plain(inputs, buffers, node)?[0], parameters, &mut output)
+            }
             Op::Softmax => softmax_in_place(&mut output),
-            Op::Dropout => {}
-            Op::Flatten => output.shape = shapes.nodes[index],
-            Op::Pool(p) => pool(inputs()?[0], p, &mut output),
-            Op::GlobalAvgPool => global_avg_pool(inputs()?[0], &mut output),
-            Op::Concat => concat(&inputs()?, &mut output),
-            Op::Add => add(&inputs()?, &mut output),
+            Op::Flatten => output.shape = shape,
+            Op::Pool(p) => pool(slots.plain(inputs, buffers, node)?[0], p, &mut output),
+            Op::GlobalAvgPool => {
+                global_avg_pool(slots.plain(inputs, buffers, node)?[0], &mut output)
+            }
+            Op::Concat => concat(&slots.plain(inputs, buffers, node)?, &mut output),
+            Op::Add => add(&slots.plain(inputs, buffers, node)?, &mut output),
+            Op::Relu | Op::Clip(_) | Op::Dropout => unreachable!("done above"),
         }
-        Ok(output)
+        Ok(Value::Plain(Cow::Owned(output)))
     }
 
-    /// One convolution into channels `offset..` of `output`, with the
-    /// model's own layer (packed already) or a hook's `replacement` (packed
-    /// on the spot). A depthwise convolution runs its direct kernel, which
-    /// also applies `clip` (a Clip node that fusion folded into it; `None`
-    /// for every other convolution). The im2col path and grouped
-    /// convolutions only write whole outputs (`offset` 0: fusion never
-    /// puts them into a concatenation).
-    #[allow(clippy::too_many_arguments)]
+    /// The output of node `index` computed in the blocked layout, if it
+    /// runs there: a convolution without groups in a run that keeps
+    /// activations blocked, and max pooling, global average pooling and
+    /// concatenation when their inputs are blocked already (in 16 lanes
+    /// but for global pooling; for a concatenation all inputs but the last
+    /// a whole number of blocks). `None` for anything else.
+    fn run_blocked<'t>(
+        &self,
+        run: BlockedRun<'_>,
+        slots: &mut Slots<'t>,
+        buffers: &mut Buffers,
+    ) -> Result<Option<Value<'t>>, EngineError> {
+        let BlockedRun {
+            index,
+            node,
+            step,
+            layers,
+            shape,
+        } = run;
+        let inputs = self.plan.inputs[index].as_slice();
+        let output = match (&node.op, layers) {
+            (Op::Conv(conv), Some((kernel, layers))) if conv.groups == 1 => {
+                let conv = Conv {
+                    relu: conv.relu || step == Step::ConvRelu,
+                    ..*conv
+                };
+                let layer = layers[conv.layer]
+                    .as_ref()
+                    .ok_or_else(|| missing(&node.name))?;
+                let mut output = Blocked::uninit(shape, LANES, buffers);
+                let input = slots.blocked(inputs[0], buffers, node)?;
+                let destination = Destination {
+                    output: &mut output,
+                    first_block: 0,
+                };
+                conv2d_blocked(kernel, input, layer, &conv, destination, buffers);
+                Value::Blocked(output)
+            }
+            (Op::Pool(p), Some((kernel, _)))
+                if p.kind == PoolKind::Max && slots.is_blocked_16(inputs[0]) =>
+            {
+                let input = slots.blocked(inputs[0], buffers, node)?;
+                let mut output = Blocked::uninit(shape, LANES, buffers);
+                max_pool(kernel, input, p, &mut output);
+                Value::Blocked(output)
+            }
+            (Op::GlobalAvgPool, _) if slots.is_blocked(inputs[0]) => {
+                let mut output = buffers.tensor(shape);
+                blocked_global_avg_pool(slots.blocked(inputs[0], buffers, node)?, &mut output);
+                Value::Plain(Cow::Owned(output))
+            }
+            (Op::Concat, _) if concatenates_blocks(slots, inputs, node)? => {
+                let mut output = Blocked::uninit(shape, LANES, buffers);
+                let values = inputs
+                    .iter()
+                    .map(|&slot| match slots.get(slot, node)? {
+                        Value::Blocked(input) => Ok(input.data.as_slice()),
+                        Value::Plain(_) => unreachable!("checked to be blocked"),
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()?;
+                concat_images(&values, shape[0], &mut output.data);
+                Value::Blocked(output)
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(output))
+    }
+
+    /// One convolution of an NCHW `input` into `output`, with the model's
+    /// own layer (packed already) or a hook's `replacement` (packed on the
+    /// spot). A depthwise convolution runs its direct kernel, which also
+    /// applies `clip` (a Clip node that fusion folded into it; `None` for
+    /// every other convolution); other grouped convolutions run im2col.
     fn convolve(
         &self,
         input: &Tensor,
@@ -276,7 +432,6 @@ impl<'m> Session<'m> {
         conv: &Conv,
         clip: Option<Clip>,
         output: &mut Tensor,
-        offset: usize,
         node: &Node,
     ) -> Result<(), EngineError> {
         let own = &self.model.layers[conv.layer];
@@ -289,20 +444,21 @@ impl<'m> Session<'m> {
             conv2d_depthwise(input, layer, conv, output, activation);
             return Ok(());
         }
-        let (Convolutions::Packed(kernel, packed), 1) = (&self.convolutions, conv.groups) else {
+        let (Convolutions::Packed { kernel, nchw, .. }, 1) = (&self.convolutions, conv.groups)
+        else {
             conv2d(input, layer, conv, output);
             return Ok(());
         };
-        let channels = offset..offset + own.shape[0];
+        let channels = 0..own.shape[0];
         match replacement {
             None => {
-                let own = packed[conv.layer]
+                let own = nchw[conv.layer]
                     .as_ref()
                     .ok_or_else(|| missing(&node.name))?;
                 conv2d_packed(*kernel, input, own, conv, output, channels);
             }
             Some(replacement) => {
-                let replacement = PackedLayer::new(replacement);
+                let replacement = PackedLayer::new(replacement, MR);
                 conv2d_packed(*kernel, input, &replacement, conv, output, channels);
             }
         }
@@ -325,36 +481,36 @@ impl<'m> Session<'m> {
     }
 }
 
-/// The live tensors in `wanted` slots.
-fn gather<'s>(
-    slots: &'s [Option<Cow<Tensor>>],
-    wanted: &[usize],
-    node: &Node,
-) -> Result<Vec<&'s Tensor>, EngineError> {
-    wanted
-        .iter()
-        .map(|&slot| slots[slot].as_deref().ok_or_else(|| missing(&node.name)))
-        .collect()
+/// The micro-kernel and the layers packed in blocks of [`LANES`] channels.
+type BlockedLayers<'s> = (Kernel, &'s [Option<PackedLayer>]);
+
+/// A node to run in the blocked layout, if it runs there: see
+/// [`Session::run_blocked`].
+#[derive(Clone, Copy)]
+struct BlockedRun<'a> {
+    index: usize,
+    node: &'a Node,
+    step: Step,
+    /// `None` in runs that keep activations in NCHW.
+    layers: Option<BlockedLayers<'a>>,
+    /// The node's output shape.
+    shape: [usize; 4],
 }
 
-/// The single input of a node that transforms it in place: moved out of its
-/// slot when this node is its last reader and owns it, copied otherwise.
-fn take_input(
-    slots: &mut [Option<Cow<Tensor>>],
-    buffers: &mut Buffers,
-    plan: &Plan,
-    index: usize,
-    node: &Node,
-) -> Result<Tensor, EngineError> {
-    let slot = plan.inputs[index][0];
-    match slots[slot].take() {
-        Some(Cow::Owned(tensor)) if plan.frees[index].contains(&slot) => return Ok(tensor),
-        kept => slots[slot] = kept,
+/// True if every input in `inputs` is blocked in [`LANES`] lanes and all
+/// but the last fill whole blocks, so their concatenation is a copy of
+/// blocks.
+fn concatenates_blocks(slots: &Slots, inputs: &[usize], node: &Node) -> Result<bool, EngineError> {
+    for (i, &slot) in inputs.iter().enumerate() {
+        let Value::Blocked(input) = slots.get(slot, node)? else {
+            return Ok(false);
+        };
+        let last = i + 1 == inputs.len();
+        if input.lanes != LANES || !(last || input.shape[1] % LANES == 0) {
+            return Ok(false);
+        }
     }
-    let source = slots[slot].as_deref().ok_or_else(|| missing(&node.name))?;
-    let mut copy = buffers.tensor(source.shape);
-    copy.data.copy_from_slice(&source.data);
-    Ok(copy)
+    Ok(true)
 }
 
 /// A hook's replacement for layer `index` of a convolution node, checked
@@ -381,10 +537,4 @@ fn checked_replacement(
     }
     check_layer(&layer).map_err(hook_error)?;
     Ok(Some(layer))
-}
-
-/// A blob the plan promised is gone: an engine bug, reported rather than
-/// panicking.
-fn missing(name: &str) -> EngineError {
-    EngineError::node(name, "internal error: an input blob was freed too early")
 }

@@ -2,12 +2,15 @@
 //! run: a ReLU right after a convolution is done by the convolution's
 //! kernel, as is a Clip (ReLU6) right after a depthwise convolution, and a
 //! concatenation of ungrouped convolutions is assembled by the
-//! convolutions writing their channels straight into its output.
-//! Either way every value is computed exactly as without fusion.
+//! convolutions writing their channels straight into its output (in the
+//! blocked layout, so only where every convolution's channels start at a
+//! whole block). Either way every value is computed exactly as without
+//! fusion.
 
 use formats::{Clip, Model, Op};
 
 use super::depthwise::is_depthwise;
+use super::blocked::LANES;
 use super::plan::{Plan, INPUT_SLOT};
 
 /// What the executor does at a node of a fused run.
@@ -19,8 +22,9 @@ pub(crate) enum Step {
     ConvRelu,
     /// A depthwise convolution that also applies the Clip node reading it.
     ConvClip(Clip),
-    /// A convolution (with the ReLU node after it if `relu`) writing channels
-    /// `offset..` of the output of concatenation node `concat`.
+    /// A convolution without groups (with the ReLU node after it if
+    /// `relu`) writing channels `offset..` (a multiple of [`LANES`]) of the
+    /// output of concatenation node `concat`, in the blocked layout.
     ConvInto {
         relu: bool,
         concat: usize,
@@ -106,6 +110,9 @@ pub(crate) fn steps(model: &Model, plan: &Plan) -> Vec<Step> {
             let Some(layer) = model.layers.get(c.layer) else {
                 break;
             };
+            if offset % LANES != 0 {
+                break;
+            }
             fused.push((conv, relu, offset));
             offset += layer.shape[0];
         }

@@ -11,6 +11,7 @@
 //! [`forward_for_training`] and [`Tape::backward`] compute gradients for
 //! fine-tuning (see the `grad` module).
 
+mod blocked;
 mod buffers;
 mod concat;
 mod conv;
@@ -34,6 +35,7 @@ mod softmax;
 mod tensor;
 #[cfg(test)]
 mod tests;
+mod value;
 
 pub use error::EngineError;
 pub use executor::{forward, forward_hooked, ForwardHook, Session};

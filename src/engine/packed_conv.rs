@@ -143,7 +143,7 @@ fn multiply_chunk(
         let (weights, bias) = layer.block(tile.row + block * MR);
         let weights = &weights[depth.start * MR..depth.end * MR];
         let sums = if depth.start == 0 {
-            Start::Bias(bias)
+            Start::Bias(bias.try_into().expect("MR biases per block"))
         } else {
             Start::Output
         };

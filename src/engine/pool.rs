@@ -21,18 +21,7 @@ use super::Tensor;
 pub(crate) fn pool(input: &Tensor, pool: &Pool, output: &mut Tensor) {
     let [_, _, in_h, in_w] = input.shape;
     let [_, _, out_h, out_w] = output.shape;
-    let rows = Axis {
-        len: in_h,
-        kernel: pool.kernel_h,
-        stride: pool.stride_h,
-        pad: pool.pad_h,
-    };
-    let cols = Axis {
-        len: in_w,
-        kernel: pool.kernel_w,
-        stride: pool.stride_w,
-        pad: pool.pad_w,
-    };
+    let [rows, cols] = Axis::of(pool, [in_h, in_w]);
     let (row_windows, col_windows) = (rows.windows(out_h), cols.windows(out_w));
     let counts_pad = pool.count_include_pad;
     let planes = output
@@ -131,6 +120,24 @@ impl Window {
 }
 
 impl Axis {
+    /// The row and column axes of `pool` on an `[h, w]` input.
+    pub(crate) fn of(pool: &Pool, [h, w]: [usize; 2]) -> [Axis; 2] {
+        [
+            Axis {
+                len: h,
+                kernel: pool.kernel_h,
+                stride: pool.stride_h,
+                pad: pool.pad_h,
+            },
+            Axis {
+                len: w,
+                kernel: pool.kernel_w,
+                stride: pool.stride_w,
+                pad: pool.pad_w,
+            },
+        ]
+    }
+
     /// The first `count` windows.
     pub(crate) fn windows(&self, count: usize) -> Vec<Window> {
         (0..count)

@@ -14,7 +14,7 @@ fn fire() -> formats::Model {
     let mut values = Values::new(41);
     let layers = vec![
         values.layer("squeeze", [5, 3, 1, 1]),
-        values.layer("e1", [6, 5, 1, 1]),
+        values.layer("e1", [16, 5, 1, 1]),
         values.layer("e3", [7, 5, 3, 3]),
     ];
     let nodes = vec![
@@ -45,8 +45,29 @@ fn relus_fold_into_convolutions_and_convolutions_into_concatenations() {
             Step::Pass,
             into(true, 0),
             Step::Skip,
-            into(false, 6),
+            into(false, 16),
             Step::Skip,
+            Step::Run,
+        ]
+    );
+}
+
+/// Concatenations fuse only where every convolution starts at a whole
+/// block of 16 channels.
+#[test]
+fn concatenations_fuse_only_at_whole_blocks() {
+    let mut m = fire();
+    m.layers[1] = Values::new(43).layer("e1", [6, 5, 1, 1]);
+    let plan = Plan::new(&m.graph).unwrap();
+    assert_eq!(
+        steps(&m, &plan),
+        vec![
+            Step::ConvRelu,
+            Step::Pass,
+            Step::ConvRelu,
+            Step::Pass,
+            Step::Run,
+            Step::Run,
             Step::Run,
         ]
     );

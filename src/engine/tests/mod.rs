@@ -1,6 +1,7 @@
 //! Tests of the engine: every operation against naive direct loops on small
 //! hand-made graphs, shape checks, hooks and determinism.
 
+mod blocked;
 mod determinism;
 mod errors;
 mod fusion;

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::naive;
 use super::{assert_close, conv_op, model, node, pool_op, Values};
-use crate::engine::{forward, Session, Tensor};
+use crate::engine::{forward, forward_hooked, Session, Tensor};
 
 /// Sums of up to a few hundred products of values in [-1, 1): float
 /// rounding differences stay far below this.
@@ -39,7 +39,12 @@ fn check_conv(case: &ConvCase, seed: u64) {
         case.input[2],
         "out",
     );
-    assert_close(&forward(&m, &input).unwrap(), &expected, TOLERANCE);
+    let output = forward(&m, &input).unwrap();
+    assert_close(&output, &expected, TOLERANCE);
+    // A hooked run computes in NCHW with the other micro-kernel: the
+    // blocked layout must give the very same bits.
+    let nchw = forward_hooked(&m, &input, &mut |_, _, _| None).unwrap();
+    assert_eq!(output, nchw, "blocked and NCHW runs differ");
     let im2col = Session::with_kernel(&m, None).unwrap().run(&input).unwrap();
     assert_close(&im2col, &expected, TOLERANCE);
 }
@@ -154,6 +159,50 @@ fn convolution_matches_direct_loops() {
             pad: (1, 1),
             relu: true,
         },
+        // Blocked layout: input channels a block and a bit (17, 33) or
+        // exactly blocks (32), output channels filling 1 to 4 blocks of a
+        // kernel call and more than one call (65), stride 2 with padding,
+        // 7x7 with padding, rows of 1 to 13 positions.
+        ConvCase {
+            input: [2, 17, 13, 13],
+            out_c: 65,
+            kernel: (3, 3),
+            stride: (2, 2),
+            pad: (1, 1),
+            relu: true,
+        },
+        ConvCase {
+            input: [1, 33, 9, 9],
+            out_c: 48,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad: (0, 0),
+            relu: false,
+        },
+        ConvCase {
+            input: [2, 32, 6, 6],
+            out_c: 17,
+            kernel: (1, 1),
+            stride: (2, 2),
+            pad: (1, 1),
+            relu: true,
+        },
+        ConvCase {
+            input: [1, 3, 19, 19],
+            out_c: 33,
+            kernel: (7, 7),
+            stride: (2, 2),
+            pad: (3, 3),
+            relu: false,
+        },
+        ConvCase {
+            input: [1, 5, 1, 1],
+            out_c: 16,
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad: (1, 1),
+            relu: true,
+        },
     ];
     for (seed, case) in cases.iter().enumerate() {
         check_conv(case, seed as u64);
@@ -164,7 +213,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn random_convolutions_match_direct_loops(
-        n in 1usize..3, c in 1usize..5, out_c in 1usize..6, size in 1usize..12,
+        n in 1usize..3, c in 1usize..40, out_c in 1usize..70, size in 1usize..12,
         kh in 1usize..5, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4,
         ph in 0usize..5, pw in 0usize..5, relu: bool, seed: u64,
     ) {
