@@ -231,11 +231,12 @@ fn calibrated_pruning_places_the_sparsity_by_damage_and_caches_it() {
     let placement = report["placement"]["layers"].as_array().expect("placement");
     assert_eq!(placement.len(), layers.len());
     for (p, l) in placement.iter().zip(layers) {
-        let (planned, reached) = (
-            p["sparsity"].as_f64().unwrap(),
-            l["sparsity"].as_f64().unwrap(),
-        );
-        assert!((planned - reached).abs() < 1e-3, "{p} vs {l}");
+        // The layer reaches its placed sparsity, or keeps its own zeros
+        // (the fp16 v1.1 has a few) when they are more.
+        let planned = p["sparsity"].as_f64().unwrap();
+        let before = l["sparsity_before"].as_f64().unwrap();
+        let reached = l["sparsity"].as_f64().unwrap();
+        assert!((planned.max(before) - reached).abs() < 1e-3, "{p} vs {l}");
     }
     let per_layer: Vec<f64> = layers
         .iter()
@@ -270,8 +271,13 @@ fn calibrated_pruning_places_the_sparsity_by_damage_and_caches_it() {
         assert!((s - 0.7).abs() < 1e-3, "{l}");
     }
     // Overrides win over the placement.
-    let (_, overridden, _) = prune("overridden.sqz", &["--layer-sparsity", "conv1=0"]);
-    assert_eq!(overridden["layers"][0]["sparsity"].as_f64(), Some(0.0));
+    let (_, overridden, _) = prune("overridden.sqz", &["--layer-sparsity", "convrelu_0=0"]);
+    assert_eq!(
+        overridden["placement"]["layers"][0]["sparsity"].as_f64(),
+        Some(0.0)
+    );
+    let first = &overridden["layers"][0];
+    assert_eq!(first["sparsity"], first["sparsity_before"], "{first}");
     let sparsity = overridden["sparsity"].as_f64().unwrap();
     assert!((sparsity - 0.7).abs() < 1e-4, "overall sparsity {sparsity}");
 }
