@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_name = "W")]
     warmup: usize,
     /// Compute convolutions on the portable im2col + faer path, as on CPUs
-    /// without AVX2 and FMA, instead of the packed micro-kernel.
+    /// without AVX-512, instead of the direct kernels on blocked
+    /// activations.
     #[arg(long)]
     im2col: bool,
     /// Print one JSON object instead of text.

@@ -2,7 +2,7 @@
 //! slot-bound blobs, freeing each blob after its last reader.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use formats::{Clip, Conv, Layer, Model, Node, Op, PoolKind};
@@ -79,18 +79,32 @@ pub struct Session<'m> {
 
 /// How a session computes convolutions.
 enum Convolutions {
-    /// The micro-kernels, with each layer packed for both (`None` for a
+    /// The micro-kernels, with each layer packed for them (`None` for a
     /// layer whose data does not fit its shape: shape inference rejects
     /// any use of it).
     Packed {
         kernel: Kernel,
-        /// In blocks of [`MR`] channels, for NCHW inputs.
-        nchw: Vec<Option<PackedLayer>>,
         /// In blocks of [`LANES`] channels, for blocked inputs.
         blocked: Vec<Option<PackedLayer>>,
+        /// In blocks of [`MR`] channels, for NCHW inputs: packed at the
+        /// first hooked run, as only hooked runs convolve NCHW inputs.
+        nchw: OnceLock<Vec<Option<PackedLayer>>>,
     },
     /// im2col + faer, on CPUs without AVX-512.
     Im2col,
+}
+
+/// Every layer of `model` packed in blocks of `width` channels.
+fn pack(model: &Model, width: usize) -> Vec<Option<PackedLayer>> {
+    model
+        .layers
+        .iter()
+        .map(|layer| {
+            check_layer(layer)
+                .is_ok()
+                .then(|| PackedLayer::new(layer, width))
+        })
+        .collect()
 }
 
 impl<'m> Session<'m> {
@@ -105,22 +119,11 @@ impl<'m> Session<'m> {
         model: &'m Model,
         kernel: Option<Kernel>,
     ) -> Result<Self, EngineError> {
-        let pack = |width| {
-            model
-                .layers
-                .iter()
-                .map(|layer| {
-                    check_layer(layer)
-                        .is_ok()
-                        .then(|| PackedLayer::new(layer, width))
-                })
-                .collect()
-        };
         let convolutions = match kernel {
             Some(kernel) => Convolutions::Packed {
                 kernel,
-                nchw: pack(MR),
-                blocked: pack(LANES),
+                blocked: pack(model, LANES),
+                nchw: OnceLock::new(),
             },
             None => Convolutions::Im2col,
         };
@@ -452,7 +455,7 @@ impl<'m> Session<'m> {
         let channels = 0..own.shape[0];
         match replacement {
             None => {
-                let own = nchw[conv.layer]
+                let own = nchw.get_or_init(|| pack(self.model, MR))[conv.layer]
                     .as_ref()
                     .ok_or_else(|| missing(&node.name))?;
                 conv2d_packed(*kernel, input, own, conv, output, channels);
