@@ -9,13 +9,26 @@
 //! The graph here is in single-assignment form instead: such a layer's
 //! output is renamed `<blob>/<layer>` (`conv1` then `conv1/relu_conv1`) and
 //! later layers read the newest version. The input channels of each
-//! convolution are inferred by following channel counts through the graph.
+//! convolution (and the inputs of each fully connected layer) are inferred
+//! by following blob sizes through the graph from the input shape.
 //! Layers whose `include`/`exclude` rules leave them out of the TEST phase
 //! are skipped, as Caffe does at deployment.
+//!
+//! Layer types: `Input`, `Convolution` (with `group`), `InnerProduct` (a
+//! Flatten node `<layer>/flatten` is added before it when its input is a
+//! map), `Pooling` (max or average, with padding, which Caffe's average
+//! counts; global average), `LRN` (`ACROSS_CHANNELS`), `BatchNorm` and
+//! `Scale` (one bottom; both per-channel affine maps, folded into the
+//! convolution before them when the weights are joined, see `crate::fold`),
+//! `ReLU`, `Clip`, `Dropout`, `Softmax`, `Concat` (channels), `Eltwise`
+//! (unweighted sum) and `Flatten`. Anything else is an unsupported-layer
+//! error naming the layer and its type.
 
+use crate::fold;
 use crate::prototxt::{self, Message, Value};
 use crate::{
-    Conv, FormatError, Graph, Layer, Model, Node, Op, Pool, PoolKind, Preprocess, Resize, Result,
+    Clip, Conv, FormatError, Graph, Layer, Lrn, Model, Node, Op, Pool, PoolKind, Preprocess,
+    Resize, Result,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -26,14 +39,43 @@ pub const MAX_LAYER_WEIGHTS: usize = 1 << 28;
 
 /// A learned layer as the definition describes it; its weights are loaded
 /// separately.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LayerShape {
     /// Layer name, unique in the net.
     pub name: String,
-    /// `[out_channels, in_channels, kernel_h, kernel_w]`.
+    /// `[out_channels, in_channels / groups, kernel_h, kernel_w]`; a
+    /// fully connected layer is `[out, in, 1, 1]`, a per-channel affine
+    /// map (`BatchNorm`, `Scale`) `[channels, 1, 1, 1]`.
     pub shape: [usize; 4],
-    /// Whether the layer has biases (`bias_term`, default true).
+    /// Whether the layer has biases (`bias_term`: default true for
+    /// convolutions and fully connected layers, false for `Scale`).
     pub bias_term: bool,
+    /// The Caffe layer type, which says what its weight blobs hold.
+    pub kind: LayerKind,
+}
+
+/// The Caffe layer types that carry weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerKind {
+    /// `Convolution`: weights `[out, in / group, kh, kw]`, then biases.
+    Convolution,
+    /// `InnerProduct`: weights `[out, in]`, then biases.
+    InnerProduct,
+    /// `BatchNorm`: running mean, running variance and the moving-average
+    /// scale factor they are divided by; `eps` is added to the variance.
+    BatchNorm { eps: f32 },
+    /// `Scale` (one bottom): per-channel factors, then offsets if
+    /// `bias_term`.
+    Scale,
+}
+
+impl LayerKind {
+    /// Whether the layer is a per-channel affine map, held as a depthwise
+    /// 1x1 convolution and folded into the convolution before it (see
+    /// `crate::fold`).
+    pub fn is_affine(self) -> bool {
+        matches!(self, LayerKind::BatchNorm { .. } | LayerKind::Scale)
+    }
 }
 
 impl LayerShape {
@@ -109,7 +151,10 @@ impl CaffeNet {
 
     /// Join the definition with its parameters: one `(weights, bias)` pair
     /// per entry of `layers`, in order, with `weight_count` weights and
-    /// `out_channels` biases (zeros for a layer without `bias_term`).
+    /// `out_channels` biases (zeros for a layer without `bias_term`; for a
+    /// `BatchNorm` or `Scale` layer, the per-channel scale and shift). Then
+    /// `BatchNorm` and `Scale` layers are folded into the convolution
+    /// before them where that is exact (see `crate::fold`).
     pub fn into_model(self, params: Vec<(Vec<f32>, Vec<f32>)>) -> Result<Model> {
         let preprocess = self.preprocess()?;
         if params.len() != self.layers.len() {
@@ -119,7 +164,10 @@ impl CaffeNet {
                 self.layers.len()
             )));
         }
-        let layers = self
+        let affine: HashSet<usize> = (0..self.layers.len())
+            .filter(|&i| self.layers[i].kind.is_affine())
+            .collect();
+        let layers: Vec<Layer> = self
             .layers
             .into_iter()
             .zip(params)
@@ -130,8 +178,20 @@ impl CaffeNet {
                 bias,
             })
             .collect();
+        // Checked before folding, which relies on the sizes.
+        Model {
+            graph: self.graph.clone(),
+            layers: layers.clone(),
+            preprocess,
+        }
+        .validate()?;
+        let (nodes, layers) =
+            fold::fold_batch_norms(self.graph.nodes, layers, &affine, &self.graph.output);
         let model = Model {
-            graph: self.graph,
+            graph: Graph {
+                nodes,
+                ..self.graph
+            },
             layers,
             preprocess,
         };
@@ -237,8 +297,43 @@ fn require_one<T: PartialEq + From<u8> + std::fmt::Display>(value: T, what: &str
     Ok(())
 }
 
-/// Accumulates nodes, layer shapes and per-blob channel counts while
-/// walking the layers in order.
+/// What the builder knows of a blob: channels, spatial size, and whether
+/// Caffe holds it as `N x C` (the output of Flatten or InnerProduct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dims {
+    channels: usize,
+    height: usize,
+    width: usize,
+    flat: bool,
+}
+
+impl Dims {
+    /// The same blob with `channels` channels.
+    fn with_channels(self, channels: usize) -> Dims {
+        Dims { channels, ..self }
+    }
+
+    /// An `N x features` blob.
+    fn flat(features: usize) -> Dims {
+        Dims {
+            channels: features,
+            height: 1,
+            width: 1,
+            flat: true,
+        }
+    }
+
+    /// Values per image.
+    fn features(self) -> Result<usize> {
+        [self.channels, self.height, self.width]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| FormatError::invalid("blob size overflows"))
+    }
+}
+
+/// Accumulates nodes, layer shapes and per-blob sizes while walking the
+/// layers in order.
 #[derive(Default)]
 struct Builder {
     nodes: Vec<Node>,
@@ -248,14 +343,10 @@ struct Builder {
     current: HashMap<String, String>,
     /// Every graph blob name used so far.
     produced: HashSet<String>,
-    /// Channels of each graph blob.
-    channels: HashMap<String, usize>,
+    /// Size of each graph blob.
+    dims: HashMap<String, Dims>,
     /// Names of the layers seen, which must be unique.
     layer_names: HashSet<String>,
-    /// Graph blobs known to be 1x1 spatially (global pooling and flatten
-    /// outputs): the only ones a Flatten may read, since their channel
-    /// count is all this builder tracks.
-    unit_spatial: HashSet<String>,
 }
 
 impl Builder {
@@ -296,7 +387,14 @@ impl Builder {
             ));
         }
         let blob = self.produce(name, "input");
-        self.channels.insert(blob.clone(), shape[1]);
+        let [_, channels, height, width] = shape;
+        let input_dims = Dims {
+            channels,
+            height,
+            width,
+            flat: false,
+        };
+        self.dims.insert(blob.clone(), input_dims);
         self.input = Some((blob, shape));
         Ok(())
     }
@@ -336,7 +434,7 @@ impl Builder {
                 .ok_or_else(|| FormatError::invalid("Input layer without input_param { shape }"))?;
             return self.set_input(top, &shape.get_all_usize("dim")?);
         }
-        let inputs = layer
+        let mut inputs = layer
             .get_all_str("bottom")?
             .into_iter()
             .map(|b| {
@@ -345,22 +443,33 @@ impl Builder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // Every graph blob gets its channel count when it is produced.
-        let in_channels: Vec<usize> = inputs
-            .iter()
-            .filter_map(|b| self.channels.get(b).copied())
-            .collect();
+        if inputs.is_empty() {
+            return Err(arity(1, 0));
+        }
+        // Every graph blob gets its size when it is produced.
+        let in_dims: Vec<Dims> = inputs.iter().map(|b| self.dims[b]).collect();
         let params = |field: &str| -> Result<Message> {
             Ok(layer.get_message(field)?.cloned().unwrap_or_default())
         };
-        let (op, channels) = match kind.as_str() {
+        let (op, dims) = match kind.as_str() {
             "Convolution" => {
-                let [c] = in_channels.as_slice() else {
-                    return Err(arity(1, inputs.len()));
-                };
-                self.convolution(name, &params("convolution_param")?, *c)?
+                self.convolution(name, &params("convolution_param")?, single(&in_dims)?)?
             }
-            "Pooling" => (pooling(&params("pooling_param")?)?, single(&in_channels)?),
+            "InnerProduct" => {
+                let input = single(&in_dims)?;
+                if !input.flat {
+                    // Caffe's InnerProduct flattens its input itself.
+                    inputs = vec![self.flatten_before(name, &inputs[0], input)?];
+                }
+                self.inner_product(name, &params("inner_product_param")?, input.features()?)?
+            }
+            "BatchNorm" => {
+                self.batch_norm(name, &params("batch_norm_param")?, single(&in_dims)?)?
+            }
+            "Scale" => self.scale(name, &params("scale_param")?, &in_dims)?,
+            "Pooling" => pooling(&params("pooling_param")?, single(&in_dims)?)?,
+            "LRN" => (lrn(&params("lrn_param")?)?, single(&in_dims)?),
+            "Clip" => (clip(&params("clip_param")?)?, single(&in_dims)?),
             "ReLU" => {
                 if params("relu_param")?
                     .get_f64("negative_slope")?
@@ -368,9 +477,9 @@ impl Builder {
                 {
                     return Err(FormatError::unsupported("leaky ReLU"));
                 }
-                (Op::Relu, single(&in_channels)?)
+                (Op::Relu, single(&in_dims)?)
             }
-            "Dropout" => (Op::Dropout, single(&in_channels)?),
+            "Dropout" => (Op::Dropout, single(&in_dims)?),
             "Softmax" => {
                 require_one(
                     params("softmax_param")?
@@ -378,7 +487,7 @@ impl Builder {
                         .unwrap_or(1),
                     "softmax axis",
                 )?;
-                (Op::Softmax, single(&in_channels)?)
+                (Op::Softmax, single(&in_dims)?)
             }
             "Concat" => {
                 let p = params("concat_param")?;
@@ -391,24 +500,26 @@ impl Builder {
                         "concat axis {axis} (only 1)"
                     )));
                 }
-                (Op::Concat, in_channels.iter().sum())
+                let channels = in_dims.iter().map(|d| d.channels).sum();
+                (Op::Concat, same_size(&in_dims)?.with_channels(channels))
             }
-            "Eltwise" => (
-                eltwise(&params("eltwise_param")?)?,
-                equal_channels(&in_channels)?,
-            ),
+            "Eltwise" => {
+                let dims = same_size(&in_dims)?;
+                if in_dims.iter().any(|d| d.channels != dims.channels) {
+                    return Err(FormatError::invalid(format!(
+                        "element-wise inputs with different channels {:?}",
+                        in_dims.iter().map(|d| d.channels).collect::<Vec<_>>()
+                    )));
+                }
+                (eltwise(&params("eltwise_param")?)?, dims)
+            }
             "Flatten" => {
                 let p = params("flatten_param")?;
                 require_one(
                     p.get_with("axis", Value::as_i64)?.unwrap_or(1),
                     "flatten axis",
                 )?;
-                if inputs.iter().any(|b| !self.unit_spatial.contains(b)) {
-                    return Err(FormatError::unsupported(
-                        "Flatten of a blob not known to be 1x1 (only after global pooling)",
-                    ));
-                }
-                (Op::Flatten, single(&in_channels)?)
+                (Op::Flatten, Dims::flat(single(&in_dims)?.features()?))
             }
             other => {
                 return Err(FormatError::unsupported(format!(
@@ -416,14 +527,8 @@ impl Builder {
                 )))
             }
         };
-        if inputs.is_empty() {
-            return Err(arity(1, 0));
-        }
         let output = self.produce(top, name);
-        self.channels.insert(output.clone(), channels);
-        if matches!(op, Op::GlobalAvgPool | Op::Flatten) {
-            self.unit_spatial.insert(output.clone());
-        }
+        self.dims.insert(output.clone(), dims);
         self.nodes.push(Node {
             name: name.to_string(),
             op,
@@ -433,8 +538,48 @@ impl Builder {
         Ok(())
     }
 
-    /// A convolution's op and output channels; records its layer shape.
-    fn convolution(&mut self, name: &str, p: &Message, in_channels: usize) -> Result<(Op, usize)> {
+    /// Add a Flatten node `<layer>/flatten` reading `input` (of size
+    /// `dims`) before the InnerProduct `layer`; returns its output blob.
+    fn flatten_before(&mut self, layer: &str, input: &str, dims: Dims) -> Result<String> {
+        let name = format!("{layer}/flatten");
+        let output = self.fresh_blob(&name);
+        self.dims
+            .insert(output.clone(), Dims::flat(dims.features()?));
+        self.nodes.push(Node {
+            name,
+            op: Op::Flatten,
+            inputs: vec![input.to_string()],
+            outputs: vec![output.clone()],
+        });
+        Ok(output)
+    }
+
+    /// Record learned layer `name` of `shape`, refusing absurd sizes, and
+    /// return its index.
+    fn learned(
+        &mut self,
+        name: &str,
+        shape: [usize; 4],
+        bias_term: bool,
+        kind: LayerKind,
+    ) -> Result<usize> {
+        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if count.is_none_or(|c| c > MAX_LAYER_WEIGHTS) {
+            return Err(FormatError::unsupported(format!(
+                "shape {shape:?} has more than {MAX_LAYER_WEIGHTS} weights"
+            )));
+        }
+        self.layers.push(LayerShape {
+            name: name.to_string(),
+            shape,
+            bias_term,
+            kind,
+        });
+        Ok(self.layers.len() - 1)
+    }
+
+    /// A convolution's op and output size; records its layer shape.
+    fn convolution(&mut self, name: &str, p: &Message, input: Dims) -> Result<(Op, Dims)> {
         let out = p
             .get_usize("num_output")?
             .ok_or_else(|| FormatError::invalid("convolution without num_output"))?;
@@ -444,37 +589,112 @@ impl Builder {
         for d in p.get_all_usize("dilation")? {
             require_one(d, "dilation")?;
         }
-        require_one(p.get_usize("group")?.unwrap_or(1), "group")?;
+        let groups = p.get_usize("group")?.unwrap_or(1);
         require_one(
             p.get_with("axis", Value::as_i64)?.unwrap_or(1),
             "convolution axis",
         )?;
-        if out == 0 || kernel_h == 0 || kernel_w == 0 || stride_h == 0 || stride_w == 0 {
-            return Err(FormatError::invalid("zero num_output, kernel or stride"));
+        if out == 0
+            || kernel_h == 0
+            || kernel_w == 0
+            || stride_h == 0
+            || stride_w == 0
+            || groups == 0
+        {
+            return Err(FormatError::invalid(
+                "zero num_output, kernel, stride or group",
+            ));
         }
-        let shape = [out, in_channels, kernel_h, kernel_w];
-        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        if count.is_none_or(|c| c > MAX_LAYER_WEIGHTS) {
-            return Err(FormatError::unsupported(format!(
-                "shape {shape:?} has more than {MAX_LAYER_WEIGHTS} weights"
+        if !input.channels.is_multiple_of(groups) || !out.is_multiple_of(groups) {
+            return Err(FormatError::invalid(format!(
+                "group {groups} does not divide {} input and {out} output channels",
+                input.channels
             )));
         }
+        let shape = [out, input.channels / groups, kernel_h, kernel_w];
         let bias_term = p.get_bool("bias_term")?.unwrap_or(true);
-        self.layers.push(LayerShape {
-            name: name.to_string(),
-            shape,
-            bias_term,
-        });
+        let layer = self.learned(name, shape, bias_term, LayerKind::Convolution)?;
         let conv = Conv {
-            layer: self.layers.len() - 1,
+            layer,
             stride_h,
             stride_w,
             pad_h,
             pad_w,
-            groups: 1,
+            groups,
             relu: false,
         };
-        Ok((Op::Conv(conv), out))
+        let dims = Dims {
+            channels: out,
+            height: window_count(input.height, kernel_h, stride_h, pad_h, false)?,
+            width: window_count(input.width, kernel_w, stride_w, pad_w, false)?,
+            // A 1x1 convolution on an N x K blob (as sqz wrote fully
+            // connected layers before it wrote InnerProduct) is one too.
+            flat: input.flat && (kernel_h, kernel_w, pad_h, pad_w) == (1, 1, 0, 0),
+        };
+        Ok((Op::Conv(conv), dims))
+    }
+
+    /// A fully connected layer on `features` values per image: a 1x1
+    /// convolution on the engine's N x K x 1 x 1 tensor.
+    fn inner_product(&mut self, name: &str, p: &Message, features: usize) -> Result<(Op, Dims)> {
+        let out = p
+            .get_usize("num_output")?
+            .filter(|&o| o > 0)
+            .ok_or_else(|| FormatError::invalid("InnerProduct without num_output"))?;
+        require_one(
+            p.get_with("axis", Value::as_i64)?.unwrap_or(1),
+            "InnerProduct axis",
+        )?;
+        if p.get_bool("transpose")?.unwrap_or(false) {
+            return Err(FormatError::unsupported(
+                "InnerProduct with transpose: true",
+            ));
+        }
+        let bias_term = p.get_bool("bias_term")?.unwrap_or(true);
+        let layer = self.learned(
+            name,
+            [out, features, 1, 1],
+            bias_term,
+            LayerKind::InnerProduct,
+        )?;
+        Ok((Op::Conv(Conv::unit(layer, 1)), Dims::flat(out)))
+    }
+
+    /// Caffe's `BatchNorm` with stored statistics (the TEST phase default).
+    fn batch_norm(&mut self, name: &str, p: &Message, input: Dims) -> Result<(Op, Dims)> {
+        if p.get_bool("use_global_stats")? == Some(false) {
+            return Err(FormatError::unsupported(
+                "BatchNorm with use_global_stats: false (statistics of each batch)",
+            ));
+        }
+        let eps = p.get_f64("eps")?.unwrap_or(1e-5) as f32;
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(FormatError::invalid(format!("eps {eps}")));
+        }
+        let kind = LayerKind::BatchNorm { eps };
+        let layer = self.learned(name, [input.channels, 1, 1, 1], true, kind)?;
+        Ok((fold::affine_op(layer, input.channels), input))
+    }
+
+    /// Caffe's `Scale` by learned per-channel factors (one bottom).
+    fn scale(&mut self, name: &str, p: &Message, in_dims: &[Dims]) -> Result<(Op, Dims)> {
+        let [input] = in_dims else {
+            return Err(FormatError::unsupported(format!(
+                "Scale with {} bottoms (only learned factors, one bottom)",
+                in_dims.len()
+            )));
+        };
+        require_one(
+            p.get_with("axis", Value::as_i64)?.unwrap_or(1),
+            "Scale axis",
+        )?;
+        require_one(
+            p.get_with("num_axes", Value::as_i64)?.unwrap_or(1),
+            "Scale num_axes",
+        )?;
+        let bias_term = p.get_bool("bias_term")?.unwrap_or(false);
+        let layer = self.learned(name, [input.channels, 1, 1, 1], bias_term, LayerKind::Scale)?;
+        Ok((fold::affine_op(layer, input.channels), *input))
     }
 
     /// Name the new version of Caffe blob `top` written by `layer`: `top`
@@ -485,14 +705,20 @@ impl Builder {
         } else {
             top.to_string()
         };
-        let mut name = base.clone();
+        let name = self.fresh_blob(&base);
+        self.current.insert(top.to_string(), name.clone());
+        name
+    }
+
+    /// `base`, or `base#2`, `base#3`, ...: the first blob name not used yet.
+    fn fresh_blob(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
         let mut suffix = 2;
         while self.produced.contains(&name) {
             name = format!("{base}#{suffix}");
             suffix += 1;
         }
         self.produced.insert(name.clone());
-        self.current.insert(top.to_string(), name.clone());
         name
     }
 
@@ -519,26 +745,61 @@ fn arity(expected: usize, found: usize) -> FormatError {
     FormatError::invalid(format!("needs {expected} bottom blob(s), has {found}"))
 }
 
-/// Channels of a one-input layer.
-fn single(in_channels: &[usize]) -> Result<usize> {
-    match in_channels {
-        [c] => Ok(*c),
+/// The size of a one-input layer's input.
+fn single(in_dims: &[Dims]) -> Result<Dims> {
+    match in_dims {
+        [d] => Ok(*d),
         other => Err(arity(1, other.len())),
     }
 }
 
-/// Channels of an element-wise layer, whose inputs must agree.
-fn equal_channels(in_channels: &[usize]) -> Result<usize> {
-    match in_channels.split_first() {
-        Some((first, rest)) if rest.iter().all(|c| c == first) => Ok(*first),
-        Some(_) => Err(FormatError::invalid(format!(
-            "element-wise inputs with different channels {in_channels:?}"
-        ))),
-        None => Err(arity(1, 0)),
+/// The size shared by the inputs of a Concat or Eltwise, whose spatial
+/// sizes and layouts must agree (the channels of the first input).
+fn same_size(in_dims: &[Dims]) -> Result<Dims> {
+    let (first, rest) = in_dims.split_first().ok_or_else(|| arity(1, 0))?;
+    let spatial = |d: &Dims| (d.height, d.width, d.flat);
+    if rest.iter().any(|d| spatial(d) != spatial(first)) {
+        return Err(FormatError::invalid(format!(
+            "inputs of different sizes {:?}",
+            in_dims
+                .iter()
+                .map(|d| (d.channels, d.height, d.width))
+                .collect::<Vec<_>>()
+        )));
     }
+    Ok(*first)
 }
 
-fn pooling(p: &Message) -> Result<Op> {
+/// Output positions along one axis of `size` values of a window of
+/// `kernel` moved by `stride` over `pad` values of padding on both sides:
+/// rounded down, or up (`ceil`, Caffe's pooling) without starting a window
+/// in the padding at the end.
+fn window_count(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    ceil: bool,
+) -> Result<usize> {
+    let padded = size.saturating_add(pad.saturating_mul(2));
+    if kernel > padded {
+        return Err(FormatError::invalid(format!(
+            "kernel {kernel} is larger than the padded input {padded}"
+        )));
+    }
+    let span = padded - kernel;
+    let mut count = if ceil {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
+    if ceil && pad > 0 && (count - 1) * stride >= size.saturating_add(pad) {
+        count -= 1;
+    }
+    Ok(count)
+}
+
+fn pooling(p: &Message, input: Dims) -> Result<(Op, Dims)> {
     let kind = match enum_field(p, "pool", &["MAX", "AVE", "STOCHASTIC"])?.unwrap_or(0) {
         0 => PoolKind::Max,
         1 => PoolKind::Avg,
@@ -548,24 +809,34 @@ fn pooling(p: &Message) -> Result<Op> {
         if p.has("kernel_size") || p.has("kernel_h") || p.has("kernel_w") {
             return Err(FormatError::invalid("global pooling with a kernel size"));
         }
+        let pooled = Dims {
+            height: 1,
+            width: 1,
+            ..input
+        };
         return match kind {
-            PoolKind::Avg => Ok(Op::GlobalAvgPool),
+            PoolKind::Avg => Ok((Op::GlobalAvgPool, pooled)),
             PoolKind::Max => Err(FormatError::unsupported("global max pooling")),
         };
     }
     let (kernel_h, kernel_w) = spatial(p, "kernel_size", "kernel", None)?;
     let (stride_h, stride_w) = spatial(p, "stride", "stride", Some(1))?;
     let (pad_h, pad_w) = spatial(p, "pad", "pad", Some(0))?;
+    if kernel_h == 0 || kernel_w == 0 || stride_h == 0 || stride_w == 0 {
+        return Err(FormatError::invalid("zero kernel or stride"));
+    }
     let ceil_mode = match enum_field(p, "round_mode", &["CEIL", "FLOOR"])?.unwrap_or(0) {
         0 => true,
         1 => false,
         other => return Err(FormatError::unsupported(format!("round_mode {other}"))),
     };
-    if kind == PoolKind::Avg && (pad_h > 0 || pad_w > 0) {
-        // Frameworks disagree on the divisor of windows that overlap padding.
-        return Err(FormatError::unsupported("average pooling over padding"));
-    }
-    Ok(Op::Pool(Pool {
+    let dims = Dims {
+        height: window_count(input.height, kernel_h, stride_h, pad_h, ceil_mode)?,
+        width: window_count(input.width, kernel_w, stride_w, pad_w, ceil_mode)?,
+        ..input
+    };
+    // Caffe's average divides by the window clipped to the padded input.
+    let pool = Pool {
         kind,
         kernel_h,
         kernel_w,
@@ -575,7 +846,52 @@ fn pooling(p: &Message) -> Result<Op> {
         pad_w,
         ceil_mode,
         count_include_pad: true,
-    }))
+    };
+    Ok((Op::Pool(pool), dims))
+}
+
+/// Local response normalisation; only across channels.
+fn lrn(p: &Message) -> Result<Op> {
+    if enum_field(p, "norm_region", &["ACROSS_CHANNELS", "WITHIN_CHANNEL"])?.unwrap_or(0) != 0 {
+        return Err(FormatError::unsupported(
+            "LRN norm_region WITHIN_CHANNEL (only ACROSS_CHANNELS)",
+        ));
+    }
+    let float = |field: &str, default: f64| -> Result<f32> {
+        Ok(p.get_f64(field)?.unwrap_or(default) as f32)
+    };
+    let lrn = Lrn {
+        size: p.get_usize("local_size")?.unwrap_or(5),
+        alpha: float("alpha", 1.0)?,
+        beta: float("beta", 0.75)?,
+        bias: float("k", 1.0)?,
+    };
+    if lrn.size == 0 || !(lrn.alpha.is_finite() && lrn.beta.is_finite() && lrn.bias.is_finite()) {
+        return Err(FormatError::invalid(
+            "LRN local_size 0 or non-finite alpha, beta or k",
+        ));
+    }
+    Ok(Op::Lrn(lrn))
+}
+
+/// Caffe's `Clip` layer: `clip_param { min max }`, both required.
+fn clip(p: &Message) -> Result<Op> {
+    let bound = |field: &str| -> Result<f32> {
+        p.get_f64(field)?
+            .map(|v| v as f32)
+            .ok_or_else(|| FormatError::invalid(format!("Clip without {field}")))
+    };
+    let clip = Clip {
+        min: bound("min")?,
+        max: bound("max")?,
+    };
+    if clip.min.is_nan() || clip.max.is_nan() || clip.min > clip.max {
+        return Err(FormatError::invalid(format!(
+            "clip bounds [{}, {}] are not an interval",
+            clip.min, clip.max
+        )));
+    }
+    Ok(Op::Clip(clip))
 }
 
 /// Only an unweighted sum maps to an engine op.
@@ -633,7 +949,8 @@ mod tests {
             [LayerShape {
                 name: "conv1".into(),
                 shape: [8, 3, 3, 3],
-                bias_term: true
+                bias_term: true,
+                kind: LayerKind::Convolution,
             }]
         );
         assert_eq!(
@@ -673,7 +990,7 @@ mod tests {
             layer {{ name: "a" type: "Convolution" bottom: "pool1" top: "a" convolution_param {{ num_output: 4 kernel_size: 1 }} }}
             layer {{ name: "b" type: "Convolution" bottom: "pool1" top: "b" convolution_param {{ num_output: 6 kernel_h: 3 kernel_w: 1 pad_h: 1 pad_w: 0 }} }}
             layer {{ name: "cat" type: "Concat" bottom: "a" bottom: "b" top: "cat" }}
-            layer {{ name: "c" type: "Convolution" bottom: "cat" top: "c" convolution_param {{ num_output: 10 kernel_size: [1, 2] bias_term: false }} }}
+            layer {{ name: "c" type: "Convolution" bottom: "cat" top: "c" convolution_param {{ num_output: 10 kernel_size: [1, 3] pad: [0, 1] bias_term: false }} }}
             layer {{ name: "d" type: "Convolution" bottom: "cat" top: "d" convolution_param {{ num_output: 10 kernel_size: 1 }} }}
             layer {{ name: "sum" type: "Eltwise" bottom: "c" bottom: "d" top: "sum" }}
             layer {{ name: "gap" type: "Pooling" bottom: "sum" top: "gap" pooling_param {{ pool: AVE global_pooling: true }} }}
@@ -688,7 +1005,7 @@ mod tests {
                 [8, 3, 3, 3],
                 [4, 8, 1, 1],
                 [6, 8, 3, 1],
-                [10, 10, 1, 2],
+                [10, 10, 1, 3],
                 [10, 10, 1, 1]
             ]
         );
@@ -703,13 +1020,19 @@ mod tests {
     }
 
     #[test]
-    fn flatten_only_after_global_pooling() {
+    fn flatten_and_inner_product_follow_the_spatial_size() {
+        // 32x32 -> conv 3x3 stride 2 pad 1: 16x16 -> max pool 3/2 (ceil): 8x8.
         let n = net(&format!(
             r#"{CONV_RELU}
             layer {{ name: "gap" type: "Pooling" bottom: "pool1" top: "gap" pooling_param {{ pool: AVE global_pooling: true }} }}
             layer {{ name: "flat" type: "Flatten" bottom: "gap" top: "flat" }}
             layer {{ name: "flat2" type: "Flatten" bottom: "flat" top: "flat2" flatten_param {{ axis: 1 }} }}
             layer {{ name: "fc" type: "Convolution" bottom: "flat2" top: "fc" convolution_param {{ num_output: 5 kernel_size: 1 }} }}
+            layer {{ name: "ip" type: "InnerProduct" bottom: "pool1" top: "ip" inner_product_param {{ num_output: 7 }} }}
+            layer {{ name: "f" type: "Flatten" bottom: "pool1" top: "f" }}
+            layer {{ name: "ip2" type: "InnerProduct" bottom: "f" top: "ip2" inner_product_param {{ num_output: 7 bias_term: false }} }}
+            layer {{ name: "sum" type: "Eltwise" bottom: "ip" bottom: "ip2" top: "sum" }}
+            layer {{ name: "cat" type: "Concat" bottom: "fc" bottom: "sum" top: "cat" }}
             "#
         ))
         .unwrap();
@@ -722,12 +1045,57 @@ mod tests {
             [5, 8, 1, 1],
             "flattening a 1x1 map keeps its channels"
         );
-        let e = net(&format!(
-            r#"{CONV_RELU} layer {{ name: "f" type: "Flatten" bottom: "pool1" top: "f" }}"#
+        // An InnerProduct on a map flattens it first, with a node of its own.
+        let names: Vec<&str> = n.graph.nodes[7..].iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["ip/flatten", "ip", "f", "ip2", "sum", "cat"]);
+        assert_eq!(n.graph.nodes[8].inputs, ["ip/flatten"]);
+        assert_eq!(n.layers[2].shape, [7, 8 * 8 * 8, 1, 1]);
+        assert_eq!(n.layers[2].kind, LayerKind::InnerProduct);
+        assert!(!n.layers[3].bias_term);
+    }
+
+    #[test]
+    fn grouped_convolution_lrn_batch_norm_and_scale() {
+        let n = net(&format!(
+            r#"{CONV_RELU}
+            layer {{ name: "g" type: "Convolution" bottom: "pool1" top: "g" convolution_param {{ num_output: 4 kernel_size: 3 pad: 1 group: 2 }} }}
+            layer {{ name: "norm" type: "LRN" bottom: "g" top: "norm" lrn_param {{ local_size: 3 alpha: 0.001 }} }}
+            layer {{ name: "bn" type: "BatchNorm" bottom: "norm" top: "norm" batch_norm_param {{ eps: 0.001 }} }}
+            layer {{ name: "scale" type: "Scale" bottom: "norm" top: "norm" scale_param {{ bias_term: true }} }}
+            layer {{ name: "six" type: "Clip" bottom: "norm" top: "norm" clip_param {{ min: 0 max: 6 }} }}
+            layer {{ name: "ap" type: "Pooling" bottom: "norm" top: "ap" pooling_param {{ pool: AVE kernel_size: 3 pad: 1 }} }}
+            "#
         ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("not known to be 1x1"), "{e}");
+        .unwrap();
+        assert_eq!(n.layers[1].shape, [4, 4, 3, 3], "8 inputs in 2 groups");
+        assert!(matches!(
+            n.graph.nodes[3].op,
+            Op::Conv(Conv { groups: 2, .. })
+        ));
+        assert_eq!(
+            n.graph.nodes[4].op,
+            Op::Lrn(Lrn {
+                size: 3,
+                alpha: 0.001,
+                beta: 0.75,
+                bias: 1.0
+            })
+        );
+        assert_eq!(n.layers[2].kind, LayerKind::BatchNorm { eps: 0.001 });
+        assert_eq!(
+            (n.layers[3].kind, n.layers[3].bias_term),
+            (LayerKind::Scale, true)
+        );
+        assert_eq!(n.layers[3].shape, [4, 1, 1, 1]);
+        assert_eq!(n.graph.nodes[7].op, Op::Clip(Clip { min: 0.0, max: 6.0 }));
+        assert!(matches!(
+            n.graph.nodes[8].op,
+            Op::Pool(Pool {
+                pad_h: 1,
+                count_include_pad: true,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -772,7 +1140,10 @@ mod tests {
             ))
         };
         for (params, expected) in [
-            ("num_output: 4 kernel_size: 3 group: 2", "group 2"),
+            (
+                "num_output: 4 kernel_size: 3 group: 2",
+                "group 2 does not divide 3",
+            ),
             ("num_output: 4 kernel_size: 3 dilation: 2", "dilation 2"),
             ("num_output: 4 kernel_size: [1, 1, 1]", "only 2-D"),
             (
@@ -794,7 +1165,27 @@ mod tests {
         for (layers, expected) in [
             (
                 r#"layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" }"#,
-                "InnerProduct",
+                "InnerProduct without num_output",
+            ),
+            (
+                r#"layer { name: "n" type: "LRN" bottom: "data" top: "n" lrn_param { norm_region: WITHIN_CHANNEL } }"#,
+                "WITHIN_CHANNEL",
+            ),
+            (
+                r#"layer { name: "s" type: "Scale" bottom: "data" bottom: "data" top: "s" }"#,
+                "2 bottoms",
+            ),
+            (
+                r#"layer { name: "b" type: "BatchNorm" bottom: "data" top: "b" batch_norm_param { use_global_stats: false } }"#,
+                "use_global_stats",
+            ),
+            (
+                r#"layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX kernel_size: 40 } }"#,
+                "larger than the padded input",
+            ),
+            (
+                r#"layer { name: "t" type: "TanH" bottom: "data" top: "t" }"#,
+                "Caffe layer type TanH",
             ),
             (
                 r#"layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { operation: MAX } }"#,
@@ -811,10 +1202,6 @@ mod tests {
             (
                 r#"layer { name: "r" type: "ReLU" bottom: "data" top: "a" top: "b" }"#,
                 "2 top blobs",
-            ),
-            (
-                r#"layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: AVE kernel_size: 2 pad: 1 } }"#,
-                "padding",
             ),
             (
                 r#"layer { name: "r" type: "ReLU" bottom: "data" top: "r" } layer { name: "r" type: "ReLU" bottom: "r" top: "s" }"#,

@@ -90,6 +90,12 @@ pub(crate) fn prototxt_beside(net_path: &Path) -> Result<PathBuf> {
 /// shapes and the bytes present before anything is allocated, and the
 /// bytes must be used up exactly.
 pub fn decode_net(net: &[u8], layers: &[LayerShape]) -> Result<Vec<DecodedLayer>> {
+    if let Some(affine) = layers.iter().find(|l| l.kind.is_affine()) {
+        return Err(FormatError::unsupported(format!(
+            "layer {}: a Deep Compression .net stores convolution and fully connected layers only",
+            affine.name
+        )));
+    }
     let mut cursor = ByteCursor::new(net, "Deep Compression .net");
     let header = layers
         .len()

@@ -6,14 +6,17 @@
 //! stream coding, lossless `Model` ↔ file conversion; see `SQZ.md`) and
 //! does no numerical work beyond that lossless coding.
 
+mod blob_use;
 mod byte_cursor;
 pub mod caffe_net;
 pub mod deep_compression;
 pub mod detect;
 pub mod error;
+pub(crate) mod fold;
 pub mod model;
 pub mod ncnn;
 pub mod prototxt;
+pub(crate) mod ranks;
 pub mod read;
 
 pub use error::{FormatError, Result};

@@ -114,6 +114,24 @@ pub struct Conv {
     pub relu: bool,
 }
 
+impl Conv {
+    /// A convolution of `layer` with stride 1, no padding and no fused
+    /// ReLU, in `groups` groups: with a `[out, in, 1, 1]` layer on an
+    /// `N x K x 1 x 1` tensor, a fully connected layer (1 group); with a
+    /// `[C, 1, 1, 1]` layer, a per-channel affine map (C groups).
+    pub fn unit(layer: usize, groups: usize) -> Conv {
+        Conv {
+            layer,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+            groups,
+            relu: false,
+        }
+    }
+}
+
 /// Kind of pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolKind {

@@ -9,6 +9,7 @@
 //! numerically neutral, so a file that happens to use the name merely
 //! loads with one node fewer.
 
+use crate::blob_use::BlobUse;
 use crate::{Conv, Node, Op};
 use std::collections::{HashMap, HashSet};
 
@@ -59,28 +60,20 @@ pub(crate) fn split(nodes: &[Node], input: &str) -> Vec<Node> {
 /// `nodes` with the ReLUs that [`split`] made folded back into their
 /// convolutions. `output` (the graph's output blob) is never folded away.
 pub(crate) fn merge(nodes: Vec<Node>, output: &str) -> Vec<Node> {
-    let mut readers: HashMap<&str, usize> = HashMap::new();
-    for input in nodes.iter().flat_map(|n| &n.inputs) {
-        *readers.entry(input.as_str()).or_default() += 1;
-    }
-    let producers: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
-        .collect();
+    let blobs = BlobUse::of(&nodes);
     // relu index -> conv index
     let mut folds: HashMap<usize, usize> = HashMap::new();
     for (r, relu) in nodes.iter().enumerate() {
         let (Op::Relu, [input]) = (&relu.op, relu.inputs.as_slice()) else {
             continue;
         };
-        let Some(&c) = producers.get(input.as_str()) else {
+        let Some(c) = blobs.private_producer(input, output) else {
             continue;
         };
         let conv = &nodes[c];
         let plain_conv = matches!(conv.op, Op::Conv(Conv { relu: false, .. }));
         let marked = relu.name.strip_suffix(FUSED_RELU_SUFFIX) == Some(conv.name.as_str());
-        if plain_conv && marked && readers.get(input.as_str()) == Some(&1) && input != output {
+        if plain_conv && marked {
             folds.insert(r, c);
         }
     }

@@ -27,8 +27,10 @@ fn require_onnxruntime() {
 
 /// Export `model` (any format the CLI loads) to ONNX with `decode`, run it
 /// in onnxruntime on the reference input of `reference` (a `data/reference`
-/// name, `side` pixels square) and compare with our engine's logits.
-/// Returns the check's report (input and output names, output shape).
+/// name, `side` pixels square) and compare with our engine's logits (the
+/// export's blob named like the model's logits, which is its output unless
+/// a final Softmax follows). Returns the check's report (input and output
+/// names, output shape).
 fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
     require_onnxruntime();
     let dir = tempfile::tempdir().unwrap();
@@ -40,7 +42,9 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
     );
 
     let input = reference_input(reference, side);
-    let ours = forward(&read_model(model, &ReadOptions::default()).unwrap(), &input).unwrap();
+    let source = read_model(model, &ReadOptions::default()).unwrap();
+    let ours = forward(&source, &input).unwrap();
+    let logits_blob = &source.graph.output;
     assert_eq!(
         ours.data.len(),
         input.shape[0] * 1000,
@@ -51,7 +55,7 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
     std::fs::write(&logits, bytes).unwrap();
 
     let input_path = shared().join(format!("data/reference/{reference}.input.f32"));
-    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits);
+    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits, logits_blob);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -68,7 +72,7 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
     wrong[input.shape[0] * 1000 / 2] += 2e-3;
     let bytes: Vec<u8> = wrong.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&logits, bytes).unwrap();
-    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits);
+    let out = onnxruntime_check(&onnx, &input_path, input.shape, &logits, logits_blob);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -79,11 +83,18 @@ fn check_in_onnxruntime(model: &Path, reference: &str, side: usize) -> String {
 }
 
 /// Run `tests/onnxruntime_check.py` on an ONNX model, an input batch of
-/// `shape` and the logits it must give.
-fn onnxruntime_check(onnx: &Path, input: &Path, shape: [usize; 4], logits: &Path) -> Output {
+/// `shape` and the logits its blob `blob` must hold.
+fn onnxruntime_check(
+    onnx: &Path,
+    input: &Path,
+    shape: [usize; 4],
+    logits: &Path,
+    blob: &str,
+) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnxruntime_check.py");
     Command::new(python())
         .arg(&script)
+        .args(["--blob", blob])
         .args([onnx, input])
         .args(shape.map(|d| d.to_string()))
         .arg(logits)
@@ -92,8 +103,9 @@ fn onnxruntime_check(onnx: &Path, input: &Path, shape: [usize; 4], logits: &Path
 }
 
 /// The names and output shape the check reports for `model`'s export on
-/// `images` reference images: the source's input and output blob names,
-/// and `output_dims` after the batch.
+/// `images` reference images: the source's input and output blob names
+/// (neither shipped model ends in a Softmax), and `output_dims` after the
+/// batch.
 fn expected_signature(model: &Path, images: usize, output_dims: &[usize]) -> String {
     let graph = read_model(model, &ReadOptions::default()).unwrap().graph;
     let shape: Vec<String> = std::iter::once(images)

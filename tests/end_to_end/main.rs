@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+mod classic_cnns;
 mod cli_bench;
 mod cli_compress;
 mod cli_eval;

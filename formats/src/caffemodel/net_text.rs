@@ -1,7 +1,7 @@
 //! [`Model`] -> Caffe deploy prototxt, so a written `.caffemodel` can be
 //! read back without the network's original definition.
 
-use crate::relu_fusion;
+use crate::{ranks, relu_fusion};
 use crate::{FormatError, Graph, Model, Node, Op, PoolKind, Result};
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -17,8 +17,10 @@ use std::fmt::Write;
 ///   convolution writing `<blob>/pre_relu` (folded back on reading);
 /// - the preprocessing is not stored: reading gives Caffe's preset
 ///   ([`crate::Preprocess::caffe`]) with the crop of the input shape;
-/// - average pooling over padding, and a Flatten not after global pooling,
-///   are refused (the reader refuses them);
+/// - a fully connected layer (a 1x1 convolution on the `N x K` output of a
+///   Flatten, see `crate::ranks`) is an `InnerProduct`;
+/// - average pooling that leaves padding out of its divisor is refused:
+///   Caffe's counts it;
 /// - the output must be the graph's only final blob, or the input of a
 ///   final Softmax, since a prototxt cannot name its output.
 pub fn write_prototxt(model: &Model) -> Result<String> {
@@ -54,8 +56,9 @@ pub fn write_prototxt(model: &Model) -> Result<String> {
         "name: \"sqz\"\ninput: {}\ninput_shape {{ dim: 1 dim: 3 dim: {crop} dim: {crop} }}\n",
         quote(&graph.input)
     );
+    let fully_connected = ranks::fully_connected_layers(model);
     for node in &nodes {
-        let (kind, params) = layer_text(node, model)?;
+        let (kind, params) = layer_text(node, model, &fully_connected)?;
         let _ = write!(
             text,
             "layer {{\n  name: {}\n  type: \"{kind}\"\n",
@@ -75,9 +78,19 @@ pub fn write_prototxt(model: &Model) -> Result<String> {
     Ok(text)
 }
 
-/// The Caffe layer type of `node` and its parameter message, if any.
-fn layer_text(node: &Node, model: &Model) -> Result<(&'static str, String)> {
+/// The Caffe layer type of `node` and its parameter message, if any;
+/// convolutions of `fully_connected` layers are InnerProduct layers.
+fn layer_text(
+    node: &Node,
+    model: &Model,
+    fully_connected: &HashSet<usize>,
+) -> Result<(&'static str, String)> {
     Ok(match &node.op {
+        Op::Conv(c) if fully_connected.contains(&c.layer) => {
+            let out = model.layers[c.layer].shape[0];
+            let params = format!("inner_product_param {{ num_output: {out} }}");
+            ("InnerProduct", params)
+        }
         Op::Conv(c) => {
             let [out, _, kh, kw] = model.layers[c.layer].shape;
             let params = format!(
@@ -87,9 +100,9 @@ fn layer_text(node: &Node, model: &Model) -> Result<(&'static str, String)> {
             ("Convolution", params)
         }
         Op::Pool(p) => {
-            if p.kind == PoolKind::Avg && (p.pad_h, p.pad_w) != (0, 0) {
+            if p.kind == PoolKind::Avg && (p.pad_h, p.pad_w) != (0, 0) && !p.count_include_pad {
                 return Err(FormatError::unsupported(format!(
-                    "node {}: average pooling over padding",
+                    "node {}: average pooling that leaves the padding out of the divisor (Caffe counts it)",
                     node.name
                 )));
             }

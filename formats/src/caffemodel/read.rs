@@ -1,8 +1,9 @@
 //! `.caffemodel` weights + prototxt definition -> [`Model`].
 
 use super::proto::{BlobProto, NetParameter};
-use crate::caffe_net::{self, LayerShape};
+use crate::caffe_net::{self, LayerKind, LayerShape};
 use crate::deep_compression::prototxt_beside;
+use crate::fold;
 use crate::{relu_fusion, FormatError, Model, Result};
 use prost::Message;
 use std::collections::HashMap;
@@ -25,8 +26,10 @@ pub fn read_caffemodel_path(path: &Path, prototxt: Option<&Path>) -> Result<Mode
 /// prototxt text defining the network. Each convolution of the definition
 /// takes the blobs of the saved layer with the same name, from `layer` or
 /// legacy `layers` entries: its weights, then its biases unless the
-/// definition says `bias_term: false`. Blob sizes (and 4-D weight shapes)
-/// must match the definition. A ReLU layer named `<conv>/fused_relu` that
+/// definition says `bias_term: false` (a fully connected layer's weights
+/// are `[out, in]`; a `BatchNorm` has mean, variance and moving-average
+/// factor, a `Scale` factors and, with `bias_term`, offsets). Blob sizes
+/// (and 4-D convolution weight shapes) must match the definition. A ReLU layer named `<conv>/fused_relu` that
 /// [`super::write_prototxt`] made is folded back into its convolution.
 pub fn read_caffemodel(model_bytes: &[u8], prototxt_text: &str) -> Result<Model> {
     let definition = caffe_net::parse_net_text(prototxt_text)?;
@@ -64,7 +67,8 @@ fn blobs_by_layer(net: NetParameter) -> Result<HashMap<String, Vec<BlobProto>>> 
 }
 
 /// The `(weights, biases)` of the learned layer `shape`, taken out of
-/// `saved`.
+/// `saved`; for `BatchNorm` and `Scale` layers, the per-channel scale and
+/// shift of their affine map.
 fn layer_params(
     shape: &LayerShape,
     saved: &mut HashMap<String, Vec<BlobProto>>,
@@ -74,16 +78,16 @@ fn layer_params(
         FormatError::invalid(format!(".caffemodel has no weights for layer {name}"))
     })?;
     let out = shape.shape[0];
-    let expected = if shape.bias_term { 2 } else { 1 };
+    let (expected, meaning) = match shape.kind {
+        LayerKind::BatchNorm { .. } => (3, "mean, variance and scale factor"),
+        _ if shape.bias_term => (2, "weights and biases"),
+        LayerKind::Scale => (1, "factors, bias_term: false"),
+        _ => (1, "weights, bias_term: false"),
+    };
     if blobs.len() != expected {
         return Err(FormatError::invalid(format!(
-            "layer {name}: {} blobs in the .caffemodel, the prototxt needs {expected} ({})",
+            "layer {name}: {} blobs in the .caffemodel, the prototxt needs {expected} ({meaning})",
             blobs.len(),
-            if shape.bias_term {
-                "weights and biases"
-            } else {
-                "weights, bias_term: false"
-            }
         )));
     }
     let mut blobs = blobs.into_iter();
@@ -93,9 +97,34 @@ fn layer_params(
         // Only the bias blob can be missing: bias_term is false.
         None => Ok(vec![0.0; out]),
     };
-    let weights = next("weight", shape.weight_count(), Some(shape.shape))?;
-    let bias = next("bias", out, None)?;
-    Ok((weights, bias))
+    match shape.kind {
+        LayerKind::Convolution => {
+            let weights = next("weight", shape.weight_count(), Some(shape.shape))?;
+            Ok((weights, next("bias", out, None)?))
+        }
+        LayerKind::InnerProduct => {
+            let weights = next("weight", shape.weight_count(), None)?;
+            Ok((weights, next("bias", out, None)?))
+        }
+        LayerKind::Scale => {
+            let factors = next("factor", out, None)?;
+            Ok((factors, next("bias", out, None)?))
+        }
+        LayerKind::BatchNorm { eps } => {
+            let mean = next("mean", out, None)?;
+            let variance = next("variance", out, None)?;
+            let [factor] = next("scale factor", 1, None)?[..] else {
+                unreachable!("blob_values checked the count");
+            };
+            // As Caffe: statistics are sums divided by the factor, 0 for 0.
+            let unscale = if factor == 0.0 { 0.0 } else { 1.0 / factor };
+            let mean: Vec<f32> = mean.iter().map(|m| m * unscale).collect();
+            let variance: Vec<f32> = variance.iter().map(|v| v * unscale).collect();
+            let (ones, zeros) = (vec![1.0; out], vec![0.0; out]);
+            fold::batch_norm_affine(&ones, &zeros, &mean, &variance, eps)
+                .map_err(|e| FormatError::invalid(format!("layer {name}: {e}")))
+        }
+    }
 }
 
 /// The values of `blob`, which must hold `count` of them; when `dims` is

@@ -1,14 +1,15 @@
 //! [`Model`] -> `.caffemodel` weights.
 
 use super::proto::{BlobProto, BlobShape, LayerParameter, NetParameter};
-use crate::{FormatError, Layer, Model, Result};
+use crate::{ranks, FormatError, Layer, Model, Result};
 use prost::Message;
 use std::collections::HashSet;
 
 /// Serialize the weights of `model` as a binary `NetParameter`, as Caffe's
 /// `Net::ToProto` (and Han et al.'s `decode.py`) save them: one `layer`
-/// entry per learned layer, named like it, of type `Convolution`, whose
-/// blobs are the weights (`[out, in, kh, kw]`) and the biases (`[out]`).
+/// entry per learned layer, named like it, of type `Convolution` (blobs:
+/// weights `[out, in / groups, kh, kw]`, biases `[out]`) or, for a fully
+/// connected layer on an `N x K` blob, `InnerProduct` (weights `[out, K]`).
 /// Biases are always written, so the definition used to read the file back
 /// must keep Caffe's default `bias_term: true` ([`super::write_prototxt`]
 /// does). Fails on a model that does not pass [`Model::validate`] or whose
@@ -22,24 +23,34 @@ pub fn write_caffemodel(model: &Model) -> Result<Vec<u8>> {
             repeated.name
         )));
     }
+    let fully_connected = ranks::fully_connected_layers(model);
     let net = NetParameter {
         name: Some("sqz".to_string()),
-        layer: model.layers.iter().map(layer_parameter).collect(),
+        layer: model
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| layer_parameter(l, fully_connected.contains(&i)))
+            .collect(),
         layers: vec![],
     };
     Ok(net.encode_to_vec())
 }
 
-fn layer_parameter(layer: &Layer) -> LayerParameter {
+/// The saved layer of `layer`: an `InnerProduct` with `[out, in]` weights
+/// when it is `fully_connected`, else a `Convolution`.
+fn layer_parameter(layer: &Layer, fully_connected: bool) -> LayerParameter {
+    let [out, inputs, _, _] = layer.shape;
+    let (kind, dims): (&str, &[usize]) = match fully_connected {
+        true => ("InnerProduct", &[out, inputs]),
+        false => ("Convolution", &layer.shape),
+    };
     LayerParameter {
         name: Some(layer.name.clone()),
-        r#type: Some("Convolution".to_string()),
+        r#type: Some(kind.to_string()),
         bottom: vec![],
         top: vec![],
-        blobs: vec![
-            blob(&layer.shape, &layer.weights),
-            blob(&[layer.shape[0]], &layer.bias),
-        ],
+        blobs: vec![blob(dims, &layer.weights), blob(&[out], &layer.bias)],
     }
 }
 

@@ -5,7 +5,8 @@ use super::attributes::Attributes;
 use super::proto::NodeProto;
 use super::read::{Blob, Importer};
 use super::tensor;
-use crate::{Conv, FormatError, Layer, Op, Pool, PoolKind, Result};
+use crate::fold;
+use crate::{Clip, Conv, FormatError, Layer, Lrn, Op, Pool, PoolKind, Result};
 
 /// What a converted node computes, the blobs it reads, and what is known of
 /// its output.
@@ -38,6 +39,12 @@ impl Importer<'_> {
             "Reshape" => self.reshape(node),
             "Softmax" => self.softmax(node),
             "Add" | "Sum" => self.add(node),
+            "BatchNormalization" => self.batch_norm(node),
+            "LRN" => self.lrn(node),
+            "Clip" => self.clip(node),
+            "MatMul" => self.matmul(node),
+            // The identity; the model type's identity is Dropout's.
+            "Identity" => self.same_shape(node, Op::Dropout),
             other => Err(FormatError::unsupported(format!("operator {other}"))),
         }
     }
@@ -109,9 +116,10 @@ impl Importer<'_> {
         };
         let bias = inputs.get(2).copied().flatten();
         self.image(node)?;
-        if let Some(group) = attrs.int("group")?.filter(|&g| g != 1) {
-            return Err(FormatError::unsupported(format!("group {group} (only 1)")));
-        }
+        let groups = match attrs.int("group")?.unwrap_or(1) {
+            g if g >= 1 => usize::try_from(g).unwrap_or(usize::MAX),
+            g => return Err(FormatError::invalid(format!("group {g}"))),
+        };
         require_unit_dilations(&attrs)?;
         let [stride_h, stride_w] = strides(&attrs)?;
         let weights = self.constant(w)?;
@@ -124,9 +132,15 @@ impl Importer<'_> {
                 )))
             }
         };
-        if let Some(c) = self.blob(x)?.channels.filter(|&c| c != in_channels) {
+        if !out.is_multiple_of(groups) {
             return Err(FormatError::invalid(format!(
-                "weights {w} expect {in_channels} input channels but {x} has {c}"
+                "{out} output channels do not split into {groups} groups"
+            )));
+        }
+        let expected = in_channels.saturating_mul(groups);
+        if let Some(c) = self.blob(x)?.channels.filter(|&c| c != expected) {
+            return Err(FormatError::invalid(format!(
+                "weights {w} expect {expected} input channels ({groups} groups of {in_channels}) but {x} has {c}"
             )));
         }
         if attrs
@@ -157,7 +171,7 @@ impl Importer<'_> {
             stride_w,
             pad_h,
             pad_w,
-            groups: 1,
+            groups,
             relu: false,
         };
         Ok((
@@ -187,13 +201,10 @@ impl Importer<'_> {
                 input.rank
             )));
         }
-        for (name, value) in [
-            ("alpha", attrs.float("alpha")?),
-            ("beta", attrs.float("beta")?.filter(|_| c.is_some())),
-        ] {
-            if let Some(v) = value.filter(|&v| v != 1.0) {
-                return Err(FormatError::unsupported(format!("{name} {v} (only 1)")));
-            }
+        let alpha = attrs.float("alpha")?.unwrap_or(1.0);
+        let beta = attrs.float("beta")?.unwrap_or(1.0);
+        if !(alpha.is_finite() && beta.is_finite()) {
+            return Err(FormatError::invalid(format!("alpha {alpha}, beta {beta}")));
         }
         if attrs.int("transA")?.is_some_and(|t| t != 0) {
             return Err(FormatError::unsupported("transA (only A untransposed)"));
@@ -231,10 +242,11 @@ impl Importer<'_> {
         }
         let bias_values = c
             .map(|name| self.constant(name).and_then(tensor::floats))
-            .transpose()?;
+            .transpose()?
+            .map(|values| scaled(values, beta));
         let op_type = if transposed { "Gemm" } else { "Gemm(transB=0)" };
         let layer = self.layer(op_type, b, c, |t| {
-            let stored = tensor::floats(t)?;
+            let stored = scaled(tensor::floats(t)?, alpha);
             let weights = if transposed {
                 stored
             } else {
@@ -247,24 +259,197 @@ impl Importer<'_> {
                 bias: bias_or_zeros(bias_values, out)?,
             })
         })?;
-        let conv = Conv {
-            layer,
-            stride_h: 1,
-            stride_w: 1,
-            pad_h: 0,
-            pad_w: 0,
-            groups: 1,
-            relu: false,
+        Ok(fully_connected(layer, a, out))
+    }
+
+    /// `Y = A * B` on a rank-2 A and a constant `K x out` B: a fully
+    /// connected layer without bias, which a following `Add` of a constant
+    /// gives one (see [`Importer::fold_matmul_bias`]).
+    fn matmul(&mut self, node: &NodeProto) -> Result<Converted> {
+        Attributes::new(&node.attribute, &[])?;
+        let [Some(a), Some(b)] = Self::inputs(node, 2, 2)?[..] else {
+            return Err(FormatError::invalid("missing A or B input"));
         };
+        let input = self.blob(a)?;
+        if input.rank != 2 {
+            return Err(FormatError::unsupported(format!(
+                "input {a} has rank {} (MatMul needs the rank-2 output of Flatten)",
+                input.rank
+            )));
+        }
+        let weights = self.constant(b)?;
+        let [features, out] = match weights.dims[..] {
+            [rows, cols] => [rows, cols].map(|d| usize::try_from(d).unwrap_or(0)),
+            _ => {
+                return Err(FormatError::unsupported(format!(
+                    "B {b} has {} dimensions (only a 2-D constant)",
+                    weights.dims.len()
+                )))
+            }
+        };
+        if input.channels.is_some_and(|c| c != features) {
+            return Err(FormatError::invalid(format!(
+                "B {b} expects {features} features but {a} has {}",
+                input.channels.unwrap_or(0)
+            )));
+        }
+        let layer = self.layer("MatMul", b, None, |t| {
+            Ok(Layer {
+                name: String::new(),
+                shape: [out, features, 1, 1],
+                weights: transpose(&tensor::floats(t)?, features, out),
+                bias: vec![0.0; out],
+            })
+        })?;
+        Ok(fully_connected(layer, a, out))
+    }
+
+    /// `Add(product, bias)` where `product` is the output of a MatMul read
+    /// by nothing else and `bias` a constant of one value per output: the
+    /// bias becomes the MatMul layer's, and the layer's node writes the
+    /// Add's output. Returns whether the node was folded so.
+    pub(super) fn fold_matmul_bias(&mut self, node: &NodeProto) -> Result<bool> {
+        let (product, bias) = match node.input.as_slice() {
+            [x, y] if self.is_constant(y) => (x, y),
+            [x, y] if self.is_constant(x) => (y, x),
+            _ => return Ok(false),
+        };
+        let Some(Op::Conv(conv)) = self.producer(product) else {
+            return Ok(false);
+        };
+        let slot = conv.layer;
+        let from_matmul = self.layers[slot]
+            .as_ref()
+            .is_some_and(|s| s.op_type == "MatMul" && s.bias.is_none());
+        let private = self.readers.get(product.as_str()) == Some(&1)
+            && self.readers.get(self.slot_name(slot)) == Some(&1);
+        if !(from_matmul && private) {
+            return Ok(false);
+        }
+        Attributes::new(&node.attribute, &[])?;
+        let values = tensor::floats(self.constant(bias)?)?;
+        let Some(output) = node.output.first().filter(|o| !o.is_empty()) else {
+            return Err(FormatError::invalid("node without an output"));
+        };
+        let Some(slot_entry) = self.layers[slot].as_mut() else {
+            unreachable!("a MatMul's layer is built");
+        };
+        let out = slot_entry.layer.shape[0];
+        slot_entry.layer.bias = bias_or_zeros(Some(values), out)?;
+        slot_entry.bias = Some(bias.clone());
+        self.rename_output(product, output);
+        Ok(true)
+    }
+
+    /// Inference-mode batch normalization: a per-channel affine map, held
+    /// as a depthwise 1x1 convolution and folded into the convolution
+    /// before it when possible (see `crate::fold`).
+    fn batch_norm(&mut self, node: &NodeProto) -> Result<Converted> {
+        let attrs = Attributes::new(
+            &node.attribute,
+            &["epsilon", "momentum", "spatial", "training_mode"],
+        )?;
+        if attrs.int("spatial")?.is_some_and(|s| s != 1) {
+            return Err(FormatError::unsupported(
+                "spatial 0 (per-position statistics)",
+            ));
+        }
+        if attrs.int("training_mode")?.is_some_and(|t| t != 0) {
+            return Err(FormatError::unsupported("training_mode 1"));
+        }
+        let eps = attrs.float("epsilon")?.unwrap_or(1e-5);
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(FormatError::invalid(format!("epsilon {eps}")));
+        }
+        let [Some(x), Some(scale), Some(bias), Some(mean), Some(variance)] =
+            Self::inputs(node, 5, 5)?[..]
+        else {
+            return Err(FormatError::invalid("missing input"));
+        };
+        let blob = self.blob(x)?;
+        let [beta, mean, variance] =
+            [bias, mean, variance].map(|name| self.constant(name).and_then(tensor::floats));
+        let (beta, mean, variance) = (beta?, mean?, variance?);
+        let layer = self.layer("BatchNormalization", scale, Some(bias), |t| {
+            let gamma = tensor::floats(t)?;
+            let (scale, shift) = fold::batch_norm_affine(&gamma, &beta, &mean, &variance, eps)?;
+            Ok(fold::affine_layer("", scale, shift))
+        })?;
+        self.batch_norms.insert(layer);
+        let channels = self.built_layer(layer).shape[0];
+        if blob.channels.is_some_and(|c| c != channels) {
+            return Err(FormatError::invalid(format!(
+                "{channels} channels of statistics for an input of {}",
+                blob.channels.unwrap_or(0)
+            )));
+        }
         Ok((
-            Op::Conv(conv),
-            vec![a.to_string()],
+            fold::affine_op(layer, channels),
+            vec![x.to_string()],
             Blob {
-                rank: 2,
-                channels: Some(out),
-                unit_spatial: true,
+                channels: Some(channels),
+                ..blob
             },
         ))
+    }
+
+    /// Local response normalisation across channels.
+    fn lrn(&self, node: &NodeProto) -> Result<Converted> {
+        let attrs = Attributes::new(&node.attribute, &["size", "alpha", "beta", "bias"])?;
+        let [Some(x)] = Self::inputs(node, 1, 1)?[..] else {
+            return Err(FormatError::invalid("missing input"));
+        };
+        let blob = self.image(node)?;
+        let size = match attrs.int("size")? {
+            Some(s) if s >= 1 => usize::try_from(s).unwrap_or(usize::MAX),
+            other => return Err(FormatError::invalid(format!("size {other:?}"))),
+        };
+        let lrn = Lrn {
+            size,
+            alpha: attrs.float("alpha")?.unwrap_or(1e-4),
+            beta: attrs.float("beta")?.unwrap_or(0.75),
+            bias: attrs.float("bias")?.unwrap_or(1.0),
+        };
+        Ok((Op::Lrn(lrn), vec![x.to_string()], blob))
+    }
+
+    /// Element-wise clamp: bounds as attributes before opset 11, as
+    /// optional constant scalar inputs from opset 11 on.
+    fn clip(&self, node: &NodeProto) -> Result<Converted> {
+        let (x, min, max) = if self.opset < 11 {
+            let attrs = Attributes::new(&node.attribute, &["min", "max"])?;
+            let [Some(x)] = Self::inputs(node, 1, 1)?[..] else {
+                return Err(FormatError::invalid("missing input"));
+            };
+            (x, attrs.float("min")?, attrs.float("max")?)
+        } else {
+            Attributes::new(&node.attribute, &[])?;
+            let inputs = Self::inputs(node, 1, 3)?;
+            let x = inputs[0].ok_or_else(|| FormatError::invalid("missing input"))?;
+            let bound = |i: usize| -> Result<Option<f32>> {
+                let Some(Some(name)) = inputs.get(i) else {
+                    return Ok(None);
+                };
+                match tensor::floats(self.constant(name)?)?[..] {
+                    [v] => Ok(Some(v)),
+                    _ => Err(FormatError::unsupported(format!(
+                        "bound {name} is not a scalar"
+                    ))),
+                }
+            };
+            (x, bound(1)?, bound(2)?)
+        };
+        let clip = Clip {
+            min: min.unwrap_or(f32::NEG_INFINITY),
+            max: max.unwrap_or(f32::INFINITY),
+        };
+        if clip.min.is_nan() || clip.max.is_nan() || clip.min > clip.max {
+            return Err(FormatError::invalid(format!(
+                "bounds [{}, {}] are not an interval",
+                clip.min, clip.max
+            )));
+        }
+        Ok((Op::Clip(clip), vec![x.to_string()], self.blob(x)?))
     }
 
     fn pool(&self, node: &NodeProto, kind: PoolKind) -> Result<Converted> {
@@ -305,17 +490,13 @@ impl Importer<'_> {
             1 => true,
             other => return Err(FormatError::invalid(format!("ceil_mode {other}"))),
         };
-        // The engine divides by the window clipped to the padded input, which
-        // is ONNX's count_include_pad=1; with count_include_pad=0 (the
-        // default) the two agree only without padding.
-        if kind == PoolKind::Avg
-            && (pad_h, pad_w) != (0, 0)
-            && attrs.int("count_include_pad")?.unwrap_or(0) != 1
-        {
-            return Err(FormatError::unsupported(
-                "AveragePool over padding with count_include_pad=0 (the engine counts padding, like Caffe)",
-            ));
-        }
+        // Without padding both divisors are the same; the model then says
+        // "include", which every file version can store.
+        let count_include_pad = match attrs.int("count_include_pad")?.unwrap_or(0) {
+            0 => (pad_h, pad_w) == (0, 0),
+            1 => true,
+            other => return Err(FormatError::invalid(format!("count_include_pad {other}"))),
+        };
         let pool = Pool {
             kind,
             kernel_h,
@@ -325,7 +506,7 @@ impl Importer<'_> {
             pad_h,
             pad_w,
             ceil_mode,
-            count_include_pad: true,
+            count_include_pad,
         };
         let unit_spatial =
             blob.unit_spatial && kernel_h == 1 && kernel_w == 1 && (pad_h, pad_w) == (0, 0);
@@ -562,6 +743,29 @@ fn require_channel_axis(axis: i64, rank: usize, what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The node of a fully connected layer `layer` with `out` outputs on the
+/// rank-2 blob `input`: a 1x1 convolution on the engine's N x K x 1 x 1
+/// tensor.
+fn fully_connected(layer: usize, input: &str, out: usize) -> Converted {
+    (
+        Op::Conv(Conv::unit(layer, 1)),
+        vec![input.to_string()],
+        Blob {
+            rank: 2,
+            channels: Some(out),
+            unit_spatial: true,
+        },
+    )
+}
+
+/// `values` times `factor` (unchanged, bit for bit, when it is 1).
+fn scaled(mut values: Vec<f32>, factor: f32) -> Vec<f32> {
+    if factor != 1.0 {
+        values.iter_mut().for_each(|v| *v *= factor);
+    }
+    values
 }
 
 /// `out` biases from an optional constant, zeros without one.

@@ -4,6 +4,7 @@
 
 use super::metadata;
 use super::proto::{data_type, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::fold;
 use crate::relu_fusion::{self, unique_name};
 use crate::{FormatError, Graph, Layer, Model, Node, Op, Preprocess, Result};
 use prost::Message;
@@ -152,6 +153,10 @@ pub(super) struct Importer<'g> {
     /// Weight initializer names, in layer order.
     slot_names: Vec<&'g str>,
     pub layers: Vec<Option<LayerSlot>>,
+    /// Layers that hold a batch normalization (see `crate::fold`).
+    pub batch_norms: HashSet<usize>,
+    /// How many nodes (and graph outputs) read each name.
+    pub readers: HashMap<&'g str, usize>,
     blobs: HashMap<String, Blob>,
     /// Which node produced each blob: its op.
     producers: HashMap<String, Op>,
@@ -180,8 +185,10 @@ impl<'g> Importer<'g> {
             .node
             .iter()
             .filter(|n| {
-                matches!(n.op_type.as_str(), "Conv" | "Gemm")
-                    && (n.domain.is_empty() || n.domain == "ai.onnx")
+                matches!(
+                    n.op_type.as_str(),
+                    "Conv" | "Gemm" | "MatMul" | "BatchNormalization"
+                ) && (n.domain.is_empty() || n.domain == "ai.onnx")
             })
             .filter_map(|n| n.input.get(1).map(String::as_str))
             .collect();
@@ -191,6 +198,11 @@ impl<'g> Importer<'g> {
             .map(|t| t.name.as_str())
             .filter(|n| weight_inputs.contains(n))
             .collect();
+        let mut readers: HashMap<&str, usize> = HashMap::new();
+        let read_names = graph.node.iter().flat_map(|n| &n.input);
+        for name in read_names.chain(graph.output.iter().map(|o| &o.name)) {
+            *readers.entry(name.as_str()).or_default() += 1;
+        }
         let slot_of = slot_names
             .iter()
             .enumerate()
@@ -203,6 +215,8 @@ impl<'g> Importer<'g> {
             slot_of,
             layers: slot_names.iter().map(|_| None).collect(),
             slot_names,
+            batch_norms: HashSet::new(),
+            readers,
             blobs: HashMap::new(),
             producers: HashMap::new(),
             nodes: Vec::new(),
@@ -320,6 +334,9 @@ impl<'g> Importer<'g> {
                 )));
             }
         }
+        if node.op_type == "Add" && self.fold_matmul_bias(node)? {
+            return Ok(());
+        }
         if node.op_type == "Constant" {
             let value =
                 super::attributes::Attributes::new(&node.attribute, &["value"])?.tensor("value")?;
@@ -353,6 +370,46 @@ impl<'g> Importer<'g> {
         Err(FormatError::invalid(format!(
             "reads {name}, which no earlier node produces"
         )))
+    }
+
+    /// Make the node that wrote `from` write `to` instead (a later node
+    /// folded into it).
+    pub(super) fn rename_output(&mut self, from: &str, to: &str) {
+        for node in &mut self.nodes {
+            for output in node.outputs.iter_mut().filter(|o| *o == from) {
+                *output = to.to_string();
+            }
+        }
+        if let Some(blob) = self.blobs.remove(from) {
+            self.blobs.insert(to.to_string(), blob);
+        }
+        if let Some(op) = self.producers.remove(from) {
+            self.producers.insert(to.to_string(), op);
+        }
+    }
+
+    /// The op of the node that wrote blob `name`, if a node did.
+    pub(super) fn producer(&self, name: &str) -> Option<Op> {
+        self.producers.get(name).cloned()
+    }
+
+    /// The weight initializer name of layer `slot`.
+    pub(super) fn slot_name(&self, slot: usize) -> &'g str {
+        self.slot_names[slot]
+    }
+
+    /// Layer `slot`, which [`Importer::layer`] has built.
+    pub(super) fn built_layer(&self, slot: usize) -> &Layer {
+        match &self.layers[slot] {
+            Some(s) => &s.layer,
+            None => unreachable!("layer {slot} is built before it is used"),
+        }
+    }
+
+    /// Whether `name` is a constant tensor (initializer or `Constant`
+    /// output).
+    pub(super) fn is_constant(&self, name: &str) -> bool {
+        self.initializers.contains_key(name) || self.constants.contains_key(name)
     }
 
     /// The constant tensor `name` (initializer or `Constant` output).
@@ -439,7 +496,9 @@ impl<'g> Importer<'g> {
             layer.name = unique_name(base, &mut taken);
             layers.push(layer);
         }
-        let nodes = relu_fusion::merge(self.nodes, &output);
+        let (nodes, layers) =
+            fold::fold_batch_norms(self.nodes, layers, &self.batch_norms, &output);
+        let nodes = relu_fusion::merge(nodes, &output);
         Ok((
             Graph {
                 nodes,

@@ -8,10 +8,11 @@ use super::proto::{
     TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 use super::tensor::{float_tensor, int64_tensor};
+use crate::ranks;
 use crate::relu_fusion::{self, unique_name};
 use crate::{Model, Node, Op, PoolKind, Result};
 use prost::Message;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// IR version written: IR 7 (ONNX 1.7), readable by every current runtime.
 pub const IR_VERSION: i64 = 7;
@@ -23,15 +24,19 @@ const BATCH: &str = "N";
 /// Serialize `model` as an ONNX model: float32 initializers `<layer>.weight`
 /// and `<layer>.bias` (made unique against blob names), an input of shape
 /// `N x 3 x crop x crop` with a symbolic batch `N` named as the source's
-/// ([`crate::Graph::input`]), the logits blob ([`crate::Graph::output`]) as
-/// the only output, of rank 2 (`N x C`) when a Flatten produces it, as in
-/// the source formats, else 4, and the preprocessing in
+/// ([`crate::Graph::input`]), and one output: the logits blob
+/// ([`crate::Graph::output`]), or the output of a final Softmax that reads
+/// it (so a source ending in Softmax keeps its output name), of the rank
+/// `crate::ranks` gives it (2, `N x C`, after a Flatten or a fully connected
+/// layer, as in the source formats; else 4). The preprocessing goes into
 /// `sqz.preprocess.*` metadata. Fails only on a model that does not pass
 /// [`Model::validate`].
 pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     model.validate()?;
     let graph = &model.graph;
     let nodes = relu_fusion::split(&graph.nodes, &graph.input);
+    let ranks = ranks::blob_ranks(model, &nodes, &graph.input);
+    let gemm_layers = ranks::fully_connected_layers(model);
     let mut taken: HashSet<String> = nodes
         .iter()
         .flat_map(|n| n.outputs.iter().cloned())
@@ -39,51 +44,59 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     taken.insert(graph.input.clone());
     let mut initializer = Vec::with_capacity(2 * model.layers.len() + 1);
     let mut parameter_names = Vec::with_capacity(model.layers.len());
-    for layer in &model.layers {
+    for (index, layer) in model.layers.iter().enumerate() {
         let weight = unique_name(&format!("{}.weight", layer.name), &mut taken);
         let bias = unique_name(&format!("{}.bias", layer.name), &mut taken);
-        initializer.push(float_tensor(&weight, &layer.shape, &layer.weights));
-        initializer.push(float_tensor(&bias, &[layer.shape[0]], &layer.bias));
+        let [out, inputs, _, _] = layer.shape;
+        let dims: &[usize] = match gemm_layers.contains(&index) {
+            true => &[out, inputs],
+            false => &layer.shape,
+        };
+        initializer.push(float_tensor(&weight, dims, &layer.weights));
+        initializer.push(float_tensor(&bias, &[out], &layer.bias));
         parameter_names.push((weight, bias));
     }
-    // Shape tensors of the Flattens: [0, -1] (N x C, what the source's
-    // flatten gave) for the one producing the output, [0, -1, 1, 1] (the
-    // engine's 4-D layout, which convolutions after it need) for others.
-    let output_rank = if produces_output_by_flatten(&nodes, &graph.output) {
-        2
-    } else {
-        4
-    };
-    let mut shape_tensor = |name: &str, dims: &[i64], used: bool| {
-        used.then(|| {
-            let name = unique_name(name, &mut taken);
-            initializer.push(int64_tensor(&name, dims));
-            name
-        })
-    };
-    let inner_flatten = nodes
-        .iter()
-        .any(|n| n.op == Op::Flatten && n.outputs[0] != graph.output);
-    let flatten_shapes = FlattenShapes {
-        inner: shape_tensor("sqz.flatten_shape", &[0, -1, 1, 1], inner_flatten),
-        output: shape_tensor("sqz.flatten_shape_2d", &[0, -1], output_rank == 2),
-        output_blob: &graph.output,
-    };
-    let node = nodes
-        .iter()
-        .map(|n| {
-            let mut proto = node_proto(n, model, &parameter_names, &flatten_shapes);
-            // Opset 13 takes Clip's bounds as scalar inputs.
-            if let Op::Clip(c) = &n.op {
-                for (suffix, value) in [("min", c.min), ("max", c.max)] {
-                    let name = unique_name(&format!("{}.{suffix}", n.name), &mut taken);
-                    initializer.push(float_tensor(&name, &[], &[value]));
-                    proto.input.push(name);
+    let mut node = Vec::with_capacity(nodes.len() + 1);
+    // Rank-2 blob -> its N x C x 1 x 1 reshape, made when first needed.
+    let mut as_4d: HashMap<String, String> = HashMap::new();
+    let mut shape_4d: Option<String> = None;
+    for n in &nodes {
+        let output_rank = ranks[&n.outputs[0]];
+        let mut n = n.clone();
+        if ranks::needs_4d_inputs(&n, output_rank) {
+            for input in n.inputs.iter_mut().filter(|i| ranks[i.as_str()] == 2) {
+                if !as_4d.contains_key(input.as_str()) {
+                    let shape = shape_4d.get_or_insert_with(|| {
+                        let name = unique_name("sqz.shape_n_c_1_1", &mut taken);
+                        initializer.push(int64_tensor(&name, &[0, -1, 1, 1]));
+                        name
+                    });
+                    let reshaped = unique_name(&format!("{input}/4d"), &mut taken);
+                    node.push(NodeProto {
+                        input: vec![input.clone(), shape.clone()],
+                        output: vec![reshaped.clone()],
+                        name: reshaped.clone(),
+                        op_type: "Reshape".to_string(),
+                        ..Default::default()
+                    });
+                    as_4d.insert(input.clone(), reshaped);
                 }
+                *input = as_4d[input.as_str()].clone();
             }
-            proto
-        })
-        .collect();
+        }
+        let mut proto = node_proto(&n, model, &parameter_names, output_rank);
+        // Opset 13 takes Clip's bounds as scalar inputs.
+        if let Op::Clip(c) = &n.op {
+            for (suffix, value) in [("min", c.min), ("max", c.max)] {
+                let name = unique_name(&format!("{}.{suffix}", n.name), &mut taken);
+                initializer.push(float_tensor(&name, &[], &[value]));
+                proto.input.push(name);
+            }
+        }
+        node.push(proto);
+    }
+    let output = final_softmax_output(&nodes, &graph.output).unwrap_or(&graph.output);
+    let output_rank = ranks[&graph.output];
     let crop = model.preprocess.crop as usize;
     let graph_proto = GraphProto {
         node,
@@ -99,7 +112,7 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
             ],
         )],
         output: vec![value_info(
-            &graph.output,
+            output,
             &[Dim::Batch, Dim::Unknown, Dim::Unknown, Dim::Unknown][..output_rank],
         )],
         ..Default::default()
@@ -119,35 +132,32 @@ pub fn write_onnx(model: &Model) -> Result<Vec<u8>> {
     Ok(proto.encode_to_vec())
 }
 
-/// Whether the blob `output` is written by a Flatten: in every source
-/// format (ONNX `Flatten`, Caffe and ncnn `Flatten`) that output is N x C,
-/// so the export gives it rank 2 as the source did.
-fn produces_output_by_flatten(nodes: &[Node], output: &str) -> bool {
-    nodes
+/// The output of the Softmax that reads `logits`, when nothing reads that
+/// output: the source's own output (sqz itself works on the logits).
+fn final_softmax_output<'n>(nodes: &'n [Node], logits: &str) -> Option<&'n String> {
+    let softmax = nodes
         .iter()
-        .any(|n| n.op == Op::Flatten && n.outputs.iter().any(|o| o == output))
+        .find(|n| n.op == Op::Softmax && n.inputs.iter().any(|i| i == logits))?;
+    let output = softmax.outputs.first()?;
+    let read = nodes.iter().any(|n| n.inputs.contains(output));
+    (!read).then_some(output)
 }
 
-/// The initializers holding the target shapes of the exported Flattens.
-struct FlattenShapes<'a> {
-    /// `[0, -1, 1, 1]`, for Flattens inside the network.
-    inner: Option<String>,
-    /// `[0, -1]`, for the Flatten producing the output.
-    output: Option<String>,
-    /// The graph's output blob.
-    output_blob: &'a str,
-}
-
-/// The ONNX node computing `node`; `parameters` are the initializer names
-/// of each layer.
+/// The ONNX node computing `node`, whose output has rank `output_rank`;
+/// `parameters` are the initializer names of each layer.
 fn node_proto(
     node: &Node,
     model: &Model,
     parameters: &[(String, String)],
-    flatten_shapes: &FlattenShapes,
+    output_rank: usize,
 ) -> NodeProto {
     let mut input = node.inputs.clone();
     let (op_type, attribute) = match &node.op {
+        Op::Conv(c) if output_rank == 2 => {
+            let (weight, bias) = &parameters[c.layer];
+            input.extend([weight.clone(), bias.clone()]);
+            ("Gemm", vec![int_attribute("transB", 1)])
+        }
         Op::Conv(c) => {
             let (weight, bias) = &parameters[c.layer];
             input.extend([weight.clone(), bias.clone()]);
@@ -194,15 +204,7 @@ fn node_proto(
             ],
         ),
         Op::Clip(_) => ("Clip", vec![]),
-        Op::Flatten => {
-            let shape = if node.outputs.iter().any(|o| o == flatten_shapes.output_blob) {
-                &flatten_shapes.output
-            } else {
-                &flatten_shapes.inner
-            };
-            input.extend(shape.clone());
-            ("Reshape", vec![])
-        }
+        Op::Flatten => ("Flatten", vec![int_attribute("axis", 1)]),
     };
     NodeProto {
         input,

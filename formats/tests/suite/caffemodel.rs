@@ -95,9 +95,153 @@ fn every_op_caffe_expresses_round_trips() {
         prototxt.contains("pool: MAX kernel_h: 2 kernel_w: 2 stride_h: 2 stride_w: 2 pad_h: 0 pad_w: 0 round_mode: FLOOR"),
         "{prototxt}"
     );
-    let e = write_prototxt(&synthetic_model(1)).unwrap_err();
+    // Average pooling over padding counts it, as Caffe does.
+    let padded = synthetic_model(1);
+    let prototxt = write_prototxt(&padded).unwrap();
+    let back = read_caffemodel(&write_caffemodel(&padded).unwrap(), &prototxt).unwrap();
+    assert_eq!((back.graph, back.layers), (padded.graph, padded.layers));
+}
+
+#[test]
+fn grouped_convolutions_lrn_clip_and_fully_connected_layers_round_trip() {
+    let mut model = synthetic_model(1);
+    let nodes = &mut model.graph.nodes;
+    // b (4 -> 4 channels, 1x1) in 2 groups, an LRN and a ReLU6 after it.
+    let Op::Conv(b) = &mut nodes[1].op else {
+        panic!("node 1 is conv b");
+    };
+    b.groups = 2;
+    let layer = &mut model.layers[b.layer];
+    layer.shape[1] /= 2;
+    layer.weights.truncate(layer.weights.len() / 2);
+    let b_output = nodes[1].outputs[0].clone();
+    let lrn = Op::Lrn(formats::Lrn {
+        size: 3,
+        alpha: 2e-4,
+        beta: 0.75,
+        bias: 2.0,
+    });
+    for (i, (name, op)) in [
+        ("norm", lrn),
+        ("six", Op::Clip(formats::Clip { min: 0.0, max: 6.0 })),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        nodes.insert(
+            2 + i,
+            formats::Node {
+                name: name.into(),
+                op,
+                inputs: vec![format!("{b_output}{}", "'".repeat(i))],
+                outputs: vec![format!("{b_output}{}", "'".repeat(i + 1))],
+            },
+        );
+    }
+    for node in &mut nodes[4..] {
+        for input in node.inputs.iter_mut().filter(|i| **i == b_output) {
+            *input = format!("{b_output}''");
+        }
+    }
+    model.validate().unwrap();
+    let prototxt = write_prototxt(&model).unwrap();
+    for expected in [
+        "group: 2",
+        "type: \"LRN\"",
+        "lrn_param { local_size: 3 alpha: 0.0002 beta: 0.75 k: 2 }",
+        "clip_param { min: 0 max: 6 }",
+        "type: \"InnerProduct\"",
+    ] {
+        assert!(prototxt.contains(expected), "{expected}: {prototxt}");
+    }
+    let bytes = write_caffemodel(&model).unwrap();
+    let fc = NetParameter::decode(bytes.as_slice())
+        .unwrap()
+        .layer
+        .pop()
+        .unwrap();
+    assert_eq!(fc.r#type.as_deref(), Some("InnerProduct"));
+    assert_eq!(
+        fc.blobs[0].shape.as_ref().unwrap().dim.len(),
+        2,
+        "[out, in]"
+    );
+    let back = read_caffemodel(&bytes, &prototxt).unwrap();
+    assert_eq!((back.graph, back.layers), (model.graph, model.layers));
+    // Caffe's average pooling always counts the padding.
+    let mut excluding = synthetic_model(1);
+    for node in &mut excluding.graph.nodes {
+        if let Op::Pool(p) = &mut node.op {
+            p.count_include_pad = false;
+        }
+    }
+    let e = write_prototxt(&excluding).unwrap_err();
     assert!(
-        matches!(&e, FormatError::Unsupported(m) if m.contains("node avg: average pooling over padding")),
+        matches!(&e, FormatError::Unsupported(m) if m.contains("node avg: average pooling that leaves the padding out")),
+        "{e}"
+    );
+}
+
+/// A modern saved layer with blobs of the given values (1-D shapes).
+fn saved_layer(name: &str, blobs: &[&[f32]]) -> LayerParameter {
+    LayerParameter {
+        name: Some(name.into()),
+        blobs: blobs
+            .iter()
+            .map(|values| BlobProto {
+                shape: Some(BlobShape {
+                    dim: vec![values.len() as i64],
+                }),
+                data: values.to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn batch_norm_and_scale_fold_into_the_convolution() {
+    let prototxt = r#"
+        input: "data" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 2 kernel_size: 1 bias_term: false } }
+        layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" batch_norm_param { eps: 1 } }
+        layer { name: "scale" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: true } }
+        layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+        layer { name: "alone" type: "Scale" bottom: "conv" top: "conv" }
+    "#;
+    // Mean 1 and variance 3 stored times the factor 2: scale 1/2.
+    let net = NetParameter {
+        layer: vec![
+            saved_layer("conv", &[&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]),
+            saved_layer("bn", &[&[2.0, 2.0], &[6.0, 6.0], &[2.0]]),
+            saved_layer("scale", &[&[2.0, 4.0], &[1.0, -1.0]]),
+            saved_layer("alone", &[&[0.5, 0.25]]),
+        ],
+        ..Default::default()
+    };
+    let model = read_caffemodel(&net.encode_to_vec(), prototxt).unwrap();
+    let names: Vec<&str> = model.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["conv", "alone"],
+        "BatchNorm and Scale fold into conv"
+    );
+    // Channel c: (w * 1/2 - 1/2) * gamma + beta.
+    assert_eq!(model.layers[0].weights, [1.0, 2.0, 3.0, 8.0, 10.0, 12.0]);
+    assert_eq!(model.layers[0].bias, [0.0, -3.0]);
+    // After the ReLU a Scale stays: a depthwise 1x1 convolution.
+    assert_eq!(model.layers[1].shape, [2, 1, 1, 1]);
+    assert_eq!(model.layers[1].bias, [0.0, 0.0]);
+    assert!(matches!(
+        model.graph.nodes.last().unwrap().op,
+        Op::Conv(formats::Conv { groups: 2, .. })
+    ));
+    let mut short = net.clone();
+    short.layer[1].blobs.pop();
+    let e = read_caffemodel(&short.encode_to_vec(), prototxt).unwrap_err();
+    assert!(
+        e.to_string().contains("mean, variance and scale factor"),
         "{e}"
     );
 }

@@ -135,8 +135,8 @@ fn every_engine_op_round_trips_exactly() {
             "Dropout",
             "Relu",
             "GlobalAveragePool",
-            "Reshape",
-            "Conv",
+            "Flatten",
+            "Gemm",
             "Softmax"
         ]
     );
@@ -532,9 +532,14 @@ fn refused(edit: impl FnOnce(&mut GraphProto), expected: &str, unsupported: bool
 #[test]
 fn unsupported_operators_and_attributes_are_named() {
     refused(
-        |g| g.node[1] = node("norm", "LRN", &["c"], "r", vec![int("size", 3)]),
-        "unsupported: ONNX node norm (LRN): operator LRN",
+        |g| g.node[1] = node("norm", "Selu", &["c"], "r", vec![]),
+        "unsupported: ONNX node norm (Selu): operator Selu",
         true,
+    );
+    refused(
+        |g| g.node[1] = node("norm", "LRN", &["c"], "r", vec![int("size", 0)]),
+        "size Some(0)",
+        false,
     );
     refused(
         |g| g.node[1] = node("", "Sigmoid", &["c"], "r", vec![]),
@@ -543,8 +548,13 @@ fn unsupported_operators_and_attributes_are_named() {
     );
     refused(
         |g| g.node[0].attribute.push(int("group", 2)),
-        "group 2",
-        true,
+        "expect 6 input channels (2 groups of 3) but x has 3",
+        false,
+    );
+    refused(
+        |g| g.node[0].attribute.push(int("group", 3)),
+        "2 output channels do not split into 3 groups",
+        false,
     );
     refused(
         |g| g.node[0].attribute.push(ints("dilations", &[2, 2])),
@@ -567,9 +577,9 @@ fn unsupported_operators_and_attributes_are_named() {
         true,
     );
     refused(
-        |g| g.node[4].attribute.push(float("beta", 0.5)),
-        "beta 0.5",
-        true,
+        |g| g.node[4].attribute.push(float("beta", f32::NAN)),
+        "beta NaN",
+        false,
     );
     refused(
         |g| g.node[4].attribute.push(int("transA", 1)),
@@ -589,10 +599,38 @@ fn unsupported_operators_and_attributes_are_named() {
                 "AveragePool",
                 &["r"],
                 "g",
-                vec![ints("kernel_shape", &[2, 2]), ints("pads", &[1, 1, 1, 1])],
+                vec![ints("kernel_shape", &[2, 2]), int("count_include_pad", 2)],
             )
         },
-        "count_include_pad",
+        "count_include_pad 2",
+        false,
+    );
+    refused(
+        |g| g.node[1] = node("bn", "BatchNormalization", &["c", "c.bias"], "r", vec![]),
+        "2 inputs (needs 5)",
+        false,
+    );
+    refused(
+        |g| g.node[1] = node("clip", "Clip", &["c", "c.bias"], "r", vec![]),
+        "bound c.bias is not a scalar",
+        true,
+    );
+    refused(
+        |g| {
+            g.node[4] = node(
+                "fc",
+                "MatMul",
+                &["f", "fc.weight"],
+                "logits",
+                vec![int("x", 1)],
+            )
+        },
+        "attribute x",
+        true,
+    );
+    refused(
+        |g| g.node[4] = node("fc", "Add", &["f", "fc.bias"], "logits", vec![]),
+        "input fc.bias is a constant tensor",
         true,
     );
     refused(
@@ -674,6 +712,40 @@ fn truncated_mutated_and_garbage_bytes_fail_cleanly() {
         }
         let _ = read_onnx(&mutated, Some(Preprocess::torchvision()));
     }
+    // A model of the classic CNN operators, mutated the same way.
+    let (bn, mut tensors) = batch_norm("c", "b");
+    tensors.push(float_tensor("dw.weight", &[2, 1, 3, 3], &[0.25; 18]));
+    tensors.push(float_tensor("hi", &[], &[6.0]));
+    let nodes = vec![
+        bn,
+        node(
+            "dw",
+            "Conv",
+            &["b", "dw.weight"],
+            "d",
+            vec![int("group", 2), ints("pads", &[1; 4])],
+        ),
+        node("norm", "LRN", &["d"], "n", vec![int("size", 3)]),
+        node("six", "Clip", &["n", "", "hi"], "r", vec![]),
+    ];
+    let mut classic = tiny_with(nodes, tensors);
+    graph_mut(&mut classic).node.splice(
+        7..8,
+        [
+            node("fc", "MatMul", &["f", "fc.weight"], "product", vec![]),
+            node("fc_bias", "Add", &["product", "fc.bias"], "logits", vec![]),
+        ],
+    );
+    let bytes = classic.encode_to_vec();
+    import(&classic).unwrap();
+    for _ in 0..300 {
+        let mut mutated = bytes.clone();
+        for _ in 0..3 {
+            let at = rng.below(mutated.len());
+            mutated[at] ^= 1 << rng.below(8);
+        }
+        let _ = read_onnx(&mutated, Some(Preprocess::torchvision()));
+    }
     for len in [1, 7, 100, 10_000] {
         let garbage: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
         assert!(
@@ -723,13 +795,273 @@ fn an_export_keeps_the_sources_names_and_output_rank() {
     assert_eq!(declared_dims(&graph.output[0]), ["N", "?"], "rank 2");
     assert_bit_identical(&import(&exported).unwrap(), &model);
 
-    // A Flatten inside the network stays 4-D (the convolution after it
-    // needs it), and an output from a pooling keeps its rank 4.
-    let inner = ModelProto::decode(&*write_onnx(&import(&tiny()).unwrap()).unwrap()).unwrap();
-    assert_eq!(declared_dims(&inner.graph.unwrap().output[0]).len(), 4);
+    // Flatten -> Gemm -> Softmax: the fully connected layer is a Gemm, and
+    // the output is the Softmax's, under its name, N x C.
+    let classifier = import(&tiny()).unwrap();
+    let exported = ModelProto::decode(&*write_onnx(&classifier).unwrap()).unwrap();
+    assert_eq!(count_ops(&exported, "Gemm"), 1);
+    let graph = exported.graph.as_ref().unwrap();
+    assert_eq!(graph.output[0].name, "p");
+    assert_eq!(declared_dims(&graph.output[0]), ["N", "?"]);
+    assert_eq!(import(&exported).unwrap(), classifier);
+
+    // A rank-2 blob that an operation needs 4-D is reshaped for it.
+    let mut pooled_again = model.clone();
+    pooled_again.graph.nodes.push(formats::Node {
+        name: "gap2".into(),
+        op: Op::GlobalAvgPool,
+        inputs: vec!["logits".into()],
+        outputs: vec!["pooled".into()],
+    });
+    pooled_again.graph.output = "pooled".into();
+    let exported = ModelProto::decode(&*write_onnx(&pooled_again).unwrap()).unwrap();
+    let graph = exported.graph.as_ref().unwrap();
+    let reshape = graph.node.iter().find(|n| n.op_type == "Reshape").unwrap();
+    assert_eq!(
+        (&*reshape.input[0], &*reshape.output[0]),
+        ("logits", "logits/4d")
+    );
+    assert_eq!(declared_dims(&graph.output[0]).len(), 4);
+
+    // An output from a pooling keeps its rank 4.
     let mut pooled = model.clone();
     pooled.graph.nodes.pop();
     pooled.graph.output = pooled.graph.nodes.last().unwrap().outputs[0].clone();
     let exported = ModelProto::decode(&*write_onnx(&pooled).unwrap()).unwrap();
     assert_eq!(declared_dims(&exported.graph.unwrap().output[0]).len(), 4);
+}
+
+/// A FLOAT initializer.
+fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: FLOAT,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// `tiny()` with `nodes` in place of its Relu (reading `c`, the last
+/// writing `r`) and `initializers` inserted after the convolution's.
+fn tiny_with(nodes: Vec<NodeProto>, initializers: Vec<TensorProto>) -> ModelProto {
+    let mut m = tiny();
+    let g = graph_mut(&mut m);
+    g.node.splice(1..2, nodes);
+    g.initializer.splice(2..2, initializers);
+    m
+}
+
+/// Batch normalization `bn` of 2 channels: scale (1, 0.5), shift (0.5, -1)
+/// with epsilon 1.
+fn batch_norm(input: &str, output: &str) -> (NodeProto, Vec<TensorProto>) {
+    let inputs = [input, "bn.weight", "bn.bias", "bn.mean", "bn.var"];
+    let node = node(
+        "bn",
+        "BatchNormalization",
+        &inputs,
+        output,
+        vec![float("epsilon", 1.0)],
+    );
+    let tensors = [
+        ("bn.weight", [2.0, 0.5]),
+        ("bn.bias", [1.0, -1.0]),
+        ("bn.mean", [0.5, 0.0]),
+        ("bn.var", [3.0, 0.0]),
+    ];
+    let tensors = tensors
+        .iter()
+        .map(|(name, values)| float_tensor(name, &[2], values))
+        .collect();
+    (node, tensors)
+}
+
+fn plain_conv(layer: usize, pad: usize, groups: usize) -> Op {
+    Op::Conv(Conv {
+        layer,
+        stride_h: 1,
+        stride_w: 1,
+        pad_h: pad,
+        pad_w: pad,
+        groups,
+        relu: false,
+    })
+}
+
+#[test]
+fn batch_norm_after_a_convolution_folds_into_it() {
+    let (bn, tensors) = batch_norm("c", "b");
+    let relu = node("relu", "Relu", &["b"], "r", vec![]);
+    let m = import(&tiny_with(vec![bn, relu], tensors)).unwrap();
+    let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["c", "fc"], "the convolution keeps its name");
+    let expected: Vec<f32> = conv_weights()
+        .iter()
+        .enumerate()
+        .map(|(i, w)| if i < 27 { *w } else { w * 0.5 })
+        .collect();
+    assert_eq!(m.layers[0].weights, expected);
+    assert_eq!(m.layers[0].bias, [0.5 + 0.5, -1.5 * 0.5 - 1.0]);
+    assert_eq!(
+        (&m.graph.nodes[0].name, &m.graph.nodes[0].outputs[0]),
+        (&"conv".to_string(), &"b".to_string())
+    );
+    assert_eq!(m.graph.nodes[1].op, Op::Relu);
+}
+
+#[test]
+fn batch_norm_that_cannot_fold_is_a_depthwise_convolution() {
+    let relu = node("relu", "Relu", &["c"], "a", vec![]);
+    let (bn, tensors) = batch_norm("a", "r");
+    let m = import(&tiny_with(vec![relu, bn], tensors)).unwrap();
+    let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["c", "bn", "fc"]);
+    assert_eq!(m.layers[1].shape, [2, 1, 1, 1]);
+    assert_eq!(
+        (&m.layers[1].weights, &m.layers[1].bias),
+        (&vec![1.0, 0.5], &vec![0.5, -1.0])
+    );
+    assert_eq!(m.graph.nodes[2].op, plain_conv(1, 0, 2));
+    assert_eq!(m.graph.nodes[5].op, plain_conv(2, 0, 1));
+    // Written and read back, it stays what it is: a depthwise convolution.
+    let (back, _) = read_onnx(&write_onnx(&m).unwrap(), None).unwrap();
+    assert_eq!(back, m);
+}
+
+#[test]
+fn classic_cnn_operators_import() {
+    let op_of = |nodes: Vec<NodeProto>, tensors: Vec<TensorProto>, opset: i64| {
+        let mut m = tiny_with(nodes, tensors);
+        m.opset_import[0].version = opset;
+        let model = import(&m).unwrap();
+        model.graph.nodes[1].op.clone()
+    };
+    let bound = |name: &str, v: f32| float_tensor(name, &[], &[v]);
+    assert_eq!(
+        op_of(
+            vec![node("c6", "Clip", &["c", "lo", "hi"], "r", vec![])],
+            vec![bound("lo", 0.0), bound("hi", 6.0)],
+            13
+        ),
+        Op::Clip(formats::Clip { min: 0.0, max: 6.0 }),
+        "ReLU6 from opset 11 on"
+    );
+    assert_eq!(
+        op_of(
+            vec![node("c6", "Clip", &["c", "", "hi"], "r", vec![])],
+            vec![bound("hi", 6.0)],
+            13
+        ),
+        Op::Clip(formats::Clip {
+            min: f32::NEG_INFINITY,
+            max: 6.0
+        }),
+        "an absent bound is open"
+    );
+    assert_eq!(
+        op_of(
+            vec![node(
+                "c6",
+                "Clip",
+                &["c"],
+                "r",
+                vec![float("min", 0.0), float("max", 6.0)]
+            )],
+            vec![],
+            9
+        ),
+        Op::Clip(formats::Clip { min: 0.0, max: 6.0 }),
+        "bounds as attributes before opset 11"
+    );
+    let lrn = node(
+        "norm",
+        "LRN",
+        &["c"],
+        "r",
+        vec![int("size", 5), float("alpha", 2e-4)],
+    );
+    assert_eq!(
+        op_of(vec![lrn], vec![], 13),
+        Op::Lrn(formats::Lrn {
+            size: 5,
+            alpha: 2e-4,
+            beta: 0.75,
+            bias: 1.0
+        })
+    );
+    assert_eq!(
+        op_of(
+            vec![node("id", "Identity", &["c"], "r", vec![])],
+            vec![],
+            13
+        ),
+        Op::Dropout,
+        "Identity is the model type's identity"
+    );
+    let depthwise = node(
+        "dw",
+        "Conv",
+        &["c", "dw.weight"],
+        "r",
+        vec![int("group", 2), ints("pads", &[1, 1, 1, 1])],
+    );
+    let weights = float_tensor("dw.weight", &[2, 1, 3, 3], &[0.25; 18]);
+    assert_eq!(
+        op_of(vec![depthwise], vec![weights], 13),
+        plain_conv(1, 1, 2)
+    );
+    let average = |include: i64, pad: i64| {
+        let attributes = vec![
+            ints("kernel_shape", &[3, 3]),
+            ints("pads", &[pad; 4]),
+            int("count_include_pad", include),
+        ];
+        match op_of(
+            vec![node("ap", "AveragePool", &["c"], "r", attributes)],
+            vec![],
+            13,
+        ) {
+            Op::Pool(p) => p.count_include_pad,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(!average(0, 1), "padding excluded from the divisor");
+    assert!(average(1, 1));
+    assert!(average(0, 0), "without padding both divisors agree");
+}
+
+#[test]
+fn fully_connected_forms_import_alike() {
+    let reference = import(&tiny()).unwrap();
+    // MatMul by the K x out weights, then Add of the bias.
+    let mut matmul = tiny();
+    let g = graph_mut(&mut matmul);
+    g.node.splice(
+        4..5,
+        [
+            node("fc", "MatMul", &["f", "fc.weight"], "product", vec![]),
+            node("fc_bias", "Add", &["product", "fc.bias"], "logits", vec![]),
+        ],
+    );
+    assert_eq!(import(&matmul).unwrap(), reference);
+    // A product read elsewhere too keeps its bias apart, which sqz refuses.
+    let mut shared = matmul.clone();
+    graph_mut(&mut shared).output[0].name = "product".into();
+    graph_mut(&mut shared).node.pop();
+    assert!(import(&shared).is_err());
+    // Gemm's alpha and beta scale weights and bias.
+    let mut scaled = tiny();
+    let g = graph_mut(&mut scaled);
+    g.node[4]
+        .attribute
+        .extend([float("beta", 0.5), float("alpha", 2.0)]);
+    g.node[4].attribute.remove(0);
+    let m = import(&scaled).unwrap();
+    let doubled: Vec<f32> = reference.layers[1]
+        .weights
+        .iter()
+        .map(|w| w * 2.0)
+        .collect();
+    assert_eq!(m.layers[1].weights, doubled);
+    assert_eq!(m.layers[1].bias, [0.5, 1.0, 1.5, 2.0, 2.5]);
 }
