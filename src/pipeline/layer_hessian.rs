@@ -110,3 +110,50 @@ pub fn layer_hessian(
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compress::calib::MAX_DIM;
+
+    /// A grouped convolution's Hessian per group equals the Hessian of an
+    /// ordinary convolution over that group's input channels alone.
+    #[test]
+    fn each_group_has_the_hessian_of_its_own_input_channels() {
+        let (images, channels, side) = (3, 4, 5);
+        let data: Vec<f32> = (0..images * channels * side * side)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let input = Tensor::new([images, channels, side, side], data.clone()).unwrap();
+        let layer = Layer {
+            name: "grouped".into(),
+            shape: [6, 2, 3, 3],
+            weights: vec![0.5; 6 * 2 * 9],
+            bias: vec![0.0; 6],
+        };
+        let conv = Conv {
+            layer: 0,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 1,
+            pad_w: 1,
+            groups: 2,
+            relu: false,
+        };
+        let grouped = layer_hessian(&input, &layer, &conv, MAX_DIM).unwrap();
+        assert_eq!(grouped.groups().len(), 2);
+        let plain = Conv { groups: 1, ..conv };
+        for (g, h) in grouped.groups().iter().enumerate() {
+            // The group's two input channels as an image batch of their own.
+            let part: Vec<f32> = data
+                .chunks_exact(side * side)
+                .enumerate()
+                .filter(|(i, _)| (i % channels) / 2 == g)
+                .flat_map(|(_, plane)| plane.iter().copied())
+                .collect();
+            let part = Tensor::new([images, 2, side, side], part).unwrap();
+            let alone = layer_hessian(&part, &layer, &plain, MAX_DIM).unwrap();
+            assert_eq!(&alone.groups()[0], h, "group {g}");
+        }
+    }
+}

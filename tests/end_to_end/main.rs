@@ -22,4 +22,5 @@ mod pipeline;
 mod preprocess_reference;
 mod report;
 mod safetensors_handoff;
+mod scale;
 mod synthetic_end_to_end;
