@@ -339,9 +339,11 @@ impl<'m> Session<'m> {
                 let replacement = replacement.as_ref();
                 self.convolve(input, replacement, &conv, clip, &mut output, node)?;
             }
-            Op::Lrn(parameters) => {
-                lrn(slots.plain(inputs, buffers, node)?[0], parameters, &mut output)
-            }
+            Op::Lrn(parameters) => lrn(
+                slots.plain(inputs, buffers, node)?[0],
+                parameters,
+                &mut output,
+            ),
             Op::Softmax => softmax_in_place(&mut output),
             Op::Flatten => output.shape = shape,
             Op::Pool(p) => pool(slots.plain(inputs, buffers, node)?[0], p, &mut output),

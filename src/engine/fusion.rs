@@ -9,8 +9,8 @@
 
 use formats::{Clip, Model, Op};
 
-use super::depthwise::is_depthwise;
 use super::blocked::LANES;
+use super::depthwise::is_depthwise;
 use super::plan::{Plan, INPUT_SLOT};
 
 /// What the executor does at a node of a fused run.
