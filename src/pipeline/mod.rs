@@ -103,6 +103,11 @@ impl Calibration {
             return Ok(());
         };
         let block = self.options.hessian_block;
+        MemoryNeed::compression(model, block)?.check(
+            "calibrated compression",
+            self.images.count,
+            limit,
+        )?;
         let sensitivity_runs = [
             recipe.target_size.as_ref().map(|t| &t.sensitivity),
             recipe.placement.as_ref().map(|p| &p.sensitivity),
@@ -114,11 +119,7 @@ impl Calibration {
                 limit,
             )?;
         }
-        MemoryNeed::compression(model, block)?.check(
-            "calibrated compression",
-            self.images.count,
-            limit,
-        )
+        Ok(())
     }
 }
 

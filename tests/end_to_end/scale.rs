@@ -7,7 +7,6 @@ use crate::common::*;
 fn a_calibrated_run_over_the_memory_limit_is_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.sqz");
-    let start = std::time::Instant::now();
     let error = run_user_error(args![
         "compress",
         v11_param(),
@@ -28,8 +27,6 @@ fn a_calibrated_run_over_the_memory_limit_is_refused_before_any_work() {
         "{error}"
     );
     assert!(!out.exists(), "nothing is written");
-    // Refused before loading 256 images or running anything.
-    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
 
     let error = run_user_error(args![
         "sensitivity",
