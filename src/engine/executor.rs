@@ -94,14 +94,25 @@ enum Convolutions {
     Im2col,
 }
 
-/// Every layer of `model` packed in blocks of `width` channels.
+/// Every layer of `model` that an ungrouped convolution uses, packed in
+/// blocks of `width` channels; `None` for the others (grouped and
+/// depthwise convolutions never run on the packed kernels).
 fn pack(model: &Model, width: usize) -> Vec<Option<PackedLayer>> {
+    let ungrouped: std::collections::HashSet<usize> = model
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.op {
+            Op::Conv(conv) if conv.groups == 1 => Some(conv.layer),
+            _ => None,
+        })
+        .collect();
     model
         .layers
         .iter()
-        .map(|layer| {
-            check_layer(layer)
-                .is_ok()
+        .enumerate()
+        .map(|(index, layer)| {
+            (ungrouped.contains(&index) && check_layer(layer).is_ok())
                 .then(|| PackedLayer::new(layer, width))
         })
         .collect()
