@@ -134,15 +134,27 @@ fn profile(
         .collect())
 }
 
-/// The profile's name for what `node` does: convolutions by kernel size.
+/// The profile's name for what `node` does: ungrouped convolutions by
+/// kernel size, grouped and depthwise ones apart (they run on other
+/// kernels), LRN and Clip by name.
 fn op_kind(model: &Model, node: &Node) -> String {
     match &node.op {
         Op::Conv(conv) => match model.layers.get(conv.layer) {
-            Some(layer) => format!("conv {}x{}", layer.shape[2], layer.shape[3]),
+            Some(layer) => {
+                let [_, in_c, kh, kw] = layer.shape;
+                let grouping = match conv.groups {
+                    1 => "",
+                    _ if in_c == 1 => "depthwise ",
+                    _ => "grouped ",
+                };
+                format!("{grouping}conv {kh}x{kw}")
+            }
             None => "conv".into(),
         },
         Op::Pool(_) | Op::GlobalAvgPool => "pooling".into(),
         Op::Concat => "concat".into(),
+        Op::Lrn(_) => "lrn".into(),
+        Op::Clip(_) => "clip".into(),
         _ => "other".into(),
     }
 }

@@ -9,6 +9,7 @@ use formats::{Clip, Conv, Layer, Model, Node, Op, PoolKind};
 
 use super::blocked::conv::{conv2d_blocked, Destination};
 use super::blocked::pool::{global_avg_pool as blocked_global_avg_pool, max_pool};
+use super::blocked::winograd::{conv2d_winograd, WinogradLayer};
 use super::blocked::{Blocked, LANES};
 use super::buffers::Buffers;
 use super::concat::{concat, concat_images};
@@ -86,6 +87,9 @@ enum Convolutions {
         kernel: Kernel,
         /// In blocks of [`LANES`] channels, for blocked inputs.
         blocked: Vec<Option<PackedLayer>>,
+        /// Transformed for Winograd convolutions, for the layers of 3x3
+        /// convolutions with stride 1 ([`WinogradLayer::fits`]).
+        winograd: Vec<Option<WinogradLayer>>,
         /// In blocks of [`MR`] channels, for NCHW inputs: packed at the
         /// first hooked run, as only hooked runs convolve NCHW inputs.
         nchw: OnceLock<Vec<Option<PackedLayer>>>,
@@ -98,12 +102,30 @@ enum Convolutions {
 /// blocks of `width` channels; `None` for the others (grouped and
 /// depthwise convolutions never run on the packed kernels).
 fn pack(model: &Model, width: usize) -> Vec<Option<PackedLayer>> {
-    let ungrouped: std::collections::HashSet<usize> = model
+    pack_used(
+        model,
+        |_, conv| conv.groups == 1,
+        |layer| PackedLayer::new(layer, width),
+    )
+}
+
+/// Every layer of `model` that a convolution `uses(layer, conv)` (and
+/// whose data fits its shape) through `prepare`; `None` for the others.
+fn pack_used<T>(
+    model: &Model,
+    uses: impl Fn(&Layer, &Conv) -> bool,
+    prepare: impl Fn(&Layer) -> T,
+) -> Vec<Option<T>> {
+    let used: std::collections::HashSet<usize> = model
         .graph
         .nodes
         .iter()
         .filter_map(|node| match &node.op {
-            Op::Conv(conv) if conv.groups == 1 => Some(conv.layer),
+            Op::Conv(conv) => model
+                .layers
+                .get(conv.layer)
+                .is_some_and(|layer| uses(layer, conv))
+                .then_some(conv.layer),
             _ => None,
         })
         .collect();
@@ -112,8 +134,7 @@ fn pack(model: &Model, width: usize) -> Vec<Option<PackedLayer>> {
         .iter()
         .enumerate()
         .map(|(index, layer)| {
-            (ungrouped.contains(&index) && check_layer(layer).is_ok())
-                .then(|| PackedLayer::new(layer, width))
+            (used.contains(&index) && check_layer(layer).is_ok()).then(|| prepare(layer))
         })
         .collect()
 }
@@ -134,6 +155,7 @@ impl<'m> Session<'m> {
             Some(kernel) => Convolutions::Packed {
                 kernel,
                 blocked: pack(model, LANES),
+                winograd: pack_used(model, WinogradLayer::fits, WinogradLayer::new),
                 nchw: OnceLock::new(),
             },
             None => Convolutions::Im2col,
@@ -178,8 +200,15 @@ impl<'m> Session<'m> {
     fn blocked_layers(&self, hooked: bool) -> Option<BlockedLayers<'_>> {
         match &self.convolutions {
             Convolutions::Packed {
-                kernel, blocked, ..
-            } if !hooked => Some((*kernel, blocked)),
+                kernel,
+                blocked,
+                winograd,
+                ..
+            } if !hooked => Some(BlockedLayers {
+                kernel: *kernel,
+                direct: blocked,
+                winograd,
+            }),
             _ => None,
         }
     }
@@ -225,7 +254,7 @@ impl<'m> Session<'m> {
                         offset,
                     },
                     Op::Conv(conv),
-                    Some((kernel, layers)),
+                    Some(layers),
                 ) => {
                     let slot = Plan::output_slot(concat);
                     let mut output = match slots.take(slot) {
@@ -236,15 +265,12 @@ impl<'m> Session<'m> {
                         relu: relu || conv.relu,
                         ..*conv
                     };
-                    let layer = layers[conv.layer]
-                        .as_ref()
-                        .ok_or_else(|| missing(&node.name))?;
                     let input = slots.blocked(plan.inputs[index][0], &mut buffers, node)?;
                     let destination = Destination {
                         output: &mut output,
                         first_block: offset / LANES,
                     };
-                    conv2d_blocked(kernel, input, layer, &conv, destination, &mut buffers);
+                    layers.convolve(node, input, &conv, destination, &mut buffers)?;
                     slots.put(slot, Value::Blocked(output));
                 }
                 _ => {
@@ -389,24 +415,21 @@ impl<'m> Session<'m> {
         } = run;
         let inputs = self.plan.inputs[index].as_slice();
         let output = match (&node.op, layers) {
-            (Op::Conv(conv), Some((kernel, layers))) if conv.groups == 1 => {
+            (Op::Conv(conv), Some(layers)) if conv.groups == 1 => {
                 let conv = Conv {
                     relu: conv.relu || step == Step::ConvRelu,
                     ..*conv
                 };
-                let layer = layers[conv.layer]
-                    .as_ref()
-                    .ok_or_else(|| missing(&node.name))?;
                 let mut output = Blocked::uninit(shape, LANES, buffers);
                 let input = slots.blocked(inputs[0], buffers, node)?;
                 let destination = Destination {
                     output: &mut output,
                     first_block: 0,
                 };
-                conv2d_blocked(kernel, input, layer, &conv, destination, buffers);
+                layers.convolve(node, input, &conv, destination, buffers)?;
                 Value::Blocked(output)
             }
-            (Op::Pool(p), Some((kernel, _)))
+            (Op::Pool(p), Some(BlockedLayers { kernel, .. }))
                 if p.kind == PoolKind::Max && slots.is_blocked_16(inputs[0]) =>
             {
                 let input = slots.blocked(inputs[0], buffers, node)?;
@@ -497,8 +520,43 @@ impl<'m> Session<'m> {
     }
 }
 
-/// The micro-kernel and the layers packed in blocks of [`LANES`] channels.
-type BlockedLayers<'s> = (Kernel, &'s [Option<PackedLayer>]);
+/// The micro-kernel and the layers prepared for blocked inputs.
+#[derive(Clone, Copy)]
+struct BlockedLayers<'s> {
+    kernel: Kernel,
+    /// Packed in blocks of [`LANES`] channels, for the direct kernel.
+    direct: &'s [Option<PackedLayer>],
+    /// Transformed for [`conv2d_winograd`].
+    winograd: &'s [Option<WinogradLayer>],
+}
+
+impl BlockedLayers<'_> {
+    /// Convolve the blocked `input` of convolution `node` as `conv` says
+    /// into `destination`: with Winograd's algorithm where it applies
+    /// (see [`WinogradLayer::fits`]; not the direct kernel's bits), else
+    /// with the direct kernel.
+    fn convolve(
+        &self,
+        node: &Node,
+        input: &Blocked,
+        conv: &Conv,
+        destination: Destination<'_>,
+        buffers: &mut Buffers,
+    ) -> Result<(), EngineError> {
+        let winograd = self.winograd[conv.layer]
+            .as_ref()
+            .filter(|_| conv.stride_h == 1 && conv.stride_w == 1 && input.lanes == LANES);
+        if let Some(layer) = winograd {
+            conv2d_winograd(self.kernel, input, layer, conv, destination, buffers);
+            return Ok(());
+        }
+        let layer = self.direct[conv.layer]
+            .as_ref()
+            .ok_or_else(|| missing(&node.name))?;
+        conv2d_blocked(self.kernel, input, layer, conv, destination, buffers);
+        Ok(())
+    }
+}
 
 /// A node to run in the blocked layout, if it runs there: see
 /// [`Session::run_blocked`].

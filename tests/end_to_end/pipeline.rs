@@ -98,7 +98,7 @@ fn recipes_the_model_cannot_take_are_user_errors() {
 }
 
 /// Sensitivity trials run only the graph's tail from the last cut before
-/// the changed layer: the output must be the very bits of a full run with
+/// the changed layer: the output must be (to float rounding) a full run with
 /// the layer replaced, on v1.1 (ncnn, distinct blob names) and on Han's
 /// v1.0 (Caffe, ReLUs in place).
 #[test]
@@ -136,7 +136,17 @@ fn a_trial_from_the_last_cut_equals_a_full_run() {
             })
             .unwrap();
             let tail = tails.run_with(index, changed).expect("trial");
-            assert_eq!(tail, full, "{reference}, layer {}", layer.name);
+            // The tail runs on `Session::run`, whose Winograd 3x3
+            // convolutions round differently from the hooked run's direct
+            // ones (engine::blocked::winograd): equal to float rounding.
+            assert_eq!(tail.shape, full.shape);
+            for (a, b) in tail.data.iter().zip(&full.data) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{reference}, layer {}: {a} vs {b}",
+                    layer.name
+                );
+            }
             assert_ne!(
                 tail, output,
                 "{reference}, layer {} changed nothing",

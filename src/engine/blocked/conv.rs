@@ -105,7 +105,7 @@ pub(crate) fn conv2d_blocked(
 }
 
 /// The output pointer shared by the tasks, which write disjoint parts.
-struct SharedOutput(*mut f32);
+pub(super) struct SharedOutput(pub(super) *mut f32);
 // SAFETY: see the writes in `conv2d_blocked`: no two tasks write the same
 // value and nothing reads the output while they run.
 unsafe impl Sync for SharedOutput {}
@@ -115,7 +115,7 @@ impl SharedOutput {
     ///
     /// # Safety
     /// `offset` must lie inside the output.
-    unsafe fn at(&self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn at(&self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }

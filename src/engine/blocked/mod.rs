@@ -17,6 +17,7 @@
 pub(crate) mod conv;
 mod kernel;
 pub(crate) mod pool;
+pub(crate) mod winograd;
 
 use rayon::prelude::*;
 
@@ -113,8 +114,21 @@ impl Blocked {
     /// A copy with `pad = [top/bottom, left/right]` pixels of zeros around
     /// every plane; parallel over rows.
     pub(crate) fn padded(&self, [ph, pw]: [usize; 2], buffers: &mut Buffers) -> Self {
+        let [_, _, h, w] = self.shape;
+        self.padded_to([ph, pw], [h + 2 * ph, w + 2 * pw], buffers)
+    }
+
+    /// A copy with every plane placed `pad = [top, left]` pixels into a
+    /// plane of zeros of `size = [height, width]` (at least the plane plus
+    /// `pad`); parallel over rows.
+    pub(crate) fn padded_to(
+        &self,
+        [ph, pw]: [usize; 2],
+        [hp, wp]: [usize; 2],
+        buffers: &mut Buffers,
+    ) -> Self {
         let [n, c, h, w] = self.shape;
-        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        assert!(hp >= h + ph && wp >= w + pw, "the plane must fit its copy");
         let mut padded = Blocked::uninit([n, c, hp, wp], self.lanes, buffers);
         let row = w * self.lanes;
         let border = pw * self.lanes;

@@ -93,7 +93,9 @@ fn tape_output_matches_forward(m: &formats::Model, input: &Tensor) {
     assert_eq!(tape.output(), &im2col);
     let fast = crate::engine::forward(m, input).unwrap();
     for (a, b) in tape.output().data.iter().zip(&fast.data) {
-        assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+        // 1e-4: the blocked path runs 3x3 convolutions with stride 1 on
+        // Winograd's algorithm, which rounds differently again.
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3), "{a} vs {b}");
     }
 }
 
