@@ -213,14 +213,45 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Run the graph on `input`; a run that keeps activations blocked
+    /// goes through a batch [`IMAGES_PER_PASS`] images at a time, whose
+    /// activations stay in cache where a whole batch's would not (each
+    /// image's outputs are the same bits in any batch).
     fn execute(
+        &self,
+        input: &Tensor,
+        hook: Option<&mut ForwardHook<'_>>,
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<Tensor, EngineError> {
+        input.check()?;
+        infer_planned(self.model, &self.plan, input.shape)?;
+        let [batch, c, h, w] = input.shape;
+        if hook.is_some() || self.blocked_layers(false).is_none() || batch <= IMAGES_PER_PASS {
+            return self.execute_pass(input, hook, times);
+        }
+        let mut outputs = Vec::with_capacity(batch.div_ceil(IMAGES_PER_PASS));
+        for images in input.data.chunks(IMAGES_PER_PASS * input.image_len()) {
+            let part = Tensor::new([images.len() / input.image_len(), c, h, w], images.to_vec())?;
+            let mut part_times = Vec::new();
+            outputs.push(self.execute_pass(&part, None, Some(&mut part_times))?);
+            if let Some(times) = times.as_mut() {
+                times.resize(part_times.len(), Duration::ZERO);
+                times.iter_mut().zip(part_times).for_each(|(t, p)| *t += p);
+            }
+        }
+        let [_, oc, oh, ow] = outputs[0].shape;
+        let data = outputs.into_iter().flat_map(|part| part.data).collect();
+        Tensor::new([batch, oc, oh, ow], data)
+    }
+
+    /// [`Session::execute`] on the whole of `input` at once.
+    fn execute_pass(
         &self,
         input: &Tensor,
         mut hook: Option<&mut ForwardHook<'_>>,
         mut times: Option<&mut Vec<Duration>>,
     ) -> Result<Tensor, EngineError> {
         let (model, plan) = (self.model, &self.plan);
-        input.check()?;
         let shapes = infer_planned(model, plan, input.shape)?;
         let blocked = self.blocked_layers(hook.is_some());
         let mut slots = Slots::new(plan.slot_count, INPUT_SLOT, input);
@@ -519,6 +550,13 @@ impl<'m> Session<'m> {
         }
     }
 }
+
+/// Images a blocked run computes at once (see [`Session::execute`]). On
+/// SqueezeNet v1.0 at batch 16, one thread, passes of 1, 2 and 4 images
+/// took 12-15 % less CPU time than the whole batch at once (v1.0's
+/// activations reach 15 MB per image); 2 leaves twice the tasks of one
+/// image to share between threads.
+const IMAGES_PER_PASS: usize = 2;
 
 /// The micro-kernel and the layers prepared for blocked inputs.
 #[derive(Clone, Copy)]

@@ -28,7 +28,7 @@ const IMAGES: usize = 2;
 const RELATIVE_TOLERANCE: &str = "1e-4";
 
 /// Build `family` with `tests/models/build_classic_cnns.py` into `dir`.
-fn build(family: &str, width_divisor: usize, dir: &Path) -> PathBuf {
+pub(crate) fn build(family: &str, width_divisor: usize, dir: &Path) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/build_classic_cnns.py");
     let out = dir.join(format!("{family}.onnx"));
     let status = Command::new(python())

@@ -1,8 +1,9 @@
-//! `sqz-compress bench` on the real models: the JSON it prints and its
-//! refusals of bad arguments.
+//! `sqz-compress bench` on the real models and on small built ones: the JSON
+//! it prints, its profile labels and its refusals of bad arguments.
 
 use std::path::Path;
 
+use crate::classic_cnns::build;
 use crate::common::{han_net, run_ok, run_user_error, v11_param};
 
 fn bench_json(model: &Path, batch: &str, extra: &[&str]) -> serde_json::Value {
@@ -69,4 +70,30 @@ fn bench_refuses_bad_arguments_and_models() {
     }
     let missing = run_user_error(&["bench", "no-such-model.onnx"]);
     assert!(missing.contains("no-such-model.onnx"), "{missing}");
+}
+
+/// Grouped and depthwise convolutions, LRN and Clip get their own rows in
+/// the profile (depthwise 3x3 convolutions used to count as "conv 3x3").
+#[test]
+fn bench_profiles_grouped_and_depthwise_convolutions_lrn_and_clip_apart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (family, kinds) in [
+        (
+            "mobilenetv2",
+            &["depthwise conv 3x3", "clip", "conv 1x1"][..],
+        ),
+        (
+            "alexnet-caffe",
+            &["grouped conv 5x5", "lrn", "conv 11x11"][..],
+        ),
+    ] {
+        let model = build(family, 4, dir.path());
+        let report = bench_json(&model, "1", &[]);
+        for kind in kinds {
+            assert!(
+                report["op_ms"][kind].as_f64().is_some(),
+                "{family}: no {kind} in {report}"
+            );
+        }
+    }
 }
