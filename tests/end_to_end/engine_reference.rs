@@ -99,9 +99,11 @@ fn reproduces_reference_logits(reference: &Reference) {
         .zip(&expected)
         .map(|(a, e)| (a - e).abs())
         .fold(0.0f32, f32::max);
+    let largest = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
     println!(
-        "{}: max abs error vs reference logits = {max_error:e}",
-        reference.name
+        "{}: max abs error vs reference logits = {max_error:e} ({:e} of the largest logit, {largest})",
+        reference.name,
+        max_error / largest
     );
     assert!(
         max_error <= MAX_ABS_ERROR,

@@ -55,53 +55,91 @@ pub(crate) fn conv2d_blocked(
     let source = padded.as_ref().unwrap_or(input);
     let layout = Layout::new(source, layer, conv, output.shape);
     let segments = layout.segments();
-    let groups = layer.block_count().div_ceil(BLOCKS);
     let chunks = segments.len().div_ceil(SEGMENTS_PER_TASK);
     let batch = output.shape[0];
     let (out_image, out_plane) = (output.image_len(), output.plane_len());
     let in_image = source.image_len();
     let out = SharedOutput(output.data.as_mut_ptr());
-    (0..batch * groups * chunks)
-        .into_par_iter()
-        .for_each(|task| {
-            let (image, group, chunk) = (
-                task / (groups * chunks),
-                task / chunks % groups,
-                task % chunks,
-            );
-            let first = group * BLOCKS;
-            let blocks = BLOCKS.min(layer.block_count() - first);
-            let filters = Filters {
-                weights: &layer.blocks[first * layer.depth * LANES..],
-                bias: &layer.bias[first * LANES..],
-                depth: layer.depth,
-                blocks,
+    for_each_task(batch, layer.block_count(), chunks, |task| {
+        let Task {
+            image,
+            first,
+            blocks,
+            ..
+        } = task;
+        let filters = Filters {
+            weights: &layer.blocks[first * layer.depth * LANES..],
+            bias: &layer.bias[first * LANES..],
+            depth: layer.depth,
+            blocks,
+        };
+        let image_values = &source.data[image * in_image..][..in_image];
+        let run = task.share(segments.len(), chunks);
+        for segment in &segments[run] {
+            let source = Source {
+                values: &image_values[layout.window_corner(segment)..],
+                ..layout.source
             };
-            let image_values = &source.data[image * in_image..][..in_image];
-            let run = chunk * segments.len() / chunks..(chunk + 1) * segments.len() / chunks;
-            for segment in &segments[run] {
-                let source = Source {
-                    values: &image_values[layout.window_corner(segment)..],
-                    ..layout.source
-                };
-                let offset = image * out_image
-                    + (first_block + first) * out_plane
-                    + (segment.row * layout.cols + segment.col) * LANES;
-                let target = Target {
-                    // SAFETY: `offset` plus the kernel's writes stay inside
-                    // `output` (blocks checked above, positions within the
-                    // plane), and tasks write disjoint (block, position) sets.
-                    pointer: unsafe { out.at(offset) },
-                    block_stride: out_plane,
-                    positions: segment.len,
-                };
-                // SAFETY: a `Kernel` proves AVX-512F; see `target` above.
-                unsafe { convolve(source, filters, conv.relu, target) };
-            }
-        });
+            let offset = image * out_image
+                + (first_block + first) * out_plane
+                + (segment.row * layout.cols + segment.col) * LANES;
+            let target = Target {
+                // SAFETY: `offset` plus the kernel's writes stay inside
+                // `output` (blocks checked above, positions within the
+                // plane), and tasks write disjoint (block, position) sets.
+                pointer: unsafe { out.at(offset) },
+                block_stride: out_plane,
+                positions: segment.len,
+            };
+            // SAFETY: a `Kernel` proves AVX-512F; see `target` above.
+            unsafe { convolve(source, filters, conv.relu, target) };
+        }
+    });
     if let Some(padded) = padded {
         buffers.keep(padded.data);
     }
+}
+
+/// One task of a blocked convolution: one image, output blocks `first..
+/// first + blocks` (a group of at most [`BLOCKS`]), and share `chunk` of
+/// its positions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Task {
+    pub image: usize,
+    pub first: usize,
+    pub blocks: usize,
+    pub chunk: usize,
+}
+
+impl Task {
+    /// The task's even share of `len` positions cut in `chunks`.
+    pub(super) fn share(&self, len: usize, chunks: usize) -> std::ops::Range<usize> {
+        self.chunk * len / chunks..(self.chunk + 1) * len / chunks
+    }
+}
+
+/// Run `task` in parallel for every image of `batch`, group of
+/// [`BLOCKS`] of `block_count` output blocks and chunk of `chunks`: a
+/// fixed cut, whatever the thread count.
+pub(super) fn for_each_task(
+    batch: usize,
+    block_count: usize,
+    chunks: usize,
+    task: impl Fn(Task) + Sync + Send,
+) {
+    let groups = block_count.div_ceil(BLOCKS);
+    (0..batch * groups * chunks)
+        .into_par_iter()
+        .for_each(|index| {
+            let group = index / chunks % groups;
+            let first = group * BLOCKS;
+            task(Task {
+                image: index / (groups * chunks),
+                first,
+                blocks: BLOCKS.min(block_count - first),
+                chunk: index % chunks,
+            })
+        });
 }
 
 /// The output pointer shared by the tasks, which write disjoint parts.

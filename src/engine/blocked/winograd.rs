@@ -28,9 +28,8 @@
 use std::cell::RefCell;
 
 use formats::{Conv, Layer};
-use rayon::prelude::*;
 
-use super::conv::{Destination, SharedOutput};
+use super::conv::{for_each_task, Destination, SharedOutput, Task};
 use super::kernel::{convolve, Filters, Source, Target, BLOCKS, POSITIONS};
 use super::{Blocked, LANES};
 use crate::engine::buffers::Buffers;
@@ -169,56 +168,51 @@ pub(crate) fn conv2d_winograd(
     let padded = input.padded_to([conv.pad_h, conv.pad_w], size, buffers);
     let count = tiles.rows * tiles.cols;
     let chunks = count.div_ceil(TILES_PER_TASK);
-    let groups = layer.blocks.div_ceil(BLOCKS);
     let (out_image, out_plane) = (output.image_len(), output.plane_len());
     let out = SharedOutput(output.data.as_mut_ptr());
     let relu = conv.relu;
-    (0..batch * groups * chunks)
-        .into_par_iter()
-        .for_each(|task| {
-            let (image, group, chunk) = (
-                task / (groups * chunks),
-                task / chunks % groups,
-                task % chunks,
-            );
-            let first = group * BLOCKS;
-            let blocks = BLOCKS.min(layer.blocks - first);
-            let run = Run {
-                first: chunk * count / chunks,
-                len: (chunk + 1) * count / chunks - chunk * count / chunks,
+    for_each_task(batch, layer.blocks, chunks, |task| {
+        let Task {
+            image,
+            first,
+            blocks,
+            ..
+        } = task;
+        let share = task.share(count, chunks);
+        let run = Run {
+            first: share.start,
+            len: share.len(),
+        };
+        let image_values = &padded.data[image * padded.image_len()..][..padded.image_len()];
+        SCRATCH.with_borrow_mut(|(transformed, products)| {
+            transformed.resize(POINTS * padded.blocks() * run.len * LANES, 0.0);
+            products.resize(POINTS * blocks * run.len * LANES, 0.0);
+            // SAFETY: a `Kernel` proves AVX-512F; `transform_inputs`
+            // reads windows inside the zero-bordered copy.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::transform_inputs(&padded, image_values, &tiles, run, transformed)
             };
-            let image_values = &padded.data[image * padded.image_len()..][..padded.image_len()];
-            SCRATCH.with_borrow_mut(|(transformed, products)| {
-                transformed.resize(POINTS * padded.blocks() * run.len * LANES, 0.0);
-                products.resize(POINTS * blocks * run.len * LANES, 0.0);
-                // SAFETY: a `Kernel` proves AVX-512F; `transform_inputs`
-                // reads windows inside the zero-bordered copy.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    avx512::transform_inputs(&padded, image_values, &tiles, run, transformed)
-                };
-                for point in 0..POINTS {
-                    let filters = layer.filters(point, first, blocks);
-                    multiply_point(&padded, transformed, filters, run.len, point, products);
-                }
-                let place = Placement {
-                    // SAFETY: the first output block of this task's group
-                    // lies inside `output` (checked above).
-                    pointer: unsafe {
-                        out.at(image * out_image + (first_block + first) * out_plane)
-                    },
-                    block_stride: out_plane,
-                    size: [out_h, out_w],
-                };
-                // SAFETY: as above; tasks write disjoint (block, pixel)
-                // sets, and every write is inside the plane (checked by
-                // `transform_outputs` against `place.size`).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    avx512::transform_outputs(products, blocks, &tiles, run, relu, place)
-                };
-            });
+            for point in 0..POINTS {
+                let filters = layer.filters(point, first, blocks);
+                multiply_point(&padded, transformed, filters, run.len, point, products);
+            }
+            let place = Placement {
+                // SAFETY: the first output block of this task's group
+                // lies inside `output` (checked above).
+                pointer: unsafe { out.at(image * out_image + (first_block + first) * out_plane) },
+                block_stride: out_plane,
+                size: [out_h, out_w],
+            };
+            // SAFETY: as above; tasks write disjoint (block, pixel)
+            // sets, and every write is inside the plane (checked by
+            // `transform_outputs` against `place.size`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::transform_outputs(products, blocks, &tiles, run, relu, place)
+            };
         });
+    });
     buffers.keep(padded.data);
 }
 
