@@ -67,7 +67,9 @@ pub fn forward_hooked(
 /// convolution the blocked path does not run, such as a grouped one)
 /// takes NCHW inputs, converted in place, so a new operation plugs in as
 /// an NCHW operation in `Session::run_node` and needs nothing else. The
-/// result is converted to NCHW at the end.
+/// result is converted to NCHW at the end. 3x3 convolutions with stride
+/// 1 over at least 16 channels run Winograd's F(2x2, 3x3) there, which
+/// rounds differently from the direct kernels (see `blocked::winograd`).
 pub struct Session<'m> {
     model: &'m Model,
     plan: Plan,
@@ -177,8 +179,11 @@ impl<'m> Session<'m> {
 
     /// Run the model with a hook; see [`forward_hooked`]. Hooked runs see
     /// every node's inputs, so they run every node on its own in NCHW,
-    /// without the fusions and the blocked layout of [`Session::run`] (the
-    /// results are the same bits).
+    /// without the fusions and the blocked layout of [`Session::run`]: the
+    /// results are the same bits, but after a 3x3 convolution with stride
+    /// 1, which [`Session::run`] computes with Winograd's algorithm
+    /// (`blocked::winograd`) and hooked runs directly: the two agree to
+    /// float rounding.
     pub fn run_hooked(
         &self,
         input: &Tensor,

@@ -55,8 +55,13 @@ pub(crate) fn conv2d_blocked(
     let source = padded.as_ref().unwrap_or(input);
     let layout = Layout::new(source, layer, conv, output.shape);
     let segments = layout.segments();
-    let chunks = segments.len().div_ceil(SEGMENTS_PER_TASK);
     let batch = output.shape[0];
+    let chunks = chunk_count(
+        segments.len(),
+        SEGMENTS_PER_TASK,
+        batch,
+        layer.block_count(),
+    );
     let (out_image, out_plane) = (output.image_len(), output.plane_len());
     let in_image = source.image_len();
     let out = SharedOutput(output.data.as_mut_ptr());
@@ -116,6 +121,24 @@ impl Task {
     pub(super) fn share(&self, len: usize, chunks: usize) -> std::ops::Range<usize> {
         self.chunk * len / chunks..(self.chunk + 1) * len / chunks
     }
+}
+
+/// Tasks a convolution is cut into at least, where it has the positions
+/// for them: at batch 1 the 13x13 layers of SqueezeNet would otherwise
+/// make 2 tasks, which two threads share well only if both start at once.
+/// (How work is cut never changes an output bit.)
+const MIN_TASKS: usize = 8;
+
+/// Chunks to cut `len` positions (segments, tiles) into: `per_task` per
+/// chunk at most, and enough for [`MIN_TASKS`] tasks over `batch` images
+/// and the groups of `block_count` output blocks, but never more than
+/// there are positions.
+pub(super) fn chunk_count(len: usize, per_task: usize, batch: usize, block_count: usize) -> usize {
+    let other_tasks = batch * block_count.div_ceil(BLOCKS);
+    len.div_ceil(per_task)
+        .max(MIN_TASKS.div_ceil(other_tasks))
+        .min(len)
+        .max(1)
 }
 
 /// Run `task` in parallel for every image of `batch`, group of

@@ -29,7 +29,7 @@ use std::cell::RefCell;
 
 use formats::{Conv, Layer};
 
-use super::conv::{for_each_task, Destination, SharedOutput, Task};
+use super::conv::{chunk_count, for_each_task, Destination, SharedOutput, Task};
 use super::kernel::{convolve, Filters, Source, Target, BLOCKS, POSITIONS};
 use super::{Blocked, LANES};
 use crate::engine::buffers::Buffers;
@@ -167,7 +167,7 @@ pub(crate) fn conv2d_winograd(
     let size = [2 * tiles.rows + 2, 2 * tiles.cols + 2];
     let padded = input.padded_to([conv.pad_h, conv.pad_w], size, buffers);
     let count = tiles.rows * tiles.cols;
-    let chunks = count.div_ceil(TILES_PER_TASK);
+    let chunks = chunk_count(count, TILES_PER_TASK, batch, layer.blocks);
     let (out_image, out_plane) = (output.image_len(), output.plane_len());
     let out = SharedOutput(output.data.as_mut_ptr());
     let relu = conv.relu;
