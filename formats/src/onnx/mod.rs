@@ -64,6 +64,7 @@
 mod attributes;
 mod metadata;
 mod ops;
+mod pieces;
 pub mod proto;
 mod read;
 mod tensor;
