@@ -49,10 +49,27 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     run_env(args, &[])
 }
 
+thread_local! {
+    /// The running test's cache folder: libtest runs each test on a thread
+    /// of its own, so this is one folder per test, removed when it ends.
+    static TEST_CACHE: tempfile::TempDir =
+        tempfile::tempdir().expect("cannot make a cache folder for the test");
+}
+
+/// A `sqz-compress` command whose cache (`XDG_CACHE_HOME`, where
+/// sensitivity measurements are kept) is the running test's own temporary
+/// folder, so tests never read or fill the user's `~/.cache/sqz` and never
+/// see each other's measurements; calls within one test share it.
+pub fn sqz_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sqz-compress"));
+    TEST_CACHE.with(|cache| command.env("XDG_CACHE_HOME", cache.path()));
+    command
+}
+
 /// Run `sqz-compress` with `args` and extra environment variables (e.g.
 /// `RAYON_NUM_THREADS`).
 pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    sqz_command()
         .args(args)
         .env("SQZ_SHARED", shared())
         .envs(env.iter().copied())
@@ -64,7 +81,7 @@ pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> O
 /// looking for the shared data folder: for hermetic tests, which must pass
 /// whatever `SQZ_SHARED` says.
 pub fn run_hermetic<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    sqz_command()
         .args(args)
         .output()
         .expect("cannot start sqz-compress")
