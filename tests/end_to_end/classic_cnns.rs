@@ -10,7 +10,9 @@
 //! output (the BVLC AlexNet's a final Softmax `prob`; the logits before it
 //! are compared). VGG-16 is built at a quarter of its width (same layers,
 //! 9.4 M instead of 138 M weights) to keep CI fast; the full-size check is
-//! an ignored test.
+//! an ignored test. MobileNetV2 at a quarter width also goes through
+//! `sensitivity`, `compress --target-size` and `report`, and ResNet-18
+//! checks that calibrated runs over the memory limit are refused first.
 //!
 //! Python (`SQZ_PYTHON`, see `.ci/install-test-deps`) needs onnxruntime,
 //! numpy and onnx; without them the tests fail, saying so.
@@ -18,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{python, require_python_modules, run_ok};
+use crate::common::{images, python, require_python_modules, run_env, run_ok};
 use formats::{read_model, ReadOptions};
 use sqz::engine::{forward, Tensor};
 
@@ -236,4 +238,152 @@ fn bvlc_caffe_alexnet_exports_to_caffe_and_reads_back_the_same() {
         engine_logits(&caffemodel, &input),
         engine_logits(&source, &input)
     );
+}
+
+/// Layers of `model` (any format), in order.
+fn layer_names(model: &Path) -> Vec<String> {
+    let model = read_model(model, &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    model.layers.into_iter().map(|l| l.name).collect()
+}
+
+/// `sensitivity`, `compress --target-size` and `report` on a family other
+/// than SqueezeNet: MobileNetV2 at a quarter of its width (53 layers,
+/// depthwise ones among them), with few images and levels to stay fast.
+#[test]
+fn sensitivity_target_size_and_report_run_on_mobilenetv2() {
+    require_python_modules("numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let source = build("mobilenetv2", 4, dir.path());
+    let names = layer_names(&source);
+    assert!(names.len() >= 50, "{} layers", names.len());
+
+    let chart = dir.path().join("sensitivity.svg");
+    let stdout = run_ok(args![
+        "sensitivity",
+        source,
+        "--calib",
+        images(),
+        "--calib-count",
+        "2",
+        "--sparsity-levels",
+        "0.5,0.9",
+        "--bit-levels",
+        "4",
+        "--chart",
+        chart,
+        "--json"
+    ]);
+    let measured: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let layers = measured["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), names.len());
+    for (layer, name) in layers.iter().zip(&names) {
+        assert_eq!(layer["name"].as_str(), Some(name.as_str()));
+        for trial in ["prune", "quantize"] {
+            for level in layer[trial].as_array().expect("trials") {
+                let kl = level["damage"]["kl"].as_f64().expect("a KL divergence");
+                assert!(kl.is_finite() && kl >= 0.0, "{name}: {level}");
+            }
+        }
+    }
+    let svg = std::fs::read_to_string(&chart).expect("the chart was written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+
+    let fp32_bytes = std::fs::metadata(&source).unwrap().len();
+    let target = fp32_bytes / 12;
+    let fitted = dir.path().join("fitted.sqz");
+    let stdout = run_ok(args![
+        "compress",
+        source,
+        "--target-size",
+        target.to_string(),
+        "--calib",
+        images(),
+        "--calib-count",
+        "4",
+        "--sensitivity-count",
+        "2",
+        "--sparsity-levels",
+        "0.5,0.8",
+        "--bit-levels",
+        "6,4",
+        "--json",
+        "-o",
+        fitted
+    ]);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let bytes = std::fs::metadata(&fitted).expect("output written").len();
+    println!("mobilenetv2/4: {fp32_bytes} bytes fitted to {target}: {bytes}");
+    assert!(
+        bytes <= target,
+        "{bytes} bytes is over the {target}-byte budget"
+    );
+    assert_eq!(report["file_bytes"].as_u64(), Some(bytes));
+    assert_eq!(
+        report["plan"]["layers"].as_array().map(Vec::len),
+        Some(names.len())
+    );
+
+    let page = dir.path().join("report");
+    run_ok(args![
+        "report",
+        source,
+        fitted,
+        "--images",
+        images(),
+        "--limit",
+        "2",
+        "-o",
+        page
+    ]);
+    let html = std::fs::read_to_string(page.join("index.html")).expect("the report page");
+    for name in &names {
+        assert!(html.contains(name.as_str()), "the report lacks {name}");
+    }
+}
+
+/// A calibrated run on a bigger family that does not fit the memory
+/// allowed is refused with one line before any work: no output, no
+/// sensitivity measurement stored.
+#[test]
+fn calibrated_runs_over_the_memory_limit_on_resnet18_are_refused_before_work() {
+    require_python_modules("numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let source = build("resnet18", 4, dir.path());
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("never.sqz");
+    let chart = dir.path().join("never.svg");
+    let refused = |command: &[&std::ffi::OsStr]| {
+        let result = run_env(command, &[("XDG_CACHE_HOME", cache.to_str().unwrap())]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("needs about") && stderr.contains("are available"),
+            "{stderr}"
+        );
+        assert!(!out.exists() && !chart.exists(), "nothing is written");
+        assert!(!cache.exists(), "no measurement was stored");
+    };
+    refused(args![
+        "compress",
+        source,
+        "--target-size",
+        "100000",
+        "--calib",
+        images(),
+        "--max-memory",
+        "20000000",
+        "-o",
+        out
+    ]);
+    refused(args![
+        "sensitivity",
+        source,
+        "--calib",
+        images(),
+        "--max-memory",
+        "20000000",
+        "--chart",
+        chart
+    ]);
 }
