@@ -387,3 +387,62 @@ fn calibrated_runs_over_the_memory_limit_on_resnet18_are_refused_before_work() {
         chart
     ]);
 }
+
+/// Python that writes a small ONNX classifier whose strided convolution
+/// pads with `auto_pad = SAME_UPPER` (9x9 input, 3x3 kernel, stride 2:
+/// output 5x5, one row and column of padding on each side), to `argv[1]`.
+const SAME_PAD_MODEL: &str = r#"
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(7)
+def weights(name, *shape):
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+nodes = [
+    helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], name="conv",
+                     kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    helper.make_node("Relu", ["c"], ["r"], name="relu"),
+    helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+    helper.make_node("Flatten", ["g"], ["f"], name="flat", axis=1),
+    helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+]
+graph = helper.make_graph(
+    nodes, "same_pad",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 9, 9])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
+    [weights("conv.weight", 8, 3, 3, 3), weights("conv.bias", 8),
+     weights("fc.weight", 1000, 8), weights("fc.bias", 1000)],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+"#;
+
+/// `auto_pad = SAME_UPPER` with a stride, whose padding the reader computes
+/// from the input size, runs in our engine as in onnxruntime.
+#[test]
+fn same_auto_pad_with_a_stride_matches_onnxruntime() {
+    require_python_modules("onnxruntime, numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("same_pad.onnx");
+    let out = Command::new(python())
+        .args(["-c", SAME_PAD_MODEL])
+        .arg(&model)
+        .output()
+        .expect("cannot run Python");
+    assert!(
+        out.status.success(),
+        "building the model failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let side = 9;
+    let input = random_input(side);
+    let input_path = dir.path().join("input.f32");
+    write_f32(&input_path, &input.data);
+    let logits = dir.path().join("logits.f32");
+    write_f32(&logits, &engine_logits(&model, &input));
+    let (ok, report) = onnxruntime_agrees(&model, &input_path, side, &logits);
+    assert!(ok, "SAME_UPPER padding differs from onnxruntime: {report}");
+}

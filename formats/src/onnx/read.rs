@@ -150,6 +150,9 @@ pub(super) struct Blob {
     pub channels: Option<usize>,
     /// Spatial size known to be 1x1 (always true at rank 2).
     pub unit_spatial: bool,
+    /// Height and width, when the graph input's size is fixed: what
+    /// `auto_pad = SAME_*` with a stride needs to compute its padding.
+    pub size: Option<[usize; 2]>,
 }
 
 /// A layer built from a weight initializer, and how it was built, so a
@@ -316,6 +319,7 @@ impl<'g> Importer<'g> {
                 rank: 4,
                 channels,
                 unit_spatial: false,
+                size: self.input_size.map(|side| [side as usize; 2]),
             },
         );
         Ok(())
