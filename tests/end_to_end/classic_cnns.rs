@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{images, python, require_python_modules, run_env, run_ok};
+use crate::common::{compress_to_target, images, python, require_python_modules, run_env, run_ok};
 use formats::{read_model, ReadOptions};
 use sqz::engine::{forward, Tensor};
 
@@ -292,37 +292,7 @@ fn sensitivity_target_size_and_report_run_on_mobilenetv2() {
     let fp32_bytes = std::fs::metadata(&source).unwrap().len();
     let target = fp32_bytes / 12;
     let fitted = dir.path().join("fitted.sqz");
-    let stdout = run_ok(args![
-        "compress",
-        source,
-        "--target-size",
-        target.to_string(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "4",
-        "--sensitivity-count",
-        "2",
-        "--sparsity-levels",
-        "0.5,0.8",
-        "--bit-levels",
-        "6,4",
-        "--json",
-        "-o",
-        fitted
-    ]);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
-    let bytes = std::fs::metadata(&fitted).expect("output written").len();
-    println!("mobilenetv2/4: {fp32_bytes} bytes fitted to {target}: {bytes}");
-    assert!(
-        bytes <= target,
-        "{bytes} bytes is over the {target}-byte budget"
-    );
-    assert_eq!(report["file_bytes"].as_u64(), Some(bytes));
-    assert_eq!(
-        report["plan"]["layers"].as_array().map(Vec::len),
-        Some(names.len())
-    );
+    compress_to_target(&source, target, &fitted, 4, "0.5,0.8", names.len());
 
     let page = dir.path().join("report");
     run_ok(args![
