@@ -281,8 +281,10 @@ fn sensitivity_target_size_and_report_run_on_mobilenetv2() {
         assert_eq!(layer["name"].as_str(), Some(name.as_str()));
         for trial in ["prune", "quantize"] {
             for level in layer[trial].as_array().expect("trials") {
+                // Random weights barely change the class distribution: a
+                // KL divergence can round to a hair below zero.
                 let kl = level["damage"]["kl"].as_f64().expect("a KL divergence");
-                assert!(kl.is_finite() && kl >= 0.0, "{name}: {level}");
+                assert!(kl.is_finite() && kl > -1e-12, "{name}: {level}");
             }
         }
     }
