@@ -254,17 +254,7 @@ fn alexnet() -> Model {
         beta: 0.75,
         bias: 1.0,
     });
-    let max_pool = Op::Pool(Pool {
-        kind: PoolKind::Max,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride_h: 2,
-        stride_w: 2,
-        pad_h: 0,
-        pad_w: 0,
-        ceil_mode: true,
-        count_include_pad: true,
-    });
+    let max_pool = Op::Pool(Pool::square(PoolKind::Max, 3, 2, 0, true));
     let mut b = Builder::new();
     b.conv_padded("conv1", 96, 11, 4, 1, 0);
     b.push("relu1", Op::Relu, &[]);

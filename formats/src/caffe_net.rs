@@ -967,17 +967,7 @@ mod tests {
         );
         assert_eq!(
             n.graph.nodes[2].op,
-            Op::Pool(Pool {
-                kind: PoolKind::Max,
-                kernel_h: 3,
-                kernel_w: 3,
-                stride_h: 2,
-                stride_w: 2,
-                pad_h: 0,
-                pad_w: 0,
-                ceil_mode: true,
-                count_include_pad: true,
-            })
+            Op::Pool(Pool::square(PoolKind::Max, 3, 2, 0, true))
         );
         assert_eq!(n.input_shape, [1, 3, 32, 32]);
         assert_eq!(n.preprocess().unwrap().crop, 32);

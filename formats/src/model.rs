@@ -159,6 +159,33 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+impl Pool {
+    /// A pool of square `kernel` x `kernel` windows with stride `stride`
+    /// and symmetric padding `pad` on both axes; averages divide by the
+    /// window clipped to the padded input (`count_include_pad`), as Caffe
+    /// and ncnn do. SqueezeNet's max pools are
+    /// `Pool::square(PoolKind::Max, 3, 2, 0, true)`.
+    pub const fn square(
+        kind: PoolKind,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        ceil_mode: bool,
+    ) -> Self {
+        Pool {
+            kind,
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride_h: stride,
+            stride_w: stride,
+            pad_h: pad,
+            pad_w: pad,
+            ceil_mode,
+            count_include_pad: true,
+        }
+    }
+}
+
 /// Learned parameters of one convolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {

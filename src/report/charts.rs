@@ -66,8 +66,14 @@ pub enum BarLayout {
 const BAR_PIXELS: u32 = 8;
 const MIN_ROW_PIXELS: u32 = 16;
 
-/// Pixels above and below the rows: caption, axis, legend.
+/// Pixels above and below the rows: caption, axis.
 const ROWS_FRAME_PIXELS: u32 = 110;
+
+/// Height of the caption strip of a [`BarLayout::Rows`] chart, and of the
+/// legend line under it (drawn only for several series): above the bars,
+/// so a legend never hides a row, however many rows there are.
+const ROWS_CAPTION_PIXELS: u32 = 34;
+const ROWS_LEGEND_PIXELS: u32 = 22;
 
 /// Approximate width of one character of the 12-pixel label font.
 const LABEL_CHAR_PIXELS: u32 = 7;
@@ -80,9 +86,19 @@ impl BarChart {
             BarLayout::Columns => self.size,
             BarLayout::Rows => {
                 let rows = self.categories.len().max(1) as u32;
-                let needed = ROWS_FRAME_PIXELS + rows * self.row_pixels();
+                let needed = ROWS_FRAME_PIXELS + self.legend_pixels() + rows * self.row_pixels();
                 (self.size.0, self.size.1.max(needed))
             }
+        }
+    }
+
+    /// Height of the legend line of a [`BarLayout::Rows`] chart: none for
+    /// a single series.
+    fn legend_pixels(&self) -> u32 {
+        if self.series.len() > 1 {
+            ROWS_LEGEND_PIXELS
+        } else {
+            0
         }
     }
 
@@ -142,7 +158,7 @@ fn draw_columns<DB: DrawingBackend>(
         .label(series.name.as_str())
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    draw_legend(&mut ctx, chart, SeriesLabelPosition::UpperRight)?;
+    draw_legend(&mut ctx, chart)?;
     let style = ("sans-serif", 12)
         .into_font()
         .into_text_style(root)
@@ -155,12 +171,14 @@ fn draw_columns<DB: DrawingBackend>(
 }
 
 /// Horizontal bars, one row per category from the top, the value axis
-/// at the bottom and the legend below the caption.
+/// at the bottom and the legend on a line of its own below the caption.
 fn draw_rows<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
+    whole: &DrawingArea<DB, Shift>,
     chart: &BarChart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    root.fill(&WHITE)?;
+    whole.fill(&WHITE)?;
+    let (head, root) = whole.split_vertically(ROWS_CAPTION_PIXELS + chart.legend_pixels());
+    let root = &root;
     let rows = chart.categories.len().max(1);
     let x_top = value_top(chart);
     let decimals = if x_top >= 20.0 { 0 } else { 1 };
@@ -171,9 +189,9 @@ fn draw_rows<DB: DrawingBackend>(
         .max()
         .unwrap_or(0) as u32;
     let name_room = (longest * LABEL_CHAR_PIXELS + 16).clamp(60, chart.size.0 / 2);
+    draw_row_head(&head, chart, name_room as i32 + 12)?;
     // Row i is drawn at y = rows - 1 - i, so the first category is on top.
     let mut ctx = ChartBuilder::on(root)
-        .caption(&chart.title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(name_room)
@@ -191,18 +209,55 @@ fn draw_rows<DB: DrawingBackend>(
         ctx.draw_series(series.values.iter().enumerate().map(|(i, &v)| {
             let y = (rows - 1 - i) as f64 + top;
             Rectangle::new([(0.0, y), (v.max(0.0), y - slot)], color.filled())
-        }))?
-        .label(series.name.as_str())
-        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }))?;
     }
-    draw_legend(&mut ctx, chart, SeriesLabelPosition::LowerRight)?;
     let style = ("sans-serif", 12)
         .into_font()
         .into_text_style(root)
         .pos(Pos::new(HPos::Right, VPos::Center));
     for (i, name) in chart.categories.iter().enumerate() {
         let (x, y) = ctx.backend_coord(&(0.0, (rows - 1 - i) as f64));
-        root.draw(&Text::new(name.as_str(), (x - 6, y), style.clone()))?;
+        // `backend_coord` is in the whole chart's pixels.
+        whole.draw(&Text::new(name.as_str(), (x - 6, y), style.clone()))?;
+    }
+    Ok(())
+}
+
+/// The caption of a row chart, centred, and for several series the
+/// legend on one line under it, starting at `left` (the bars' left edge).
+fn draw_row_head<DB: DrawingBackend>(
+    head: &DrawingArea<DB, Shift>,
+    chart: &BarChart,
+    left: i32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let width = head.dim_in_pixel().0 as i32;
+    let caption = ("sans-serif", 18)
+        .into_font()
+        .into_text_style(head)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    let middle = ROWS_CAPTION_PIXELS as i32 / 2 + 2;
+    head.draw(&Text::new(
+        chart.title.as_str(),
+        (width / 2, middle),
+        caption,
+    ))?;
+    if chart.series.len() < 2 {
+        return Ok(());
+    }
+    let label = ("sans-serif", 12)
+        .into_font()
+        .into_text_style(head)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let y = (ROWS_CAPTION_PIXELS + ROWS_LEGEND_PIXELS / 2) as i32;
+    let mut x = left;
+    for (j, series) in chart.series.iter().enumerate() {
+        let color = PALETTE[j % PALETTE.len()];
+        head.draw(&Rectangle::new(
+            [(x, y - 5), (x + 10, y + 5)],
+            color.filled(),
+        ))?;
+        head.draw(&Text::new(series.name.as_str(), (x + 16, y), label.clone()))?;
+        x += 16 + series.name.chars().count() as i32 * LABEL_CHAR_PIXELS as i32 + 24;
     }
     Ok(())
 }
@@ -216,19 +271,20 @@ fn value_top(chart: &BarChart) -> f64 {
         .flat_map(|s| s.values.iter().copied())
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
-    let headroom = if chart.series.len() > 1 { 1.3 } else { 1.0 };
+    let legend_inside = chart.layout == BarLayout::Columns && chart.series.len() > 1;
+    let headroom = if legend_inside { 1.3 } else { 1.0 };
     nice_top(top * headroom)
 }
 
-/// The legend of a chart of several series.
+/// The legend of a column chart of several series, in its upper right
+/// corner (which [`value_top`] keeps free of bars).
 fn draw_legend<'a, DB: DrawingBackend + 'a>(
     ctx: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     chart: &BarChart,
-    position: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     if chart.series.len() > 1 {
         ctx.configure_series_labels()
-            .position(position)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()?;
@@ -585,6 +641,9 @@ mod tests {
         for pair in ys.windows(2) {
             assert!(pair[1] - pair[0] >= 14.0, "names overlap: {ys:?}");
         }
+        // The legend is above the first row, so it hides no bar.
+        assert!(label_y(&svg, "a") + 14.0 <= ys[0], "legend over the rows");
+        assert!(label_y(&svg, "density") < label_y(&svg, "a"));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! output (the BVLC AlexNet's a final Softmax `prob`; the logits before it
 //! are compared). VGG-16 is built at a quarter of its width (same layers,
 //! 9.4 M instead of 138 M weights) to keep CI fast; the full-size check is
-//! an ignored test.
+//! an ignored test. MobileNetV2 at a quarter width also goes through
+//! `sensitivity`, `compress --target-size` and `report`, and ResNet-18
+//! checks that calibrated runs over the memory limit are refused first.
 //!
 //! Python (`SQZ_PYTHON`, see `.ci/install-test-deps`) needs onnxruntime,
 //! numpy and onnx; without them the tests fail, saying so.
@@ -18,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{python, require_python_modules, run_ok};
+use crate::common::{compress_to_target, images, python, require_python_modules, run_env, run_ok};
 use formats::{read_model, ReadOptions};
 use sqz::engine::{forward, Tensor};
 
@@ -236,4 +238,183 @@ fn bvlc_caffe_alexnet_exports_to_caffe_and_reads_back_the_same() {
         engine_logits(&caffemodel, &input),
         engine_logits(&source, &input)
     );
+}
+
+/// Layers of `model` (any format), in order.
+fn layer_names(model: &Path) -> Vec<String> {
+    let model = read_model(model, &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    model.layers.into_iter().map(|l| l.name).collect()
+}
+
+/// `sensitivity`, `compress --target-size` and `report` on a family other
+/// than SqueezeNet: MobileNetV2 at a quarter of its width (53 layers,
+/// depthwise ones among them), with few images and levels to stay fast.
+#[test]
+fn sensitivity_target_size_and_report_run_on_mobilenetv2() {
+    require_python_modules("numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let source = build("mobilenetv2", 4, dir.path());
+    let names = layer_names(&source);
+    assert!(names.len() >= 50, "{} layers", names.len());
+
+    let chart = dir.path().join("sensitivity.svg");
+    let stdout = run_ok(args![
+        "sensitivity",
+        source,
+        "--calib",
+        images(),
+        "--calib-count",
+        "2",
+        "--sparsity-levels",
+        "0.5,0.9",
+        "--bit-levels",
+        "4",
+        "--chart",
+        chart,
+        "--json"
+    ]);
+    let measured: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let layers = measured["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), names.len());
+    for (layer, name) in layers.iter().zip(&names) {
+        assert_eq!(layer["name"].as_str(), Some(name.as_str()));
+        for trial in ["prune", "quantize"] {
+            for level in layer[trial].as_array().expect("trials") {
+                // Random weights barely change the class distribution: a
+                // KL divergence can round to a hair below zero.
+                let kl = level["damage"]["kl"].as_f64().expect("a KL divergence");
+                assert!(kl.is_finite() && kl > -1e-12, "{name}: {level}");
+            }
+        }
+    }
+    let svg = std::fs::read_to_string(&chart).expect("the chart was written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+
+    let fp32_bytes = std::fs::metadata(&source).unwrap().len();
+    let target = fp32_bytes / 12;
+    let fitted = dir.path().join("fitted.sqz");
+    compress_to_target(&source, target, &fitted, 4, "0.5,0.8", names.len());
+
+    let page = dir.path().join("report");
+    run_ok(args![
+        "report",
+        source,
+        fitted,
+        "--images",
+        images(),
+        "--limit",
+        "2",
+        "-o",
+        page
+    ]);
+    let html = std::fs::read_to_string(page.join("index.html")).expect("the report page");
+    for name in &names {
+        assert!(html.contains(name.as_str()), "the report lacks {name}");
+    }
+}
+
+/// A calibrated run on a bigger family that does not fit the memory
+/// allowed is refused with one line before any work: no output, no
+/// sensitivity measurement stored.
+#[test]
+fn calibrated_runs_over_the_memory_limit_on_resnet18_are_refused_before_work() {
+    require_python_modules("numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let source = build("resnet18", 4, dir.path());
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("never.sqz");
+    let chart = dir.path().join("never.svg");
+    let refused = |command: &[&std::ffi::OsStr]| {
+        let result = run_env(command, &[("XDG_CACHE_HOME", cache.to_str().unwrap())]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("needs about") && stderr.contains("are available"),
+            "{stderr}"
+        );
+        assert!(!out.exists() && !chart.exists(), "nothing is written");
+        assert!(!cache.exists(), "no measurement was stored");
+    };
+    refused(args![
+        "compress",
+        source,
+        "--target-size",
+        "100000",
+        "--calib",
+        images(),
+        "--max-memory",
+        "20000000",
+        "-o",
+        out
+    ]);
+    refused(args![
+        "sensitivity",
+        source,
+        "--calib",
+        images(),
+        "--max-memory",
+        "20000000",
+        "--chart",
+        chart
+    ]);
+}
+
+/// Python that writes a small ONNX classifier whose strided convolution
+/// pads with `auto_pad = SAME_UPPER` (9x9 input, 3x3 kernel, stride 2:
+/// output 5x5, one row and column of padding on each side), to `argv[1]`.
+const SAME_PAD_MODEL: &str = r#"
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(7)
+def weights(name, *shape):
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+nodes = [
+    helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], name="conv",
+                     kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    helper.make_node("Relu", ["c"], ["r"], name="relu"),
+    helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+    helper.make_node("Flatten", ["g"], ["f"], name="flat", axis=1),
+    helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+]
+graph = helper.make_graph(
+    nodes, "same_pad",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 9, 9])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
+    [weights("conv.weight", 8, 3, 3, 3), weights("conv.bias", 8),
+     weights("fc.weight", 1000, 8), weights("fc.bias", 1000)],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+"#;
+
+/// `auto_pad = SAME_UPPER` with a stride, whose padding the reader computes
+/// from the input size, runs in our engine as in onnxruntime.
+#[test]
+fn same_auto_pad_with_a_stride_matches_onnxruntime() {
+    require_python_modules("onnxruntime, numpy, onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("same_pad.onnx");
+    let out = Command::new(python())
+        .args(["-c", SAME_PAD_MODEL])
+        .arg(&model)
+        .output()
+        .expect("cannot run Python");
+    assert!(
+        out.status.success(),
+        "building the model failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let side = 9;
+    let input = random_input(side);
+    let input_path = dir.path().join("input.f32");
+    write_f32(&input_path, &input.data);
+    let logits = dir.path().join("logits.f32");
+    write_f32(&logits, &engine_logits(&model, &input));
+    let (ok, report) = onnxruntime_agrees(&model, &input_path, side, &logits);
+    assert!(ok, "SAME_UPPER padding differs from onnxruntime: {report}");
 }

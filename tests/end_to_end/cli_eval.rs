@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{png_header, run_ok, run_user_error, shared};
+use crate::common::{png_header, run_ok, run_user_error, shared, sqz_command};
 
 /// A model of the shared folder, with the reference name used in `data/reference`.
 struct RealModel {
@@ -205,7 +204,7 @@ fn classify_prints_five_named_classes_per_image() {
 fn classify_finds_class_names_through_sqz_shared() {
     let shared = shared();
     let image = shared.join("data/imagenet-sample/n01484850_great_white_shark.JPEG");
-    let out = Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    let out = sqz_command()
         .args([
             "classify".as_ref(),
             shared.join(V1_1.path).as_os_str(),

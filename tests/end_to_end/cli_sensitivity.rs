@@ -92,46 +92,8 @@ fn sensitivity_json_has_every_level_of_every_layer() {
 fn compress_to_a_target_size_never_exceeds_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fitted.sqz");
-    let target: u64 = 481_280;
-    let stdout = run_ok(args![
-        "compress",
-        v11_param(),
-        "--target-size",
-        target.to_string(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "6",
-        "--sensitivity-count",
-        "2",
-        "--sparsity-levels",
-        "0.5,0.7",
-        "--bit-levels",
-        "6,4",
-        "--json",
-        "-o",
-        out
-    ]);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
-    let bytes = std::fs::metadata(&out).expect("output written").len();
-    println!("fitted to {target}: {bytes} bytes");
-    assert!(
-        bytes <= target,
-        "{bytes} bytes is over the {target}-byte budget"
-    );
-    assert_eq!(report["file_bytes"].as_u64(), Some(bytes));
-    let plan = report["plan"]["layers"].as_array().expect("the plan");
-    assert_eq!(plan.len(), v11_layer_names().len());
-    // The file holds what the plan says: each layer's bits and sparsity.
-    for (p, l) in plan
-        .iter()
-        .zip(report["layers"].as_array().expect("layers"))
-    {
-        assert_eq!(p["bits"], l["bits"], "{p} vs {l}");
-        let planned = p["sparsity"].as_f64().unwrap();
-        let reached = l["sparsity"].as_f64().unwrap();
-        assert!(reached + 1e-4 >= planned, "{p} vs {l}");
-    }
+    let layers = v11_layer_names().len();
+    compress_to_target(&v11_param(), 481_280, &out, 6, "0.5,0.7", layers);
 }
 
 #[test]

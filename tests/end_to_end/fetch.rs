@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::shared;
+use crate::common::{shared, sqz_command};
 use formats::{read_model, ReadOptions};
 use sqz::fetch::{release, sha256_hex, RemoteFile};
 
@@ -111,7 +111,7 @@ fn serving(change: impl Fn(&RemoteFile, Vec<u8>) -> Vec<u8>) -> HashMap<String, 
 /// Run `sqz-compress fetch RELEASE` with `extra` arguments, without proxies
 /// (a proxy setting must not send loopback requests elsewhere).
 fn fetch(extra: &[&std::ffi::OsStr], cache_home: Option<&Path>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sqz-compress"));
+    let mut command = sqz_command();
     command.args(["fetch", RELEASE]).args(extra);
     for var in [
         "http_proxy",
@@ -338,7 +338,7 @@ fn missing_files_and_unreachable_servers_are_reported() {
 
 #[test]
 fn unknown_releases_are_refused_listing_the_known_ones() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    let out = sqz_command()
         .args(["fetch", "squeezenet2"])
         .output()
         .unwrap();

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::sqz_command;
 use crate::common::synthetic::{write_images, write_model, IMAGES};
 use formats::sqz::{read_sqz, FloatVec, Stream, WeightStorage};
 use serde_json::Value;
@@ -15,7 +16,7 @@ const CALIB_COUNT: &str = "8";
 /// Runs `sqz-compress` hermetically with extra environment variables and
 /// returns its stdout, failing with its stderr when it does not succeed.
 fn sqz<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    let out = sqz_command()
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -236,7 +237,7 @@ fn the_same_seed_writes_the_same_file_with_one_and_two_threads() {
 /// is written; returns stderr.
 fn refused(setup: &Setup, args: &[&str]) -> String {
     let out_file = setup.out.join("refused.sqz");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    let out = sqz_command()
         .args(args)
         .arg("-o")
         .arg(&out_file)

@@ -18,9 +18,11 @@
 //! constant bias (both become a 1x1 [`crate::Op::Conv`] on the engine's
 //! `N x K x 1 x 1` tensor), and `Constant`. Initializers are FLOAT or
 //! FLOAT16, in `raw_data` or the typed fields. Anything else — other
-//! operators, unknown attributes, dilations, asymmetric padding, `auto_pad
-//! = SAME_*` that depends on the input size, external data — is a
-//! [`crate::FormatError::Unsupported`] naming the operator and node.
+//! operators, unknown attributes, dilations, asymmetric padding (also
+//! `auto_pad = SAME_*` whose padding comes out uneven, or depends on an
+//! input size the model leaves open; with a fixed input size the reader
+//! computes it), external data — is a [`crate::FormatError::Unsupported`]
+//! naming the operator and node.
 //!
 //! The graph input must be one float `N x 3 x H x W` tensor; the output is
 //! the single graph output, or the input of the Softmax producing it (see
@@ -64,6 +66,7 @@
 mod attributes;
 mod metadata;
 mod ops;
+mod pieces;
 pub mod proto;
 mod read;
 mod tensor;

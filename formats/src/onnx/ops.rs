@@ -29,6 +29,7 @@ impl Importer<'_> {
                     inputs,
                     Blob {
                         unit_spatial: true,
+                        size: Some([1, 1]),
                         ..blob
                     },
                 ))
@@ -115,7 +116,7 @@ impl Importer<'_> {
             return Err(FormatError::invalid("missing data or weight input"));
         };
         let bias = inputs.get(2).copied().flatten();
-        self.image(node)?;
+        let input = self.image(node)?;
         let groups = match attrs.int("group")?.unwrap_or(1) {
             g if g >= 1 => usize::try_from(g).unwrap_or(usize::MAX),
             g => return Err(FormatError::invalid(format!("group {g}"))),
@@ -152,7 +153,7 @@ impl Importer<'_> {
                 weights.dims
             )));
         }
-        let [pad_h, pad_w] = padding(&attrs, [kh, kw], [stride_h, stride_w])?;
+        let [pad_h, pad_w] = padding(&attrs, [kh, kw], [stride_h, stride_w], input.size)?;
         let bias_values = bias
             .map(|b| self.constant(b).and_then(tensor::floats))
             .transpose()?;
@@ -181,6 +182,13 @@ impl Importer<'_> {
                 rank: 4,
                 channels: Some(out),
                 unit_spatial: false,
+                size: output_size(
+                    input.size,
+                    [kh, kw],
+                    [stride_h, stride_w],
+                    [pad_h, pad_w],
+                    false,
+                ),
             },
         ))
     }
@@ -484,7 +492,12 @@ impl Importer<'_> {
             k => k,
         };
         let [stride_h, stride_w] = strides(&attrs)?;
-        let [pad_h, pad_w] = padding(&attrs, [kernel_h, kernel_w], [stride_h, stride_w])?;
+        let [pad_h, pad_w] = padding(
+            &attrs,
+            [kernel_h, kernel_w],
+            [stride_h, stride_w],
+            blob.size,
+        )?;
         let ceil_mode = match attrs.int("ceil_mode")?.unwrap_or(0) {
             0 => false,
             1 => true,
@@ -515,6 +528,13 @@ impl Importer<'_> {
             vec![x.to_string()],
             Blob {
                 unit_spatial,
+                size: output_size(
+                    blob.size,
+                    [kernel_h, kernel_w],
+                    [stride_h, stride_w],
+                    [pad_h, pad_w],
+                    ceil_mode,
+                ),
                 ..blob
             },
         ))
@@ -542,6 +562,7 @@ impl Importer<'_> {
             rank: first.rank,
             channels,
             unit_spatial: blobs.iter().all(|b| b.unit_spatial),
+            size: first.size,
         };
         Ok((Op::Concat, names.into_iter().cloned().collect(), blob))
     }
@@ -575,6 +596,7 @@ impl Importer<'_> {
                 rank: 2,
                 channels,
                 unit_spatial: true,
+                size: Some([1, 1]),
             },
         ))
     }
@@ -622,6 +644,7 @@ impl Importer<'_> {
                 rank: target.len(),
                 channels,
                 unit_spatial: true,
+                size: Some([1, 1]),
             },
         ))
     }
@@ -696,10 +719,19 @@ fn strides(attrs: &Attributes) -> Result<[usize; 2]> {
     Ok(s)
 }
 
-/// Symmetric `[pad_h, pad_w]` from `pads` or `auto_pad`. `SAME_*` is
-/// accepted where it does not depend on the input size: stride 1 and an odd
-/// kernel, which pad `(k - 1) / 2` on both sides.
-fn padding(attrs: &Attributes, kernel: [usize; 2], strides: [usize; 2]) -> Result<[usize; 2]> {
+/// Symmetric `[pad_h, pad_w]` from `pads` or `auto_pad`. `SAME_*` pads
+/// so that the output is `ceil(input / stride)`, as ONNX specifies: a total
+/// of `max((output - 1) * stride + kernel - input, 0)` per axis, which
+/// depends on the input's size `input` unless the stride is 1 and the
+/// kernel odd. An odd total is split unevenly (the extra row after the
+/// input for `SAME_UPPER`, before it for `SAME_LOWER`), which the model's
+/// symmetric padding cannot express; so is an unknown input size.
+fn padding(
+    attrs: &Attributes,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    input: Option<[usize; 2]>,
+) -> Result<[usize; 2]> {
     let pads = attrs.ints("pads")?;
     match attrs.string("auto_pad")?.unwrap_or("NOTSET") {
         "NOTSET" => match pads {
@@ -726,11 +758,55 @@ fn padding(attrs: &Attributes, kernel: [usize; 2], strides: [usize; 2]) -> Resul
         "SAME_UPPER" | "SAME_LOWER" if strides == [1, 1] && kernel.iter().all(|k| k % 2 == 1) => {
             Ok(kernel.map(|k| (k - 1) / 2))
         }
-        same @ ("SAME_UPPER" | "SAME_LOWER") => Err(FormatError::unsupported(format!(
-            "auto_pad {same} with a stride or even kernel (padding would depend on the input size)"
-        ))),
+        same @ ("SAME_UPPER" | "SAME_LOWER") => {
+            let Some(size) = input else {
+                return Err(FormatError::unsupported(format!(
+                    "auto_pad {same} with a stride or even kernel on an input of unknown size (its padding depends on the size; give the model a fixed input size)"
+                )));
+            };
+            let total = |axis: usize| {
+                let out = size[axis].div_ceil(strides[axis]);
+                ((out.max(1) - 1) * strides[axis] + kernel[axis]).saturating_sub(size[axis])
+            };
+            let totals = [total(0), total(1)];
+            if totals.iter().any(|t| t % 2 == 1) {
+                return Err(FormatError::unsupported(format!(
+                    "auto_pad {same} on a {}x{} input needs padding {totals:?} in total (height, width), split unevenly; sqz pads symmetrically",
+                    size[0], size[1]
+                )));
+            }
+            Ok(totals.map(|t| t / 2))
+        }
         other => Err(FormatError::unsupported(format!("auto_pad {other}"))),
     }
+}
+
+/// Output height and width of a window op (convolution, pool) on an input
+/// of `input` size, when known; `None` if the window does not fit. Pools
+/// with `ceil_mode` round up but drop a last window that would start in the
+/// padding, as the engine does.
+fn output_size(
+    input: Option<[usize; 2]>,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 2],
+    ceil_mode: bool,
+) -> Option<[usize; 2]> {
+    let input = input?;
+    let axis = |i: usize| {
+        let span = (input[i] + 2 * pads[i]).checked_sub(kernel[i])?;
+        if !ceil_mode {
+            return Some(span / strides[i] + 1);
+        }
+        let out = span.div_ceil(strides[i]) + 1;
+        let last_start = (out - 1) * strides[i];
+        Some(if last_start >= input[i] + pads[i] {
+            out - 1
+        } else {
+            out
+        })
+    };
+    Some([axis(0)?, axis(1)?])
 }
 
 /// Require `axis` (possibly negative, counted from the end) to be the
@@ -756,6 +832,7 @@ fn fully_connected(layer: usize, input: &str, out: usize) -> Converted {
             rank: 2,
             channels: Some(out),
             unit_spatial: true,
+            size: Some([1, 1]),
         },
     )
 }

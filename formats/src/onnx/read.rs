@@ -2,8 +2,8 @@
 //! output, initializers becoming layers, preprocessing). The per-operator
 //! conversion is in `ops.rs`.
 
-use super::metadata;
 use super::proto::{data_type, GraphProto, ModelProto, NodeProto, TensorProto};
+use super::{metadata, pieces};
 use crate::fold;
 use crate::relu_fusion::{self, unique_name};
 use crate::{FormatError, Graph, Layer, Model, Node, Op, Preprocess, Result};
@@ -26,39 +26,44 @@ pub enum PreprocessSource {
     Fallback,
 }
 
-/// Read the ONNX model at `path`; see [`read_onnx`]. The file is read
-/// once and the weights are converted straight from its bytes, so reading
-/// takes the file's size plus the model's weights (VGG-16: 2 x 553 MB)
-/// at the peak, and the file's bytes are freed before this returns.
+/// Read the ONNX model at `path`; see [`read_onnx`]. The file is read in
+/// pieces (see `pieces.rs`) and each weight tensor's bytes are freed once
+/// its layer is built, so reading takes the weights plus the bytes not yet
+/// converted, at most the model's weights plus its largest tensor (VGG-16:
+/// 553 + 411 MB), not the whole file on top of the weights.
 pub fn read_onnx_path(
     path: &Path,
     fallback: Option<Preprocess>,
 ) -> Result<(Model, PreprocessSource)> {
-    let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-    read_onnx_buffer(Bytes::from(bytes), fallback)
+    let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
+    let pieces = pieces::read_pieces(std::io::BufReader::new(file), len)?;
+    read_onnx_pieces(pieces, fallback)
 }
 
 /// Import an ONNX model (see the module documentation for the supported
 /// subset). The preprocessing comes from the model's `sqz.preprocess.*`
 /// metadata, else from `fallback`; without either the model is refused.
 pub fn read_onnx(bytes: &[u8], fallback: Option<Preprocess>) -> Result<(Model, PreprocessSource)> {
-    read_onnx_buffer(Bytes::copy_from_slice(bytes), fallback)
+    read_onnx_pieces(pieces::read_pieces(bytes, bytes.len() as u64)?, fallback)
 }
 
-/// [`read_onnx`] on a shared buffer: tensors' raw data are views into it,
-/// not copies.
-fn read_onnx_buffer(
-    bytes: Bytes,
+/// [`read_onnx`] on the file's pieces: tensors' raw data are views into
+/// them, not copies.
+fn read_onnx_pieces(
+    pieces: pieces::Pieces,
     fallback: Option<Preprocess>,
 ) -> Result<(Model, PreprocessSource)> {
-    let proto = ModelProto::decode(bytes)
+    let mut proto = ModelProto::decode(pieces)
         .map_err(|e| FormatError::invalid(format!("not a readable ONNX model: {e}")))?;
     let opset = standard_opset(&proto)?;
     let graph = proto
         .graph
-        .as_ref()
+        .as_mut()
         .ok_or_else(|| FormatError::invalid("ONNX model without a graph"))?;
-    let mut importer = Importer::new(graph, opset)?;
+    let initializers = std::mem::take(&mut graph.initializer);
+    let graph = &*graph;
+    let mut importer = Importer::new(graph, initializers, opset)?;
     for (index, node) in graph.node.iter().enumerate() {
         importer
             .node(index, node)
@@ -145,6 +150,9 @@ pub(super) struct Blob {
     pub channels: Option<usize>,
     /// Spatial size known to be 1x1 (always true at rank 2).
     pub unit_spatial: bool,
+    /// Height and width, when the graph input's size is fixed: what
+    /// `auto_pad = SAME_*` with a stride needs to compute its padding.
+    pub size: Option<[usize; 2]>,
 }
 
 /// A layer built from a weight initializer, and how it was built, so a
@@ -158,13 +166,15 @@ pub(super) struct LayerSlot {
 /// Walks the nodes in order, building the graph.
 pub(super) struct Importer<'g> {
     pub opset: i64,
-    initializers: HashMap<&'g str, &'g TensorProto>,
+    /// Initializers by name. A weight tensor's data is dropped once its
+    /// layer is built (see [`Importer::layer`]).
+    initializers: HashMap<String, TensorProto>,
     /// Outputs of `Constant` nodes.
     constants: HashMap<String, TensorProto>,
     /// Weight initializer name -> index in `layers` (initializer order).
-    slot_of: HashMap<&'g str, usize>,
+    slot_of: HashMap<String, usize>,
     /// Weight initializer names, in layer order.
-    slot_names: Vec<&'g str>,
+    slot_names: Vec<String>,
     pub layers: Vec<Option<LayerSlot>>,
     /// Layers that hold a batch normalization (see `crate::fold`).
     pub batch_norms: HashSet<usize>,
@@ -179,18 +189,11 @@ pub(super) struct Importer<'g> {
 }
 
 impl<'g> Importer<'g> {
-    fn new(graph: &'g GraphProto, opset: i64) -> Result<Self> {
+    /// An importer for `graph`, whose initializers (taken out of it) are
+    /// `initializer`.
+    fn new(graph: &'g GraphProto, initializer: Vec<TensorProto>, opset: i64) -> Result<Self> {
         if !graph.sparse_initializer.is_empty() {
             return Err(FormatError::unsupported("ONNX sparse initializers"));
-        }
-        let mut initializers = HashMap::new();
-        for t in &graph.initializer {
-            if initializers.insert(t.name.as_str(), t).is_some() {
-                return Err(FormatError::invalid(format!(
-                    "ONNX initializer {} is defined twice",
-                    t.name
-                )));
-            }
         }
         // Layers are numbered in initializer order, the order in which
         // exporters (and sqz) list parameters.
@@ -205,12 +208,22 @@ impl<'g> Importer<'g> {
             })
             .filter_map(|n| n.input.get(1).map(String::as_str))
             .collect();
-        let slot_names: Vec<&str> = graph
-            .initializer
+        let slot_names: Vec<String> = initializer
             .iter()
             .map(|t| t.name.as_str())
             .filter(|n| weight_inputs.contains(n))
+            .map(str::to_string)
             .collect();
+        let mut initializers = HashMap::new();
+        for t in initializer {
+            if initializers.contains_key(&t.name) {
+                return Err(FormatError::invalid(format!(
+                    "ONNX initializer {} is defined twice",
+                    t.name
+                )));
+            }
+            initializers.insert(t.name.clone(), t);
+        }
         let mut readers: HashMap<&str, usize> = HashMap::new();
         let read_names = graph.node.iter().flat_map(|n| &n.input);
         for name in read_names.chain(graph.output.iter().map(|o| &o.name)) {
@@ -219,7 +232,7 @@ impl<'g> Importer<'g> {
         let slot_of = slot_names
             .iter()
             .enumerate()
-            .map(|(i, &n)| (n, i))
+            .map(|(i, n)| (n.clone(), i))
             .collect();
         let mut importer = Importer {
             opset,
@@ -306,6 +319,7 @@ impl<'g> Importer<'g> {
                 rank: 4,
                 channels,
                 unit_spatial: false,
+                size: self.input_size.map(|side| [side as usize; 2]),
             },
         );
         Ok(())
@@ -339,7 +353,7 @@ impl<'g> Importer<'g> {
         }
         for o in &outputs {
             if self.blobs.contains_key(*o)
-                || self.initializers.contains_key(o)
+                || self.initializers.contains_key(*o)
                 || self.constants.contains_key(*o)
             {
                 return Err(FormatError::invalid(format!(
@@ -407,8 +421,8 @@ impl<'g> Importer<'g> {
     }
 
     /// The weight initializer name of layer `slot`.
-    pub(super) fn slot_name(&self, slot: usize) -> &'g str {
-        self.slot_names[slot]
+    pub(super) fn slot_name(&self, slot: usize) -> &str {
+        &self.slot_names[slot]
     }
 
     /// Layer `slot`, which [`Importer::layer`] has built.
@@ -429,7 +443,6 @@ impl<'g> Importer<'g> {
     pub(super) fn constant(&self, name: &str) -> Result<&TensorProto> {
         self.initializers
             .get(name)
-            .copied()
             .or_else(|| self.constants.get(name))
             .ok_or_else(|| {
                 FormatError::unsupported(format!("input {name} must be a constant tensor"))
@@ -460,6 +473,7 @@ impl<'g> Importer<'g> {
             None => {
                 let tensor = self.constant(weights)?;
                 let layer = build(tensor)?;
+                self.release_data(weights);
                 self.layers[slot] = Some(LayerSlot {
                     layer,
                     bias: bias.map(str::to_string),
@@ -467,6 +481,19 @@ impl<'g> Importer<'g> {
                 });
                 Ok(slot)
             }
+        }
+    }
+
+    /// Drop the data of initializer `name`, which a layer now holds, so
+    /// that reading a big model does not keep every tensor twice; its
+    /// other fields (dimensions, type) stay for the checks of a second node
+    /// sharing the layer. Reading it as a constant again fails as a tensor
+    /// without data.
+    fn release_data(&mut self, name: &str) {
+        if let Some(t) = self.initializers.get_mut(name) {
+            t.raw_data = Bytes::new();
+            t.float_data = Vec::new();
+            t.int32_data = Vec::new();
         }
     }
 

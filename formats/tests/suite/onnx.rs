@@ -463,6 +463,25 @@ fn exporter_variants_import_alike() {
     let m = import(&same).unwrap();
     assert_eq!(m.graph.nodes[0].op, reference.graph.nodes[0].op);
     assert_eq!(m.graph.nodes[2].op, Op::Dropout);
+    // At stride 2 on a 5x5 input, SAME_UPPER and SAME_LOWER pad 2 in total
+    // per axis (output ceil(5 / 2) = 3): 1 on each side.
+    for mode in ["SAME_UPPER", "SAME_LOWER"] {
+        let mut strided = tiny();
+        let g = graph_mut(&mut strided);
+        g.node[0].attribute = vec![string("auto_pad", mode), ints("strides", &[2, 2])];
+        input_dims(g)[2..]
+            .iter_mut()
+            .for_each(|d| d.dim_value = Some(5));
+        let m = import(&strided).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let Op::Conv(conv) = &m.graph.nodes[0].op else {
+            panic!("{mode}: not a convolution")
+        };
+        assert_eq!(
+            [conv.stride_h, conv.pad_h, conv.stride_w, conv.pad_w],
+            [2, 1, 2, 1],
+            "{mode}"
+        );
+    }
     // A Relu named <conv>/fused_relu (as write_onnx names it) is folded in.
     let mut fused = tiny();
     graph_mut(&mut fused).node[1].name = "conv/fused_relu".into();
@@ -566,9 +585,18 @@ fn unsupported_operators_and_attributes_are_named() {
         "asymmetric pads",
         true,
     );
+    // On the 4x4 input, SAME at stride 2 pads 1 in total: one side only.
     refused(
         |g| g.node[0].attribute = vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])],
-        "auto_pad SAME_UPPER",
+        "auto_pad SAME_UPPER on a 4x4 input needs padding [1, 1] in total",
+        true,
+    );
+    refused(
+        |g| {
+            g.node[0].attribute = vec![string("auto_pad", "SAME_LOWER"), ints("strides", &[2, 2])];
+            input_dims(g)[2..].fill(Dimension::default());
+        },
+        "auto_pad SAME_LOWER with a stride or even kernel on an input of unknown size",
         true,
     );
     refused(
@@ -1064,4 +1092,11 @@ fn fully_connected_forms_import_alike() {
         .collect();
     assert_eq!(m.layers[1].weights, doubled);
     assert_eq!(m.layers[1].bias, [0.5, 1.0, 1.5, 2.0, 2.5]);
+}
+
+/// The dimensions of the graph input of `g` (N, C, H, W).
+fn input_dims(g: &mut GraphProto) -> &mut Vec<Dimension> {
+    let input = g.input[0].r#type.as_mut().expect("a typed input");
+    let tensor = input.tensor_type.as_mut().expect("a tensor input");
+    &mut tensor.shape.as_mut().expect("a shape").dim
 }

@@ -51,17 +51,7 @@ fn pools(m: &Model) -> Vec<Pool> {
 }
 
 /// The max pools of both SqueezeNets: 3x3, stride 2, no padding, ceil rounding.
-const SQUEEZENET_MAX_POOL: Pool = Pool {
-    kind: PoolKind::Max,
-    kernel_h: 3,
-    kernel_w: 3,
-    stride_h: 2,
-    stride_w: 2,
-    pad_h: 0,
-    pad_w: 0,
-    ceil_mode: true,
-    count_include_pad: true,
-};
+const SQUEEZENET_MAX_POOL: Pool = Pool::square(PoolKind::Max, 3, 2, 0, true);
 
 #[test]
 fn squeezenet_v1_1_ncnn() {

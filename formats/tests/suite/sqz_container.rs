@@ -279,17 +279,7 @@ fn conv_op(layer: usize, stride: usize, pad: usize, relu: bool) -> Op {
 }
 
 fn pool_op(kind: PoolKind, kernel: usize, stride: usize, pad: usize, ceil_mode: bool) -> Op {
-    Op::Pool(Pool {
-        kind,
-        kernel_h: kernel,
-        kernel_w: kernel,
-        stride_h: stride,
-        stride_w: stride,
-        pad_h: pad,
-        pad_w: pad,
-        ceil_mode,
-        count_include_pad: true,
-    })
+    Op::Pool(Pool::square(kind, kernel, stride, pad, ceil_mode))
 }
 
 /// Raw stream of `symbols`, packed at `ceil(log2(alphabet))` bits.

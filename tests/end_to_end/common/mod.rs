@@ -49,10 +49,27 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     run_env(args, &[])
 }
 
+thread_local! {
+    /// The running test's cache folder: libtest runs each test on a thread
+    /// of its own, so this is one folder per test, removed when it ends.
+    static TEST_CACHE: tempfile::TempDir =
+        tempfile::tempdir().expect("cannot make a cache folder for the test");
+}
+
+/// A `sqz-compress` command whose cache (`XDG_CACHE_HOME`, where
+/// sensitivity measurements are kept) is the running test's own temporary
+/// folder, so tests never read or fill the user's `~/.cache/sqz` and never
+/// see each other's measurements; calls within one test share it.
+pub fn sqz_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sqz-compress"));
+    TEST_CACHE.with(|cache| command.env("XDG_CACHE_HOME", cache.path()));
+    command
+}
+
 /// Run `sqz-compress` with `args` and extra environment variables (e.g.
 /// `RAYON_NUM_THREADS`).
 pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    sqz_command()
         .args(args)
         .env("SQZ_SHARED", shared())
         .envs(env.iter().copied())
@@ -64,7 +81,7 @@ pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> O
 /// looking for the shared data folder: for hermetic tests, which must pass
 /// whatever `SQZ_SHARED` says.
 pub fn run_hermetic<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sqz-compress"))
+    sqz_command()
         .args(args)
         .output()
         .expect("cannot start sqz-compress")
@@ -173,4 +190,60 @@ pub fn require_python_modules(modules: &str) {
     panic!(
         "{modules} not importable by {python} ({problem}): run .ci/install-test-deps and set SQZ_PYTHON to the Python it prints"
     );
+}
+
+/// Run `compress MODEL --target-size TARGET` into `out` with few images
+/// and levels (calibration on `calib_count` images, sensitivity on 2,
+/// sparsities `sparsity_levels`, 6 or 4 bits), and check what every
+/// target-size run must give: a file of at most `target` bytes, as the
+/// JSON report says, holding a plan entry for each of the model's
+/// `layers` with the bits and (at least) the sparsity the plan chose.
+/// Returns the file's size.
+pub fn compress_to_target(
+    model: &Path,
+    target: u64,
+    out: &Path,
+    calib_count: usize,
+    sparsity_levels: &str,
+    layers: usize,
+) -> u64 {
+    let stdout = run_ok(args![
+        "compress",
+        model,
+        "--target-size",
+        target.to_string(),
+        "--calib",
+        images(),
+        "--calib-count",
+        calib_count.to_string(),
+        "--sensitivity-count",
+        "2",
+        "--sparsity-levels",
+        sparsity_levels,
+        "--bit-levels",
+        "6,4",
+        "--json",
+        "-o",
+        out
+    ]);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let bytes = std::fs::metadata(out).expect("output written").len();
+    println!("{}: fitted to {target}: {bytes} bytes", model.display());
+    assert!(
+        bytes <= target,
+        "{bytes} bytes is over the {target}-byte budget"
+    );
+    assert_eq!(report["file_bytes"].as_u64(), Some(bytes));
+    let plan = report["plan"]["layers"].as_array().expect("the plan");
+    assert_eq!(plan.len(), layers);
+    for (p, l) in plan
+        .iter()
+        .zip(report["layers"].as_array().expect("layers"))
+    {
+        assert_eq!(p["bits"], l["bits"], "{p} vs {l}");
+        let planned = p["sparsity"].as_f64().unwrap();
+        let reached = l["sparsity"].as_f64().unwrap();
+        assert!(reached + 1e-4 >= planned, "{p} vs {l}");
+    }
+    bytes
 }
