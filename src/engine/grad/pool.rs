@@ -71,6 +71,15 @@ pub(super) fn max_pool_backward(argmax: &[u32], d_output: &Tensor, d_input: &mut
         });
 }
 
+/// Take `(v, cell)` as the maximum so far `(max, at)` if `v` is larger,
+/// or if it equals the initial -inf that no input holds yet: so the first
+/// of equal values stays (NaN never wins).
+fn first_max(max: &mut f32, at: &mut u32, v: f32, cell: u32) {
+    let first = v > *max || (*at == NO_INPUT && v == *max);
+    *max = if first { v } else { *max };
+    *at = if first { cell } else { *at };
+}
+
 /// Gradient of average pooling `pool` given the output gradient
 /// `d_output`, into `d_input` (of the input's shape, any contents).
 pub(super) fn avg_pool_backward(pool: &Pool, d_output: &Tensor, d_input: &mut Tensor) {
@@ -130,22 +139,37 @@ impl PlaneWindows {
 
     /// Each output of the plane is the maximum of its window of `input`;
     /// `argmax` gets the index of the first input (row-major) holding it.
+    /// Row by row of outputs: each input row of the window first gives the
+    /// first maximum of every output's columns, then the rows are merged
+    /// in order, so an earlier row wins a tie. Both loops run over
+    /// independent outputs, which keeps them fast.
     fn max_with_argmax(&self, input: &[f32], output: &mut [f32], argmax: &mut [u32]) {
-        self.each(|o, row, col| {
-            let (mut max, mut at) = (f32::NEG_INFINITY, NO_INPUT);
+        let out_w = self.cols.len();
+        let (mut row_max, mut row_at) = (vec![0.0; out_w], vec![NO_INPUT; out_w]);
+        for ((max, at), row) in output
+            .chunks_mut(out_w)
+            .zip(argmax.chunks_mut(out_w))
+            .zip(&self.rows)
+        {
+            max.fill(f32::NEG_INFINITY);
+            at.fill(NO_INPUT);
             for y in row.start..row.end {
-                let span = self.span(y, col);
-                for (cell, &v) in span.clone().zip(&input[span]) {
-                    // Strictly larger: an equal later value is not the
-                    // first. The first input equal to -inf counts too.
-                    let first = v > max || (at == NO_INPUT && v == max);
-                    max = if first { v } else { max };
-                    at = if first { cell as u32 } else { at };
+                for ((m, a), col) in row_max.iter_mut().zip(&mut row_at).zip(&self.cols) {
+                    (*m, *a) = (f32::NEG_INFINITY, NO_INPUT);
+                    let span = self.span(y, col);
+                    for (cell, &v) in span.clone().zip(&input[span]) {
+                        first_max(m, a, v, cell as u32);
+                    }
+                }
+                for (((m, a), &v), &cell) in
+                    max.iter_mut().zip(at.iter_mut()).zip(&row_max).zip(&row_at)
+                {
+                    if cell != NO_INPUT {
+                        first_max(m, a, v, cell);
+                    }
                 }
             }
-            output[o] = max;
-            argmax[o] = at;
-        });
+        }
     }
 
     fn spread(&self, d_out: &[f32], d_in: &mut [f32], count_include_pad: bool) {
