@@ -9,14 +9,6 @@
 //! - weight gradient: `dY · Xᵀ`;
 //! - input gradient: `col2im(Wᵀ · dY)`.
 //!
-//! Where the CPU has the packed micro-kernel, the input gradient of an
-//! ungrouped convolution with stride 1 is computed instead as what it
-//! equals, a convolution of `dY` with the weights transposed (input and
-//! output channels swapped) and flipped in both spatial directions, padded
-//! by `kernel - 1 - pad`: the micro-kernel runs it from the image in place,
-//! with no `Wᵀ · dY` matrix and no col2im (a 1x1 convolution is a plain
-//! product read in place).
-//!
 //! A grouped convolution does this for each group on its own channels of
 //! the input and output and its own rows of the weights; a depthwise one
 //! runs the direct kernel of [`super::depthwise`] instead.
@@ -32,15 +24,12 @@ use rayon::prelude::*;
 
 use super::col2im::col2im;
 use super::depthwise::depthwise_backward;
-use super::elementwise::{mask_inactive_values, sum_in_order};
+use super::elementwise::{mask_inactive_values, sum_in_lanes, sum_in_order};
 use crate::engine::conv::ConvGeometry;
 use crate::engine::depthwise::is_depthwise;
 use crate::engine::gemm::matmul_views;
 use crate::engine::grad::LayerGradient;
 use crate::engine::im2col::im2col;
-use crate::engine::kernel::{Kernel, MR};
-use crate::engine::packed::PackedLayer;
-use crate::engine::packed_conv::conv2d_packed;
 use crate::engine::Tensor;
 
 /// Images per parallel task. Each task holds one partial weight gradient,
@@ -53,8 +42,7 @@ const IMAGES_PER_TASK: usize = 4;
 /// input's shape, any contents) unless that is `None`, the layer's are
 /// returned. `relu_output` is
 /// the saved output when the convolution has a fused ReLU (its zeros block
-/// the gradient, and `d_output` is masked in place), else `None`. With
-/// `kernel`, the input gradient runs on the micro-kernel where it can.
+/// the gradient, and `d_output` is masked in place), else `None`.
 pub(super) fn conv_backward(
     input: &Tensor,
     relu_output: Option<&Tensor>,
@@ -62,7 +50,6 @@ pub(super) fn conv_backward(
     conv: &Conv,
     d_output: &mut Tensor,
     d_input: Option<&mut Tensor>,
-    kernel: Option<Kernel>,
 ) -> LayerGradient {
     if is_depthwise(layer, conv) {
         // The depthwise kernel always computes the input gradient: one that
@@ -78,70 +65,7 @@ pub(super) fn conv_backward(
         };
         return depthwise_backward(input, relu_output, layer, conv, d_output, d_input);
     }
-    match (kernel, d_input) {
-        (Some(kernel), Some(d_input)) if transposes_to_a_convolution(layer, conv) => {
-            let gradient = gradients_by_gemm(input, relu_output, layer, conv, d_output, None);
-            input_gradient_by_convolution(kernel, layer, conv, d_output, d_input);
-            gradient
-        }
-        (_, d_input) => gradients_by_gemm(input, relu_output, layer, conv, d_output, d_input),
-    }
-}
-
-/// True if the input gradient of `conv` (ungrouped, not depthwise) is the
-/// convolution that [`input_gradient_by_convolution`] runs: stride 1 and
-/// no more padding than the kernel's size minus one on each axis.
-fn transposes_to_a_convolution(layer: &Layer, conv: &Conv) -> bool {
-    let [_, _, kh, kw] = layer.shape;
-    conv.groups == 1
-        && (conv.stride_h, conv.stride_w) == (1, 1)
-        && conv.pad_h < kh
-        && conv.pad_w < kw
-}
-
-/// The input gradient of `conv` (see [`transposes_to_a_convolution`]) from
-/// the (masked) output gradient, into `d_input`: `d_output` convolved with
-/// the layer transposed and flipped, padded by `kernel - 1 - pad`, on the
-/// micro-kernel (sums in its fixed order, whatever the thread count).
-fn input_gradient_by_convolution(
-    kernel: Kernel,
-    layer: &Layer,
-    conv: &Conv,
-    d_output: &Tensor,
-    d_input: &mut Tensor,
-) {
-    let [out_c, in_c, kh, kw] = layer.shape;
-    let mut weights = vec![0.0; layer.weights.len()];
-    for (o, filters) in layer.weights.chunks_exact(in_c * kh * kw).enumerate() {
-        for (c, filter) in filters.chunks_exact(kh * kw).enumerate() {
-            let flipped = &mut weights[(c * out_c + o) * kh * kw..][..kh * kw];
-            flipped
-                .iter_mut()
-                .zip(filter.iter().rev())
-                .for_each(|(t, &w)| *t = w);
-        }
-    }
-    let transposed = Layer {
-        name: String::new(),
-        shape: [in_c, out_c, kh, kw],
-        weights,
-        bias: vec![0.0; in_c],
-    };
-    let transposed_conv = Conv {
-        pad_h: kh - 1 - conv.pad_h,
-        pad_w: kw - 1 - conv.pad_w,
-        relu: false,
-        ..*conv
-    };
-    let packed = PackedLayer::new(&transposed, MR);
-    conv2d_packed(
-        kernel,
-        d_output,
-        &packed,
-        &transposed_conv,
-        d_input,
-        0..in_c,
-    );
+    gradients_by_gemm(input, relu_output, layer, conv, d_output, d_input)
 }
 
 /// [`conv_backward`] on im2col + faer GEMMs: the layer's gradients, and the
@@ -300,7 +224,7 @@ impl GroupSums {
         matmul_views(d_out_matrix, columns.transpose(), d_weights, true);
         let d_bias = &mut self.bias[rows.first..rows.first + rows.count];
         for (sum, row) in d_bias.iter_mut().zip(d_out.chunks(positions)) {
-            *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+            *sum += sum_in_lanes(row);
         }
         let Some(d_image) = d_image else {
             return;

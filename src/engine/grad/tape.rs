@@ -57,8 +57,9 @@ pub struct Tape<'a> {
     /// Per node, for max pooling, the index in its input plane of each
     /// output's maximum (see [`max_pool_with_argmax`]).
     argmax: Vec<Option<Vec<u32>>>,
-    /// The packed micro-kernel, where the CPU runs it (`None`: every
-    /// convolution runs im2col + faer, forward and backward).
+    /// The packed micro-kernel for the forward pass's convolutions, where
+    /// the CPU runs it (`None`: im2col + faer; the backward pass always
+    /// multiplies with faer).
     kernel: Option<Kernel>,
     /// Per layer, its weights packed for the micro-kernel once a
     /// convolution on it ran there.
@@ -97,6 +98,20 @@ pub struct StepMemory {
     indices: Vec<Vec<u32>>,
 }
 
+impl StepMemory {
+    /// A vector of `len` indices with unspecified contents: the smallest
+    /// free one that is large enough (so each max pooling gets back the
+    /// one it had in the last step, with no allocation), else a new one.
+    fn indices(&mut self, len: usize) -> Vec<u32> {
+        let best = (0..self.indices.len())
+            .filter(|&i| self.indices[i].capacity() >= len)
+            .min_by_key(|&i| self.indices[i].capacity());
+        let mut indices = best.map_or_else(Vec::new, |i| self.indices.swap_remove(i));
+        indices.resize(len, 0);
+        indices
+    }
+}
+
 /// Run `model` on the NCHW batch `input` like [`forward`](crate::engine::forward),
 /// keeping what [`Tape::backward`] needs, in buffers taken from `memory`.
 /// The whole graph is shape-checked first.
@@ -109,7 +124,7 @@ pub fn forward_for_training<'a>(
 }
 
 /// [`forward_for_training`] with the packed micro-kernel or (`None`) with
-/// im2col + faer convolutions, forward and backward.
+/// im2col + faer convolutions.
 pub(super) fn forward_with_kernel<'a>(
     model: &'a Model,
     input: &'a Tensor,
@@ -223,8 +238,7 @@ impl<'a> Tape<'a> {
             Op::Dropout => {}
             Op::Flatten => output.shape = shape,
             Op::Pool(p) if p.kind == PoolKind::Max => {
-                let mut argmax = memory.indices.pop().unwrap_or_default();
-                argmax.resize(output.data.len(), 0);
+                let mut argmax = memory.indices(output.data.len());
                 max_pool_with_argmax(self.value(inputs[0], node)?, p, &mut output, &mut argmax);
                 self.argmax[index] = Some(argmax);
             }
@@ -448,7 +462,6 @@ impl<'a> Tape<'a> {
                             conv,
                             &mut d_out,
                             (!skip_input).then_some(&mut d_input),
-                            self.kernel,
                         );
                         let sums = &mut layers[conv.layer];
                         add_into(&mut sums.weights, &g.weights);

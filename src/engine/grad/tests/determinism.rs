@@ -92,13 +92,12 @@ fn tape_output_is_bit_identical_to_the_forward_pass() {
     }
 }
 
-/// The micro-kernel's convolutions (forward, and input gradients as a
-/// convolution with the transposed weights) and the im2col + faer ones
-/// (`Wᵀ · dY` and col2im) sum in other orders: the gradients agree to float
-/// rounding, amplified through the layers above (the worst entry differed
-/// by 1.9e-4 of its tensor's largest, in the first layer's weights).
+/// The micro-kernel's forward convolutions and the im2col + faer ones sum
+/// in other orders: the gradients after either agree to float rounding,
+/// amplified through the layers above (here to 1e-3 of each tensor's
+/// largest entry).
 #[test]
-fn input_gradients_by_convolution_agree_with_im2col() {
+fn gradients_after_either_forward_kernel_agree() {
     let Some(kernel) = crate::engine::kernel::Kernel::detect() else {
         return; // Only the im2col path exists on this CPU.
     };
