@@ -65,19 +65,6 @@ pub(super) fn conv_backward(
         };
         return depthwise_backward(input, relu_output, layer, conv, d_output, d_input);
     }
-    gradients_by_gemm(input, relu_output, layer, conv, d_output, d_input)
-}
-
-/// [`conv_backward`] on im2col + faer GEMMs: the layer's gradients, and the
-/// input's into `d_input` unless that is `None` (`Wᵀ · dY` and col2im).
-fn gradients_by_gemm(
-    input: &Tensor,
-    relu_output: Option<&Tensor>,
-    layer: &Layer,
-    conv: &Conv,
-    d_output: &mut Tensor,
-    d_input: Option<&mut Tensor>,
-) -> LayerGradient {
     let [_, _, out_h, out_w] = d_output.shape;
     let [_, group_in_c, kh, kw] = layer.shape;
     let mut geometry = ConvGeometry::new(input.shape, [kh, kw], conv, [out_h, out_w]);
