@@ -1,8 +1,10 @@
-//! Speed of one distillation training step on SqueezeNet v1.1 at batch 32
-//! on a 2-thread pool: the teacher's forward pass, the student's forward
-//! pass with a tape, the distillation loss and the backward pass. Run with
-//! `cargo bench --bench training`; data from `SQZ_SHARED` (default
-//! `../shared`).
+//! Speed of one distillation training step at batch 32 on a 2-thread
+//! pool, for both shipped models (SqueezeNet v1.1 at 224x224 and Han's
+//! Deep Compression v1.0 at 227x227): the teacher's forward pass (an
+//! inference [`Session`] built once, as fine-tuning does), the student's
+//! forward pass with a tape, the distillation loss and the backward pass.
+//! Run with `cargo bench --bench training`; data from `SQZ_SHARED`
+//! (default `../shared`).
 //!
 //! Teacher and student are both the original model: the dense engine's
 //! speed does not depend on the weights' values, so this times exactly what
@@ -15,15 +17,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use compress::distill::distillation_loss;
+use std::path::Path;
+
 use formats::{Model, Op};
-use sqz::engine::{forward, forward_for_training, StepMemory, Tensor};
+use sqz::engine::{forward_for_training, Session, StepMemory, Tensor};
 
 mod common;
 use common::{batch_of, median, reference_images, shared_dir, timed};
 
 const THREADS: usize = 2;
 const BATCH: usize = 32;
-const SIDE: usize = 224;
 const WARM_UP: usize = 1;
 const TIMED: usize = 5;
 const TEMPERATURE: f64 = 4.0;
@@ -43,27 +46,51 @@ struct StepTimes {
 
 fn main() {
     let shared = shared_dir();
-    let model =
-        formats::ncnn::read_ncnn(&shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    // The 4 preprocessed reference images of v1.1, repeated.
-    let input = batch_of(
-        &reference_images(&shared, "squeezenet_v1.1", SIDE),
-        BATCH,
-        SIDE,
-    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(THREADS)
         .build()
         .expect("thread pool");
-    // One memory for all steps, as a training loop keeps it.
-    let mut memory = StepMemory::default();
-    (0..WARM_UP).for_each(|_| drop(pool.install(|| step(&model, &input, &mut memory))));
-    let runs: Vec<StepTimes> = (0..TIMED)
-        .map(|_| pool.install(|| step(&model, &input, &mut memory)))
-        .collect();
+    for (name, side, load) in models() {
+        let model = load(&shared);
+        // The 4 preprocessed reference images of the model, repeated.
+        let input = batch_of(&reference_images(&shared, name, side), BATCH, side);
+        let teacher = Session::new(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // One memory for all steps, as a training loop keeps it.
+        let mut memory = StepMemory::default();
+        let mut run = || pool.install(|| step(&teacher, &model, &input, &mut memory));
+        (0..WARM_UP).for_each(|_| drop(run()));
+        let runs: Vec<StepTimes> = (0..TIMED).map(|_| run()).collect();
+        report(name, side, &runs);
+    }
+}
 
-    println!("SqueezeNet v1.1, batch {BATCH}, {THREADS} threads: median of {TIMED} steps after {WARM_UP} warm-up");
+type Loader = fn(&Path) -> Model;
+
+/// Name (file stem of the reference data), input side and loader of each
+/// shipped model.
+fn models() -> [(&'static str, usize, Loader); 2] {
+    [
+        ("squeezenet_v1.1", 224, |shared| {
+            let param = shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param");
+            formats::ncnn::read_ncnn(&param).unwrap_or_else(|e| panic!("{e}"))
+        }),
+        ("squeezenet_v1.0-deep-compression", 227, |shared| {
+            let dir = shared.join("models/squeezenet_v1.0-deep-compression");
+            formats::deep_compression::read_deep_compression(
+                &dir.join("compressed_SqueezeNet.net"),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        }),
+    ]
+}
+
+/// Print the medians of `runs` of one model: per part, per kind of
+/// operation in the backward pass, and the tape's size.
+fn report(name: &str, side: usize, runs: &[StepTimes]) {
+    println!(
+        "{name} ({side}x{side}), batch {BATCH}, {THREADS} threads: median of {TIMED} steps after {WARM_UP} warm-up"
+    );
     let parts: [(&str, Part); 5] = [
         ("teacher forward", |t| t.teacher),
         ("student forward with tape", |t| t.student),
@@ -73,25 +100,25 @@ fn main() {
             t.teacher + t.student + t.loss + t.backward
         }),
     ];
-    for (name, part) in parts {
+    for (part_name, part) in parts {
         let time = median(runs.iter().map(part).collect());
         println!(
-            "{name:<26} {:>8.1} ms {:>8.1} img/s",
+            "  {part_name:<26} {:>8.1} ms {:>8.1} img/s",
             time.as_secs_f64() * 1e3,
             BATCH as f64 / time.as_secs_f64()
         );
     }
-    println!("tape holds {:.1} MB", runs[0].tape_bytes as f64 / 1e6);
-    println!("backward by operation:");
+    println!("  tape holds {:.1} MB", runs[0].tape_bytes as f64 / 1e6);
+    println!("  backward by operation:");
     for kind in runs[0].by_kind.keys() {
         let time = median(runs.iter().map(|t| t.by_kind[kind]).collect());
-        println!("  {kind:<24} {:>8.1} ms", time.as_secs_f64() * 1e3);
+        println!("    {kind:<24} {:>8.1} ms", time.as_secs_f64() * 1e3);
     }
 }
 
 /// One training step, timed part by part.
-fn step(model: &Model, input: &Tensor, memory: &mut StepMemory) -> StepTimes {
-    let (teacher, teacher_time) = timed(|| forward(model, input).expect("teacher forward"));
+fn step(teacher: &Session, model: &Model, input: &Tensor, memory: &mut StepMemory) -> StepTimes {
+    let (teacher, teacher_time) = timed(|| teacher.run(input).expect("teacher forward"));
     let (tape, student) =
         timed(|| forward_for_training(model, input, memory).expect("student forward"));
     let tape_bytes = tape.saved_bytes();

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::col2im::col2im;
 use super::depthwise::depthwise_backward;
-use super::elementwise::{mask_inactive_values, sum_in_order};
+use super::elementwise::{mask_inactive_values, sum_in_lanes, sum_in_order};
 use crate::engine::conv::ConvGeometry;
 use crate::engine::depthwise::is_depthwise;
 use crate::engine::gemm::matmul_views;
@@ -211,7 +211,7 @@ impl GroupSums {
         matmul_views(d_out_matrix, columns.transpose(), d_weights, true);
         let d_bias = &mut self.bias[rows.first..rows.first + rows.count];
         for (sum, row) in d_bias.iter_mut().zip(d_out.chunks(positions)) {
-            *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+            *sum += sum_in_lanes(row);
         }
         let Some(d_image) = d_image else {
             return;

@@ -71,6 +71,30 @@ pub(super) fn sum_in_order<'t>(terms: impl Iterator<Item = &'t [f32]>) -> Vec<f3
     sum
 }
 
+/// Lanes of [`sum_in_lanes`]: one AVX-512 vector of doubles.
+const LANES: usize = 8;
+
+/// The sum of `values` in double precision: value `i` goes to lane
+/// `i % 8`, and the lanes are added in order at the end. Eight
+/// independent sums vectorise, where one running sum waits for every
+/// addition before the next; the order is fixed, so is every bit.
+pub(super) fn sum_in_lanes(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        lanes
+            .iter_mut()
+            .zip(chunk)
+            .for_each(|(lane, &v)| *lane += f64::from(v));
+    }
+    lanes
+        .iter_mut()
+        .zip(rest)
+        .for_each(|(lane, &v)| *lane += f64::from(v));
+    lanes.iter().sum()
+}
+
 /// The gradient of dropout or flatten: the output gradient with the
 /// input's shape.
 pub(super) fn pass_through(mut d_output: Tensor, input_shape: [usize; 4]) -> Tensor {

@@ -1,11 +1,16 @@
 //! Backward passes of max, average and global average pooling, parallel
 //! over feature planes, with the forward pass's window placement
-//! ([`Axis::windows`]: Caffe/PyTorch placement, ceil rounding, padding).
+//! ([`Axis::windows`]: Caffe/PyTorch placement, ceil rounding, padding),
+//! and the training forward pass of max pooling, which records where each
+//! maximum came from.
 //!
 //! Max pooling routes each output's gradient to the first input of its
 //! window (in row-major order) that holds the window's maximum, so ties go
-//! to one input only. Average pooling spreads it evenly over the window's
-//! real inputs, divided by the same count the forward pass divides by.
+//! to one input only: the forward pass stores that input's index in its
+//! plane ([`max_pool_with_argmax`]), and the backward pass scatters each
+//! output gradient to it. Average pooling spreads it evenly over the
+//! window's real inputs, divided by the same count the forward pass
+//! divides by.
 
 use formats::Pool;
 use rayon::prelude::*;
@@ -13,28 +18,73 @@ use rayon::prelude::*;
 use crate::engine::pool::{Axis, Window};
 use crate::engine::Tensor;
 
-/// Gradient of max pooling `pool`, which read `input` and wrote `output`,
-/// given the output gradient `d_output`, into `d_input` (of the input's
-/// shape, any contents).
-pub(super) fn max_pool_backward(
+/// The argmax of a window with no input that holds its maximum (every
+/// input NaN): its output gets no gradient.
+const NO_INPUT: u32 = u32::MAX;
+
+/// Max-pool `input` into `output` (shape set and checked by shape
+/// inference) and write into `argmax` (one per output value) the index,
+/// within its input plane, of the first input of each window in row-major
+/// order that holds the window's maximum. The values are those of
+/// [`crate::engine::pool`]'s max pooling (NaN skipped; a window whose
+/// maximum is a zero that ties with a zero of the other sign may come out
+/// with the other sign).
+pub(super) fn max_pool_with_argmax(
     input: &Tensor,
-    output: &Tensor,
     pool: &Pool,
-    d_output: &Tensor,
-    d_input: &mut Tensor,
+    output: &mut Tensor,
+    argmax: &mut [u32],
 ) {
-    let windows = PlaneWindows::new(input.shape, pool, d_output.shape);
+    assert_eq!(argmax.len(), output.data.len());
+    let windows = PlaneWindows::new(input.shape, pool, output.shape);
     let (in_plane, out_plane) = (
         input.shape[2] * input.shape[3],
         output.shape[2] * output.shape[3],
     );
+    assert!(u32::try_from(in_plane).is_ok_and(|len| len < NO_INPUT));
+    output
+        .data
+        .par_chunks_mut(out_plane)
+        .zip(argmax.par_chunks_mut(out_plane))
+        .zip(input.data.par_chunks(in_plane))
+        .for_each(|((y, at), x)| windows.max_with_argmax(x, y, at));
+}
+
+/// Gradient of max pooling given the output gradient `d_output` and the
+/// forward pass's `argmax`, into `d_input` (of the input's shape, any
+/// contents). Each input sums the gradients routed to it in output order.
+pub(super) fn max_pool_backward(argmax: &[u32], d_output: &Tensor, d_input: &mut Tensor) {
+    let in_plane = d_input.shape[2] * d_input.shape[3];
+    let out_plane = d_output.shape[2] * d_output.shape[3];
     d_input
         .data
         .par_chunks_mut(in_plane)
         .zip(d_output.data.par_chunks(out_plane))
-        .zip(input.data.par_chunks(in_plane))
-        .zip(output.data.par_chunks(out_plane))
-        .for_each(|(((d_in, d_out), x), y)| windows.route_to_max(x, y, d_out, d_in));
+        .zip(argmax.par_chunks(out_plane))
+        .for_each(|((d_in, d_out), at)| {
+            d_in.fill(0.0);
+            for (&d, &cell) in d_out.iter().zip(at) {
+                if cell != NO_INPUT {
+                    d_in[cell as usize] += d;
+                }
+            }
+        });
+}
+
+/// The larger of two (value, input index) pairs, the smaller index on a
+/// tie: so the first input holding the maximum wins, and an input beats
+/// [`NO_INPUT`] even at -inf (NaN never wins). The choice is made with bit
+/// masks, not branches: which pair wins is data, and the mispredicted
+/// branches the compiler made of `if` made pooling several times slower.
+#[inline(always)]
+fn first_max((max, at): (f32, u32), (v, cell): (f32, u32)) -> (f32, u32) {
+    let first = (v > max) | ((v == max) & (cell < at));
+    let take = u32::from(first).wrapping_neg();
+    let pick = |new: u32, old: u32| (new & take) | (old & !take);
+    (
+        f32::from_bits(pick(v.to_bits(), max.to_bits())),
+        pick(cell, at),
+    )
 }
 
 /// Gradient of average pooling `pool` given the output gradient
@@ -94,18 +144,42 @@ impl PlaneWindows {
         y * self.in_w + col.start..y * self.in_w + col.end
     }
 
-    fn route_to_max(&self, input: &[f32], output: &[f32], d_out: &[f32], d_in: &mut [f32]) {
-        d_in.fill(0.0);
-        self.each(|o, row, col| {
-            let first_max = (row.start..row.end).find_map(|y| {
-                let span = self.span(y, col);
-                let x = input[span.clone()].iter().position(|&v| v == output[o])?;
-                Some(span.start + x)
-            });
-            if let Some(cell) = first_max {
-                d_in[cell] += d_out[o];
+    /// Each output of the plane is the maximum of its window of `input`;
+    /// `argmax` gets the index of the first input (row-major) holding it.
+    /// Row by row of outputs: first every input column's first maximum
+    /// over the window's rows (a loop over consecutive values that
+    /// vectorises), then every output's first over its columns, where the
+    /// smaller index (the earlier row, then the earlier column) wins a tie.
+    fn max_with_argmax(&self, input: &[f32], output: &mut [f32], argmax: &mut [u32]) {
+        let out_w = self.cols.len();
+        let (mut column_max, mut column_at) = (vec![0.0; self.in_w], vec![NO_INPUT; self.in_w]);
+        for ((out, at), row) in output
+            .chunks_mut(out_w)
+            .zip(argmax.chunks_mut(out_w))
+            .zip(&self.rows)
+        {
+            column_max.fill(f32::NEG_INFINITY);
+            column_at.fill(NO_INPUT);
+            for y in row.start..row.end {
+                let first = (y * self.in_w) as u32;
+                let values = &input[y * self.in_w..(y + 1) * self.in_w];
+                for (x, ((m, a), &v)) in column_max
+                    .iter_mut()
+                    .zip(&mut column_at)
+                    .zip(values)
+                    .enumerate()
+                {
+                    (*m, *a) = first_max((*m, *a), (v, first + x as u32));
+                }
             }
-        });
+            for ((out, at), col) in out.iter_mut().zip(at.iter_mut()).zip(&self.cols) {
+                let mut best = (f32::NEG_INFINITY, NO_INPUT);
+                for x in col.start..col.end {
+                    best = first_max(best, (column_max[x], column_at[x]));
+                }
+                (*out, *at) = best;
+            }
+        }
     }
 
     fn spread(&self, d_out: &[f32], d_in: &mut [f32], count_include_pad: bool) {

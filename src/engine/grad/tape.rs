@@ -3,14 +3,18 @@
 //! output into the gradients of every convolution's weights and biases and
 //! of the input.
 //!
-//! The forward pass runs the same operations as [`forward`](crate::engine::forward),
-//! so its output is bit-identical to it. It keeps a blob only if a backward
-//! step reads it: the input of every convolution, max pooling and LRN, and
-//! the output of every fused-ReLU convolution, ReLU, Clip, max pooling and
-//! softmax (plus the graph's output). Everything else is freed after its last
-//! forward reader, as in inference. The backward pass visits the nodes in
-//! reverse, adds the gradients of a blob read by several nodes in that fixed
-//! order, and frees each saved blob once its producer is done.
+//! The forward pass runs in NCHW with the kernels that
+//! [`forward`](crate::engine::forward) uses (on CPUs with AVX-512 the packed
+//! micro-kernel for ungrouped convolutions, whose sums have the same bits as
+//! the blocked layout's; im2col + faer elsewhere), so its output is
+//! bit-identical to it. It keeps a blob only if a backward step reads it:
+//! the input of every convolution and LRN, and the output of every
+//! fused-ReLU convolution, ReLU, Clip and softmax (plus the graph's
+//! output); max pooling keeps only the index of each output's maximum.
+//! Everything else is freed after its last forward reader, as in
+//! inference. The backward pass visits the nodes in reverse, adds the
+//! gradients of a blob read by several nodes in that fixed order, and frees
+//! each saved blob once its producer is done.
 
 use std::time::{Duration, Instant};
 
@@ -20,13 +24,19 @@ use super::concat::concat_backward;
 use super::conv::conv_backward;
 use super::elementwise::{add_into, mask_clipped, mask_inactive, pass_through};
 use super::lrn::lrn_backward;
-use super::pool::{avg_pool_backward, global_avg_pool_backward, max_pool_backward};
+use super::pool::{
+    avg_pool_backward, global_avg_pool_backward, max_pool_backward, max_pool_with_argmax,
+};
 use super::softmax::softmax_backward;
 use crate::engine::buffers::Buffers;
 use crate::engine::concat::concat;
 use crate::engine::conv::conv2d;
+use crate::engine::depthwise::is_depthwise;
 use crate::engine::elementwise::{add, clip_in_place, relu_in_place};
+use crate::engine::kernel::{Kernel, MR};
 use crate::engine::lrn::lrn;
+use crate::engine::packed::PackedLayer;
+use crate::engine::packed_conv::conv2d_packed;
 use crate::engine::plan::{Plan, INPUT_SLOT};
 use crate::engine::pool::{global_avg_pool, pool};
 use crate::engine::shapes::infer_planned;
@@ -44,8 +54,18 @@ pub struct Tape<'a> {
     /// The kept blob of every node output slot (`None` for the input's,
     /// which is borrowed, and for freed ones).
     values: Vec<Option<Tensor>>,
+    /// Per node, for max pooling, the index in its input plane of each
+    /// output's maximum (see [`max_pool_with_argmax`]).
+    argmax: Vec<Option<Vec<u32>>>,
+    /// The packed micro-kernel for the forward pass's convolutions, where
+    /// the CPU runs it (`None`: im2col + faer; the backward pass always
+    /// multiplies with faer).
+    kernel: Option<Kernel>,
+    /// Per layer, its weights packed for the micro-kernel once a
+    /// convolution on it ran there.
+    packed: Vec<Option<PackedLayer>>,
     /// Free buffers, for the backward pass and then the next step.
-    buffers: Buffers,
+    memory: StepMemory,
 }
 
 /// Gradients of the model's parameters and input, from [`Tape::backward`].
@@ -74,6 +94,22 @@ pub struct LayerGradient {
 #[derive(Default)]
 pub struct StepMemory {
     buffers: Buffers,
+    /// Free argmax vectors of max pooling.
+    indices: Vec<Vec<u32>>,
+}
+
+impl StepMemory {
+    /// A vector of `len` indices with unspecified contents: the smallest
+    /// free one that is large enough (so each max pooling gets back the
+    /// one it had in the last step, with no allocation), else a new one.
+    fn indices(&mut self, len: usize) -> Vec<u32> {
+        let best = (0..self.indices.len())
+            .filter(|&i| self.indices[i].capacity() >= len)
+            .min_by_key(|&i| self.indices[i].capacity());
+        let mut indices = best.map_or_else(Vec::new, |i| self.indices.swap_remove(i));
+        indices.resize(len, 0);
+        indices
+    }
 }
 
 /// Run `model` on the NCHW batch `input` like [`forward`](crate::engine::forward),
@@ -83,6 +119,17 @@ pub fn forward_for_training<'a>(
     model: &'a Model,
     input: &'a Tensor,
     memory: &mut StepMemory,
+) -> Result<Tape<'a>, EngineError> {
+    forward_with_kernel(model, input, memory, Kernel::detect())
+}
+
+/// [`forward_for_training`] with the packed micro-kernel or (`None`) with
+/// im2col + faer convolutions.
+pub(super) fn forward_with_kernel<'a>(
+    model: &'a Model,
+    input: &'a Tensor,
+    memory: &mut StepMemory,
+    kernel: Option<Kernel>,
 ) -> Result<Tape<'a>, EngineError> {
     input.check()?;
     let plan = Plan::new(&model.graph)?;
@@ -95,21 +142,28 @@ pub fn forward_for_training<'a>(
         plan,
         shapes,
         values: std::iter::repeat_with(|| None).take(kept.len()).collect(),
-        buffers: Buffers::default(),
+        argmax: std::iter::repeat_with(|| None)
+            .take(model.graph.nodes.len())
+            .collect(),
+        kernel,
+        packed: std::iter::repeat_with(|| None)
+            .take(model.layers.len())
+            .collect(),
+        memory: StepMemory::default(),
     };
-    let mut buffers = std::mem::take(&mut memory.buffers);
+    let mut memory = std::mem::take(memory);
     for (index, node) in model.graph.nodes.iter().enumerate() {
-        let output = tape.run(index, node, &kept, &mut buffers)?;
+        let output = tape.run(index, node, &kept, &mut memory)?;
         tape.values[Plan::output_slot(index)] = Some(output);
         for &slot in &tape.plan.frees[index] {
             if !kept[slot] {
                 if let Some(value) = tape.values[slot].take() {
-                    buffers.recycle(value);
+                    memory.buffers.recycle(value);
                 }
             }
         }
     }
-    tape.buffers = buffers;
+    tape.memory = memory;
     Ok(tape)
 }
 
@@ -123,10 +177,6 @@ fn kept_slots(model: &Model, plan: &Plan) -> Vec<bool> {
             Op::Conv(conv) => {
                 kept[plan.inputs[index][0]] = true;
                 kept[output] |= conv.relu;
-            }
-            Op::Pool(p) if p.kind == PoolKind::Max => {
-                kept[plan.inputs[index][0]] = true;
-                kept[output] = true;
             }
             Op::Lrn(_) => kept[plan.inputs[index][0]] = true,
             Op::Relu | Op::Clip(_) | Op::Softmax => kept[output] = true,
@@ -168,8 +218,9 @@ impl<'a> Tape<'a> {
         index: usize,
         node: &Node,
         kept: &[bool],
-        buffers: &mut Buffers,
+        memory: &mut StepMemory,
     ) -> Result<Tensor, EngineError> {
+        let buffers = &mut memory.buffers;
         let inputs = self.plan.inputs[index].clone();
         let shape = self.shapes[Plan::output_slot(index)];
         let mut output = match &node.op {
@@ -179,22 +230,52 @@ impl<'a> Tape<'a> {
             _ => buffers.tensor(shape),
         };
         match &node.op {
-            Op::Conv(conv) => {
-                let layer = &self.model.layers[conv.layer];
-                conv2d(self.value(inputs[0], node)?, layer, conv, &mut output);
-            }
+            Op::Conv(conv) => self.convolve(inputs[0], conv, node, &mut output)?,
             Op::Relu => relu_in_place(&mut output),
             Op::Clip(clip) => clip_in_place(&mut output.data, *clip),
             Op::Lrn(parameters) => lrn(self.value(inputs[0], node)?, parameters, &mut output),
             Op::Softmax => softmax_in_place(&mut output),
             Op::Dropout => {}
             Op::Flatten => output.shape = shape,
+            Op::Pool(p) if p.kind == PoolKind::Max => {
+                let mut argmax = memory.indices(output.data.len());
+                max_pool_with_argmax(self.value(inputs[0], node)?, p, &mut output, &mut argmax);
+                self.argmax[index] = Some(argmax);
+            }
             Op::Pool(p) => pool(self.value(inputs[0], node)?, p, &mut output),
             Op::GlobalAvgPool => global_avg_pool(self.value(inputs[0], node)?, &mut output),
             Op::Concat => concat(&self.all(&inputs, node)?, &mut output),
             Op::Add => add(&self.all(&inputs, node)?, &mut output),
         }
         Ok(output)
+    }
+
+    /// The convolution `conv` of the blob in `slot` into `output`, on the
+    /// kernel [`forward`](crate::engine::forward) uses for it: the packed
+    /// micro-kernel for an ungrouped convolution where the CPU has it
+    /// (packing the layer at its first use in this pass), else im2col +
+    /// faer or the depthwise kernel.
+    fn convolve(
+        &mut self,
+        slot: usize,
+        conv: &formats::Conv,
+        node: &Node,
+        output: &mut Tensor,
+    ) -> Result<(), EngineError> {
+        let layer = &self.model.layers[conv.layer];
+        match self.kernel {
+            Some(kernel) if conv.groups == 1 && !is_depthwise(layer, conv) => {
+                if self.packed[conv.layer].is_none() {
+                    self.packed[conv.layer] = Some(PackedLayer::new(layer, MR));
+                }
+                let packed = self.packed[conv.layer].as_ref();
+                let input = self.value(slot, node)?;
+                let packed = packed.expect("packed above");
+                conv2d_packed(kernel, input, packed, conv, output, 0..layer.shape[0]);
+            }
+            _ => conv2d(self.value(slot, node)?, layer, conv, output),
+        }
+        Ok(())
     }
 
     /// Every blob in `slots`.
@@ -269,7 +350,8 @@ impl<'a> Tape<'a> {
             )));
         }
         let model = self.model;
-        let mut buffers = std::mem::take(&mut self.buffers);
+        let mut step_memory = std::mem::take(&mut self.memory);
+        let buffers = &mut step_memory.buffers;
         let mut layers: Vec<LayerGradient> = model
             .layers
             .iter()
@@ -288,18 +370,12 @@ impl<'a> Tape<'a> {
             // A node whose output does not reach the graph's output has no
             // gradient to pass on.
             if let Some(d_out) = gradients[output_slot].take() {
-                let passed = self.node_backward(
-                    index,
-                    node,
-                    d_out,
-                    input_gradient,
-                    &mut layers,
-                    &mut buffers,
-                )?;
+                let passed =
+                    self.node_backward(index, node, d_out, input_gradient, &mut layers, buffers)?;
                 for (slot, d_input) in passed {
                     match slot == INPUT_SLOT && !input_gradient {
                         true => buffers.recycle(d_input),
-                        false => accumulate(&mut gradients[slot], d_input, &mut buffers),
+                        false => accumulate(&mut gradients[slot], d_input, buffers),
                     }
                 }
             }
@@ -312,7 +388,10 @@ impl<'a> Tape<'a> {
             Some(gradient) => gradient,
             None => Tensor::zeros(self.input.shape)?,
         };
-        memory.buffers = buffers;
+        step_memory
+            .indices
+            .extend(self.argmax.into_iter().flatten());
+        *memory = step_memory;
         Ok(Gradients { layers, input })
     }
 
@@ -389,8 +468,10 @@ impl<'a> Tape<'a> {
                         add_into(&mut sums.bias, &g.bias);
                     }
                     Op::Pool(p) if p.kind == PoolKind::Max => {
-                        let (input, output) = (self.value(first, node)?, self.value(output, node)?);
-                        max_pool_backward(input, output, p, &d_out, &mut d_input);
+                        let argmax = self.argmax[index].as_ref().ok_or_else(|| {
+                            EngineError::node(&node.name, "internal error: no argmax kept")
+                        })?;
+                        max_pool_backward(argmax, &d_out, &mut d_input);
                     }
                     Op::Pool(p) => avg_pool_backward(p, &d_out, &mut d_input),
                     Op::Lrn(parameters) => {

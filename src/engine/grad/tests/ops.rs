@@ -288,3 +288,27 @@ fn max_pool_ties_go_to_the_first_cell_of_each_window() {
         }
     }
 }
+
+#[test]
+fn max_pool_ties_go_to_the_earlier_row_before_the_earlier_column() {
+    // One 3x3 window holding its maximum at (0, 2) and (1, 0): the first in
+    // row-major order is (0, 2).
+    let pool = pool_op(PoolKind::Max, (3, 3), (3, 3), (0, 0), false);
+    let m = model(
+        vec![node("pool", Op::Pool(pool), &["data"], "pool")],
+        vec![],
+        3,
+        "pool",
+    );
+    let mut plane = vec![0.0; 9];
+    (plane[2], plane[3]) = (5.0, 5.0);
+    let input = crate::engine::Tensor::new([1, 1, 3, 3], plane).unwrap();
+    let mut memory = crate::engine::StepMemory::default();
+    let tape = super::forward_for_training(&m, &input, &mut memory).unwrap();
+    assert_eq!(tape.output().data, [5.0]);
+    let d_output = crate::engine::Tensor::new([1, 1, 1, 1], vec![2.0]).unwrap();
+    let d_input = tape.backward(d_output, &mut memory).unwrap().input;
+    let mut expected = vec![0.0; 9];
+    expected[2] = 2.0;
+    assert_eq!(d_input.data, expected);
+}
