@@ -53,6 +53,15 @@ pub const MAX_FIT_ATTEMPTS: usize = 4;
 /// minutes on 2 idle cores for v1.0, the slowest shipped model to train.
 pub const FINETUNE_STEPS: usize = 300;
 
+/// Fine-tuning steps, over both stages, when neither steps nor epochs are
+/// given and the recipe both prunes and shares weights, so that it
+/// fine-tunes before and after sharing.
+pub const FINETUNE_TWO_STAGE_STEPS: usize = 450;
+
+/// Share of a two-stage fine-tuning's steps spent before weight sharing
+/// (training every surviving weight), the rest after it (shared values).
+pub const FINETUNE_SHARE_BEFORE_SHARING: f64 = 2.0 / 3.0;
+
 /// Peak learning rate of fine-tuning (Adam).
 pub const FINETUNE_LR: f32 = 5e-4;
 
