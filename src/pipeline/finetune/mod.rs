@@ -14,6 +14,9 @@
 //! [`trainable`] says what may change: pruned weights stay zero, codes stay
 //! fixed, so positions and codes streams of the file do not change.
 //!
+//! A recipe that both prunes and shares weights fine-tunes twice, before
+//! and after weight sharing ([`Stage`], [`Tuning`]), splitting the steps.
+//!
 //! Progress shows the loss and the top-1 agreement with the teacher on
 //! held-back images of the calibration folder that are not trained on.
 //! Everything is drawn from one seeded generator in a fixed order and every
