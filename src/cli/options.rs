@@ -377,6 +377,11 @@ pub struct FinetuneArgs {
     /// student see the same blend).
     #[arg(long, value_name = "BOOL", requires = "finetune", default_value_t = defaults::FINETUNE_MIXUP, action = clap::ArgAction::Set)]
     pub mixup: bool,
+    /// When the command both prunes and shares weights, also fine-tune
+    /// the surviving weights between the two (false: only the shared
+    /// values, after sharing).
+    #[arg(long, value_name = "BOOL", requires = "finetune", default_value_t = defaults::FINETUNE_TWO_STAGE, action = clap::ArgAction::Set)]
+    pub two_stage: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which progress shows agreement with the teacher (not trained on).
     #[arg(long, value_name = "N", requires = "finetune", default_value_t = defaults::FINETUNE_HELD_BACK)]
@@ -400,6 +405,7 @@ impl FinetuneArgs {
             temperature: self.temperature,
             seed,
             mixup: self.mixup,
+            two_stage: self.two_stage,
             held_back: self.held_back,
             teacher,
         })

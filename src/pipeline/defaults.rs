@@ -53,6 +53,10 @@ pub const MAX_FIT_ATTEMPTS: usize = 4;
 /// minutes on 2 idle cores for v1.0, the slowest shipped model to train.
 pub const FINETUNE_STEPS: usize = 300;
 
+/// Whether a recipe that both prunes and shares weights also fine-tunes
+/// between the two, as Deep Compression retrains.
+pub const FINETUNE_TWO_STAGE: bool = true;
+
 /// Fine-tuning steps, over both stages, when neither steps nor epochs are
 /// given and the recipe both prunes and shares weights, so that it
 /// fine-tunes before and after sharing.

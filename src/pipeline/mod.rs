@@ -246,7 +246,7 @@ fn build_to_target(
         target,
         calibration,
         recipe.half,
-        tuning.as_mut(),
+        tuning.as_mut().filter(|t| t.two_stage()),
         progress,
     )?;
     let built = Built {
@@ -404,7 +404,9 @@ fn compress_fixed(
                 options: calibration.options,
             };
             match tuning {
-                Some(tuning) if spec.prune.is_some() && spec.quantize.is_some() => {
+                Some(tuning)
+                    if tuning.two_stage() && spec.prune.is_some() && spec.quantize.is_some() =>
+                {
                     let tuned = tuning.prune_and_tune(&original, &batch, &spec, progress)?;
                     let sharing = CalibrationSpec {
                         prune: None,

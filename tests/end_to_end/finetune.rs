@@ -384,4 +384,10 @@ fn two_stage_fine_tuning_writes_the_same_file_with_one_and_two_threads() {
     let (one, _) = prune_and_share(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
     let (two, _) = prune_and_share(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
     assert_eq!(bytes(&one), bytes(&two));
+
+    let one_stage = [&extra[..], &["--two-stage".into(), "false".into()]].concat();
+    let (_, json) = prune_and_share(&setup, "one_stage.sqz", &one_stage, &[]);
+    let report: Value = serde_json::from_str(&json).expect("JSON report");
+    assert!(report.get("finetune_before_sharing").is_none(), "{report}");
+    assert_eq!(report["finetune"]["steps"], 6, "{report}");
 }

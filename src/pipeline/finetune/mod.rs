@@ -87,6 +87,9 @@ pub struct Finetune {
     /// before teacher and student see it: more distinct inputs to match
     /// the teacher on than the training images alone give.
     pub mixup: bool,
+    /// When the recipe both prunes and shares weights, also fine-tune
+    /// between the two ([`Stage::BeforeSharing`]).
+    pub two_stage: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which agreement with the teacher is shown (0: none).
     pub held_back: usize,
@@ -103,6 +106,7 @@ impl Default for Finetune {
             temperature: defaults::FINETUNE_TEMPERATURE,
             seed: defaults::FINETUNE_SEED,
             mixup: defaults::FINETUNE_MIXUP,
+            two_stage: defaults::FINETUNE_TWO_STAGE,
             held_back: defaults::FINETUNE_HELD_BACK,
             teacher: None,
         }

@@ -45,6 +45,12 @@ impl<'a> Tuning<'a> {
         finetune(model, self.teacher, self.images, self.spec, stage, progress)
     }
 
+    /// Whether a recipe that both prunes and shares weights fine-tunes
+    /// between the two.
+    pub fn two_stage(&self) -> bool {
+        self.spec.two_stage
+    }
+
     /// Prune `original` as `spec.prune` says, calibrated on `batch`, and
     /// fine-tune the pruned model ([`Stage::BeforeSharing`], its report
     /// kept in [`Tuning::before_sharing`]); weight sharing is left to the
