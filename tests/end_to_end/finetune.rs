@@ -293,8 +293,9 @@ fn bad_finetuning_arguments_are_refused() {
     assert!(stderr.contains("/nonexistent.param"), "{stderr}");
 }
 
-/// `compress --sparsity 0.5 --bits 3` (both stages, so fine-tuning runs
-/// before and after weight sharing) with `extra` arguments.
+/// `compress --sparsity 0.5 --bits 3` (both stages, so fine-tuning with
+/// [`two_stage_args`] runs before and after weight sharing) with `extra`
+/// arguments.
 fn prune_and_share(
     setup: &Setup,
     name: &str,
@@ -303,6 +304,14 @@ fn prune_and_share(
 ) -> (PathBuf, String) {
     let stage = args!["compress", setup.model, "--sparsity", "0.5", "--bits", "3"];
     calibrated(setup, stage, name, extra, env)
+}
+
+/// [`finetune_args`] (no teacher) with fine-tuning before weight sharing
+/// too.
+fn two_stage_args(steps: &str) -> Vec<String> {
+    let mut args = finetune_args(None, steps);
+    args.extend(["--two-stage", "true"].map(String::from));
+    args
 }
 
 /// Which weights of each layer of the model in `path` are zero.
@@ -321,7 +330,7 @@ fn pruning_and_sharing_fine_tune_twice_keeping_the_pruned_weights_zero() {
     let setup = setup();
     let stage = args!["prune", setup.model, "--sparsity", "0.5"];
     let (pruned, _) = calibrated(&setup, stage, "pruned.sqz", &[], &[]);
-    let (tuned, json) = prune_and_share(&setup, "tuned.sqz", &finetune_args(None, "30"), &[]);
+    let (tuned, json) = prune_and_share(&setup, "tuned.sqz", &two_stage_args("30"), &[]);
 
     let report: Value = serde_json::from_str(&json).expect("JSON report");
     assert_eq!(report["finetune_before_sharing"]["steps"], 20, "{report}");
@@ -362,7 +371,7 @@ fn fine_tuning_to_a_target_size_stays_within_it() {
         "--no-cache"
     ];
     let (plain, _) = calibrated(&setup, stage, "plain.sqz", &[], &[]);
-    let (tuned, json) = calibrated(&setup, stage, "tuned.sqz", &finetune_args(None, "9"), &[]);
+    let (tuned, json) = calibrated(&setup, stage, "tuned.sqz", &two_stage_args("9"), &[]);
     let report: Value = serde_json::from_str(&json).expect("JSON report");
     let size = |p: &Path| std::fs::metadata(p).expect("size").len();
     assert!(size(&tuned) <= target, "{} > {target}", size(&tuned));
@@ -380,13 +389,13 @@ fn fine_tuning_to_a_target_size_stays_within_it() {
 fn two_stage_fine_tuning_writes_the_same_file_with_one_and_two_threads() {
     let setup = setup();
     let bytes = |p: &Path| std::fs::read(p).expect("read .sqz");
-    let extra = finetune_args(None, "6");
+    let extra = two_stage_args("6");
     let (one, _) = prune_and_share(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
     let (two, _) = prune_and_share(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
     assert_eq!(bytes(&one), bytes(&two));
 
-    let one_stage = [&extra[..], &["--two-stage".into(), "false".into()]].concat();
-    let (_, json) = prune_and_share(&setup, "one_stage.sqz", &one_stage, &[]);
+    // The default fine-tunes once, after weight sharing.
+    let (_, json) = prune_and_share(&setup, "one_stage.sqz", &finetune_args(None, "6"), &[]);
     let report: Value = serde_json::from_str(&json).expect("JSON report");
     assert!(report.get("finetune_before_sharing").is_none(), "{report}");
     assert_eq!(report["finetune"]["steps"], 6, "{report}");
