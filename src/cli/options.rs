@@ -358,9 +358,9 @@ pub struct FinetuneArgs {
     /// it when fine-tuning the second step of prune-then-quantize.
     #[arg(long, value_name = "MODEL", requires = "finetune")]
     pub teacher: Option<PathBuf>,
-    /// Optimizer steps.
-    #[arg(long, value_name = "N", requires = "finetune", conflicts_with = "epochs", default_value_t = defaults::FINETUNE_STEPS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub steps: u64,
+    /// Optimizer steps over all stages (help: [`steps_help`]).
+    #[arg(long, value_name = "N", requires = "finetune", conflicts_with = "epochs", help = steps_help(), long_help = None, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub steps: Option<u64>,
     /// Passes over the calibration images instead of --steps.
     #[arg(long, value_name = "N", requires = "finetune", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub epochs: Option<u64>,
@@ -377,6 +377,11 @@ pub struct FinetuneArgs {
     /// student see the same blend).
     #[arg(long, value_name = "BOOL", requires = "finetune", default_value_t = defaults::FINETUNE_MIXUP, action = clap::ArgAction::Set)]
     pub mixup: bool,
+    /// When the command both prunes and shares weights, also fine-tune
+    /// the surviving weights between the two (false: only the shared
+    /// values, after sharing).
+    #[arg(long, value_name = "BOOL", requires = "finetune", default_value_t = defaults::FINETUNE_TWO_STAGE, action = clap::ArgAction::Set)]
+    pub two_stage: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which progress shows agreement with the teacher (not trained on).
     #[arg(long, value_name = "N", requires = "finetune", default_value_t = defaults::FINETUNE_HELD_BACK)]
@@ -388,9 +393,10 @@ impl FinetuneArgs {
     /// was given.
     pub fn spec(&self, seed: u64, teacher: Option<formats::Model>) -> Option<Finetune> {
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let length = match self.epochs {
-            Some(epochs) => Length::Epochs(to_usize(epochs)),
-            None => Length::Steps(to_usize(self.steps)),
+        let length = match (self.epochs, self.steps) {
+            (Some(epochs), _) => Some(Length::Epochs(to_usize(epochs))),
+            (None, Some(steps)) => Some(Length::Steps(to_usize(steps))),
+            (None, None) => None,
         };
         self.finetune.then(|| Finetune {
             length,
@@ -399,10 +405,21 @@ impl FinetuneArgs {
             temperature: self.temperature,
             seed,
             mixup: self.mixup,
+            two_stage: self.two_stage,
             held_back: self.held_back,
             teacher,
         })
     }
+}
+
+/// The help of `--steps`, whose default depends on the command.
+fn steps_help() -> String {
+    format!(
+        "Optimizer steps over all stages [default: {}; {} when the command both prunes and shares weights, which fine-tunes twice: {:.0} % of the steps after pruning, the rest after sharing]",
+        defaults::FINETUNE_STEPS,
+        defaults::FINETUNE_TWO_STAGE_STEPS,
+        100.0 * defaults::FINETUNE_SHARE_BEFORE_SHARING
+    )
 }
 
 /// A finite number above zero.

@@ -190,6 +190,7 @@ fn run_with(
     let recipe = &recipe;
     let compressed = pipeline::compress(original, recipe, &mut Bars::default())?;
     let finetune = compressed.finetune.as_ref();
+    let finetune_before_sharing = compressed.finetune_before_sharing.as_ref();
     write_atomic(&out.output, &compressed.bytes)?;
     let lossy = recipe.prune.is_some() || recipe.quantize.is_some();
     if lossy && recipe.calibration.is_none() {
@@ -207,6 +208,7 @@ fn run_with(
             input_bytes,
             compression_ratio: input_bytes as f64 / report.file_bytes as f64,
             finetune,
+            finetune_before_sharing,
             report,
         };
         writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
@@ -219,8 +221,15 @@ fn run_with(
         print_placement(&mut stdout, placement)?;
     }
     print_table(&mut stdout, &report.layers)?;
+    if let Some(finetune) = finetune_before_sharing {
+        print_finetune(&mut stdout, "before weight sharing", finetune)?;
+    }
     if let Some(finetune) = finetune {
-        print_finetune(&mut stdout, finetune)?;
+        let stage = match finetune_before_sharing {
+            Some(_) => "after weight sharing",
+            None => "",
+        };
+        print_finetune(&mut stdout, stage, finetune)?;
     }
     writeln!(
         stdout,
@@ -241,9 +250,13 @@ struct CompressJson<'a> {
     output: String,
     input_bytes: u64,
     compression_ratio: f64,
-    /// What fine-tuning did, when it ran.
+    /// What fine-tuning did, when it ran (after weight sharing, when it
+    /// ran twice).
     #[serde(skip_serializing_if = "Option::is_none")]
     finetune: Option<&'a FinetuneReport>,
+    /// What fine-tuning did between pruning and weight sharing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finetune_before_sharing: Option<&'a FinetuneReport>,
     #[serde(flatten)]
     report: &'a CompressionReport,
 }
@@ -304,11 +317,17 @@ fn print_placement(out: &mut impl Write, p: &PlacementReport) -> std::io::Result
     )
 }
 
-fn print_finetune(out: &mut impl Write, f: &FinetuneReport) -> std::io::Result<()> {
+/// One line of what a fine-tuning stage did; `stage` says which (empty
+/// for the only one).
+fn print_finetune(out: &mut impl Write, stage: &str, f: &FinetuneReport) -> std::io::Result<()> {
     let percent = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.1} %", 100.0 * a));
+    let stage = match stage {
+        "" => String::new(),
+        stage => format!(" {stage}"),
+    };
     writeln!(
         out,
-        "fine-tuned {} steps on {} images in {:.0} s: loss {:.4} -> {:.4}, agreement on {} held-back images {} -> {}",
+        "fine-tuned{stage} {} steps on {} images in {:.0} s: loss {:.4} -> {:.4}, agreement on {} held-back images {} -> {}",
         f.steps,
         f.training_images,
         f.seconds,

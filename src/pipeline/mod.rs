@@ -16,7 +16,9 @@
 //! - then **fine-tuning** ([`finetune`]) of the compressed model towards the
 //!   original by distillation on the calibration images, which changes
 //!   shared values, unpruned weights and biases but never which weights are
-//!   pruned or which code each has, so the file keeps its size.
+//!   pruned or which code each has, so the file keeps its size; a recipe
+//!   that both prunes and shares weights also fine-tunes between the two,
+//!   as Deep Compression retrains ([`finetune::Stage`]).
 //!
 //! The result is always stored losslessly in the smallest storage per
 //! layer. A new stage is one more optional field of [`Recipe`], its module
@@ -47,16 +49,16 @@ use formats::Model;
 
 use crate::error::InternalError;
 use calib_images::CalibrationImages;
-use calibration::{compress_calibrated, CalibrationOptions, CalibrationSpec};
+use calibration::{CalibrationOptions, CalibrationSpec};
 pub use error::PipelineError;
-use finetune::{Finetune, FinetuneReport};
+use finetune::{calibrate, Finetune, FinetuneReport, Stage, Tuning};
 use formats::sqz::encode_model;
 use memory_plan::MemoryNeed;
 use params::check_layer_names;
 use placement::SparsityPlacement;
 use prune::{prune_model, PruneSpec};
 use quantize::{quantize_model, round_model_half, QuantizeSpec};
-use report::{CompressionReport, LayersBefore, PlacementReport};
+use report::{CompressionReport, LayersBefore, PlacementReport, PlanReport};
 use target_size::TargetSize;
 
 /// What to do to a model. Every stage is optional; with none, the model is
@@ -79,7 +81,8 @@ pub struct Recipe {
     /// Store codebooks, biases and unshared weights as float16.
     pub half: bool,
     /// Fine-tune the compressed model by distillation (needs
-    /// `calibration`), after the other stages.
+    /// `calibration`), after the other stages, and between pruning and
+    /// weight sharing when both run.
     pub finetune: Option<Finetune>,
 }
 
@@ -132,8 +135,12 @@ pub struct Compressed {
     pub bytes: Vec<u8>,
     /// What was done, per layer and in total.
     pub report: CompressionReport,
-    /// What fine-tuning did, when it ran.
+    /// What fine-tuning did, when it ran (its last stage, when it ran
+    /// twice).
     pub finetune: Option<FinetuneReport>,
+    /// What fine-tuning did before weight sharing, when the recipe both
+    /// pruned and shared weights ([`finetune::Stage::BeforeSharing`]).
+    pub finetune_before_sharing: Option<FinetuneReport>,
 }
 
 /// Where long stages report how far they are; the CLI draws progress bars.
@@ -183,108 +190,159 @@ pub fn compress(
 ) -> Result<Compressed, PipelineError> {
     recipe.check(&original)?;
     let before = LayersBefore::of(&original);
-    let keep_teacher = recipe
-        .finetune
-        .as_ref()
-        .is_some_and(|spec| spec.teacher.is_none());
-    let (model, quantize, mut encoded, plan, placement, original) = match &recipe.target_size {
-        Some(target) => {
-            let calibration = recipe
-                .calibration
-                .as_ref()
-                .ok_or(PipelineError::TargetNeedsCalibration)?;
-            let fitted = target_size::fit(&original, target, calibration, recipe.half, progress)?;
-            let quantize = Some(fitted.quantize);
-            let original = keep_teacher.then_some(original);
-            (
-                fitted.model,
-                quantize,
-                Some(fitted.encoded),
-                Some(fitted.plan),
-                None,
-                original,
-            )
-        }
-        None => {
-            let teacher = keep_teacher.then(|| original.clone());
-            let (model, placement) = compress_fixed(original, recipe, progress)?;
-            (
-                model,
-                recipe.quantize.clone(),
-                None,
-                None,
-                placement,
-                teacher,
-            )
-        }
+    let built = match &recipe.target_size {
+        Some(target) => build_to_target(original, target, recipe, progress)?,
+        None => build_fixed(original, recipe, progress)?,
     };
-    let (model, finetune) = match &recipe.finetune {
-        Some(spec) => {
-            let teacher = spec.teacher.as_ref().or(original.as_ref());
-            let teacher =
-                teacher.ok_or_else(|| InternalError("fine-tuning has no teacher".to_string()))?;
-            let (tuned, report) = run_finetune(teacher, model, recipe, spec, progress)?;
-            let before = encoded.take().map(|e| e.bytes.len());
-            let after = Encoded::new(&tuned);
-            check_still_fits(recipe, before, after.bytes.len())?;
-            encoded = Some(after);
-            (tuned, Some(report))
-        }
-        None => (model, None),
-    };
-    let encoded = encoded.unwrap_or_else(|| Encoded::new(&model));
+    let model = built.model;
+    let encoded = built.encoded.unwrap_or_else(|| Encoded::new(&model));
     let breakdown = size_breakdown(&encoded.file);
     let report = CompressionReport {
-        placement,
+        placement: built.placement,
         ..CompressionReport::new(
             &before,
             &model,
-            quantize.as_ref(),
+            built.quantize.as_ref(),
             (&breakdown, encoded.bytes.len()),
-            plan,
+            built.plan,
         )
     };
     Ok(Compressed {
         model,
         bytes: encoded.bytes,
         report,
-        finetune,
+        finetune: built.finetune,
+        finetune_before_sharing: built.finetune_before_sharing,
     })
 }
 
-/// Fine-tune the compressed `model` towards `teacher`.
-fn run_finetune(
-    teacher: &Model,
+/// What the stages of [`compress`] built, before the report.
+struct Built {
     model: Model,
+    quantize: Option<QuantizeSpec>,
+    /// The model's file, when a stage had to encode it already.
+    encoded: Option<Encoded>,
+    plan: Option<PlanReport>,
+    placement: Option<PlacementReport>,
+    finetune: Option<FinetuneReport>,
+    finetune_before_sharing: Option<FinetuneReport>,
+}
+
+/// Compress `original` to the recipe's byte budget `target`, then
+/// fine-tune.
+fn build_to_target(
+    original: Model,
+    target: &TargetSize,
     recipe: &Recipe,
-    spec: &Finetune,
     progress: &mut dyn Progress,
-) -> Result<(Model, FinetuneReport), PipelineError> {
+) -> Result<Built, PipelineError> {
+    let calibration = recipe
+        .calibration
+        .as_ref()
+        .ok_or(PipelineError::TargetNeedsCalibration)?;
+    let mut tuning = tuning(recipe, Some(&original))?;
+    let fitted = target_size::fit(
+        &original,
+        target,
+        calibration,
+        recipe.half,
+        tuning.as_mut().filter(|t| t.two_stage()),
+        progress,
+    )?;
+    let built = Built {
+        model: fitted.model,
+        quantize: Some(fitted.quantize),
+        encoded: Some(fitted.encoded),
+        plan: Some(fitted.plan),
+        placement: None,
+        finetune: None,
+        finetune_before_sharing: None,
+    };
+    finish_tuning(built, tuning, Some(target.bytes), progress)
+}
+
+/// Compress `original` with the recipe's fixed settings, then fine-tune.
+fn build_fixed(
+    original: Model,
+    recipe: &Recipe,
+    progress: &mut dyn Progress,
+) -> Result<Built, PipelineError> {
+    let needs_teacher = recipe
+        .finetune
+        .as_ref()
+        .is_some_and(|spec| spec.teacher.is_none());
+    let teacher = needs_teacher.then(|| original.clone());
+    let mut tuning = tuning(recipe, teacher.as_ref())?;
+    let (model, placement) = compress_fixed(original, recipe, tuning.as_mut(), progress)?;
+    let built = Built {
+        model,
+        quantize: recipe.quantize.clone(),
+        encoded: None,
+        plan: None,
+        placement,
+        finetune: None,
+        finetune_before_sharing: None,
+    };
+    finish_tuning(built, tuning, None, progress)
+}
+
+/// The recipe's fine-tuning, towards its teacher or else `original`.
+fn tuning<'a>(
+    recipe: &'a Recipe,
+    original: Option<&'a Model>,
+) -> Result<Option<Tuning<'a>>, PipelineError> {
+    let Some(spec) = &recipe.finetune else {
+        return Ok(None);
+    };
     let calibration = recipe
         .calibration
         .as_ref()
         .ok_or(PipelineError::FinetuneNeedsCalibration)?;
-    finetune::finetune(&model, teacher, &calibration.images, spec, progress)
+    let teacher = spec
+        .teacher
+        .as_ref()
+        .or(original)
+        .ok_or_else(|| InternalError("fine-tuning has no teacher".to_string()))?;
+    Ok(Some(Tuning::new(spec, teacher, &calibration.images)))
 }
 
-/// Fine-tuning keeps every layer's storage, so a file fitted to a target
-/// size still fits it; checked, since a file above the budget must never be
-/// written.
-fn check_still_fits(
-    recipe: &Recipe,
-    before: Option<usize>,
-    after: usize,
-) -> Result<(), PipelineError> {
-    match (&recipe.target_size, before) {
-        (Some(target), Some(before)) if after > target.bytes => {
-            Err(PipelineError::FinetuneGrewFile {
+/// The last fine-tuning stage: after weight sharing when a stage ran
+/// before it, else the only one. Fine-tuning keeps every layer's storage,
+/// so a file fitted to the byte budget `target` still fits it; checked,
+/// since a file above the budget must never be written.
+fn finish_tuning(
+    built: Built,
+    tuning: Option<Tuning>,
+    target: Option<usize>,
+    progress: &mut dyn Progress,
+) -> Result<Built, PipelineError> {
+    let Some(tuning) = tuning else {
+        return Ok(built);
+    };
+    let stage = match tuning.before_sharing {
+        Some(_) => Stage::AfterSharing,
+        None => Stage::Only,
+    };
+    let (model, report) = tuning.run(&built.model, stage, progress)?;
+    let encoded = Encoded::new(&model);
+    if let Some(target) = target {
+        let before = built.encoded.as_ref().map_or(0, |e| e.bytes.len());
+        let after = encoded.bytes.len();
+        if after > target {
+            return Err(PipelineError::FinetuneGrewFile {
                 before,
                 after,
-                target: target.bytes,
-            })
+                target,
+            });
         }
-        _ => Ok(()),
     }
+    Ok(Built {
+        model,
+        encoded: Some(encoded),
+        finetune: Some(report),
+        finetune_before_sharing: tuning.before_sharing,
+        ..built
+    })
 }
 
 impl Recipe {
@@ -316,10 +374,12 @@ impl Recipe {
 
 /// Prune and share weights with the recipe's fixed settings (the pruning
 /// sparsity placed by damage first, when asked): in place without
-/// calibration, on a copy made layer by layer with it.
+/// calibration, on a copy made layer by layer with it. With `tuning` and
+/// both stages, the pruned model is fine-tuned before weight sharing.
 fn compress_fixed(
     original: Model,
     recipe: &Recipe,
+    tuning: Option<&mut Tuning>,
     progress: &mut dyn Progress,
 ) -> Result<(Model, Option<PlacementReport>), PipelineError> {
     let mut placement = None;
@@ -343,8 +403,19 @@ fn compress_fixed(
                 half: recipe.half,
                 options: calibration.options,
             };
-            progress.phase("calibrating", original.layers.len(), "layers");
-            compress_calibrated(&original, &batch, &spec, &mut |name| progress.layer(name))?
+            match tuning {
+                Some(tuning)
+                    if tuning.two_stage() && spec.prune.is_some() && spec.quantize.is_some() =>
+                {
+                    let tuned = tuning.prune_and_tune(&original, &batch, &spec, progress)?;
+                    let sharing = CalibrationSpec {
+                        prune: None,
+                        ..spec
+                    };
+                    calibrate(&tuned, &batch, &sharing, progress)?
+                }
+                _ => calibrate(&original, &batch, &spec, progress)?,
+            }
         }
         None => {
             let mut model = original;

@@ -293,3 +293,111 @@ fn bad_finetuning_arguments_are_refused() {
     );
     assert!(stderr.contains("/nonexistent.param"), "{stderr}");
 }
+
+/// `compress --sparsity 0.5 --bits 3` (both stages, so fine-tuning with
+/// [`two_stage_args`] runs before and after weight sharing) with `extra`
+/// arguments.
+fn prune_and_share(
+    setup: &Setup,
+    name: &str,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> (PathBuf, String) {
+    let stage = args!["compress", setup.model, "--sparsity", "0.5", "--bits", "3"];
+    calibrated(setup, stage, name, extra, env)
+}
+
+/// [`finetune_args`] (no teacher) with fine-tuning before weight sharing
+/// too.
+fn two_stage_args(steps: &str) -> Vec<String> {
+    let mut args = finetune_args(None, steps);
+    args.extend(["--two-stage", "true"].map(String::from));
+    args
+}
+
+/// Which weights of each layer of the model in `path` are zero.
+fn zeros(path: &Path) -> Vec<Vec<bool>> {
+    let model =
+        formats::read_model(path, &formats::ReadOptions::default()).expect("read the model");
+    model
+        .layers
+        .iter()
+        .map(|l| l.weights.iter().map(|&w| w == 0.0).collect())
+        .collect()
+}
+
+#[test]
+fn pruning_and_sharing_fine_tune_twice_keeping_the_pruned_weights_zero() {
+    let setup = setup();
+    let stage = args!["prune", setup.model, "--sparsity", "0.5"];
+    let (pruned, _) = calibrated(&setup, stage, "pruned.sqz", &[], &[]);
+    let (tuned, json) = prune_and_share(&setup, "tuned.sqz", &two_stage_args("30"), &[]);
+
+    let report: Value = serde_json::from_str(&json).expect("JSON report");
+    assert_eq!(report["finetune_before_sharing"]["steps"], 20, "{report}");
+    assert_eq!(report["finetune"]["steps"], 10, "{report}");
+    let before = &report["finetune_before_sharing"];
+    let (initial, last) = (
+        before["initial_loss"].as_f64().expect("initial loss"),
+        before["final_loss"].as_f64().expect("final loss"),
+    );
+    assert!(last < initial, "loss before sharing {initial} -> {last}");
+    // The weights pruned before fine-tuning are exactly the zeros at the
+    // end: none was revived by either stage, and sharing pruned no more.
+    assert_eq!(zeros(&pruned), zeros(&tuned));
+    for layer in layers(&tuned) {
+        let (codebook, _) = shared_storage(&layer.weights);
+        assert!(codebook.len() <= 8, "{}: {codebook:?}", layer.name);
+    }
+}
+
+#[test]
+fn fine_tuning_to_a_target_size_stays_within_it() {
+    let setup = setup();
+    let dense = setup.out.join("dense.sqz");
+    sqz(args!["compress", setup.model, "-o", dense], &[]);
+    let target = std::fs::metadata(&dense).expect("size").len() * 6 / 10;
+    let target_arg = target.to_string();
+    let stage = args![
+        "compress",
+        setup.model,
+        "--target-size",
+        target_arg,
+        "--sensitivity-count",
+        "2",
+        "--sparsity-levels",
+        "0.3,0.5,0.7",
+        "--bit-levels",
+        "6,4,3",
+        "--no-cache"
+    ];
+    let (plain, _) = calibrated(&setup, stage, "plain.sqz", &[], &[]);
+    let (tuned, json) = calibrated(&setup, stage, "tuned.sqz", &two_stage_args("9"), &[]);
+    let report: Value = serde_json::from_str(&json).expect("JSON report");
+    let size = |p: &Path| std::fs::metadata(p).expect("size").len();
+    assert!(size(&tuned) <= target, "{} > {target}", size(&tuned));
+    assert_eq!(report["file_bytes"].as_u64(), Some(size(&tuned)));
+    assert_eq!(report["finetune_before_sharing"]["steps"], 6, "{report}");
+    assert_eq!(report["finetune"]["steps"], 3, "{report}");
+    assert_ne!(
+        std::fs::read(&plain).expect("read"),
+        std::fs::read(&tuned).expect("read"),
+        "fine-tuning changed nothing"
+    );
+}
+
+#[test]
+fn two_stage_fine_tuning_writes_the_same_file_with_one_and_two_threads() {
+    let setup = setup();
+    let bytes = |p: &Path| std::fs::read(p).expect("read .sqz");
+    let extra = two_stage_args("6");
+    let (one, _) = prune_and_share(&setup, "one.sqz", &extra, &[("RAYON_NUM_THREADS", "1")]);
+    let (two, _) = prune_and_share(&setup, "two.sqz", &extra, &[("RAYON_NUM_THREADS", "2")]);
+    assert_eq!(bytes(&one), bytes(&two));
+
+    // The default fine-tunes once, after weight sharing.
+    let (_, json) = prune_and_share(&setup, "one_stage.sqz", &finetune_args(None, "6"), &[]);
+    let report: Value = serde_json::from_str(&json).expect("JSON report");
+    assert!(report.get("finetune_before_sharing").is_none(), "{report}");
+    assert_eq!(report["finetune"]["steps"], 6, "{report}");
+}

@@ -14,12 +14,16 @@
 //! [`trainable`] says what may change: pruned weights stay zero, codes stay
 //! fixed, so positions and codes streams of the file do not change.
 //!
+//! A recipe that both prunes and shares weights fine-tunes twice, before
+//! and after weight sharing ([`Stage`], [`Tuning`]), splitting the steps.
+//!
 //! Progress shows the loss and the top-1 agreement with the teacher on
 //! held-back images of the calibration folder that are not trained on.
 //! Everything is drawn from one seeded generator in a fixed order and every
 //! kernel is deterministic, so the result does not depend on the number of
 //! threads.
 
+mod stages;
 mod trainable;
 
 use compress::distill::distillation_loss;
@@ -36,6 +40,8 @@ use crate::engine::{forward_for_training, Session, StepMemory, Tensor};
 use crate::eval::top_k;
 use crate::imaging::augment::{CropScale, View};
 use crate::imaging::{check_preprocess, load_batch, load_rgb};
+pub(crate) use stages::calibrate;
+pub use stages::Tuning;
 use trainable::Trainable;
 
 /// How long to train.
@@ -47,11 +53,28 @@ pub enum Length {
     Epochs(usize),
 }
 
+/// Which fine-tuning stage runs: a recipe that both prunes and shares
+/// weights fine-tunes twice, as Deep Compression retrains (after pruning,
+/// then after weight sharing); any other recipe once, at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The only stage, after every other.
+    Only,
+    /// After pruning, before weight sharing: every surviving weight trains
+    /// at full precision.
+    BeforeSharing,
+    /// After weight sharing that followed [`Stage::BeforeSharing`]: only
+    /// shared values (codes fixed) and biases train.
+    AfterSharing,
+}
+
 /// The fine-tuning stage of a [`Recipe`](super::Recipe).
 #[derive(Debug, Clone)]
 pub struct Finetune {
-    /// How long to train.
-    pub length: Length,
+    /// How long to train, over all stages; `None` for the defaults
+    /// ([`defaults::FINETUNE_STEPS`] for one stage,
+    /// [`defaults::FINETUNE_TWO_STAGE_STEPS`] for two).
+    pub length: Option<Length>,
     /// Peak learning rate of Adam (cosine decay to zero after warm-up).
     pub lr: f32,
     /// Images per step.
@@ -64,6 +87,9 @@ pub struct Finetune {
     /// before teacher and student see it: more distinct inputs to match
     /// the teacher on than the training images alone give.
     pub mixup: bool,
+    /// When the recipe both prunes and shares weights, also fine-tune
+    /// between the two ([`Stage::BeforeSharing`]).
+    pub two_stage: bool,
     /// Images of the calibration folder outside the calibration set on
     /// which agreement with the teacher is shown (0: none).
     pub held_back: usize,
@@ -74,15 +100,40 @@ pub struct Finetune {
 impl Default for Finetune {
     fn default() -> Self {
         Finetune {
-            length: Length::Steps(defaults::FINETUNE_STEPS),
+            length: None,
             lr: defaults::FINETUNE_LR,
             batch: defaults::FINETUNE_BATCH,
             temperature: defaults::FINETUNE_TEMPERATURE,
             seed: defaults::FINETUNE_SEED,
             mixup: defaults::FINETUNE_MIXUP,
+            two_stage: defaults::FINETUNE_TWO_STAGE,
             held_back: defaults::FINETUNE_HELD_BACK,
             teacher: None,
         }
+    }
+}
+
+impl Finetune {
+    /// Optimizer steps of `stage` with `images` training images: the
+    /// length over all stages, of which [`defaults::FINETUNE_SHARE_BEFORE_SHARING`]
+    /// goes to the stage before weight sharing and the rest to the one
+    /// after; at least one step each.
+    pub fn steps(&self, stage: Stage, images: usize) -> usize {
+        let total = match (self.length, stage) {
+            (Some(Length::Steps(steps)), _) => steps,
+            (Some(Length::Epochs(epochs)), _) => {
+                epochs.saturating_mul(images).div_ceil(self.batch.max(1))
+            }
+            (None, Stage::Only) => defaults::FINETUNE_STEPS,
+            (None, _) => defaults::FINETUNE_TWO_STAGE_STEPS,
+        };
+        let before = (total as f64 * defaults::FINETUNE_SHARE_BEFORE_SHARING).round() as usize;
+        match stage {
+            Stage::Only => total,
+            Stage::BeforeSharing => before,
+            Stage::AfterSharing => total.saturating_sub(before),
+        }
+        .max(1)
     }
 }
 
@@ -126,23 +177,21 @@ const WARMUP_FRACTION: f64 = 0.05;
 const AGREEMENT_CHECKS: usize = 20;
 
 /// Fine-tune `student` towards `teacher` on the calibration images `images`
-/// as `spec` says; returns the tuned model and what happened.
+/// as `spec` says, for the steps of `stage`; returns the tuned model and
+/// what happened.
 pub fn finetune(
     student: &Model,
     teacher: &Model,
     images: &CalibrationImages,
     spec: &Finetune,
+    stage: Stage,
     progress: &mut dyn Progress,
 ) -> Result<(Model, FinetuneReport), PipelineError> {
     check_preprocess(&student.preprocess)?;
     check_preprocess(&teacher.preprocess)?;
     let training = decode_all(&images.files()?)?;
     let held_back = HeldBack::new(&images.held_out(spec.held_back)?, student, teacher)?;
-    let steps = match spec.length {
-        Length::Steps(steps) => steps,
-        Length::Epochs(epochs) => (epochs * training.len()).div_ceil(spec.batch),
-    }
-    .max(1);
+    let steps = spec.steps(stage, training.len());
     let teacher = logits_model(teacher);
     let teacher_session = Session::new(&teacher)?;
     let mut tuned = logits_model(student);
@@ -167,7 +216,12 @@ pub fn finetune(
     let agreement_before = held_back.agreement(&tuned)?;
     let mut agreement = agreement_before;
     let check_every = steps.div_ceil(AGREEMENT_CHECKS);
-    progress.phase("fine-tuning", steps, "steps");
+    let phase = match stage {
+        Stage::Only => "fine-tuning",
+        Stage::BeforeSharing => "fine-tuning weights",
+        Stage::AfterSharing => "fine-tuning shared values",
+    };
+    progress.phase(phase, steps, "steps");
     let start = std::time::Instant::now();
     for step in 0..steps {
         let (picks, views) = batches.next(&training);
