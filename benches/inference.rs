@@ -10,14 +10,12 @@
 //! (matrixmultiply) on the per-image matrix products of SqueezeNet's
 //! convolutions, as the engine computes them.
 
-use std::path::Path;
 use std::time::Duration;
 
-use formats::Model;
 use sqz::engine::Session;
 
 mod common;
-use common::{batch_of, median, reference_images, shared_dir, timed};
+use common::{batch_of, median, models, reference_images, shared_dir, timed};
 
 const THREADS: usize = 2;
 const WARM_UP: usize = 2;
@@ -59,26 +57,6 @@ fn main() {
         );
     }
     compare_gemm();
-}
-
-type Loader = fn(&Path) -> Model;
-
-/// Name (file stem of the reference data), input side and loader of each model.
-fn models() -> [(&'static str, usize, Loader); 2] {
-    [
-        ("squeezenet_v1.1", 224, |shared| {
-            let param = shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param");
-            formats::ncnn::read_ncnn(&param).unwrap_or_else(|e| panic!("{e}"))
-        }),
-        ("squeezenet_v1.0-deep-compression", 227, |shared| {
-            let dir = shared.join("models/squeezenet_v1.0-deep-compression");
-            formats::deep_compression::read_deep_compression(
-                &dir.join("compressed_SqueezeNet.net"),
-                None,
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-        }),
-    ]
 }
 
 /// Single-threaded GFLOP/s of both GEMM backends on `[m x k] * [k x n]`

@@ -17,13 +17,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use compress::distill::distillation_loss;
-use std::path::Path;
 
 use formats::{Model, Op};
 use sqz::engine::{forward_for_training, Session, StepMemory, Tensor};
 
 mod common;
-use common::{batch_of, median, reference_images, shared_dir, timed};
+use common::{batch_of, median, models, reference_images, shared_dir, timed};
 
 const THREADS: usize = 2;
 const BATCH: usize = 32;
@@ -62,27 +61,6 @@ fn main() {
         let runs: Vec<StepTimes> = (0..TIMED).map(|_| run()).collect();
         report(name, side, &runs);
     }
-}
-
-type Loader = fn(&Path) -> Model;
-
-/// Name (file stem of the reference data), input side and loader of each
-/// shipped model.
-fn models() -> [(&'static str, usize, Loader); 2] {
-    [
-        ("squeezenet_v1.1", 224, |shared| {
-            let param = shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param");
-            formats::ncnn::read_ncnn(&param).unwrap_or_else(|e| panic!("{e}"))
-        }),
-        ("squeezenet_v1.0-deep-compression", 227, |shared| {
-            let dir = shared.join("models/squeezenet_v1.0-deep-compression");
-            formats::deep_compression::read_deep_compression(
-                &dir.join("compressed_SqueezeNet.net"),
-                None,
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-        }),
-    ]
 }
 
 /// Print the medians of `runs` of one model: per part, per kind of

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use formats::Model;
 use sqz::engine::Tensor;
 
 /// The shared data folder (`SQZ_SHARED`, default `../shared`); panics
@@ -56,4 +57,26 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 pub fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// Reads one shipped model from the shared folder.
+pub type Loader = fn(&Path) -> Model;
+
+/// Name (file stem of the reference data), input side and loader of each
+/// shipped model.
+pub fn models() -> [(&'static str, usize, Loader); 2] {
+    [
+        ("squeezenet_v1.1", 224, |shared| {
+            let param = shared.join("models/squeezenet_v1.1/squeezenet_v1.1.ncnn.param");
+            formats::ncnn::read_ncnn(&param).unwrap_or_else(|e| panic!("{e}"))
+        }),
+        ("squeezenet_v1.0-deep-compression", 227, |shared| {
+            let dir = shared.join("models/squeezenet_v1.0-deep-compression");
+            formats::deep_compression::read_deep_compression(
+                &dir.join("compressed_SqueezeNet.net"),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        }),
+    ]
 }
