@@ -363,7 +363,7 @@ impl<'a> Tape<'a> {
         let mut gradients: Vec<Option<Tensor>> = std::iter::repeat_with(|| None)
             .take(self.shapes.len())
             .collect();
-        gradients[self.plan.result] = Some(d_output);
+        gradients[self.plan.result] = Some(own_copy(d_output, buffers));
         for (index, node) in model.graph.nodes.iter().enumerate().rev() {
             let start = Instant::now();
             let output_slot = Plan::output_slot(index);
@@ -486,6 +486,15 @@ impl<'a> Tape<'a> {
         };
         Ok(vec![(first, d_first)])
     }
+}
+
+/// `tensor` in a buffer from `buffers`: a gradient handed in by the caller
+/// ends up in `buffers` once used, so without the copy the memory kept for
+/// the next step would grow by one such buffer at every step.
+fn own_copy(tensor: Tensor, buffers: &mut Buffers) -> Tensor {
+    let mut copy = buffers.tensor(tensor.shape);
+    copy.data.copy_from_slice(&tensor.data);
+    copy
 }
 
 /// Add `term` to the gradient collected so far for one slot, recycling
