@@ -17,7 +17,16 @@
 //! is still up to `layers × levels` (partial) forward passes, so
 //! sensitivity uses fewer images than compression
 //! ([`defaults::SENSITIVITY_CALIB_COUNT`]).
+//!
+//! On wide layers (VGG-16's last convolutions and classifier), the exact
+//! least-squares refit after pruning would dominate everything else: about
+//! `rows · min(kept, pruned)³` flops per trial, hours for VGG-16's `fc6`
+//! over the ladder. Pruning trials of a layer whose refit work exceeds
+//! [`SensitivityOptions::exact_refit_limit`] keep SparseGPT's
+//! sweep-compensated weights instead ([`Refit::Sweep`], same mask), an
+//! estimate of the damage the calibrated compressor causes from above.
 
+use compress::calib::Refit;
 use formats::{Layer, Model};
 use rayon::prelude::*;
 
@@ -112,6 +121,11 @@ pub struct SensitivityOptions {
     pub half: bool,
     /// How trial layers are fitted, as compression will fit them.
     pub calibration: CalibrationOptions,
+    /// Largest exact-refit work ([`LayerHessian::exact_refit_work`](super::layer_hessian::LayerHessian::exact_refit_work)) of a
+    /// layer whose pruning trials refit exactly; wider layers' trials keep
+    /// the sweep's weights ([`Refit::Sweep`]). Default
+    /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`].
+    pub exact_refit_limit: f64,
 }
 
 /// The damage of one trial, measured against the original network.
@@ -181,10 +195,15 @@ pub fn measure_sensitivity(
                 (None, trial_spec(Some(quantize)))
             }))
             .collect();
+        let refit = if h.exact_refit_work(layer) <= options.exact_refit_limit {
+            Refit::Exact
+        } else {
+            Refit::Sweep
+        };
         let mut damage = trials
             .par_iter()
             .map(|(sparsity, spec)| {
-                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec)?;
+                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec, refit)?;
                 reference.damage(model, &tails, index, compressed)
             })
             .collect::<Result<Vec<_>, PipelineError>>()?;

@@ -25,7 +25,7 @@ use crate::engine::Tensor;
 
 /// Changes whenever the code measures sensitivity differently, so entries
 /// of older code are never read as current.
-const CACHE_VERSION: &str = "sensitivity-1";
+const CACHE_VERSION: &str = "sensitivity-2";
 
 /// How a plan measures sensitivity.
 #[derive(Debug, Clone)]
@@ -214,6 +214,7 @@ fn temporary_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::defaults;
     use crate::pipeline::sensitivity::{Damage, Ladder, LayerSensitivity};
     use formats::{Graph, Layer, Preprocess};
 
@@ -240,6 +241,7 @@ mod tests {
             kmeans: Default::default(),
             half: false,
             calibration: Default::default(),
+            exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
         }
     }
 

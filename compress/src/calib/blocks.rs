@@ -22,8 +22,8 @@ use std::ops::Range;
 use super::bias::shift_bias;
 use super::hessian::check_len;
 use super::{
-    gptq_quantize, output_error, prune_reconstruct, CalibError, GptqOptions, Hessian,
-    ReconstructOptions, MAX_DIM,
+    gptq_quantize, output_error, prune_reconstruct, prune_sweep, CalibError, GptqOptions, Hessian,
+    ReconstructOptions, Refit, MAX_DIM,
 };
 
 /// Inputs per block when the caller does not choose: its Hessian takes
@@ -163,18 +163,32 @@ fn columns_of(weights: &[f32], dim: usize, range: &Range<usize>) -> Vec<f32> {
         .collect()
 }
 
-/// [`prune_reconstruct`] on each block: every block is pruned to
-/// `sparsity` and its survivors refit on the block's Hessian.
+/// [`prune_reconstruct`] (or [`prune_sweep`], per `refit`) on each block:
+/// every block is pruned to `sparsity` and its survivors fitted on the
+/// block's Hessian.
 pub fn prune_reconstruct_blocks(
     weights: &mut [f32],
     rows: usize,
     h: &BlockHessian,
     sparsity: f64,
     opts: &ReconstructOptions,
+    refit: Refit,
 ) -> Result<(), CalibError> {
-    h.for_each_block(weights, rows, |part, block, _| {
-        prune_reconstruct(part, rows, block, sparsity, opts).map(|_| ())
+    h.for_each_block(weights, rows, |part, block, _| match refit {
+        Refit::Exact => prune_reconstruct(part, rows, block, sparsity, opts).map(|_| ()),
+        Refit::Sweep => prune_sweep(part, rows, block, sparsity, opts),
     })
+}
+
+/// Relative cost of the exact refit ([`Refit::Exact`]) of a layer of
+/// `rows` rows on `h`: `rows · Σ block³`, about 24 times the flops of the
+/// worst case (half the weights pruned). What a caller compares with a
+/// limit to decide whether the exact refit is affordable.
+pub fn exact_refit_work(rows: usize, h: &BlockHessian) -> f64 {
+    h.ranges
+        .iter()
+        .map(|r| rows as f64 * (r.len() as f64).powi(3))
+        .sum()
 }
 
 /// [`gptq_quantize`] on each block, onto the layer's one `codebook`.
