@@ -49,16 +49,6 @@ impl LayerHessian {
         Ok(groups.max(1) * BlockHessian::bytes(group_dim(layer), max_block)?)
     }
 
-    /// Relative cost of refitting `layer` exactly after pruning
-    /// ([`compress::calib::exact_refit_work`] over its channel groups).
-    pub fn exact_refit_work(&self, layer: &Layer) -> f64 {
-        let rows = layer.shape[0] / self.groups.len();
-        self.groups
-            .iter()
-            .map(|h| compress::calib::exact_refit_work(rows, h))
-            .sum()
-    }
-
     /// One Hessian per channel group, in group order.
     pub fn groups(&self) -> &[BlockHessian] {
         &self.groups

@@ -38,6 +38,7 @@ use super::error::PipelineError;
 use super::params::{Bits, Sparsity};
 use super::quantize::{KMeans, QuantizeSpec};
 use super::tails::Tails;
+use super::workload::exact_refit_work;
 use crate::engine::Tensor;
 use crate::eval::{class_probabilities, output_rows, top_k};
 
@@ -121,7 +122,7 @@ pub struct SensitivityOptions {
     pub half: bool,
     /// How trial layers are fitted, as compression will fit them.
     pub calibration: CalibrationOptions,
-    /// Largest exact-refit work ([`LayerHessian::exact_refit_work`](super::layer_hessian::LayerHessian::exact_refit_work)) of a
+    /// Largest exact-refit work ([`exact_refit_work`]) of a
     /// layer whose pruning trials refit exactly; wider layers' trials keep
     /// the sweep's weights ([`Refit::Sweep`]). Default
     /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`].
@@ -195,7 +196,8 @@ pub fn measure_sensitivity(
                 (None, trial_spec(Some(quantize)))
             }))
             .collect();
-        let refit = if h.exact_refit_work(layer) <= options.exact_refit_limit {
+        let work = exact_refit_work(layer, h.groups().len(), options.calibration.hessian_block)?;
+        let refit = if work <= options.exact_refit_limit {
             Refit::Exact
         } else {
             Refit::Sweep

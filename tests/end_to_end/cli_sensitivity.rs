@@ -175,3 +175,47 @@ fn sensitivity_is_thread_count_independent() {
     assert!(one.contains("\"kl\""), "{one}");
     assert_eq!(one, measure("2"));
 }
+
+/// Before the first trial, sensitivity analysis says how long it may take:
+/// the estimate (from the model's shapes) is on stderr while the process
+/// is still running and has printed no result. The run is stopped there.
+#[test]
+fn sensitivity_announces_its_estimated_time_before_the_work() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = sqz_command()
+        .args(args![
+            "sensitivity",
+            v11_param(),
+            "--calib",
+            images(),
+            "--no-cache"
+        ])
+        .env("SQZ_SHARED", shared())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start sqz-compress");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut estimate = None;
+    for line in stderr.split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if line.contains("by an estimate from the shapes") {
+            estimate = Some(line);
+            break;
+        }
+        seen.push(line);
+    }
+    let still_running = child.try_wait().expect("the child can be polled").is_none();
+    child.kill().ok();
+    let output = child.wait_with_output().expect("the child ends");
+    let estimate = estimate.unwrap_or_else(|| panic!("no estimate on stderr: {seen:?}"));
+    assert!(
+        estimate.contains("26 layers x 14 levels on 32 images"),
+        "{estimate}"
+    );
+    assert!(estimate.contains("of CPU"), "{estimate}");
+    assert!(still_running, "the estimate came only after the run ended");
+    assert!(output.stdout.is_empty(), "a result before the estimate");
+}

@@ -59,11 +59,20 @@ impl BlockHessian {
     /// `max_block` holds, without allocating it: what a caller checks
     /// against its memory budget before any work.
     pub fn bytes(dim: usize, max_block: usize) -> Result<usize, CalibError> {
-        let ranges = block_ranges(dim, max_block)?;
-        Ok(ranges
+        Ok(Self::block_lengths(dim, max_block)?
             .iter()
-            .map(|r| 8 * (r.len() * r.len() + r.len()))
+            .map(|n| 8 * (n * n + n))
             .sum())
+    }
+
+    /// The block lengths an accumulator of `dim` inputs in blocks of at
+    /// most `max_block` would have, without allocating it: what a caller
+    /// estimates time and memory from before any work.
+    pub fn block_lengths(dim: usize, max_block: usize) -> Result<Vec<usize>, CalibError> {
+        Ok(block_ranges(dim, max_block)?
+            .iter()
+            .map(|r| r.len())
+            .collect())
     }
 
     /// Length of one input column.
@@ -178,17 +187,6 @@ pub fn prune_reconstruct_blocks(
         Refit::Exact => prune_reconstruct(part, rows, block, sparsity, opts).map(|_| ()),
         Refit::Sweep => prune_sweep(part, rows, block, sparsity, opts),
     })
-}
-
-/// Relative cost of the exact refit ([`Refit::Exact`]) of a layer of
-/// `rows` rows on `h`: `rows · Σ block³`, about 24 times the flops of the
-/// worst case (half the weights pruned). What a caller compares with a
-/// limit to decide whether the exact refit is affordable.
-pub fn exact_refit_work(rows: usize, h: &BlockHessian) -> f64 {
-    h.ranges
-        .iter()
-        .map(|r| rows as f64 * (r.len() as f64).powi(3))
-        .sum()
 }
 
 /// [`gptq_quantize`] on each block, onto the layer's one `codebook`.

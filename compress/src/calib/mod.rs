@@ -49,8 +49,8 @@ mod sweep;
 
 pub use bias::correct_bias;
 pub use blocks::{
-    correct_bias_blocks, exact_refit_work, gptq_quantize_blocks, output_error_blocks,
-    prune_reconstruct_blocks, BlockHessian, DEFAULT_MAX_BLOCK,
+    correct_bias_blocks, gptq_quantize_blocks, output_error_blocks, prune_reconstruct_blocks,
+    BlockHessian, DEFAULT_MAX_BLOCK,
 };
 pub use damped::DEFAULT_DAMP;
 pub use error::CalibError;
