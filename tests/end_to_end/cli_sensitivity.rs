@@ -14,20 +14,7 @@ fn v11_layer_names() -> Vec<String> {
 fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("sensitivity.svg");
-    let stdout = run_ok(args![
-        "sensitivity",
-        v11_param(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "2",
-        "--sparsity-levels",
-        "0.5,0.9",
-        "--bit-levels",
-        "3",
-        "--chart",
-        chart
-    ]);
+    let stdout = run_sensitivity(&v11_param(), 2, "0.5,0.9", "3", args!["--chart", chart]);
     let names = v11_layer_names();
     let lines: Vec<&str> = stdout.lines().collect();
     let header = lines
@@ -62,19 +49,7 @@ fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
 
 #[test]
 fn sensitivity_json_has_every_level_of_every_layer() {
-    let stdout = run_ok(args![
-        "sensitivity",
-        v11_param(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "1",
-        "--sparsity-levels",
-        "0.6",
-        "--bit-levels",
-        "5,2",
-        "--json"
-    ]);
+    let stdout = run_sensitivity(&v11_param(), 1, "0.6", "5,2", args!["--json"]);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let layers = report["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), v11_layer_names().len());

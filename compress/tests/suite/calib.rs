@@ -251,13 +251,17 @@ fn refit_recovers_the_outputs_exactly_when_the_survivors_span_the_inputs() {
     assert!(layer.explicit_error(&refit) <= 1e-6 * masked_error);
 }
 
+/// Layers the pruning methods are compared on: rows, inputs, latent
+/// factors, ReLU, seed.
+const PRUNING_LAYERS: [(usize, usize, usize, bool, u64); 3] = [
+    (32, 64, 64, false, 30),
+    (32, 72, 24, true, 31),
+    (48, 96, 96, true, 32),
+];
+
 #[test]
 fn prune_reconstruct_beats_magnitude_pruning_with_least_squares_refit() {
-    for (rows, dim, latent, relu, seed) in [
-        (32, 64, 64, false, 30),
-        (32, 72, 24, true, 31),
-        (48, 96, 96, true, 32),
-    ] {
+    for (rows, dim, latent, relu, seed) in PRUNING_LAYERS {
         let layer = Layer::new(rows, dim, 2000, latent, relu, seed);
         let h = layer.hessian();
         for sparsity in [0.3, 0.5, 0.8] {
@@ -298,11 +302,7 @@ fn prune_reconstruct_beats_magnitude_pruning_with_least_squares_refit() {
 fn prune_sweep_keeps_the_mask_and_stays_close_to_the_exact_refit() {
     let opts = ReconstructOptions::default();
     let mut worst: f64 = 1.0;
-    for (rows, dim, latent, relu, seed) in [
-        (32, 64, 64, false, 30),
-        (32, 72, 24, true, 31),
-        (48, 96, 96, true, 32),
-    ] {
+    for (rows, dim, latent, relu, seed) in PRUNING_LAYERS {
         let layer = Layer::new(rows, dim, 2000, latent, relu, seed);
         let h = layer.hessian();
         for sparsity in [0.3, 0.5, 0.8] {
