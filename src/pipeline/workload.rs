@@ -24,7 +24,7 @@ use crate::engine::infer_shapes;
 /// k-means (per weight, 256 values, 300 iterations).
 const ENGINE_MACS_PER_SECOND: f64 = 5e10;
 const FACTORISATION_CUBES_PER_SECOND: f64 = 1.5e10;
-const SWEEP_MACS_PER_SECOND: f64 = 5e9;
+const SWEEP_MACS_PER_SECOND: f64 = 1.2e10;
 const REFIT_FLOPS_PER_SECOND: f64 = 1.6e10;
 const KMEANS_SECONDS_PER_WEIGHT: f64 = 1.1e-7;
 
