@@ -23,8 +23,10 @@
 //! `rows · min(kept, pruned)³` flops per trial, hours for VGG-16's `fc6`
 //! over the ladder. Pruning trials of a layer whose refit work exceeds
 //! [`SensitivityOptions::exact_refit_limit`] keep SparseGPT's
-//! sweep-compensated weights instead ([`Refit::Sweep`], same mask), an
-//! estimate of the damage the calibrated compressor causes from above.
+//! sweep-compensated weights instead ([`Refit::Sweep`], same mask). That
+//! overstates the damage the calibrated compressor causes: on SqueezeNet,
+//! with every layer swept, by a median 1.5–2.2x per sparsity level, with a
+//! rank correlation of 0.84–0.93 across layers (`examples/trial_refit.rs`).
 
 use compress::calib::Refit;
 use formats::{Layer, Model};
