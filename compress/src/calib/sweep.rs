@@ -69,29 +69,25 @@ fn fix_columns(
     fix_columns_portable(w, mask, u, columns, round);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn fix_columns_avx512(
-    w: &mut [f64],
-    mask: &[bool],
-    u: &[f64],
-    columns: Range<usize>,
-    round: &impl Fn(f64) -> f64,
-) {
-    fix_columns_portable(w, mask, u, columns, round);
+/// Declares `$name`: [`fix_columns_portable`] compiled for `$feature`.
+macro_rules! fix_columns_for {
+    ($name:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $name(
+            w: &mut [f64],
+            mask: &[bool],
+            u: &[f64],
+            columns: Range<usize>,
+            round: &impl Fn(f64) -> f64,
+        ) {
+            fix_columns_portable(w, mask, u, columns, round);
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn fix_columns_avx2(
-    w: &mut [f64],
-    mask: &[bool],
-    u: &[f64],
-    columns: Range<usize>,
-    round: &impl Fn(f64) -> f64,
-) {
-    fix_columns_portable(w, mask, u, columns, round);
-}
+fix_columns_for!(fix_columns_avx512, "avx512f");
+fix_columns_for!(fix_columns_avx2, "avx2");
 
 /// [`fix_columns`] for the CPU the crate is compiled for.
 #[inline(always)]
