@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use compress::calib::{output_error_blocks, MAX_DIM};
+use compress::calib::{output_error_blocks, Refit, MAX_DIM};
 use formats::{read_model, Model, ReadOptions};
 use sqz::engine::{forward, forward_hooked, Tensor};
 use sqz::eval::{output_rows, top_k};
@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let compress = |h: &[LayerHessian]| -> anyhow::Result<Model> {
         let mut out = model.clone();
         for ((layer, h), target) in out.layers.iter_mut().zip(h).zip(&model.layers) {
-            *layer = compress_layer_with_hessian(target, h, Some(0.5), &spec)?;
+            *layer = compress_layer_with_hessian(target, h, Some(0.5), &spec, Refit::Exact)?;
         }
         Ok(out)
     };

@@ -13,6 +13,7 @@ use super::progress::Bars;
 use super::ModelArgs;
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
+use crate::pipeline::defaults;
 use crate::pipeline::memory_plan::MemoryNeed;
 use crate::pipeline::params::{Bits, Sparsity};
 use crate::pipeline::quantize::KMeans;
@@ -77,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         kmeans: KMeans::default(),
         half: false,
         calibration,
+        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
     };
     let mut bars = Bars::default();
     let cache = sensitivity_cache_dir(args.no_cache);

@@ -13,7 +13,7 @@
 
 use compress::calib::{
     correct_bias_blocks, gptq_quantize_blocks, prune_reconstruct_blocks, BlockHessian, CalibError,
-    GptqOptions, ReconstructOptions, DEFAULT_MAX_BLOCK,
+    GptqOptions, ReconstructOptions, Refit, DEFAULT_MAX_BLOCK,
 };
 use formats::{Layer, Model, Node, Op};
 
@@ -95,7 +95,7 @@ pub fn compress_calibrated(
         progress(&original.name);
         let target = targets.as_ref().map(|t| t[&original.name]);
         match layer_hessian(inputs[0], original, conv, spec.options.hessian_block)
-            .and_then(|h| compress_layer_with_hessian(original, &h, target, spec))
+            .and_then(|h| compress_layer_with_hessian(original, &h, target, spec, Refit::Exact))
         {
             Ok(layer) => {
                 compressed.layers[conv.layer] = layer.clone();
@@ -173,14 +173,17 @@ fn check_all_used(model: &Model, used: &[bool]) -> Result<(), PipelineError> {
 }
 
 /// Compress one layer given its input Hessians `h`: prune to `sparsity`
-/// with refit, share weights per `spec.quantize` with GPTQ, correct biases.
-/// Each channel group is fitted on its own Hessian; the codebook is the
-/// layer's, from the weights of every group.
+/// with survivors fitted per `refit` (compression always refits exactly;
+/// sensitivity trials of wide layers use the cheaper sweep), share weights
+/// per `spec.quantize` with GPTQ, correct biases. Each channel group is
+/// fitted on its own Hessian; the codebook is the layer's, from the weights
+/// of every group.
 pub fn compress_layer_with_hessian(
     original: &Layer,
     h: &LayerHessian,
     sparsity: Option<f64>,
     spec: &CalibrationSpec,
+    refit: Refit,
 ) -> Result<Layer, PipelineError> {
     let groups = h.groups();
     let rows = original.shape[0] / groups.len();
@@ -191,7 +194,7 @@ pub fn compress_layer_with_hessian(
     let result = (|| -> Result<(), CalibError> {
         if let Some(s) = sparsity {
             for_each_group(&mut layer.weights, groups, |w, h| {
-                prune_reconstruct_blocks(w, rows, h, s, &options.reconstruct)
+                prune_reconstruct_blocks(w, rows, h, s, &options.reconstruct, refit)
             })?;
         }
         if let Some(q) = &spec.quantize {

@@ -93,3 +93,13 @@ pub const FINETUNE_HELD_BACK: usize = 32;
 /// 4 bits, 60 steps: 60.95 % vs 60.52 % top-1; v1.1 at 409,600 bytes, 400
 /// steps: 61.61 % both, agreement 74.40 % vs 73.97 %), so it stays off.
 pub const FINETUNE_MIXUP: bool = false;
+
+/// Largest [`compress::calib::exact_refit_work`] (`rows · Σ block³`) of a
+/// layer whose sensitivity trials refit the survivors of pruning exactly,
+/// as compression does; a wider layer's trials keep SparseGPT's
+/// sweep-compensated weights instead (`compress::calib::Refit::Sweep`),
+/// which costs no more than choosing the mask. No SqueezeNet layer comes
+/// near it (the largest, `conv10`: 1000 · 512³ = 1.3·10¹¹), so their trials
+/// are unchanged; VGG-16's `conv4_1` to `fc8` and ResNet-50's widest
+/// layers are above it (VGG-16's `fc6`: 4096 · 13 · 1930³ = 3.8·10¹⁴).
+pub const SENSITIVITY_EXACT_REFIT_WORK: f64 = 1e12;

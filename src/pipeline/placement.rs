@@ -20,6 +20,7 @@ use formats::{Layer, Model};
 use rayon::prelude::*;
 
 use super::allocation::{allocate, Budget, CostTable, LayerOption, LayerOptions, Plan};
+use super::defaults;
 use super::error::PipelineError;
 use super::params::Sparsity;
 use super::prune::PruneSpec;
@@ -53,6 +54,7 @@ pub fn place(
         kmeans: KMeans::default(),
         half: false,
         calibration: calibration.options,
+        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
     };
     let sensitivity = placement
         .sensitivity

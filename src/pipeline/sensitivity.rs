@@ -17,7 +17,18 @@
 //! is still up to `layers × levels` (partial) forward passes, so
 //! sensitivity uses fewer images than compression
 //! ([`defaults::SENSITIVITY_CALIB_COUNT`]).
+//!
+//! On wide layers (VGG-16's last convolutions and classifier), the exact
+//! least-squares refit after pruning would dominate everything else: about
+//! `rows · min(kept, pruned)³` flops per trial, hours for VGG-16's `fc6`
+//! over the ladder. Pruning trials of a layer whose refit work exceeds
+//! [`SensitivityOptions::exact_refit_limit`] keep SparseGPT's
+//! sweep-compensated weights instead ([`Refit::Sweep`], same mask). That
+//! overstates the damage the calibrated compressor causes: on SqueezeNet,
+//! with every layer swept, by a median 1.5–2.2x per sparsity level, with a
+//! rank correlation of 0.84–0.93 across layers (`examples/trial_refit.rs`).
 
+use compress::calib::Refit;
 use formats::{Layer, Model};
 use rayon::prelude::*;
 
@@ -29,6 +40,7 @@ use super::error::PipelineError;
 use super::params::{Bits, Sparsity};
 use super::quantize::{KMeans, QuantizeSpec};
 use super::tails::Tails;
+use super::workload::exact_refit_work;
 use crate::engine::Tensor;
 use crate::eval::{class_probabilities, output_rows, top_k};
 
@@ -112,6 +124,11 @@ pub struct SensitivityOptions {
     pub half: bool,
     /// How trial layers are fitted, as compression will fit them.
     pub calibration: CalibrationOptions,
+    /// Largest exact-refit work ([`exact_refit_work`]) of a
+    /// layer whose pruning trials refit exactly; wider layers' trials keep
+    /// the sweep's weights ([`Refit::Sweep`]). Default
+    /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`].
+    pub exact_refit_limit: f64,
 }
 
 /// The damage of one trial, measured against the original network.
@@ -181,10 +198,16 @@ pub fn measure_sensitivity(
                 (None, trial_spec(Some(quantize)))
             }))
             .collect();
+        let work = exact_refit_work(layer, h.groups().len(), options.calibration.hessian_block)?;
+        let refit = if work <= options.exact_refit_limit {
+            Refit::Exact
+        } else {
+            Refit::Sweep
+        };
         let mut damage = trials
             .par_iter()
             .map(|(sparsity, spec)| {
-                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec)?;
+                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec, refit)?;
                 reference.damage(model, &tails, index, compressed)
             })
             .collect::<Result<Vec<_>, PipelineError>>()?;

@@ -20,12 +20,13 @@ use sha2::{Digest, Sha256};
 
 use super::error::PipelineError;
 use super::sensitivity::{measure_sensitivity, Sensitivity, SensitivityOptions};
+use super::workload::sensitivity_cpu_seconds;
 use super::{Calibration, Progress};
 use crate::engine::Tensor;
 
 /// Changes whenever the code measures sensitivity differently, so entries
 /// of older code are never read as current.
-const CACHE_VERSION: &str = "sensitivity-1";
+const CACHE_VERSION: &str = "sensitivity-2";
 
 /// How a plan measures sensitivity.
 #[derive(Debug, Clone)]
@@ -101,15 +102,37 @@ pub fn measure_or_reuse(
     Ok(sensitivity)
 }
 
-/// Measure with a progress bar over the layers.
+/// Measure with a progress bar over the layers, announcing first how long
+/// it may take.
 fn measure(
     model: &Model,
     calib: &Tensor,
     options: &SensitivityOptions,
     progress: &mut dyn Progress,
 ) -> Result<Sensitivity, PipelineError> {
+    let cpu = sensitivity_cpu_seconds(model, calib.batch(), options)?;
+    let threads = rayon::current_num_threads().max(1);
+    let ladder = &options.ladder;
+    progress.note(&format!(
+        "sensitivity analysis: {} layers x {} levels on {} images, about {} of CPU by an estimate from the shapes ({} on {threads} idle cores)",
+        model.layers.len(),
+        ladder.sparsities.len() + ladder.bits.len(),
+        calib.batch(),
+        duration(cpu),
+        duration(cpu / threads as f64),
+    ));
     progress.phase("sensitivity", model.layers.len(), "layers");
     measure_sensitivity(model, calib, options, &mut |name| progress.layer(name))
+}
+
+/// `seconds` rounded for a person: `40 s`, `12 min`, `2 h 5 min`.
+fn duration(seconds: f64) -> String {
+    let minutes = (seconds / 60.0).round() as u64;
+    match minutes {
+        0 => format!("{} s", seconds.round().max(1.0)),
+        1..=119 => format!("{minutes} min"),
+        _ => format!("{} h {} min", minutes / 60, minutes % 60),
+    }
 }
 
 /// The hex SHA-256 of everything a measurement depends on.
@@ -214,6 +237,7 @@ fn temporary_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::defaults;
     use crate::pipeline::sensitivity::{Damage, Ladder, LayerSensitivity};
     use formats::{Graph, Layer, Preprocess};
 
@@ -240,6 +264,7 @@ mod tests {
             kmeans: Default::default(),
             half: false,
             calibration: Default::default(),
+            exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
         }
     }
 

@@ -64,6 +64,7 @@ pub(super) fn fit(
         kmeans: target.kmeans,
         half,
         calibration: calibration.options,
+        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
     };
     let start = Instant::now();
     let sensitivity = target

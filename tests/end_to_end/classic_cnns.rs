@@ -20,7 +20,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{compress_to_target, images, python, require_python_modules, run_env, run_ok};
+use crate::common::{
+    compress_to_target, images, python, require_python_modules, run_env, run_ok, run_sensitivity,
+};
 use formats::{read_model, ReadOptions};
 use sqz::engine::{forward, Tensor};
 
@@ -259,21 +261,13 @@ fn sensitivity_target_size_and_report_run_on_mobilenetv2() {
     assert!(names.len() >= 50, "{} layers", names.len());
 
     let chart = dir.path().join("sensitivity.svg");
-    let stdout = run_ok(args![
-        "sensitivity",
-        source,
-        "--calib",
-        images(),
-        "--calib-count",
-        "2",
-        "--sparsity-levels",
+    let stdout = run_sensitivity(
+        &source,
+        2,
         "0.5,0.9",
-        "--bit-levels",
         "4",
-        "--chart",
-        chart,
-        "--json"
-    ]);
+        args!["--chart", chart, "--json"],
+    );
     let measured: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let layers = measured["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), names.len());

@@ -14,20 +14,7 @@ fn v11_layer_names() -> Vec<String> {
 fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("sensitivity.svg");
-    let stdout = run_ok(args![
-        "sensitivity",
-        v11_param(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "2",
-        "--sparsity-levels",
-        "0.5,0.9",
-        "--bit-levels",
-        "3",
-        "--chart",
-        chart
-    ]);
+    let stdout = run_sensitivity(&v11_param(), 2, "0.5,0.9", "3", args!["--chart", chart]);
     let names = v11_layer_names();
     let lines: Vec<&str> = stdout.lines().collect();
     let header = lines
@@ -62,19 +49,7 @@ fn sensitivity_prints_one_row_per_layer_and_draws_an_svg() {
 
 #[test]
 fn sensitivity_json_has_every_level_of_every_layer() {
-    let stdout = run_ok(args![
-        "sensitivity",
-        v11_param(),
-        "--calib",
-        images(),
-        "--calib-count",
-        "1",
-        "--sparsity-levels",
-        "0.6",
-        "--bit-levels",
-        "5,2",
-        "--json"
-    ]);
+    let stdout = run_sensitivity(&v11_param(), 1, "0.6", "5,2", args!["--json"]);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let layers = report["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), v11_layer_names().len());
@@ -174,4 +149,48 @@ fn sensitivity_is_thread_count_independent() {
     let one = measure("1");
     assert!(one.contains("\"kl\""), "{one}");
     assert_eq!(one, measure("2"));
+}
+
+/// Before the first trial, sensitivity analysis says how long it may take:
+/// the estimate (from the model's shapes) is on stderr while the process
+/// is still running and has printed no result. The run is stopped there.
+#[test]
+fn sensitivity_announces_its_estimated_time_before_the_work() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = sqz_command()
+        .args(args![
+            "sensitivity",
+            v11_param(),
+            "--calib",
+            images(),
+            "--no-cache"
+        ])
+        .env("SQZ_SHARED", shared())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start sqz-compress");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut estimate = None;
+    for line in stderr.split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if line.contains("by an estimate from the shapes") {
+            estimate = Some(line);
+            break;
+        }
+        seen.push(line);
+    }
+    let still_running = child.try_wait().expect("the child can be polled").is_none();
+    child.kill().ok();
+    let output = child.wait_with_output().expect("the child ends");
+    let estimate = estimate.unwrap_or_else(|| panic!("no estimate on stderr: {seen:?}"));
+    assert!(
+        estimate.contains("26 layers x 14 levels on 32 images"),
+        "{estimate}"
+    );
+    assert!(estimate.contains("of CPU"), "{estimate}");
+    assert!(still_running, "the estimate came only after the run ended");
+    assert!(output.stdout.is_empty(), "a result before the estimate");
 }

@@ -22,8 +22,8 @@ use std::ops::Range;
 use super::bias::shift_bias;
 use super::hessian::check_len;
 use super::{
-    gptq_quantize, output_error, prune_reconstruct, CalibError, GptqOptions, Hessian,
-    ReconstructOptions, MAX_DIM,
+    gptq_quantize, output_error, prune_reconstruct, prune_sweep, CalibError, GptqOptions, Hessian,
+    ReconstructOptions, Refit, MAX_DIM,
 };
 
 /// Inputs per block when the caller does not choose: its Hessian takes
@@ -59,11 +59,20 @@ impl BlockHessian {
     /// `max_block` holds, without allocating it: what a caller checks
     /// against its memory budget before any work.
     pub fn bytes(dim: usize, max_block: usize) -> Result<usize, CalibError> {
-        let ranges = block_ranges(dim, max_block)?;
-        Ok(ranges
+        Ok(Self::block_lengths(dim, max_block)?
             .iter()
-            .map(|r| 8 * (r.len() * r.len() + r.len()))
+            .map(|n| 8 * (n * n + n))
             .sum())
+    }
+
+    /// The block lengths an accumulator of `dim` inputs in blocks of at
+    /// most `max_block` would have, without allocating it: what a caller
+    /// estimates time and memory from before any work.
+    pub fn block_lengths(dim: usize, max_block: usize) -> Result<Vec<usize>, CalibError> {
+        Ok(block_ranges(dim, max_block)?
+            .iter()
+            .map(|r| r.len())
+            .collect())
     }
 
     /// Length of one input column.
@@ -163,17 +172,20 @@ fn columns_of(weights: &[f32], dim: usize, range: &Range<usize>) -> Vec<f32> {
         .collect()
 }
 
-/// [`prune_reconstruct`] on each block: every block is pruned to
-/// `sparsity` and its survivors refit on the block's Hessian.
+/// [`prune_reconstruct`] (or [`prune_sweep`], per `refit`) on each block:
+/// every block is pruned to `sparsity` and its survivors fitted on the
+/// block's Hessian.
 pub fn prune_reconstruct_blocks(
     weights: &mut [f32],
     rows: usize,
     h: &BlockHessian,
     sparsity: f64,
     opts: &ReconstructOptions,
+    refit: Refit,
 ) -> Result<(), CalibError> {
-    h.for_each_block(weights, rows, |part, block, _| {
-        prune_reconstruct(part, rows, block, sparsity, opts).map(|_| ())
+    h.for_each_block(weights, rows, |part, block, _| match refit {
+        Refit::Exact => prune_reconstruct(part, rows, block, sparsity, opts).map(|_| ()),
+        Refit::Sweep => prune_sweep(part, rows, block, sparsity, opts),
     })
 }
 

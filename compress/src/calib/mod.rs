@@ -15,6 +15,8 @@
 //! - [`Hessian`]: accumulate `H`, `Σ x` and the column count.
 //! - [`prune_reconstruct`]: choose a mask by OBS saliency (SparseGPT-style)
 //!   and refit the survivors — pruning without retraining.
+//! - [`prune_sweep`]: the same mask, survivors as SparseGPT's sweep left
+//!   them (no refit): a cheap estimate for wide layers.
 //! - [`refit_masked`]: least-squares refit for a given mask.
 //! - [`gptq_quantize`]: quantize onto a codebook with GPTQ's error
 //!   compensation.
@@ -54,5 +56,5 @@ pub use damped::DEFAULT_DAMP;
 pub use error::CalibError;
 pub use gptq::{gptq_quantize, ColumnOrder, GptqOptions, Quantized};
 pub use hessian::{output_error, Hessian, MAX_DIM};
-pub use reconstruct::{prune_reconstruct, ReconstructOptions};
+pub use reconstruct::{prune_reconstruct, prune_sweep, ReconstructOptions, Refit};
 pub use refit::{refit_masked, ReconstructReport};

@@ -199,7 +199,7 @@ fn finite_f32(values: Vec<f64>) -> Option<Vec<f64>> {
 /// `v` rounded to `f32`, but never to zero: a surviving weight that
 /// underflows becomes the smallest subnormal of its sign, so the zero
 /// pattern (the mask) stays exact.
-fn nonzero_f32(v: f64) -> f32 {
+pub(crate) fn nonzero_f32(v: f64) -> f32 {
     let rounded = v as f32;
     if rounded == 0.0 {
         f32::from_bits(1).copysign(if v < 0.0 { -1.0 } else { 1.0 })

@@ -192,6 +192,35 @@ pub fn require_python_modules(modules: &str) {
     );
 }
 
+/// Run `sensitivity MODEL` on `calib_count` of the sample images with the
+/// given sparsity and bit ladders and `extra` arguments, and return its
+/// stdout (failing the test if it fails).
+pub fn run_sensitivity(
+    model: &Path,
+    calib_count: usize,
+    sparsity_levels: &str,
+    bit_levels: &str,
+    extra: &[&std::ffi::OsStr],
+) -> String {
+    let mut arguments: Vec<&std::ffi::OsStr> = Vec::new();
+    let count = calib_count.to_string();
+    let images = images();
+    arguments.extend(args![
+        "sensitivity",
+        model,
+        "--calib",
+        images,
+        "--calib-count",
+        count,
+        "--sparsity-levels",
+        sparsity_levels,
+        "--bit-levels",
+        bit_levels
+    ]);
+    arguments.extend(extra);
+    run_ok(&arguments)
+}
+
 /// Run `compress MODEL --target-size TARGET` into `out` with few images
 /// and levels (calibration on `calib_count` images, sensitivity on 2,
 /// sparsities `sparsity_levels`, 6 or 4 bits), and check what every
