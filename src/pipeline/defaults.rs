@@ -94,7 +94,7 @@ pub const FINETUNE_HELD_BACK: usize = 32;
 /// steps: 61.61 % both, agreement 74.40 % vs 73.97 %), so it stays off.
 pub const FINETUNE_MIXUP: bool = false;
 
-/// Largest [`compress::calib::exact_refit_work`] (`rows · Σ block³`) of a
+/// Largest [`exact_refit_work`](super::workload::exact_refit_work) (`rows · Σ block³`) of a
 /// layer whose sensitivity trials refit the survivors of pruning exactly,
 /// as compression does; a wider layer's trials keep SparseGPT's
 /// sweep-compensated weights instead (`compress::calib::Refit::Sweep`),

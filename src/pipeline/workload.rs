@@ -89,11 +89,14 @@ pub fn exact_refit_work(
     max_block: usize,
 ) -> Result<f64, PipelineError> {
     let (rows, lengths) = blocks_of(layer, groups, max_block)?;
-    Ok(groups.max(1) as f64 * rows as f64 * lengths.iter().map(|&n| cube(n)).sum::<f64>())
+    Ok(refit_work(groups, rows, &lengths))
 }
 
-fn cube(n: usize) -> f64 {
-    (n as f64).powi(3)
+/// [`exact_refit_work`] of `groups` channel groups of `rows` rows each,
+/// with Hessian blocks of `lengths` inputs.
+fn refit_work(groups: usize, rows: usize, lengths: &[usize]) -> f64 {
+    let cubes: f64 = lengths.iter().map(|&n| (n as f64).powi(3)).sum();
+    groups.max(1) as f64 * rows as f64 * cubes
 }
 
 /// A rough estimate of the CPU seconds sensitivity analysis of `model` on
@@ -121,7 +124,7 @@ pub fn sensitivity_cpu_seconds(
         let tail: u64 = nodes[i..].iter().map(|n| n.macs).sum();
         seconds += levels * images as f64 * tail as f64 / ENGINE_MACS_PER_SECOND;
         let (rows, lengths) = blocks_of(layer, node.groups, max_block)?;
-        let exact = exact_refit_work(layer, node.groups, max_block)? <= options.exact_refit_limit;
+        let exact = refit_work(node.groups, rows, &lengths) <= options.exact_refit_limit;
         let mut fitting = 0.0;
         for &n in &lengths {
             let (n, rows) = (n as f64, rows as f64);
