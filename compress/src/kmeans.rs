@@ -7,10 +7,13 @@
 //! centroids. So the values are sorted once; each iteration then finds the
 //! `k - 1` run boundaries by binary search and every cluster mean from
 //! prefix sums, in `O(k log n)` instead of the generic `O(n k)`.
+//! [`SortedValues`] keeps the sorted values for clustering at several `k`.
 //!
 //! Arithmetic is in `f64` and strictly sequential, so results are
 //! deterministic and depend neither on the thread count nor on the order
 //! of the input values.
+
+use rayon::slice::ParallelSliceMut;
 
 use crate::rng::SplitMix64;
 
@@ -81,16 +84,9 @@ pub fn kmeans_1d(values: &[f32], k: usize, init: Init, max_iter: usize) -> Clust
             iterations: 0,
         };
     }
-    let k = k.max(1);
     let order = sorted_order(values);
-    let sorted = gather(values, &order);
-    let (centroids, ends, iterations) = match distinct_runs(&sorted, k) {
-        Some((distinct, ends)) => (distinct, ends, 0),
-        None => {
-            let start = starting_centroids(&sorted, k, init);
-            lloyd(&sorted, start, max_iter)
-        }
-    };
+    let sorted: Vec<f32> = order.iter().map(|&i| values[i]).collect();
+    let (centroids, ends, iterations) = cluster(&sorted, k, init, max_iter);
     let mut assignments = vec![0u32; values.len()];
     let mut begin = 0;
     for (cluster, &end) in ends.iter().enumerate() {
@@ -106,6 +102,62 @@ pub fn kmeans_1d(values: &[f32], k: usize, init: Init, max_iter: usize) -> Clust
     }
 }
 
+/// Values sorted once, to be clustered at several `k` without sorting
+/// again: the allocation behind `--target-size` clusters every layer at
+/// every bit width of its ladder. Only the centroids come out, so no
+/// index order is kept: 4 bytes per value, against the 16 of the
+/// (key, index) pairs [`kmeans_1d`] sorts to return assignments.
+#[derive(Debug, Clone)]
+pub struct SortedValues {
+    /// Ascending in IEEE total order.
+    sorted: Vec<f32>,
+}
+
+impl SortedValues {
+    /// Sort `values` (on all threads; the order of equal values cannot
+    /// differ, so neither can the result).
+    pub fn new(values: &[f32]) -> Self {
+        let mut keys: Vec<u32> = values.iter().map(|&v| total_order_key(v)).collect();
+        keys.par_sort_unstable();
+        SortedValues {
+            sorted: keys.into_iter().map(from_total_order_key).collect(),
+        }
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// The centroids [`kmeans_1d`] returns for the same values and
+    /// arguments, bit for bit.
+    pub fn centroids(&self, k: usize, init: Init, max_iter: usize) -> Vec<f32> {
+        if self.sorted.is_empty() {
+            return Vec::new();
+        }
+        let (centroids, _, _) = cluster(&self.sorted, k, init, max_iter);
+        centroids.iter().map(|&c| c as f32).collect()
+    }
+}
+
+/// [`kmeans_1d`] on non-empty sorted values: the centroids, the end of
+/// each one's run of values and the number of centroid updates.
+fn cluster(sorted: &[f32], k: usize, init: Init, max_iter: usize) -> (Vec<f64>, Vec<usize>, usize) {
+    let k = k.max(1);
+    match distinct_runs(sorted, k) {
+        Some((distinct, ends)) => (distinct, ends, 0),
+        None => {
+            let start = starting_centroids(sorted, k, init);
+            lloyd(sorted, start, max_iter)
+        }
+    }
+}
+
 /// The centroids [`kmeans_1d`] starts Lloyd's iterations from, ascending,
 /// in the `f64` precision it iterates in (exposed so that other k-means
 /// implementations can be started from the same point). Meant for values
@@ -116,13 +168,7 @@ pub fn initial_centroids(values: &[f32], k: usize, init: Init) -> Vec<f64> {
     if values.is_empty() {
         return Vec::new();
     }
-    let sorted = gather(values, &sorted_order(values));
-    starting_centroids(&sorted, k.max(1), init)
-}
-
-/// `values` in the given order, widened to `f64`.
-fn gather(values: &[f32], order: &[usize]) -> Vec<f64> {
-    order.iter().map(|&i| f64::from(values[i])).collect()
+    starting_centroids(&SortedValues::new(values).sorted, k.max(1), init)
 }
 
 /// Indices of `values` in ascending order (IEEE total order; equal values
@@ -147,11 +193,20 @@ fn total_order_key(v: f32) -> u32 {
     }
 }
 
+/// The float [`total_order_key`] maps to `key`.
+fn from_total_order_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 {
+        key & 0x7FFF_FFFF
+    } else {
+        !key
+    })
+}
+
 /// If `sorted` holds at most `k` distinct values, those values and the end
 /// of each one's run; otherwise `None` (found out without scanning further
 /// than needed).
-fn distinct_runs(sorted: &[f64], k: usize) -> Option<(Vec<f64>, Vec<usize>)> {
-    let mut distinct = vec![sorted[0]];
+fn distinct_runs(sorted: &[f32], k: usize) -> Option<(Vec<f64>, Vec<usize>)> {
+    let mut distinct = vec![f64::from(sorted[0])];
     let mut ends = Vec::new();
     for (i, &v) in sorted.iter().enumerate().skip(1) {
         if v != sorted[i - 1] {
@@ -159,7 +214,7 @@ fn distinct_runs(sorted: &[f64], k: usize) -> Option<(Vec<f64>, Vec<usize>)> {
                 return None;
             }
             ends.push(i);
-            distinct.push(v);
+            distinct.push(f64::from(v));
         }
     }
     ends.push(sorted.len());
@@ -167,11 +222,11 @@ fn distinct_runs(sorted: &[f64], k: usize) -> Option<(Vec<f64>, Vec<usize>)> {
 }
 
 /// Starting centroids of sorted values, ascending (see [`Init`]).
-fn starting_centroids(sorted: &[f64], k: usize, init: Init) -> Vec<f64> {
+fn starting_centroids(sorted: &[f32], k: usize, init: Init) -> Vec<f64> {
     let n = sorted.len();
     match init {
         Init::Linear => {
-            let (min, max) = (sorted[0], sorted[n - 1]);
+            let (min, max) = (f64::from(sorted[0]), f64::from(sorted[n - 1]));
             let steps = (k - 1).max(1) as f64;
             (0..k)
                 .map(|i| min + (max - min) * (i as f64 / steps))
@@ -180,7 +235,7 @@ fn starting_centroids(sorted: &[f64], k: usize, init: Init) -> Vec<f64> {
         Init::Density => (0..k)
             .map(|i| {
                 let rank = ((i as f64 + 0.5) * n as f64 / k as f64) as usize;
-                sorted[rank.min(n - 1)]
+                f64::from(sorted[rank.min(n - 1)])
             })
             .collect(),
         Init::KMeansPlusPlus { seed } => kmeans_plus_plus(sorted, k, seed),
@@ -189,11 +244,14 @@ fn starting_centroids(sorted: &[f64], k: usize, init: Init) -> Vec<f64> {
 
 /// k-means++ seeding (Arthur & Vassilvitskii 2007) by D² sampling; returns
 /// the chosen values in ascending order.
-fn kmeans_plus_plus(sorted: &[f64], k: usize, seed: u64) -> Vec<f64> {
+fn kmeans_plus_plus(sorted: &[f32], k: usize, seed: u64) -> Vec<f64> {
     let mut rng = SplitMix64::new(seed);
-    let first = sorted[rng.below(sorted.len() as u64) as usize];
+    let first = f64::from(sorted[rng.below(sorted.len() as u64) as usize]);
     let mut centroids = vec![first];
-    let mut dist2: Vec<f64> = sorted.iter().map(|v| (v - first).powi(2)).collect();
+    let mut dist2: Vec<f64> = sorted
+        .iter()
+        .map(|&v| (f64::from(v) - first).powi(2))
+        .collect();
     while centroids.len() < k {
         let total: f64 = dist2.iter().sum();
         let target = rng.next_f64() * total;
@@ -214,10 +272,10 @@ fn kmeans_plus_plus(sorted: &[f64], k: usize, seed: u64) -> Vec<f64> {
         // No value of positive weight means every value is a centroid
         // already, impossible with more than k distinct values.
         let Some(i) = chosen else { break };
-        let c = sorted[i];
+        let c = f64::from(sorted[i]);
         centroids.push(c);
-        for (d, v) in dist2.iter_mut().zip(sorted) {
-            *d = d.min((v - c).powi(2));
+        for (d, &v) in dist2.iter_mut().zip(sorted) {
+            *d = d.min((f64::from(v) - c).powi(2));
         }
     }
     centroids.sort_by(f64::total_cmp);
@@ -228,7 +286,7 @@ fn kmeans_plus_plus(sorted: &[f64], k: usize, seed: u64) -> Vec<f64> {
 /// (exclusive index into `sorted`) of each centroid's run of values, and the
 /// number of centroid updates.
 fn lloyd(
-    sorted: &[f64],
+    sorted: &[f32],
     mut centroids: Vec<f64>,
     max_iter: usize,
 ) -> (Vec<f64>, Vec<usize>, usize) {
@@ -247,13 +305,13 @@ fn lloyd(
     (centroids, ends, iterations)
 }
 
-/// `prefix[i]` = sum of the first `i` values.
-fn prefix_sums(sorted: &[f64]) -> Vec<f64> {
+/// `prefix[i]` = sum of the first `i` values, in `f64`.
+fn prefix_sums(sorted: &[f32]) -> Vec<f64> {
     let mut prefix = Vec::with_capacity(sorted.len() + 1);
     let mut sum = 0.0;
     prefix.push(sum);
     for &v in sorted {
-        sum += v;
+        sum += f64::from(v);
         prefix.push(sum);
     }
     prefix
@@ -264,12 +322,12 @@ fn prefix_sums(sorted: &[f64]) -> Vec<f64> {
 /// midpoint between centroids `j` and `j + 1` (a value exactly on a
 /// midpoint goes to the lower centroid). Each search starts at the previous
 /// end, so runs stay contiguous even if rounding disorders the centroids.
-fn cluster_ends(sorted: &[f64], centroids: &[f64]) -> Vec<usize> {
+fn cluster_ends(sorted: &[f32], centroids: &[f64]) -> Vec<usize> {
     let mut ends = Vec::with_capacity(centroids.len());
     let mut begin = 0;
     for pair in centroids.windows(2) {
         let midpoint = 0.5 * (pair[0] + pair[1]);
-        begin += sorted[begin..].partition_point(|&v| v <= midpoint);
+        begin += sorted[begin..].partition_point(|&v| f64::from(v) <= midpoint);
         ends.push(begin);
     }
     ends.push(sorted.len());

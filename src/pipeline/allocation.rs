@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use super::error::PipelineError;
 use super::params::{Bits, LayerOverrides, Sparsity};
 use super::prune::PruneSpec;
-use super::quantize::{quantize_model, KMeans, QuantizeSpec};
+use super::quantize::{share_weights, KMeans, NonzeroWeights, QuantizeSpec};
 use super::sensitivity::Sensitivity;
 use crate::error::InternalError;
 
@@ -120,9 +120,20 @@ pub fn cost_table(
         pruned.layers.par_iter_mut().for_each(|l| {
             prune_layer(&mut l.weights, sparsity.get());
         });
+        let nonzero: Vec<NonzeroWeights> = pruned
+            .layers
+            .par_iter()
+            .map(|l| NonzeroWeights::new(&l.weights))
+            .collect();
         for (b, &bits) in ladder.bits.iter().enumerate() {
             let mut quantized = pruned.clone();
-            quantize_model(&mut quantized, &QuantizeSpec::uniform(bits, *kmeans), half);
+            quantized
+                .layers
+                .par_iter_mut()
+                .zip(&nonzero)
+                .for_each(|(layer, values)| {
+                    share_weights(layer, &values.shared_values(bits, kmeans, half), half);
+                });
             let breakdown = size_breakdown(&encode_model(&quantized));
             let layer_bytes: Vec<usize> = breakdown.layers.iter().map(|l| l.total()).collect();
             fixed_bytes = breakdown.total() - layer_bytes.iter().sum::<usize>();

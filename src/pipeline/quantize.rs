@@ -6,7 +6,7 @@
 //! [`formats::sqz::encode_model`]. Pruned zeros stay out of the clustering and stay
 //! zero. The numerical work is [`compress::kmeans`]'s.
 
-use compress::kmeans::{kmeans_1d, Init};
+use compress::kmeans::{Init, SortedValues};
 use formats::Model;
 use half::f16;
 use rayon::prelude::*;
@@ -72,11 +72,17 @@ pub fn quantize_model(model: &mut Model, spec: &QuantizeSpec, half: bool) {
             &spec.kmeans,
             half,
         );
-        assign_nearest(&mut layer.weights, &codebook);
-        if half {
-            round_biases_half(layer);
-        }
+        share_weights(layer, &codebook, half);
     });
+}
+
+/// Set every nonzero weight of `layer` to the nearest value of `codebook`
+/// and, with `half`, round its biases to float16.
+pub fn share_weights(layer: &mut formats::Layer, codebook: &[f32], half: bool) {
+    assign_nearest(&mut layer.weights, codebook);
+    if half {
+        round_biases_half(layer);
+    }
 }
 
 /// The shared nonzero values of a layer: k-means over its nonzero weights
@@ -84,16 +90,39 @@ pub fn quantize_model(model: &mut Model, spec: &QuantizeSpec, half: bool) {
 /// pruned zero takes the last code). Ascending, without zero, rounded to
 /// float16 with `half`.
 pub fn shared_values(weights: &[f32], bits: Bits, kmeans: &KMeans, half: bool) -> Vec<f32> {
-    let nonzero: Vec<f32> = weights.iter().copied().filter(|w| *w != 0.0).collect();
-    let sparse = nonzero.len() < weights.len();
-    let k = ((1usize << bits.get()) - usize::from(sparse)).max(1);
-    let mut codebook = kmeans_1d(&nonzero, k, kmeans.init, kmeans.max_iter).centroids;
-    if half {
-        codebook.iter_mut().for_each(|c| *c = round_half(*c));
+    NonzeroWeights::new(weights).shared_values(bits, kmeans, half)
+}
+
+/// A layer's nonzero weights sorted once, for its shared values at
+/// several bit widths ([`super::allocation::cost_table`] tries every
+/// width of the ladder on every layer).
+pub struct NonzeroWeights {
+    sorted: SortedValues,
+    /// Whether the layer has pruned (zero) weights.
+    sparse: bool,
+}
+
+impl NonzeroWeights {
+    /// Collect and sort the nonzero values of `weights`.
+    pub fn new(weights: &[f32]) -> Self {
+        let nonzero: Vec<f32> = weights.iter().copied().filter(|w| *w != 0.0).collect();
+        NonzeroWeights {
+            sparse: nonzero.len() < weights.len(),
+            sorted: SortedValues::new(&nonzero),
+        }
     }
-    codebook.dedup();
-    codebook.retain(|c| *c != 0.0);
-    codebook
+
+    /// [`shared_values`] of the layer at `bits`.
+    pub fn shared_values(&self, bits: Bits, kmeans: &KMeans, half: bool) -> Vec<f32> {
+        let k = ((1usize << bits.get()) - usize::from(self.sparse)).max(1);
+        let mut codebook = self.sorted.centroids(k, kmeans.init, kmeans.max_iter);
+        if half {
+            codebook.iter_mut().for_each(|c| *c = round_half(*c));
+        }
+        codebook.dedup();
+        codebook.retain(|c| *c != 0.0);
+        codebook
+    }
 }
 
 /// Set every nonzero weight to the nearest value of the ascending
@@ -136,4 +165,17 @@ pub fn round_biases_half(layer: &mut formats::Layer) {
 /// The nearest float16 value of `x`, as float32.
 fn round_half(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_value_with_ties_to_the_lower_and_zeros_kept() {
+        let tiny = 0.0f32.next_up();
+        let mut weights = [0.0, -5.0, 0.25, 0.5, 0.75, 1.0, 9.0, -0.0];
+        assign_nearest(&mut weights, &[-1.0, tiny, 1.0]);
+        assert_eq!(weights, [0.0, -1.0, tiny, tiny, 1.0, 1.0, 1.0, -0.0]);
+    }
 }

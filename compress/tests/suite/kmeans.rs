@@ -1,7 +1,7 @@
 //! 1-D k-means against linfa-clustering's generic k-means, plus the
 //! invariants of a Lloyd fixed point and the exact small-alphabet case.
 
-use compress::kmeans::{initial_centroids, kmeans_1d, Clustering, Init};
+use compress::kmeans::{initial_centroids, kmeans_1d, Clustering, Init, SortedValues};
 use compress::rng::SplitMix64;
 use linfa::prelude::*;
 use linfa::DatasetBase;
@@ -217,6 +217,31 @@ fn independent_of_input_order() {
         b_assignments.reverse();
         assert_eq!(a.assignments, b_assignments);
     }
+}
+
+#[test]
+fn sorted_values_give_kmeans_1d_centroids_at_every_k() {
+    let palette = [-0.5f32, -0.0, 0.0, 0.25, f32::MIN_POSITIVE, -3.0];
+    let mut rng = SplitMix64::new(4);
+    let few: Vec<f32> = (0..500).map(|_| palette[rng.below(6) as usize]).collect();
+    let mut sets = data_sets().to_vec();
+    sets.push(("palette", few));
+    for (name, values) in sets {
+        let sorted = SortedValues::new(&values);
+        assert_eq!(sorted.len(), values.len());
+        for k in [1, 2, 5, 7, 63, 256] {
+            for init in INITS {
+                assert_eq!(
+                    sorted.centroids(k, init, 300),
+                    kmeans_1d(&values, k, init, 300).centroids,
+                    "{name}, k = {k}, {init:?}"
+                );
+            }
+        }
+    }
+    assert!(SortedValues::new(&[])
+        .centroids(4, Init::Linear, 10)
+        .is_empty());
 }
 
 #[test]

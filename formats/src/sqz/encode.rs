@@ -139,9 +139,7 @@ impl Best {
 /// The sorted distinct values of `values` and the coded index stream of
 /// each value into them, when there are few enough distinct values.
 fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
-    let mut codebook: Vec<f32> = values.to_vec();
-    codebook.sort_by(f32::total_cmp);
-    codebook.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    let codebook = distinct_values(values);
     if codebook.is_empty()
         || codebook.len() > MAX_ALPHABET as usize
         || codebook.len() == values.len()
@@ -159,6 +157,29 @@ fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
     let stream = encode_stream(&codes, codebook.len() as u32);
     Some((float_vec(&codebook), stream))
 }
+
+/// The distinct values of `values` (bit for bit), ascending in total
+/// order. A layer to share weights has few, so they are collected in a
+/// small sorted list; only past [`FEW_DISTINCT`] of them is a copy of the
+/// whole layer sorted.
+fn distinct_values(values: &[f32]) -> Vec<f32> {
+    let mut few: Vec<f32> = Vec::new();
+    for v in values {
+        if let Err(at) = few.binary_search_by(|c| c.total_cmp(v)) {
+            if few.len() == FEW_DISTINCT {
+                let mut all = values.to_vec();
+                all.sort_unstable_by(f32::total_cmp);
+                all.dedup_by(|a, b| a.to_bits() == b.to_bits());
+                return all;
+            }
+            few.insert(at, *v);
+        }
+    }
+    few
+}
+
+/// Distinct values [`distinct_values`] collects before it sorts instead.
+const FEW_DISTINCT: usize = 4096;
 
 /// Store `values` as float16 when every one of them survives the round trip
 /// exactly, else as float32.

@@ -101,6 +101,31 @@ fn extreme_positions_round_trip() {
     }
 }
 
+#[test]
+fn long_gaps_pick_the_best_alphabet_too() {
+    // Gaps from 0 to far beyond the 4096 the encoder counts by value.
+    let mut positions = Vec::new();
+    let mut next = 0;
+    for i in 0..300usize {
+        next += (i * i * 37) % 20_011;
+        positions.push(next);
+        next += 1;
+    }
+    let len = next + 5;
+    let coded = encode_positions(&positions, len);
+    assert_eq!(decode_positions(&coded, len).unwrap(), positions);
+    let best = GAP_ALPHABETS
+        .iter()
+        .map(|&a| {
+            encode_stream(&positions_to_gaps(&positions, a), a)
+                .stored_bytes()
+                .total()
+        })
+        .min()
+        .unwrap();
+    assert_eq!(coded.stored_bytes().total(), best);
+}
+
 /// Asserts that `gaps` over `alphabet` in a layer of `len` weights is
 /// rejected with a message containing `needle`.
 #[track_caller]

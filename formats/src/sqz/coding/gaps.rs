@@ -10,7 +10,7 @@
 //! of symbols below `A-1`, and zeros after the last entry are not coded.
 //! Unlike Han et al.'s filler entries, a skip carries no codebook index.
 
-use super::{choose_coding, decode_stream, pack};
+use super::{choose_coding_by, decode_stream, pack};
 use crate::sqz::Stream;
 use crate::{FormatError, Result};
 
@@ -108,10 +108,11 @@ pub fn encode_positions(positions: &[usize], len: usize) -> Stream {
             "position {last} is outside a layer of {len} weights"
         );
     }
+    let histogram = GapHistogram::new(positions);
     let candidate = |alphabet: u32| {
-        let gaps = positions_to_gaps(positions, alphabet);
-        let (coding, size) = choose_coding(&gaps, alphabet);
-        (size, alphabet, gaps, coding)
+        let (symbols, freqs) = histogram.symbols(alphabet);
+        let (coding, size) = choose_coding_by(symbols, alphabet, || freqs);
+        (size, alphabet, coding)
     };
     let mut best = candidate(GAP_ALPHABETS[0]);
     for &alphabet in &GAP_ALPHABETS[1..] {
@@ -120,11 +121,58 @@ pub fn encode_positions(positions: &[usize], len: usize) -> Stream {
             best = next;
         }
     }
-    let (_, alphabet, gaps, coding) = best;
+    let (_, alphabet, coding) = best;
+    let gaps = positions_to_gaps(positions, alphabet);
     Stream {
         count: gaps.len() as u64,
         alphabet,
         payload: pack(&gaps, &coding),
         coding,
+    }
+}
+
+/// How often each gap occurs between strictly increasing positions, from
+/// which the gap symbols of every alphabet are counted without writing
+/// them out (a VGG-16 classifier layer has tens of millions of entries).
+struct GapHistogram {
+    /// `short[g]`: how many gaps are exactly `g`, for `g` below
+    /// [`GapHistogram::SHORT`].
+    short: Vec<u64>,
+    /// The longer gaps, one entry each.
+    long: Vec<usize>,
+}
+
+impl GapHistogram {
+    /// Gaps below this are counted by value; longer ones (rare in layers
+    /// worth storing sparse) are kept one by one.
+    const SHORT: usize = 4096;
+
+    fn new(positions: &[usize]) -> Self {
+        let mut short = vec![0u64; Self::SHORT];
+        let mut long = Vec::new();
+        let mut next = 0usize;
+        for &p in positions {
+            assert!(p >= next, "positions must be strictly increasing (at {p})");
+            let gap = p - next;
+            match short.get_mut(gap) {
+                Some(count) => *count += 1,
+                None => long.push(gap),
+            }
+            next = p + 1;
+        }
+        GapHistogram { short, long }
+    }
+
+    /// The number of gap symbols over `alphabet` and how often each symbol
+    /// occurs: the histogram of [`positions_to_gaps`]`(positions, alphabet)`.
+    fn symbols(&self, alphabet: u32) -> (u64, Vec<u64>) {
+        let skip = alphabet as usize - 1;
+        let mut freqs = vec![0u64; alphabet as usize];
+        let gaps = self.short.iter().enumerate().map(|(g, &n)| (g, n));
+        for (gap, n) in gaps.chain(self.long.iter().map(|&g| (g, 1))) {
+            freqs[skip] += (gap / skip) as u64 * n;
+            freqs[gap % skip] += n;
+        }
+        (freqs.iter().sum(), freqs)
     }
 }

@@ -57,6 +57,23 @@ pub(crate) fn choose_coding(symbols: &[u32], alphabet: u32) -> (StreamCoding, us
         panic!("symbol {bad} is outside the alphabet of {alphabet}");
     }
     let count = symbols.len() as u64;
+    choose_coding_by(count, alphabet, || {
+        let mut freqs = vec![0u64; alphabet as usize];
+        for &s in symbols {
+            freqs[s as usize] += 1;
+        }
+        freqs
+    })
+}
+
+/// [`choose_coding`] of a stream of `count` symbols over `alphabet` whose
+/// histogram `freqs` gives (called only when a Huffman code could win, so
+/// a huge alphabet over a short stream never allocates its histogram).
+pub(crate) fn choose_coding_by(
+    count: u64,
+    alphabet: u32,
+    freqs: impl FnOnce() -> Vec<u64>,
+) -> (StreamCoding, usize) {
     let cost = |coding: &StreamCoding, payload_len: u128| {
         let payload_len = usize::try_from(payload_len).unwrap_or(usize::MAX);
         Stream::stored_bytes_of(count, alphabet, coding, payload_len).total()
@@ -70,10 +87,7 @@ pub(crate) fn choose_coding(symbols: &[u32], alphabet: u32) -> (StreamCoding, us
     if (u64::from(alphabet) + count).div_ceil(8) >= raw_size as u64 {
         return (raw, raw_size);
     }
-    let mut freqs = vec![0u64; alphabet as usize];
-    for &s in symbols {
-        freqs[s as usize] += 1;
-    }
+    let freqs = freqs();
     let occurring = freqs.iter().filter(|f| **f > 0).count();
     if occurring as u64 > 1 << MAX_CODE_LENGTH {
         return (raw, raw_size);
