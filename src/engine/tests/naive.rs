@@ -58,9 +58,53 @@ pub fn pool_len(len: usize, kernel: usize, stride: usize, pad: usize, ceil_mode:
     }
 }
 
-/// Direct pooling: visit every cell of every window in padded coordinates;
-/// max over real cells, average = sum of real cells / cells inside the
-/// padded input (or / real cells without `count_include_pad`).
+/// One pooling window over an `h x w` plane: how many of its cells lie
+/// inside the padded input, and the real (unpadded) cells among them, in
+/// row-major order. Shared by the float32 reference here and the float64
+/// one of the gradient tests.
+pub struct PoolWindow {
+    pub cells: usize,
+    pub real: Vec<(usize, usize)>,
+}
+
+impl PoolWindow {
+    /// The window of output `(oy, ox)`, visited in padded coordinates.
+    pub fn at(p: &Pool, [h, w]: [usize; 2], oy: usize, ox: usize) -> Self {
+        let mut window = PoolWindow {
+            cells: 0,
+            real: Vec::new(),
+        };
+        for ky in 0..p.kernel_h {
+            for kx in 0..p.kernel_w {
+                let (py, px) = (oy * p.stride_h + ky, ox * p.stride_w + kx);
+                if py >= h + 2 * p.pad_h || px >= w + 2 * p.pad_w {
+                    continue;
+                }
+                window.cells += 1;
+                if let (Some(y), Some(x)) = (py.checked_sub(p.pad_h), px.checked_sub(p.pad_w)) {
+                    if y < h && x < w {
+                        window.real.push((y, x));
+                    }
+                }
+            }
+        }
+        window
+    }
+
+    /// The window's output, in float64: max over the real cells; average
+    /// = their sum (in window order) over the cells inside the padded
+    /// input, or over the real cells without `count_include_pad`.
+    pub fn reduce(&self, p: &Pool, value: impl Fn(usize, usize) -> f64) -> f64 {
+        let values = self.real.iter().map(|&(y, x)| value(y, x));
+        match p.kind {
+            PoolKind::Max => values.fold(f64::NEG_INFINITY, f64::max),
+            PoolKind::Avg if p.count_include_pad => values.sum::<f64>() / self.cells as f64,
+            PoolKind::Avg => values.sum::<f64>() / self.real.len() as f64,
+        }
+    }
+}
+
+/// Direct pooling: every window of [`PoolWindow`], rounded to float32.
 pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
     let [n, c, h, w] = input.shape;
     let out_h = pool_len(h, p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
@@ -70,32 +114,9 @@ pub fn pool(input: &Tensor, p: &Pool) -> Tensor {
         for ch in 0..c {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
-                    let (mut cells, mut real) = (0usize, 0usize);
-                    for ky in 0..p.kernel_h {
-                        for kx in 0..p.kernel_w {
-                            let (py, px) = (oy * p.stride_h + ky, ox * p.stride_w + kx);
-                            if py >= h + 2 * p.pad_h || px >= w + 2 * p.pad_w {
-                                continue;
-                            }
-                            cells += 1;
-                            let (y, x) = (
-                                py as isize - p.pad_h as isize,
-                                px as isize - p.pad_w as isize,
-                            );
-                            if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
-                                let v = input.get(b, ch, y as usize, x as usize).unwrap();
-                                max = max.max(v);
-                                sum += v;
-                                real += 1;
-                            }
-                        }
-                    }
-                    *out.get_mut(b, ch, oy, ox).unwrap() = match p.kind {
-                        PoolKind::Max => max,
-                        PoolKind::Avg if p.count_include_pad => sum / cells as f32,
-                        PoolKind::Avg => sum / real as f32,
-                    };
+                    let window = PoolWindow::at(p, [h, w], oy, ox);
+                    let value = |y, x| f64::from(input.get(b, ch, y, x).unwrap());
+                    *out.get_mut(b, ch, oy, ox).unwrap() = window.reduce(p, value) as f32;
                 }
             }
         }

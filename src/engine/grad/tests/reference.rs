@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use formats::{Conv, Lrn, Model, Op, Pool, PoolKind};
+use formats::{Conv, Lrn, Model, Op, Pool};
 
-use crate::engine::tests::naive::pool_len;
+use crate::engine::tests::naive::{pool_len, PoolWindow};
 
 /// A float64 NCHW blob.
 #[derive(Clone)]
@@ -138,9 +138,7 @@ fn conv(input: &Blob, layer_shape: [usize; 4], params: &Params, c: &Conv) -> Blo
     }
 }
 
-/// Max over the real cells of each window; average = their sum over the
-/// number of cells inside the padded input (or over the real cells without
-/// `count_include_pad`).
+/// Pooling in float64: every window of [`PoolWindow`].
 fn pool(input: &Blob, p: &Pool) -> Blob {
     let [n, c, h, w] = input.shape;
     let out_h = pool_len(h, p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
@@ -150,33 +148,8 @@ fn pool(input: &Blob, p: &Pool) -> Blob {
         for ch in 0..c {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
-                    let (mut cells, mut real) = (0usize, 0usize);
-                    for ky in 0..p.kernel_h {
-                        for kx in 0..p.kernel_w {
-                            let (py, px) = (oy * p.stride_h + ky, ox * p.stride_w + kx);
-                            if py >= h + 2 * p.pad_h || px >= w + 2 * p.pad_w {
-                                continue;
-                            }
-                            cells += 1;
-                            let (Some(y), Some(x)) =
-                                (py.checked_sub(p.pad_h), px.checked_sub(p.pad_w))
-                            else {
-                                continue;
-                            };
-                            if y < h && x < w {
-                                let v = input.at(b, ch, y, x);
-                                max = max.max(v);
-                                sum += v;
-                                real += 1;
-                            }
-                        }
-                    }
-                    data.push(match p.kind {
-                        PoolKind::Max => max,
-                        PoolKind::Avg if p.count_include_pad => sum / cells as f64,
-                        PoolKind::Avg => sum / real as f64,
-                    });
+                    let window = PoolWindow::at(p, [h, w], oy, ox);
+                    data.push(window.reduce(p, |y, x| input.at(b, ch, y, x)));
                 }
             }
         }
