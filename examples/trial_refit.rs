@@ -21,7 +21,6 @@ use formats::{read_model, ReadOptions};
 use sqz::pipeline::calib_images::CalibrationImages;
 use sqz::pipeline::calibration::CalibrationOptions;
 use sqz::pipeline::defaults;
-use sqz::pipeline::quantize::KMeans;
 use sqz::pipeline::sensitivity::{
     default_sparsity_ladder, measure_sensitivity, Ladder, Sensitivity, SensitivityOptions,
 };
@@ -39,11 +38,11 @@ fn main() -> anyhow::Result<()> {
     let batch = images.load(&model, images.count)?;
     let measure = |limit: f64| -> anyhow::Result<Sensitivity> {
         let options = SensitivityOptions {
-            ladder: Ladder::pruning(default_sparsity_ladder())?,
-            kmeans: KMeans::default(),
-            half: false,
-            calibration: CalibrationOptions::default(),
             exact_refit_limit: limit,
+            ..SensitivityOptions::new(
+                Ladder::pruning(default_sparsity_ladder())?,
+                CalibrationOptions::default(),
+            )
         };
         Ok(measure_sensitivity(&model, &batch, &options, &mut |_| {})?)
     };

@@ -13,10 +13,8 @@ use super::progress::Bars;
 use super::ModelArgs;
 use crate::pipeline::calib_images::CalibrationImages;
 use crate::pipeline::calibration::CalibrationOptions;
-use crate::pipeline::defaults;
 use crate::pipeline::memory_plan::MemoryNeed;
 use crate::pipeline::params::{Bits, Sparsity};
-use crate::pipeline::quantize::KMeans;
 use crate::pipeline::sensitivity::{Damage, Sensitivity, SensitivityOptions};
 use crate::pipeline::sensitivity_cache::measure_or_reuse;
 use crate::pipeline::workload::default_sensitivity_images;
@@ -73,13 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         count,
     };
     let batch = images.load(&model, images.count)?;
-    let options = SensitivityOptions {
-        ladder,
-        kmeans: KMeans::default(),
-        half: false,
-        calibration,
-        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
-    };
+    let options = SensitivityOptions::new(ladder, calibration);
     let mut bars = Bars::default();
     let cache = sensitivity_cache_dir(args.no_cache);
     let sensitivity = measure_or_reuse(&model, &batch, &options, cache.as_deref(), &mut bars)?;

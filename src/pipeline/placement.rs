@@ -20,11 +20,9 @@ use formats::{Layer, Model};
 use rayon::prelude::*;
 
 use super::allocation::{allocate, Budget, CostTable, LayerOption, LayerOptions, Plan};
-use super::defaults;
 use super::error::PipelineError;
 use super::params::Sparsity;
 use super::prune::PruneSpec;
-use super::quantize::KMeans;
 use super::report::{PlacedLayer, PlacementReport};
 use super::sensitivity::{Ladder, LayerSensitivity, SensitivityOptions};
 use super::sensitivity_cache::SensitivityRun;
@@ -49,13 +47,7 @@ pub fn place(
     calibration: &Calibration,
     progress: &mut dyn Progress,
 ) -> Result<(PruneSpec, PlacementReport), PipelineError> {
-    let options = SensitivityOptions {
-        ladder: placement.ladder.clone(),
-        kmeans: KMeans::default(),
-        half: false,
-        calibration: calibration.options,
-        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
-    };
+    let options = SensitivityOptions::new(placement.ladder.clone(), calibration.options);
     let sensitivity = placement
         .sensitivity
         .measure(original, calibration, &options, progress)?;

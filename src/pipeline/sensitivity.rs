@@ -131,6 +131,21 @@ pub struct SensitivityOptions {
     pub exact_refit_limit: f64,
 }
 
+impl SensitivityOptions {
+    /// Trials at the levels of `ladder`, fitted with `calibration`, with
+    /// the default k-means, float32 values and
+    /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`].
+    pub fn new(ladder: Ladder, calibration: CalibrationOptions) -> Self {
+        SensitivityOptions {
+            ladder,
+            kmeans: KMeans::default(),
+            half: false,
+            calibration,
+            exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
+        }
+    }
+}
+
 /// The damage of one trial, measured against the original network.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Damage {

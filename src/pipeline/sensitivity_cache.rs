@@ -237,7 +237,6 @@ fn temporary_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::defaults;
     use crate::pipeline::sensitivity::{Damage, Ladder, LayerSensitivity};
     use formats::{Graph, Layer, Preprocess};
 
@@ -259,13 +258,7 @@ mod tests {
     }
 
     fn options() -> SensitivityOptions {
-        SensitivityOptions {
-            ladder: Ladder::default(),
-            kmeans: Default::default(),
-            half: false,
-            calibration: Default::default(),
-            exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
-        }
+        SensitivityOptions::new(Ladder::default(), Default::default())
     }
 
     fn batch(value: f32) -> Tensor {

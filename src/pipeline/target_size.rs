@@ -60,11 +60,9 @@ pub(super) fn fit(
 ) -> Result<Fitted, PipelineError> {
     let nonzeros = target.sparsity.map(|s| nonzero_budget(original, s));
     let options = SensitivityOptions {
-        ladder: target.ladder.clone(),
         kmeans: target.kmeans,
         half,
-        calibration: calibration.options,
-        exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
+        ..SensitivityOptions::new(target.ladder.clone(), calibration.options)
     };
     let start = Instant::now();
     let sensitivity = target
