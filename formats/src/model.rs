@@ -223,12 +223,32 @@ impl Layer {
 
 /// The distinct nonzero values of `values`, ascending, as
 /// [`Layer::distinct_nonzero_weights`] defines them.
-fn distinct_nonzero(values: impl Iterator<Item = f32>) -> Vec<f32> {
-    let mut values: Vec<f32> = values.filter(|w| *w != 0.0).collect();
-    values.sort_unstable_by(f32::total_cmp);
-    values.dedup_by(|a, b| a.to_bits() == b.to_bits());
-    values
+fn distinct_nonzero(values: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
+    distinct_values(values.filter(|w| *w != 0.0))
 }
+
+/// The distinct values of `values` (bit for bit), ascending in total
+/// order. Weights after sharing have few, so they are collected in a small
+/// sorted list; only past [`FEW_DISTINCT`] of them are all the values
+/// copied and sorted (a second pass over `values`).
+pub(crate) fn distinct_values(values: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
+    let mut few: Vec<f32> = Vec::new();
+    for v in values.clone() {
+        if let Err(at) = few.binary_search_by(|c| c.total_cmp(&v)) {
+            if few.len() == FEW_DISTINCT {
+                let mut all: Vec<f32> = values.collect();
+                all.sort_unstable_by(f32::total_cmp);
+                all.dedup_by(|a, b| a.to_bits() == b.to_bits());
+                return all;
+            }
+            few.insert(at, v);
+        }
+    }
+    few
+}
+
+/// Distinct values [`distinct_values`] collects before it sorts instead.
+const FEW_DISTINCT: usize = 4096;
 
 /// Order of colour channels in the input tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

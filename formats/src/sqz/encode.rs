@@ -16,6 +16,7 @@
 
 use super::coding::{encode_positions, encode_stream};
 use super::{EncodedLayer, FloatVec, SqzFile, Stream, WeightStorage, MAX_ALPHABET};
+use crate::model::distinct_values;
 use crate::{Layer, Model};
 use half::f16;
 use rayon::prelude::*;
@@ -139,7 +140,7 @@ impl Best {
 /// The sorted distinct values of `values` and the coded index stream of
 /// each value into them, when there are few enough distinct values.
 fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
-    let codebook = distinct_values(values);
+    let codebook = distinct_values(values.iter().copied());
     if codebook.is_empty()
         || codebook.len() > MAX_ALPHABET as usize
         || codebook.len() == values.len()
@@ -157,29 +158,6 @@ fn codebook_codes(values: &[f32]) -> Option<(FloatVec, Stream)> {
     let stream = encode_stream(&codes, codebook.len() as u32);
     Some((float_vec(&codebook), stream))
 }
-
-/// The distinct values of `values` (bit for bit), ascending in total
-/// order. A layer to share weights has few, so they are collected in a
-/// small sorted list; only past [`FEW_DISTINCT`] of them is a copy of the
-/// whole layer sorted.
-fn distinct_values(values: &[f32]) -> Vec<f32> {
-    let mut few: Vec<f32> = Vec::new();
-    for v in values {
-        if let Err(at) = few.binary_search_by(|c| c.total_cmp(v)) {
-            if few.len() == FEW_DISTINCT {
-                let mut all = values.to_vec();
-                all.sort_unstable_by(f32::total_cmp);
-                all.dedup_by(|a, b| a.to_bits() == b.to_bits());
-                return all;
-            }
-            few.insert(at, *v);
-        }
-    }
-    few
-}
-
-/// Distinct values [`distinct_values`] collects before it sorts instead.
-const FEW_DISTINCT: usize = 4096;
 
 /// Store `values` as float16 when every one of them survives the round trip
 /// exactly, else as float32.
