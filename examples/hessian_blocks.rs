@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let compress = |h: &[LayerHessian]| -> anyhow::Result<Model> {
         let mut out = model.clone();
         for ((layer, h), target) in out.layers.iter_mut().zip(h).zip(&model.layers) {
-            *layer = compress_layer_with_hessian(target, h, Some(0.5), &spec, Refit::Exact)?;
+            *layer = compress_layer_with_hessian(target, h, None, Some(0.5), &spec, Refit::Exact)?;
         }
         Ok(out)
     };

@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "PRESET")]
     preprocess: Option<PreprocessPreset>,
     /// Original model to compare against, side by side: file sizes,
-    /// compression ratio, both accuracies and top-1 agreement.
+    /// compression ratio, both accuracies, top-1 agreement and the mean KL
+    /// divergence of the class probabilities from the original's.
     #[arg(long, value_name = "ORIG")]
     reference: Option<PathBuf>,
     /// Leave out the calibration images that `--calib DIR --calib-count N`
@@ -115,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     reference_top1: r.top1,
                     reference_top5: r.top5,
                     agreement: report.top1_agreement(r),
+                    kl_from_reference: report.mean_kl_from(r),
                 }
             }),
         };
@@ -157,6 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "",
             100.0 * agreement
         )?;
+        let kl = report.mean_kl_from(r).unwrap_or(f64::NAN);
+        writeln!(out, "{:<18} {:>16} {:>16.4}", "KL from original", "", kl)?;
         writeln!(
             out,
             "{:<18} {:>16.1} {:>16.1}",
@@ -200,6 +204,9 @@ struct ReferenceJson {
     reference_top5: f64,
     /// `null` when the two evaluations cover different images.
     agreement: Option<f64>,
+    /// Mean `KL(reference ‖ model)` over the images, in nats; `null` as
+    /// `agreement`.
+    kl_from_reference: Option<f64>,
 }
 
 /// Evaluate with a progress bar labelled `what` (hidden when stderr is not

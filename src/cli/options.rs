@@ -223,6 +223,12 @@ pub struct CalibArgs {
     /// Do not shift biases by the mean output error.
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// Fit each layer to its own output on the compressed network's
+    /// activations, instead of to the original network's output (which
+    /// also corrects the error of the layers below, from a pass of the
+    /// original network on the first 64 calibration images).
+    #[arg(long)]
+    pub no_match_original: bool,
     /// Largest block of inputs whose Hessian is kept whole: a layer with
     /// more inputs (per channel group) is calibrated on a block-diagonal
     /// Hessian of blocks this wide (memory 8 x inputs x N bytes).
@@ -260,6 +266,7 @@ impl CalibArgs {
             options: CalibrationOptions {
                 bias_correction: !self.no_bias_correction,
                 hessian_block: self.hessian_block as usize,
+                match_original: !self.no_match_original,
                 ..CalibrationOptions::default()
             },
             max_memory: self.memory.limit(),

@@ -11,17 +11,21 @@
 //! compressed layer is then used for the rest of the pass, so errors do
 //! not pile up. The math is in [`compress::calib`]; this module feeds it.
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
 use compress::calib::{
-    correct_bias_blocks, gptq_quantize_blocks, prune_reconstruct_blocks, BlockHessian, CalibError,
-    GptqOptions, ReconstructOptions, Refit, DEFAULT_MAX_BLOCK,
+    correct_bias_blocks, correct_bias_to_original_blocks, gptq_quantize_blocks,
+    prune_reconstruct_blocks, retarget_blocks, BlockHessian, CalibError, GptqOptions,
+    ReconstructOptions, Refit, DEFAULT_DAMP, DEFAULT_MAX_BLOCK,
 };
 use formats::{Layer, Model, Node, Op};
 
 use super::error::PipelineError;
-use super::layer_hessian::{layer_hessian, LayerHessian};
+use super::layer_hessian::{layer_hessian, layer_pairs, LayerHessian, LayerPairs};
 use super::prune::{layer_sparsity_targets, PruneSpec};
 use super::quantize::{round_biases_half, shared_values, QuantizeSpec};
-use crate::engine::{forward_hooked, Tensor};
+use crate::engine::{forward_hooked, EngineError, Tensor};
+use crate::error::InternalError;
 
 /// How layers are fitted to the calibration images, whatever is done to
 /// them.
@@ -37,6 +41,11 @@ pub struct CalibrationOptions {
     /// group) with more inputs is fitted block by block, see
     /// [`compress::calib::BlockHessian`].
     pub hessian_block: usize,
+    /// Fit each layer to the original network's output rather than to its
+    /// own output on the compressed network's inputs
+    /// ([`compress::calib::retarget`]), so that each layer corrects what it
+    /// can of the error of the layers below.
+    pub match_original: bool,
 }
 
 impl Default for CalibrationOptions {
@@ -47,6 +56,7 @@ impl Default for CalibrationOptions {
             reconstruct: ReconstructOptions::default(),
             gptq: GptqOptions::default(),
             hessian_block: DEFAULT_MAX_BLOCK,
+            match_original: true,
         }
     }
 }
@@ -64,14 +74,70 @@ pub struct CalibrationSpec {
     pub options: CalibrationOptions,
 }
 
+/// Calibration images on which the original network runs alongside, for
+/// [`CalibrationOptions::match_original`]: its pass holds its own
+/// activations, so it takes the first few images only.
+pub const MATCH_ORIGINAL_IMAGES: usize = 64;
+
 /// Compress `model` layer by layer on the calibration batch `calib`
 /// (already preprocessed), calling `progress` with each layer's name as it
-/// starts on it.
+/// starts on it. With [`CalibrationOptions::match_original`], a second
+/// pass of the original network on the first [`MATCH_ORIGINAL_IMAGES`]
+/// images runs alongside on another thread, handing over each
+/// convolution's input as the compressed pass reaches it.
 pub fn compress_calibrated(
     model: &Model,
     calib: &Tensor,
     spec: &CalibrationSpec,
     progress: &mut dyn FnMut(&str),
+) -> Result<Model, PipelineError> {
+    if !spec.options.match_original {
+        return fit_layers(model, calib, spec, progress, None);
+    }
+    let pairs = calib.batch().min(MATCH_ORIGINAL_IMAGES);
+    let first = Tensor::new(
+        [pairs, calib.shape[1], calib.shape[2], calib.shape[3]],
+        calib.data[..pairs * calib.image_len()].to_vec(),
+    )?;
+    std::thread::scope(|scope| {
+        let (send, receive) = sync_channel(0);
+        let original = scope.spawn(move || original_inputs(model, &first, &send));
+        let fitted = fit_layers(model, calib, spec, progress, Some(receive));
+        match original.join() {
+            // The original pass's own error says best why it stopped.
+            Ok(Err(e)) if fitted.is_err() => Err(e.into()),
+            Ok(_) => fitted,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Runs the original `model` on `calib`, sending each convolution's input
+/// to `send` before computing it, and stops sending once the receiver is
+/// gone.
+fn original_inputs(
+    model: &Model,
+    calib: &Tensor,
+    send: &SyncSender<Tensor>,
+) -> Result<(), EngineError> {
+    let mut open = true;
+    let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
+        if open && matches!(node.op, Op::Conv(_)) {
+            open = send.send(inputs[0].clone()).is_ok();
+        }
+        None
+    };
+    forward_hooked(model, calib, &mut hook).map(|_| ())
+}
+
+/// [`compress_calibrated`]'s compressed pass; `originals`, if given,
+/// delivers the original network's input to every convolution in order.
+fn fit_layers(
+    model: &Model,
+    calib: &Tensor,
+    spec: &CalibrationSpec,
+    progress: &mut dyn FnMut(&str),
+    originals: Option<Receiver<Tensor>>,
 ) -> Result<Model, PipelineError> {
     let targets = spec
         .prune
@@ -80,10 +146,13 @@ pub fn compress_calibrated(
     let mut compressed = model.clone();
     let mut done = vec![false; model.layers.len()];
     let mut failure: Option<PipelineError> = None;
+    let block = spec.options.hessian_block;
     let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
         let Op::Conv(conv) = &node.op else {
             return None;
         };
+        // Taken at every convolution, to stay in step with the other pass.
+        let original_input = originals.as_ref().map(Receiver::recv);
         if failure.is_some() {
             return None;
         }
@@ -94,9 +163,21 @@ pub fn compress_calibrated(
         let original = &model.layers[conv.layer];
         progress(&original.name);
         let target = targets.as_ref().map(|t| t[&original.name]);
-        match layer_hessian(inputs[0], original, conv, spec.options.hessian_block)
-            .and_then(|h| compress_layer_with_hessian(original, &h, target, spec, Refit::Exact))
-        {
+        let fitted = layer_hessian(inputs[0], original, conv, block).and_then(|h| {
+            let pairs = match &original_input {
+                Some(Ok(x)) => Some(layer_pairs(inputs[0], x, original, conv, block)?),
+                Some(Err(_)) => {
+                    return Err(InternalError(format!(
+                        "the original network's pass ended before layer {}",
+                        original.name
+                    ))
+                    .into())
+                }
+                None => None,
+            };
+            compress_layer_with_hessian(original, &h, pairs.as_ref(), target, spec, Refit::Exact)
+        });
+        match fitted {
             Ok(layer) => {
                 compressed.layers[conv.layer] = layer.clone();
                 done[conv.layer] = true;
@@ -108,7 +189,9 @@ pub fn compress_calibrated(
             }
         }
     };
-    forward_hooked(model, calib, &mut hook)?;
+    let result = forward_hooked(model, calib, &mut hook);
+    drop(originals);
+    result?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -172,7 +255,10 @@ fn check_all_used(model: &Model, used: &[bool]) -> Result<(), PipelineError> {
     }
 }
 
-/// Compress one layer given its input Hessians `h`: prune to `sparsity`
+/// Compress one layer given its input Hessians `h` (and, to fit the
+/// original network's output, the moments `pairs` of its inputs paired
+/// with the original network's): retarget the weights to `pairs`, prune
+/// to `sparsity`
 /// with survivors fitted per `refit` (compression always refits exactly;
 /// sensitivity trials of wide layers use the cheaper sweep), share weights
 /// per `spec.quantize` with GPTQ, correct biases. Each channel group is
@@ -181,6 +267,7 @@ fn check_all_used(model: &Model, used: &[bool]) -> Result<(), PipelineError> {
 pub fn compress_layer_with_hessian(
     original: &Layer,
     h: &LayerHessian,
+    pairs: Option<&LayerPairs>,
     sparsity: Option<f64>,
     spec: &CalibrationSpec,
     refit: Refit,
@@ -192,8 +279,13 @@ pub fn compress_layer_with_hessian(
     let failed = PipelineError::layer(&original.name);
     let mut layer = original.clone();
     let result = (|| -> Result<(), CalibError> {
+        if let Some(pairs) = pairs {
+            for_each_group(&mut layer.weights, groups, |w, h, g| {
+                retarget_blocks(w, rows, h, &pairs.groups()[g], DEFAULT_DAMP)
+            })?;
+        }
         if let Some(s) = sparsity {
-            for_each_group(&mut layer.weights, groups, |w, h| {
+            for_each_group(&mut layer.weights, groups, |w, h, _| {
                 prune_reconstruct_blocks(w, rows, h, s, &options.reconstruct, refit)
             })?;
         }
@@ -206,7 +298,7 @@ pub fn compress_layer_with_hessian(
             );
             if !codebook.is_empty() {
                 // Sets every nonzero weight to its codebook value.
-                for_each_group(&mut layer.weights, groups, |w, h| {
+                for_each_group(&mut layer.weights, groups, |w, h, _| {
                     gptq_quantize_blocks(w, rows, h, &codebook, &options.gptq)
                 })?;
             }
@@ -217,9 +309,20 @@ pub fn compress_layer_with_hessian(
                 .chunks_exact_mut(rows)
                 .zip(original.weights.chunks_exact(rows * dim))
                 .zip(layer.weights.chunks_exact(rows * dim))
-                .zip(groups);
-            for (((bias, before), after), h) in parts {
-                correct_bias_blocks(bias, before, after, rows, h)?;
+                .zip(groups)
+                .enumerate();
+            for (g, (((bias, before), after), h)) in parts {
+                match pairs {
+                    Some(pairs) => correct_bias_to_original_blocks(
+                        bias,
+                        before,
+                        after,
+                        rows,
+                        h,
+                        &pairs.groups()[g],
+                    )?,
+                    None => correct_bias_blocks(bias, before, after, rows, h)?,
+                }
             }
         }
         Ok(())
@@ -232,15 +335,16 @@ pub fn compress_layer_with_hessian(
 }
 
 /// Runs `f` on the rows of each channel group of `weights` (row-major, the
-/// groups' rows one after the other) with the group's Hessian.
+/// groups' rows one after the other) with the group's Hessian and index.
 fn for_each_group(
     weights: &mut [f32],
     groups: &[BlockHessian],
-    f: impl Fn(&mut [f32], &BlockHessian) -> Result<(), CalibError>,
+    f: impl Fn(&mut [f32], &BlockHessian, usize) -> Result<(), CalibError>,
 ) -> Result<(), CalibError> {
     let per_group = weights.len() / groups.len();
     weights
         .chunks_exact_mut(per_group)
         .zip(groups)
-        .try_for_each(|(w, h)| f(w, h))
+        .enumerate()
+        .try_for_each(|(g, (w, h))| f(w, h, g))
 }

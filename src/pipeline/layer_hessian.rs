@@ -9,8 +9,13 @@
 //! its rows are compressed against it alone. Within a group, inputs are
 //! split into blocks of at most `max_block` (see [`BlockHessian`]), which
 //! bounds memory and time for layers of any width.
+//!
+//! [`LayerPairs`] holds, the same way, the moments of pairs of inputs to a
+//! layer, the compressed network's and the original network's, with which
+//! calibration fits the original network's output
+//! ([`compress::calib::retarget`]).
 
-use compress::calib::{BlockHessian, CalibError};
+use compress::calib::{BlockHessian, BlockPairs, CalibError};
 use formats::{Conv, Layer};
 use rayon::prelude::*;
 
@@ -74,10 +79,58 @@ impl LayerHessian {
     }
 }
 
+/// The pair moments of one layer, one per channel group: see the module
+/// docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerPairs {
+    /// Inputs of one group.
+    dim: usize,
+    groups: Vec<BlockPairs>,
+}
+
+impl LayerPairs {
+    /// Empty moments for `layer` used with `groups` channel groups,
+    /// blocked as [`LayerHessian::new`] blocks its Hessians.
+    fn new(layer: &Layer, groups: usize, max_block: usize) -> Result<Self, CalibError> {
+        let groups = (0..groups.max(1))
+            .map(|_| BlockPairs::new(group_dim(layer), max_block))
+            .collect::<Result<_, _>>()?;
+        Ok(LayerPairs {
+            dim: group_dim(layer),
+            groups,
+        })
+    }
+
+    /// One set of moments per channel group, in group order.
+    pub fn groups(&self) -> &[BlockPairs] {
+        &self.groups
+    }
+
+    /// Adds the im2col columns of one image from both networks, laid out
+    /// as for [`LayerHessian::accumulate`].
+    fn accumulate(&mut self, compressed: &[f32], original: &[f32]) -> Result<(), CalibError> {
+        let per_group = compressed.len() / self.groups.len();
+        let n = per_group / self.dim;
+        let parts = compressed
+            .chunks_exact(per_group)
+            .zip(original.chunks_exact(per_group));
+        for (m, (c, o)) in self.groups.iter_mut().zip(parts) {
+            m.accumulate(c, o, n)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the sums of `other` (same layer, other images).
+    fn merge(&mut self, other: &LayerPairs) -> Result<(), CalibError> {
+        for (mine, theirs) in self.groups.iter_mut().zip(&other.groups) {
+            mine.merge(theirs)?;
+        }
+        Ok(())
+    }
+}
+
 /// The Hessians of `layer`, used by convolution `conv`, over every image of
-/// its `input`. Partial sums of [`IMAGES_PER_CHUNK`] images are computed a
-/// wave of one per thread at a time, so memory holds at most one partial
-/// per thread besides the total.
+/// its `input`.
 pub fn layer_hessian(
     input: &Tensor,
     layer: &Layer,
@@ -85,27 +138,79 @@ pub fn layer_hessian(
     max_block: usize,
 ) -> Result<LayerHessian, PipelineError> {
     let [_, _, kh, kw] = layer.shape;
-    let images = input.shape[0];
     let failed = || PipelineError::layer(&layer.name);
-    let empty = || LayerHessian::new(layer, conv.groups, max_block).map_err(failed());
-    let chunk = |c: usize| -> Result<LayerHessian, PipelineError> {
-        let mut h = empty()?;
-        for n in c * IMAGES_PER_CHUNK..((c + 1) * IMAGES_PER_CHUNK).min(images) {
+    per_image_sums(
+        input.shape[0],
+        || LayerHessian::new(layer, conv.groups, max_block).map_err(failed()),
+        |h, n| {
             let columns = conv_patches(input, n, [kh, kw], conv)?;
-            h.accumulate(&columns).map_err(failed())?;
+            h.accumulate(&columns).map_err(failed())
+        },
+        |total, part| total.merge(part).map_err(failed()),
+    )
+}
+
+/// The pair moments of `layer`, used by convolution `conv`, between the
+/// compressed network's input `compressed` and the original network's
+/// `original` on the first `original` images of `compressed` (same image
+/// shape).
+pub fn layer_pairs(
+    compressed: &Tensor,
+    original: &Tensor,
+    layer: &Layer,
+    conv: &Conv,
+    max_block: usize,
+) -> Result<LayerPairs, PipelineError> {
+    let [_, _, kh, kw] = layer.shape;
+    let failed = || PipelineError::layer(&layer.name);
+    let images = original.shape[0];
+    if compressed.shape[1..] != original.shape[1..] || images > compressed.shape[0] {
+        return Err(PipelineError::layer(&layer.name)(CalibError::Length {
+            what: "original network's input",
+            len: original.data.len(),
+            expected: compressed.image_len() * images,
+        }));
+    }
+    per_image_sums(
+        images,
+        || LayerPairs::new(layer, conv.groups, max_block).map_err(failed()),
+        |m, n| {
+            let c = conv_patches(compressed, n, [kh, kw], conv)?;
+            let o = conv_patches(original, n, [kh, kw], conv)?;
+            m.accumulate(&c, &o).map_err(failed())
+        },
+        |total, part| total.merge(part).map_err(failed()),
+    )
+}
+
+/// Sums `add(sums, image)` over `images` images: partial sums of
+/// [`IMAGES_PER_CHUNK`] images are computed a wave of one per thread at a
+/// time and merged in image order, so memory holds at most one partial per
+/// thread besides the total, and the result does not depend on the number
+/// of threads.
+fn per_image_sums<T: Send>(
+    images: usize,
+    empty: impl Fn() -> Result<T, PipelineError> + Sync,
+    add: impl Fn(&mut T, usize) -> Result<(), PipelineError> + Sync,
+    merge: impl Fn(&mut T, &T) -> Result<(), PipelineError>,
+) -> Result<T, PipelineError> {
+    let chunk = |c: usize| -> Result<T, PipelineError> {
+        let mut sums = empty()?;
+        for n in c * IMAGES_PER_CHUNK..((c + 1) * IMAGES_PER_CHUNK).min(images) {
+            add(&mut sums, n)?;
         }
-        Ok(h)
+        Ok(sums)
     };
     let chunks = images.div_ceil(IMAGES_PER_CHUNK);
     let wave = rayon::current_num_threads().max(1);
     let mut total = empty()?;
     for start in (0..chunks).step_by(wave) {
-        let partials: Vec<LayerHessian> = (start..(start + wave).min(chunks))
+        let partials: Vec<T> = (start..(start + wave).min(chunks))
             .into_par_iter()
             .map(chunk)
             .collect::<Result<_, _>>()?;
         for p in &partials {
-            total.merge(p).map_err(failed())?;
+            merge(&mut total, p)?;
         }
     }
     Ok(total)

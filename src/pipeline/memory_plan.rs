@@ -15,7 +15,11 @@
 //! - **activations**, per calibration image: the image, and the largest
 //!   node's inputs and output (calibrated compression runs the whole batch
 //!   through one node at a time); sensitivity analysis also keeps every
-//!   blob a trial may start from, counted here as every node's output.
+//!   blob a trial may start from, counted here as every node's output;
+//! - **pairs** with the original network, when calibration matches its
+//!   output: that network's pass on its few images (their activations, as
+//!   above), and the pair moments of the largest layer (a second Hessian
+//!   and the cross products, in total and per thread).
 //!
 //! It is an estimate, not a bound: the allocator, the imaging buffers and
 //! the progress of other threads add to it.
@@ -40,17 +44,48 @@ pub struct MemoryNeed {
     pub hessians: u64,
     /// Activations per calibration image.
     pub per_image: u64,
+    /// The original network's pass, when calibration matches its output.
+    pub pairs: PairNeed,
+}
+
+/// What matching the original network's output adds: its pass over the
+/// first few calibration images, and the pair moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairNeed {
+    /// Pair moments of the largest layer, in total and per thread.
+    pub moments: u64,
+    /// Activations of the original network's pass, per image.
+    pub per_image: u64,
+    /// Images that pass takes at most (0: no such pass).
+    pub images: usize,
 }
 
 impl MemoryNeed {
-    /// Calibrated compression of `model` (one layer at a time).
-    pub fn compression(model: &Model, max_block: usize) -> Result<Self, PipelineError> {
+    /// Calibrated compression of `model` (one layer at a time), matching
+    /// the original network's output on at most `pair_images` images (0:
+    /// not matching it).
+    pub fn compression(
+        model: &Model,
+        max_block: usize,
+        pair_images: usize,
+    ) -> Result<Self, PipelineError> {
         let sizes = Sizes::of(model, max_block)?;
         let threads = rayon::current_num_threads() as u64;
+        let hessians = (1 + threads) * sizes.largest_hessian;
+        let per_image = sizes.image + sizes.largest_node;
+        let pairs = match pair_images {
+            0 => PairNeed::default(),
+            images => PairNeed {
+                moments: 2 * hessians,
+                per_image,
+                images,
+            },
+        };
         Ok(MemoryNeed {
             weights: 3 * sizes.weights,
-            hessians: (1 + threads) * sizes.largest_hessian + sizes.factorisation,
-            per_image: sizes.image + sizes.largest_node,
+            hessians: hessians + sizes.factorisation,
+            per_image,
+            pairs,
         })
     }
 
@@ -63,12 +98,25 @@ impl MemoryNeed {
             weights: (2 + 2 * threads) * sizes.weights,
             hessians: sizes.all_hessians + threads * sizes.factorisation,
             per_image: sizes.image + sizes.largest_node + sizes.all_outputs,
+            pairs: PairNeed::default(),
         })
     }
 
     /// Bytes for `images` calibration images.
     pub fn total(&self, images: usize) -> u64 {
-        self.weights + self.hessians + self.per_image.saturating_mul(images as u64)
+        self.weights
+            .saturating_add(self.hessians)
+            .saturating_add(self.per_image.saturating_mul(images as u64))
+            .saturating_add(self.pair_bytes(images))
+    }
+
+    /// Bytes of the original network's pass for `images` calibration
+    /// images.
+    fn pair_bytes(&self, images: usize) -> u64 {
+        match images.min(self.pairs.images) {
+            0 => 0,
+            n => self.pairs.moments + self.pairs.per_image.saturating_mul(n as u64),
+        }
     }
 
     /// Refuse the run if `images` need more than `available` bytes, naming
@@ -78,17 +126,27 @@ impl MemoryNeed {
         if needed <= available {
             return Ok(());
         }
-        let fixed = self.weights + self.hessians;
-        let fits = available
-            .checked_sub(fixed)
-            .map(|room| room / self.per_image.max(1))
-            .filter(|&n| n > 0);
+        // `total` grows with the image count: the largest count that fits
+        // is found by bisection.
+        let (mut fits, mut over) = (0, images);
+        while over - fits > 1 {
+            let mid = fits + (over - fits) / 2;
+            if self.total(mid) <= available {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
         let advice = match fits {
-            Some(n) => format!("use at most {n} calibration images"),
-            None => "even one image does not fit: use a smaller --hessian-block or a machine with more memory".to_string(),
+            0 => "even one image does not fit: use a smaller --hessian-block or a machine with more memory".to_string(),
+            n => format!("use at most {n} calibration images"),
+        };
+        let pairs = match self.pair_bytes(images) {
+            0 => String::new(),
+            bytes => format!(", original network's pass {}", gigabytes(bytes)),
         };
         Err(PipelineError::Memory(format!(
-            "{what} on {images} images needs about {} (weights and copies {}, Hessians {}, activations {}) but {} are available; {advice}",
+            "{what} on {images} images needs about {} (weights and copies {}, Hessians {}, activations {}{pairs}) but {} are available; {advice}",
             gigabytes(needed),
             gigabytes(self.weights),
             gigabytes(self.hessians),
@@ -170,4 +228,37 @@ pub fn available_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest image count that fits counts the original network's
+    /// pass only up to its image cap, and the message names that pass.
+    #[test]
+    fn advice_counts_the_original_pass_up_to_its_cap() {
+        let need = MemoryNeed {
+            weights: 100,
+            hessians: 0,
+            per_image: 10,
+            pairs: PairNeed {
+                moments: 50,
+                per_image: 10,
+                images: 4,
+            },
+        };
+        assert_eq!(need.total(0), 100);
+        assert_eq!(need.total(2), 100 + 20 + 50 + 20);
+        assert_eq!(need.total(11), 100 + 110 + 50 + 40);
+        assert!(need.check("run", 11, 300).is_ok());
+        let error = need.check("run", 20, 300).unwrap_err().to_string();
+        assert!(
+            error.contains("use at most 11 calibration images"),
+            "{error}"
+        );
+        assert!(error.contains("original network's pass"), "{error}");
+        let error = need.check("run", 20, 150).unwrap_err().to_string();
+        assert!(error.contains("even one image does not fit"), "{error}");
+    }
 }

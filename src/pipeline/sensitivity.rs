@@ -222,7 +222,8 @@ pub fn measure_sensitivity(
         let mut damage = trials
             .par_iter()
             .map(|(sparsity, spec)| {
-                let compressed = compress_layer_with_hessian(layer, h, *sparsity, spec, refit)?;
+                let compressed =
+                    compress_layer_with_hessian(layer, h, None, *sparsity, spec, refit)?;
                 reference.damage(model, &tails, index, compressed)
             })
             .collect::<Result<Vec<_>, PipelineError>>()?;

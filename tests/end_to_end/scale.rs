@@ -17,7 +17,7 @@ fn a_calibrated_run_over_the_memory_limit_is_refused_before_any_work() {
         "--calib",
         images(),
         "--max-memory",
-        "60000000",
+        "100000000",
         "-o",
         out
     ]);

@@ -21,9 +21,10 @@ use std::ops::Range;
 
 use super::bias::shift_bias;
 use super::hessian::check_len;
+use super::retarget::{retarget_in_place, shift_bias_to_original};
 use super::{
     gptq_quantize, output_error, prune_reconstruct, prune_sweep, CalibError, GptqOptions, Hessian,
-    ReconstructOptions, Refit, MAX_DIM,
+    PairMoments, ReconstructOptions, Refit, MAX_DIM,
 };
 
 /// Inputs per block when the caller does not choose: its Hessian takes
@@ -115,22 +116,22 @@ impl BlockHessian {
     }
 
     /// Runs `f` on each block's columns of `weights` (`rows × dim`,
-    /// row-major) and its Hessian, in block order. A single block works on
+    /// row-major), its Hessian and its index, in block order. A single block works on
     /// `weights` directly; otherwise each block's columns are copied out
     /// and back, so the extra memory is one block of columns.
     fn for_each_block(
         &self,
         weights: &mut [f32],
         rows: usize,
-        mut f: impl FnMut(&mut [f32], &Hessian, &Range<usize>) -> Result<(), CalibError>,
+        mut f: impl FnMut(&mut [f32], &Hessian, usize) -> Result<(), CalibError>,
     ) -> Result<(), CalibError> {
         check_len("weights", weights, rows, self.dim)?;
         if let [h] = self.blocks.as_slice() {
-            return f(weights, h, &self.ranges[0]);
+            return f(weights, h, 0);
         }
-        for (range, h) in self.blocks() {
+        for (index, (range, h)) in self.blocks().enumerate() {
             let mut part = columns_of(weights, self.dim, range);
-            f(&mut part, h, range)?;
+            f(&mut part, h, index)?;
             for (row, new) in weights
                 .chunks_exact_mut(self.dim)
                 .zip(part.chunks_exact(range.len()))
@@ -139,6 +140,71 @@ impl BlockHessian {
             }
         }
         Ok(())
+    }
+}
+
+/// [`PairMoments`] over the same diagonal blocks as a [`BlockHessian`]
+/// of the same `dim` and `max_block`: what [`retarget_blocks`] needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockPairs {
+    ranges: Vec<Range<usize>>,
+    blocks: Vec<PairMoments>,
+}
+
+impl BlockPairs {
+    /// An empty accumulator, blocked as `BlockHessian::new(dim, max_block)`.
+    pub fn new(dim: usize, max_block: usize) -> Result<Self, CalibError> {
+        let ranges = block_ranges(dim, max_block)?;
+        let blocks = ranges
+            .iter()
+            .map(|r| PairMoments::new(r.len()))
+            .collect::<Result<_, _>>()?;
+        Ok(BlockPairs { ranges, blocks })
+    }
+
+    /// Adds `n` pairs of columns as [`PairMoments::accumulate`]: each
+    /// block takes its consecutive rows of both sides.
+    pub fn accumulate(
+        &mut self,
+        compressed: &[f32],
+        original: &[f32],
+        n: usize,
+    ) -> Result<(), CalibError> {
+        let dim = self.ranges.last().map_or(0, |r| r.end);
+        check_len("compressed columns", compressed, dim, n)?;
+        check_len("original columns", original, dim, n)?;
+        for (range, block) in self.ranges.iter().zip(&mut self.blocks) {
+            let rows = range.start * n..range.end * n;
+            block.accumulate(&compressed[rows.clone()], &original[rows], n)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the sums of `other`, which must have the same blocks.
+    pub fn merge(&mut self, other: &BlockPairs) -> Result<(), CalibError> {
+        if other.ranges != self.ranges {
+            let dim = |c: &BlockPairs| c.ranges.last().map_or(0, |r| r.end);
+            return Err(CalibError::DimMismatch {
+                dim: dim(self),
+                other: dim(other),
+            });
+        }
+        for (mine, theirs) in self.blocks.iter_mut().zip(&other.blocks) {
+            mine.merge(theirs)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that these blocks are those of `h`.
+    fn check_blocks(&self, h: &BlockHessian) -> Result<(), CalibError> {
+        if self.ranges == h.ranges {
+            Ok(())
+        } else {
+            Err(CalibError::DimMismatch {
+                dim: h.dim,
+                other: self.ranges.last().map_or(0, |r| r.end),
+            })
+        }
     }
 }
 
@@ -217,6 +283,46 @@ pub fn correct_bias_blocks(
     check_len("compressed weights", compressed, rows, h.dim)?;
     let mean: Vec<f64> = h.blocks.iter().flat_map(Hessian::mean_input).collect();
     shift_bias(bias, original, compressed, h.dim, &mean);
+    Ok(())
+}
+
+/// [`retarget_in_place`] on each block: the weights that reproduce the
+/// original network's output from the compressed network's inputs, block
+/// by block (cross-block terms of `G` and `H` are not kept).
+pub fn retarget_blocks(
+    weights: &mut [f32],
+    rows: usize,
+    h: &BlockHessian,
+    cross: &BlockPairs,
+    damp: f64,
+) -> Result<(), CalibError> {
+    cross.check_blocks(h)?;
+    h.for_each_block(weights, rows, |part, _, index| {
+        retarget_in_place(part, rows, &cross.blocks[index], damp)
+    })
+}
+
+/// [`super::correct_bias_to_original`] with the block-diagonal moments:
+/// exact, as it needs only the two mean inputs, which the blocks hold whole.
+pub fn correct_bias_to_original_blocks(
+    bias: &mut [f32],
+    original: &[f32],
+    compressed: &[f32],
+    rows: usize,
+    h: &BlockHessian,
+    cross: &BlockPairs,
+) -> Result<(), CalibError> {
+    cross.check_blocks(h)?;
+    check_len("bias", bias, rows, 1)?;
+    check_len("original weights", original, rows, h.dim)?;
+    check_len("compressed weights", compressed, rows, h.dim)?;
+    let compressed_mean: Vec<f64> = h.blocks.iter().flat_map(Hessian::mean_input).collect();
+    let drift: Vec<f64> = cross
+        .blocks
+        .iter()
+        .flat_map(PairMoments::mean_drift)
+        .collect();
+    shift_bias_to_original(bias, original, compressed, h.dim, &compressed_mean, &drift);
     Ok(())
 }
 

@@ -19,11 +19,11 @@ use super::CalibError;
 pub const MAX_DIM: usize = 8192;
 
 /// Columns converted to `f64` and multiplied together (one parallel task).
-const CHUNK: usize = 1024;
+pub(crate) const CHUNK: usize = 1024;
 
 /// Chunks computed in parallel before their sums are added, in order, to
 /// `H`; fixed so that the result does not depend on the thread count.
-const GROUP: usize = 8;
+pub(crate) const GROUP: usize = 8;
 
 /// Running sums over calibration input columns of one layer: `Σ x xᵀ`,
 /// `Σ x` and the number of columns, in `f64`.
@@ -162,15 +162,7 @@ impl ChunkSums {
     /// faer product that computes only the lower triangle.
     fn of(columns: &[f32], n: usize, range: Range<usize>, dim: usize) -> Self {
         let len = range.len();
-        let mut x = vec![0.0f64; dim * len];
-        let mut sum = vec![0.0f64; dim];
-        for (j, (row, s)) in x.chunks_exact_mut(len).zip(&mut sum).enumerate() {
-            let source = &columns[j * n + range.start..j * n + range.end];
-            row.iter_mut()
-                .zip(source)
-                .for_each(|(d, v)| *d = f64::from(*v));
-            *s = row.iter().sum();
-        }
+        let (x, sum) = widen_columns(columns, n, range, dim);
         let x = MatRef::from_row_major_slice(&x, dim, len);
         let mut gram = Mat::zeros(dim, dim);
         triangular::matmul(
@@ -186,6 +178,27 @@ impl ChunkSums {
         );
         Self { gram, sum }
     }
+}
+
+/// Columns `range` of the row-major `dim × n` block `columns`, widened to
+/// a row-major `dim × range.len()` `f64` matrix, and the sum of each row.
+pub(crate) fn widen_columns(
+    columns: &[f32],
+    n: usize,
+    range: Range<usize>,
+    dim: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let len = range.len();
+    let mut x = vec![0.0f64; dim * len];
+    let mut sum = vec![0.0f64; dim];
+    for (j, (row, s)) in x.chunks_exact_mut(len).zip(&mut sum).enumerate() {
+        let source = &columns[j * n + range.start..j * n + range.end];
+        row.iter_mut()
+            .zip(source)
+            .for_each(|(d, v)| *d = f64::from(*v));
+        *s = row.iter().sum();
+    }
+    (x, sum)
 }
 
 /// The output error `‖(W − Ŵ) X‖²` over the calibration columns behind

@@ -21,6 +21,9 @@
 //! - [`gptq_quantize`]: quantize onto a codebook with GPTQ's error
 //!   compensation.
 //! - [`correct_bias`]: absorb the mean output shift into the bias.
+//! - [`retarget`]: the weights that reproduce the original network's
+//!   output from the compressed network's inputs ([`PairMoments`]), so
+//!   the algorithms above fit the original network, not the layer alone.
 //! - [`output_error`]: measure `‖(W − Ŵ) X‖²` from `H`.
 //! - [`BlockHessian`]: the diagonal blocks of `H` over consecutive inputs,
 //!   and the functions above run block by block (`*_blocks`), so layers
@@ -45,12 +48,14 @@ mod gptq;
 mod hessian;
 mod reconstruct;
 mod refit;
+mod retarget;
 mod sweep;
 
 pub use bias::correct_bias;
 pub use blocks::{
-    correct_bias_blocks, gptq_quantize_blocks, output_error_blocks, prune_reconstruct_blocks,
-    BlockHessian, DEFAULT_MAX_BLOCK,
+    correct_bias_blocks, correct_bias_to_original_blocks, gptq_quantize_blocks,
+    output_error_blocks, prune_reconstruct_blocks, retarget_blocks, BlockHessian, BlockPairs,
+    DEFAULT_MAX_BLOCK,
 };
 pub use damped::DEFAULT_DAMP;
 pub use error::CalibError;
@@ -58,3 +63,4 @@ pub use gptq::{gptq_quantize, ColumnOrder, GptqOptions, Quantized};
 pub use hessian::{output_error, Hessian, MAX_DIM};
 pub use reconstruct::{prune_reconstruct, prune_sweep, ReconstructOptions, Refit};
 pub use refit::{refit_masked, ReconstructReport};
+pub use retarget::{correct_bias_to_original, retarget, retarget_in_place, PairMoments};

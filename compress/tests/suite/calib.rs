@@ -15,13 +15,13 @@ use compress::prune::prune_layer;
 use compress::rng::SplitMix64;
 
 /// A synthetic layer: weights and its calibration inputs.
-struct Layer {
-    rows: usize,
-    dim: usize,
-    weights: Vec<f32>,
+pub(crate) struct Layer {
+    pub(crate) rows: usize,
+    pub(crate) dim: usize,
+    pub(crate) weights: Vec<f32>,
     /// Row-major `dim × n` (row `j` = feature `j` of every column).
-    columns: Vec<f32>,
-    n: usize,
+    pub(crate) columns: Vec<f32>,
+    pub(crate) n: usize,
 }
 
 impl Layer {
@@ -30,7 +30,14 @@ impl Layer {
     /// standard normal, and `s` random per-feature scales in `[0.2, 2.2]`;
     /// through ReLU when `relu` (like conv inputs: non-negative, nonzero
     /// mean).
-    fn new(rows: usize, dim: usize, n: usize, latent: usize, relu: bool, seed: u64) -> Self {
+    pub(crate) fn new(
+        rows: usize,
+        dim: usize,
+        n: usize,
+        latent: usize,
+        relu: bool,
+        seed: u64,
+    ) -> Self {
         let mut rng = SplitMix64::new(seed);
         let mixing: Vec<f64> = (0..dim * latent).map(|_| rng.gaussian()).collect();
         let scale: Vec<f64> = (0..dim).map(|_| 0.2 + 2.0 * rng.next_f64()).collect();
@@ -58,7 +65,7 @@ impl Layer {
         }
     }
 
-    fn hessian(&self) -> Hessian {
+    pub(crate) fn hessian(&self) -> Hessian {
         let mut h = Hessian::new(self.dim).expect("valid dimension");
         h.accumulate(&self.columns, self.n)
             .expect("block has dim × n values");
@@ -88,14 +95,14 @@ impl Layer {
     }
 
     /// The weights magnitude-pruned to `sparsity`.
-    fn magnitude_pruned(&self, sparsity: f64) -> Vec<f32> {
+    pub(crate) fn magnitude_pruned(&self, sparsity: f64) -> Vec<f32> {
         let mut w = self.weights.clone();
         prune_layer(&mut w, sparsity);
         w
     }
 }
 
-fn zeros(w: &[f32]) -> usize {
+pub(crate) fn zeros(w: &[f32]) -> usize {
     w.iter().filter(|v| **v == 0.0).count()
 }
 
@@ -503,7 +510,15 @@ fn results_do_not_depend_on_the_thread_count() {
             error.to_bits(),
         )
     };
-    let results: Vec<_> = [1, 2, 5]
+    let results = on_1_2_and_5_threads(&run);
+    assert!(results[1] == results[0]);
+    assert!(results[2] == results[0]);
+    assert!(run() == results[0]);
+}
+
+/// `run`'s results in rayon pools of 1, 2 and 5 threads.
+pub(crate) fn on_1_2_and_5_threads<T: Send>(run: &(dyn Fn() -> T + Sync)) -> Vec<T> {
+    [1, 2, 5]
         .iter()
         .map(|&threads| {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -512,10 +527,7 @@ fn results_do_not_depend_on_the_thread_count() {
                 .unwrap();
             pool.install(run)
         })
-        .collect();
-    assert!(results[1] == results[0]);
-    assert!(results[2] == results[0]);
-    assert!(run() == results[0]);
+        .collect()
 }
 
 /// Runs every function on `layer` and checks that the results are finite.

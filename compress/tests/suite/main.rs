@@ -7,4 +7,5 @@ mod distill;
 mod kmeans;
 mod optim;
 mod prune;
+mod retarget;
 mod trained_quantization;
