@@ -16,12 +16,32 @@ use super::Tensor;
 const SHRINK_ABOVE: usize = 8;
 
 /// Buffers of freed blobs, ready to hold new ones.
-#[derive(Default)]
 pub(crate) struct Buffers {
     free: Vec<Vec<f32>>,
+    /// Whether freed buffers are kept at all.
+    keeping: bool,
+}
+
+impl Default for Buffers {
+    /// A pool that keeps every freed buffer.
+    fn default() -> Self {
+        Buffers {
+            free: Vec::new(),
+            keeping: true,
+        }
+    }
 }
 
 impl Buffers {
+    /// A pool that keeps nothing: every freed buffer goes straight back to
+    /// the allocator.
+    pub fn releasing() -> Self {
+        Buffers {
+            free: Vec::new(),
+            keeping: false,
+        }
+    }
+
     /// A tensor of `shape` (whose element count shape inference checked)
     /// with unspecified contents: the smallest free buffer that is large
     /// enough, else a new one. A buffer more than [`SHRINK_ABOVE`] times too
@@ -58,8 +78,11 @@ impl Buffers {
         self.keep(tensor.data);
     }
 
-    /// Keep `values` for a later [`Buffers::values`].
+    /// Keep `values` for a later [`Buffers::values`] (drop them, if this
+    /// pool keeps nothing).
     pub fn keep(&mut self, values: Vec<f32>) {
-        self.free.push(values);
+        if self.keeping {
+            self.free.push(values);
+        }
     }
 }

@@ -78,6 +78,9 @@ pub struct Session<'m> {
     steps: Vec<Step>,
     /// Blob buffers of the last run, reused by the next.
     buffers: Mutex<Buffers>,
+    /// Whether freed blobs' buffers are kept for reuse (see
+    /// [`Session::releasing_buffers`]).
+    recycle: bool,
 }
 
 /// How a session computes convolutions.
@@ -169,7 +172,18 @@ impl<'m> Session<'m> {
             plan,
             convolutions,
             buffers: Mutex::default(),
+            recycle: true,
         })
+    }
+
+    /// This session, giving each blob's memory back to the allocator as
+    /// soon as the blob is dead instead of keeping it for reuse: slower
+    /// (fresh pages to fault in), but it holds only the live blobs, never
+    /// the largest stretch of the network seen so far. For a pass that
+    /// waits while another one computes (calibration's original network).
+    pub fn releasing_buffers(mut self) -> Self {
+        self.recycle = false;
+        self
     }
 
     /// Run the model on the NCHW batch `input`; see [`forward`].
@@ -540,8 +554,12 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
-    /// The buffers kept from earlier runs (none if another run holds them).
+    /// The buffers kept from earlier runs (none if another run holds them,
+    /// and a pool that keeps nothing if this session releases buffers).
     fn take_buffers(&self) -> Buffers {
+        if !self.recycle {
+            return Buffers::releasing();
+        }
         self.buffers
             .try_lock()
             .map(|mut kept| std::mem::take(&mut *kept))

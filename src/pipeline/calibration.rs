@@ -24,7 +24,7 @@ use super::error::PipelineError;
 use super::layer_hessian::{layer_hessian, layer_pairs, LayerHessian, LayerPairs};
 use super::prune::{layer_sparsity_targets, PruneSpec};
 use super::quantize::{round_biases_half, shared_values, QuantizeSpec};
-use crate::engine::{forward_hooked, EngineError, Tensor};
+use crate::engine::{forward_hooked, EngineError, Session, Tensor};
 use crate::error::InternalError;
 
 /// How layers are fitted to the calibration images, whatever is done to
@@ -74,17 +74,11 @@ pub struct CalibrationSpec {
     pub options: CalibrationOptions,
 }
 
-/// Calibration images on which the original network runs alongside, for
-/// [`CalibrationOptions::match_original`]: its pass holds its own
-/// activations, so it takes the first few images only.
-pub const MATCH_ORIGINAL_IMAGES: usize = 64;
-
 /// Compress `model` layer by layer on the calibration batch `calib`
 /// (already preprocessed), calling `progress` with each layer's name as it
-/// starts on it. With [`CalibrationOptions::match_original`], a second
-/// pass of the original network on the first [`MATCH_ORIGINAL_IMAGES`]
-/// images runs alongside on another thread, handing over each
-/// convolution's input as the compressed pass reaches it.
+/// starts on it. With [`CalibrationOptions::match_original`], a pass of
+/// the original network runs on another thread, taking turns with the
+/// compressed pass (see [`Turns`]).
 pub fn compress_calibrated(
     model: &Model,
     calib: &Tensor,
@@ -94,15 +88,16 @@ pub fn compress_calibrated(
     if !spec.options.match_original {
         return fit_layers(model, calib, spec, progress, None);
     }
-    let pairs = calib.batch().min(MATCH_ORIGINAL_IMAGES);
-    let first = Tensor::new(
-        [pairs, calib.shape[1], calib.shape[2], calib.shape[3]],
-        calib.data[..pairs * calib.image_len()].to_vec(),
-    )?;
     std::thread::scope(|scope| {
-        let (send, receive) = sync_channel(0);
-        let original = scope.spawn(move || original_inputs(model, &first, &send));
-        let fitted = fit_layers(model, calib, spec, progress, Some(receive));
+        let (send, inputs) = sync_channel(0);
+        let (resume, resumed) = sync_channel(0);
+        let original = scope.spawn(move || original_inputs(model, calib, &send, &resumed));
+        let turns = Turns {
+            inputs,
+            resume,
+            pending: None,
+        };
+        let fitted = fit_layers(model, calib, spec, progress, Some(turns));
         match original.join() {
             // The original pass's own error says best why it stopped.
             Ok(Err(e)) if fitted.is_err() => Err(e.into()),
@@ -112,32 +107,67 @@ pub fn compress_calibrated(
     })
 }
 
-/// Runs the original `model` on `calib`, sending each convolution's input
-/// to `send` before computing it, and stops sending once the receiver is
-/// gone.
+/// Runs the original `model` on `calib`: before each convolution, sends
+/// its input to `send` and waits for `resumed` before going on. Stops
+/// sending and waiting once the other side is gone.
 fn original_inputs(
     model: &Model,
     calib: &Tensor,
     send: &SyncSender<Tensor>,
+    resumed: &Receiver<()>,
 ) -> Result<(), EngineError> {
     let mut open = true;
     let mut hook = |_: usize, node: &Node, inputs: &[&Tensor]| -> Option<Layer> {
         if open && matches!(node.op, Op::Conv(_)) {
-            open = send.send(inputs[0].clone()).is_ok();
+            open = send.send(inputs[0].clone()).is_ok() && resumed.recv().is_ok();
         }
         None
     };
-    forward_hooked(model, calib, &mut hook).map(|_| ())
+    Session::new(model)?
+        .releasing_buffers()
+        .run_hooked(calib, &mut hook)
+        .map(|_| ())
 }
 
-/// [`compress_calibrated`]'s compressed pass; `originals`, if given,
-/// delivers the original network's input to every convolution in order.
+/// The compressed pass's side of the original network's pass. The two
+/// passes take turns, so that only one of them computes (and holds a
+/// stretch of the network's activations for the whole batch) at a time:
+/// at each convolution, the compressed pass takes the original network's
+/// input to it, fits the layer, lets the original pass compute up to the
+/// next convolution and takes that input too, and only then computes its
+/// own stretch.
+struct Turns {
+    inputs: Receiver<Tensor>,
+    resume: SyncSender<()>,
+    /// The original network's input to the next convolution, if taken.
+    pending: Option<Tensor>,
+}
+
+impl Turns {
+    /// The original network's input to the convolution at hand (`None` if
+    /// its pass has ended).
+    fn take(&mut self) -> Option<Tensor> {
+        self.pending.take().or_else(|| self.inputs.recv().ok())
+    }
+
+    /// Let the original pass compute up to its next convolution, and wait
+    /// for it there.
+    fn pass(&mut self) {
+        self.pending = match self.resume.send(()) {
+            Ok(()) => self.inputs.recv().ok(),
+            Err(_) => None,
+        };
+    }
+}
+
+/// [`compress_calibrated`]'s compressed pass; with `turns`, each layer is
+/// fitted to the original network's output.
 fn fit_layers(
     model: &Model,
     calib: &Tensor,
     spec: &CalibrationSpec,
     progress: &mut dyn FnMut(&str),
-    originals: Option<Receiver<Tensor>>,
+    mut turns: Option<Turns>,
 ) -> Result<Model, PipelineError> {
     let targets = spec
         .prune
@@ -151,46 +181,58 @@ fn fit_layers(
         let Op::Conv(conv) = &node.op else {
             return None;
         };
-        // Taken at every convolution, to stay in step with the other pass.
-        let original_input = originals.as_ref().map(Receiver::recv);
-        if failure.is_some() {
-            return None;
-        }
-        if done[conv.layer] {
+        // At every convolution, to stay in step with the other pass.
+        let original_input = turns.as_mut().map(Turns::take);
+        let layer = if failure.is_some() {
+            None
+        } else if done[conv.layer] {
             // A layer shared by several nodes is compressed once.
-            return Some(compressed.layers[conv.layer].clone());
-        }
-        let original = &model.layers[conv.layer];
-        progress(&original.name);
-        let target = targets.as_ref().map(|t| t[&original.name]);
-        let fitted = layer_hessian(inputs[0], original, conv, block).and_then(|h| {
-            let pairs = match &original_input {
-                Some(Ok(x)) => Some(layer_pairs(inputs[0], x, original, conv, block)?),
-                Some(Err(_)) => {
-                    return Err(InternalError(format!(
-                        "the original network's pass ended before layer {}",
-                        original.name
-                    ))
-                    .into())
+            Some(compressed.layers[conv.layer].clone())
+        } else {
+            let original = &model.layers[conv.layer];
+            progress(&original.name);
+            let target = targets.as_ref().map(|t| t[&original.name]);
+            let fitted = layer_hessian(inputs[0], original, conv, block).and_then(|h| {
+                let pairs = match &original_input {
+                    Some(Some(x)) => Some(layer_pairs(inputs[0], x, original, conv, block)?),
+                    Some(None) => {
+                        return Err(InternalError(format!(
+                            "the original network's pass ended before layer {}",
+                            original.name
+                        ))
+                        .into())
+                    }
+                    None => None,
+                };
+                compress_layer_with_hessian(
+                    original,
+                    &h,
+                    pairs.as_ref(),
+                    target,
+                    spec,
+                    Refit::Exact,
+                )
+            });
+            match fitted {
+                Ok(layer) => {
+                    compressed.layers[conv.layer] = layer.clone();
+                    done[conv.layer] = true;
+                    Some(layer)
                 }
-                None => None,
-            };
-            compress_layer_with_hessian(original, &h, pairs.as_ref(), target, spec, Refit::Exact)
-        });
-        match fitted {
-            Ok(layer) => {
-                compressed.layers[conv.layer] = layer.clone();
-                done[conv.layer] = true;
-                Some(layer)
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
             }
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
+        };
+        drop(original_input);
+        if let Some(turns) = turns.as_mut() {
+            turns.pass();
         }
+        layer
     };
     let result = forward_hooked(model, calib, &mut hook);
-    drop(originals);
+    drop(turns);
     result?;
     if let Some(e) = failure {
         return Err(e);

@@ -152,8 +152,7 @@ pub fn layer_hessian(
 
 /// The pair moments of `layer`, used by convolution `conv`, between the
 /// compressed network's input `compressed` and the original network's
-/// `original` on the first `original` images of `compressed` (same image
-/// shape).
+/// `original` (same shape, same images).
 pub fn layer_pairs(
     compressed: &Tensor,
     original: &Tensor,
@@ -163,16 +162,15 @@ pub fn layer_pairs(
 ) -> Result<LayerPairs, PipelineError> {
     let [_, _, kh, kw] = layer.shape;
     let failed = || PipelineError::layer(&layer.name);
-    let images = original.shape[0];
-    if compressed.shape[1..] != original.shape[1..] || images > compressed.shape[0] {
+    if compressed.shape != original.shape {
         return Err(PipelineError::layer(&layer.name)(CalibError::Length {
             what: "original network's input",
             len: original.data.len(),
-            expected: compressed.image_len() * images,
+            expected: compressed.data.len(),
         }));
     }
     per_image_sums(
-        images,
+        compressed.shape[0],
         || LayerPairs::new(layer, conv.groups, max_block).map_err(failed()),
         |m, n| {
             let c = conv_patches(compressed, n, [kh, kw], conv)?;

@@ -17,9 +17,10 @@
 //!   through one node at a time); sensitivity analysis also keeps every
 //!   blob a trial may start from, counted here as every node's output;
 //! - **pairs** with the original network, when calibration matches its
-//!   output: that network's pass on its few images (their activations, as
-//!   above), and the pair moments of the largest layer (a second Hessian
-//!   and the cross products, in total and per thread).
+//!   output: that network's pass (its activations, counted as above; the
+//!   two passes take turns, but each keeps its blobs between turns), and
+//!   the pair moments of the largest layer (cross products the size of
+//!   its Hessians, in total and per thread).
 //!
 //! It is an estimate, not a bound: the allocator, the imaging buffers and
 //! the progress of other threads add to it.
@@ -49,37 +50,34 @@ pub struct MemoryNeed {
 }
 
 /// What matching the original network's output adds: its pass over the
-/// first few calibration images, and the pair moments.
+/// calibration images, and the pair moments (all zero when not matching).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PairNeed {
     /// Pair moments of the largest layer, in total and per thread.
     pub moments: u64,
     /// Activations of the original network's pass, per image.
     pub per_image: u64,
-    /// Images that pass takes at most (0: no such pass).
-    pub images: usize,
 }
 
 impl MemoryNeed {
     /// Calibrated compression of `model` (one layer at a time), matching
-    /// the original network's output on at most `pair_images` images (0:
-    /// not matching it).
+    /// the original network's output or not.
     pub fn compression(
         model: &Model,
         max_block: usize,
-        pair_images: usize,
+        match_original: bool,
     ) -> Result<Self, PipelineError> {
         let sizes = Sizes::of(model, max_block)?;
         let threads = rayon::current_num_threads() as u64;
         let hessians = (1 + threads) * sizes.largest_hessian;
         let per_image = sizes.image + sizes.largest_node;
-        let pairs = match pair_images {
-            0 => PairNeed::default(),
-            images => PairNeed {
-                moments: 2 * hessians,
+        let pairs = if match_original {
+            PairNeed {
+                moments: hessians,
                 per_image,
-                images,
-            },
+            }
+        } else {
+            PairNeed::default()
         };
         Ok(MemoryNeed {
             weights: 3 * sizes.weights,
@@ -113,9 +111,9 @@ impl MemoryNeed {
     /// Bytes of the original network's pass for `images` calibration
     /// images.
     fn pair_bytes(&self, images: usize) -> u64 {
-        match images.min(self.pairs.images) {
+        match self.pairs.per_image.saturating_mul(images as u64) {
             0 => 0,
-            n => self.pairs.moments + self.pairs.per_image.saturating_mul(n as u64),
+            activations => self.pairs.moments.saturating_add(activations),
         }
     }
 
@@ -235,26 +233,25 @@ mod tests {
     use super::*;
 
     /// The largest image count that fits counts the original network's
-    /// pass only up to its image cap, and the message names that pass.
+    /// pass, and the message names that pass.
     #[test]
-    fn advice_counts_the_original_pass_up_to_its_cap() {
+    fn advice_counts_the_original_pass() {
         let need = MemoryNeed {
             weights: 100,
             hessians: 0,
             per_image: 10,
             pairs: PairNeed {
                 moments: 50,
-                per_image: 10,
-                images: 4,
+                per_image: 5,
             },
         };
         assert_eq!(need.total(0), 100);
-        assert_eq!(need.total(2), 100 + 20 + 50 + 20);
-        assert_eq!(need.total(11), 100 + 110 + 50 + 40);
-        assert!(need.check("run", 11, 300).is_ok());
+        assert_eq!(need.total(2), 100 + 20 + 50 + 10);
+        assert_eq!(need.total(10), 100 + 100 + 50 + 50);
+        assert!(need.check("run", 10, 300).is_ok());
         let error = need.check("run", 20, 300).unwrap_err().to_string();
         assert!(
-            error.contains("use at most 11 calibration images"),
+            error.contains("use at most 10 calibration images"),
             "{error}"
         );
         assert!(error.contains("original network's pass"), "{error}");

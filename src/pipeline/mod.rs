@@ -49,7 +49,7 @@ use formats::Model;
 
 use crate::error::InternalError;
 use calib_images::CalibrationImages;
-use calibration::{CalibrationOptions, CalibrationSpec, MATCH_ORIGINAL_IMAGES};
+use calibration::{CalibrationOptions, CalibrationSpec};
 pub use error::PipelineError;
 use finetune::{calibrate, Finetune, FinetuneReport, Stage, Tuning};
 use formats::sqz::encode_model;
@@ -106,12 +106,7 @@ impl Calibration {
             return Ok(());
         };
         let block = self.options.hessian_block;
-        let pair_images = if self.options.match_original {
-            self.images.count.min(MATCH_ORIGINAL_IMAGES)
-        } else {
-            0
-        };
-        MemoryNeed::compression(model, block, pair_images)?.check(
+        MemoryNeed::compression(model, block, self.options.match_original)?.check(
             "calibrated compression",
             self.images.count,
             limit,

@@ -195,16 +195,18 @@ impl BlockPairs {
         Ok(())
     }
 
-    /// Checks that these blocks are those of `h`.
+    /// Checks that these blocks are those of `h`, over the same columns.
     fn check_blocks(&self, h: &BlockHessian) -> Result<(), CalibError> {
-        if self.ranges == h.ranges {
-            Ok(())
-        } else {
-            Err(CalibError::DimMismatch {
+        if self.ranges != h.ranges {
+            return Err(CalibError::DimMismatch {
                 dim: h.dim,
                 other: self.ranges.last().map_or(0, |r| r.end),
-            })
+            });
         }
+        self.blocks
+            .iter()
+            .zip(&h.blocks)
+            .try_for_each(|(pairs, block)| pairs.check_hessian(block))
     }
 }
 
@@ -297,8 +299,8 @@ pub fn retarget_blocks(
     damp: f64,
 ) -> Result<(), CalibError> {
     cross.check_blocks(h)?;
-    h.for_each_block(weights, rows, |part, _, index| {
-        retarget_in_place(part, rows, &cross.blocks[index], damp)
+    h.for_each_block(weights, rows, |part, block, index| {
+        retarget_in_place(part, rows, block, &cross.blocks[index], damp)
     })
 }
 
@@ -317,12 +319,19 @@ pub fn correct_bias_to_original_blocks(
     check_len("original weights", original, rows, h.dim)?;
     check_len("compressed weights", compressed, rows, h.dim)?;
     let compressed_mean: Vec<f64> = h.blocks.iter().flat_map(Hessian::mean_input).collect();
-    let drift: Vec<f64> = cross
+    let original_mean: Vec<f64> = cross
         .blocks
         .iter()
-        .flat_map(PairMoments::mean_drift)
+        .flat_map(PairMoments::mean_original)
         .collect();
-    shift_bias_to_original(bias, original, compressed, h.dim, &compressed_mean, &drift);
+    shift_bias_to_original(
+        bias,
+        original,
+        compressed,
+        h.dim,
+        &compressed_mean,
+        &original_mean,
+    );
     Ok(())
 }
 

@@ -20,10 +20,6 @@
 //! The bias follows the same target: `b̂ = b + W μ_o − Ŵ μ_c`
 //! ([`correct_bias_to_original`]), which makes the mean output equal the
 //! original network's on the calibration data.
-//!
-//! The pairs ([`PairMoments`]) may come from fewer images than the
-//! Hessian of the symmetric algorithms: `W*` has `dim` unknowns per row,
-//! which a few dozen images' positions pin down.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
@@ -37,9 +33,9 @@ use super::{CalibError, Hessian, MAX_DIM};
 
 /// Running sums over pairs of input columns of one layer, the compressed
 /// network's `x_c` and the original network's `x_o` at the same position:
-/// the Hessian of the `x_c` ([`Hessian`]: `Σ x_c x_cᵀ`, `Σ x_c`), and
-/// `Σ x_c x_oᵀ` and `Σ x_o`, in `f64`. The pairs may be a subset of the
-/// calibration images (the original network's pass costs memory).
+/// `Σ x_c x_oᵀ`, `Σ x_o` and the number of pairs, in `f64`. They go with
+/// the [`Hessian`] of the same `x_c` (the layer's), which holds
+/// `Σ x_c x_cᵀ` and `Σ x_c`.
 ///
 /// As for [`Hessian`], the sums depend only on the sequence of
 /// [`accumulate`](Self::accumulate) and [`merge`](Self::merge) calls, never
@@ -47,13 +43,12 @@ use super::{CalibError, Hessian, MAX_DIM};
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairMoments {
     dim: usize,
-    /// The Hessian of the compressed network's columns.
-    compressed: Hessian,
     /// `Σ x_c x_oᵀ`, row-major `dim × dim`: entry `(i, j)` is
     /// `Σ x_c[i] · x_o[j]`.
     cross: Vec<f64>,
     /// `Σ x_o`.
     sum_original: Vec<f64>,
+    samples: usize,
 }
 
 impl PairMoments {
@@ -64,9 +59,9 @@ impl PairMoments {
         }
         Ok(Self {
             dim,
-            compressed: Hessian::new(dim)?,
             cross: vec![0.0; dim * dim],
             sum_original: vec![0.0; dim],
+            samples: 0,
         })
     }
 
@@ -84,8 +79,8 @@ impl PairMoments {
         original: &[f32],
         n: usize,
     ) -> Result<(), CalibError> {
+        check_len("compressed columns", compressed, self.dim, n)?;
         check_len("original columns", original, self.dim, n)?;
-        self.compressed.accumulate(compressed, n)?;
         let chunks: Vec<usize> = (0..n).step_by(CHUNK).collect();
         let dim = self.dim;
         for group in chunks.chunks(GROUP) {
@@ -119,26 +114,47 @@ impl PairMoments {
                 add_into(&mut self.sum_original, sum);
             }
         }
+        self.samples += n;
         Ok(())
     }
 
     /// Adds the sums of `other` (other pairs of the same layer).
     pub fn merge(&mut self, other: &PairMoments) -> Result<(), CalibError> {
-        self.compressed.merge(&other.compressed)?;
+        if other.dim != self.dim {
+            return Err(CalibError::DimMismatch {
+                dim: self.dim,
+                other: other.dim,
+            });
+        }
         add_into(&mut self.cross, &other.cross);
         add_into(&mut self.sum_original, &other.sum_original);
+        self.samples += other.samples;
         Ok(())
     }
 
-    /// How far the original network's mean input column lies from the
-    /// compressed network's, over the pairs: `(Σ x_o − Σ x_c) / n`.
-    pub fn mean_drift(&self) -> Vec<f64> {
-        let n = self.compressed.samples().max(1) as f64;
-        self.sum_original
-            .iter()
-            .zip(self.compressed.mean_input())
-            .map(|(o, c)| o / n - c)
-            .collect()
+    /// The original network's mean input column `Σ x_o / n`.
+    pub fn mean_original(&self) -> Vec<f64> {
+        let n = self.samples.max(1) as f64;
+        self.sum_original.iter().map(|s| s / n).collect()
+    }
+
+    /// Checks that `h` is the Hessian of the same compressed columns (as
+    /// far as dimension and count tell).
+    pub(crate) fn check_hessian(&self, h: &Hessian) -> Result<(), CalibError> {
+        if h.dim() != self.dim {
+            return Err(CalibError::DimMismatch {
+                dim: h.dim(),
+                other: self.dim,
+            });
+        }
+        if h.samples() != self.samples {
+            return Err(CalibError::Length {
+                what: "pairs",
+                len: self.samples,
+                expected: h.samples(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -148,16 +164,19 @@ fn add_into(a: &mut [f64], b: &[f64]) {
 }
 
 /// The weights `W* = W (Gᵀ + δI)(H + δI)⁻¹` that the compressed network's
-/// inputs need to reproduce what `original` (`W`, `rows × dim` row-major)
-/// computed on the original network's inputs, both as seen in `pairs`
-/// (see the module docs). `damp` is the dampening fraction `λ` of `δ`.
+/// inputs behind `h` need to reproduce what `original` (`W`, `rows × dim`
+/// row-major) computed on the original network's inputs paired with them
+/// in `pairs` (see the module docs). `damp` is the dampening fraction `λ`
+/// of `δ`.
 pub fn retarget(
     original: &[f32],
     rows: usize,
+    h: &Hessian,
     pairs: &PairMoments,
     damp: f64,
 ) -> Result<Vec<f32>, CalibError> {
-    let (dim, h, cross) = (pairs.dim, &pairs.compressed, pairs);
+    pairs.check_hessian(h)?;
+    let (dim, cross) = (pairs.dim, pairs);
     check_len("original weights", original, rows, dim)?;
     if original.iter().any(|w| !w.is_finite()) {
         return Err(CalibError::NonFinite("original weights"));
@@ -205,24 +224,23 @@ pub fn retarget(
 pub fn retarget_in_place(
     weights: &mut [f32],
     rows: usize,
+    h: &Hessian,
     pairs: &PairMoments,
     damp: f64,
 ) -> Result<(), CalibError> {
-    let target = retarget(weights, rows, pairs, damp)?;
+    let target = retarget(weights, rows, h, pairs, damp)?;
     if weights.contains(&0.0) {
-        refit_masked(weights, &target, rows, &pairs.compressed, damp)?;
+        refit_masked(weights, &target, rows, h, damp)?;
     } else {
         weights.copy_from_slice(&target);
     }
     Ok(())
 }
 
-/// Adds `(W − Ŵ) μ_c + W (μ_o − μ_c)` to `bias`, where `W` is `original`,
-/// `Ŵ` is `compressed` (both `rows × h.dim()`), `μ_c` the mean input
-/// behind `h` (all calibration images) and `μ_o − μ_c` the drift of the
-/// original network's mean input from the compressed one's, over `pairs`:
-/// the compressed layer's mean output becomes the original network's on
-/// the calibration data.
+/// Adds `W μ_o − Ŵ μ_c` to `bias`, where `W` is `original`, `Ŵ` is
+/// `compressed` (both `rows × h.dim()`), `μ_c` the mean input behind `h`
+/// and `μ_o` the original network's behind `pairs`: the compressed layer's
+/// mean output becomes the original network's on the calibration data.
 pub fn correct_bias_to_original(
     bias: &mut [f32],
     original: &[f32],
@@ -231,26 +249,37 @@ pub fn correct_bias_to_original(
     h: &Hessian,
     pairs: &PairMoments,
 ) -> Result<(), CalibError> {
+    pairs.check_hessian(h)?;
     let dim = h.dim();
     check_len("bias", bias, rows, 1)?;
     check_len("original weights", original, rows, dim)?;
     check_len("compressed weights", compressed, rows, dim)?;
-    let drift = pairs.mean_drift();
-    check_len("mean drift", &drift, dim, 1)?;
-    shift_bias_to_original(bias, original, compressed, dim, &h.mean_input(), &drift);
+    shift_bias_to_original(
+        bias,
+        original,
+        compressed,
+        dim,
+        &h.mean_input(),
+        &pairs.mean_original(),
+    );
     Ok(())
 }
 
-/// Adds `(W − Ŵ) μ_c + W·drift` to `bias` (`W` = `original`, `Ŵ` =
-/// `compressed`, row-major `rows × dim`).
+/// Adds `W μ_o − Ŵ μ_c` to `bias` (`W` = `original`, `Ŵ` = `compressed`,
+/// row-major `rows × dim`): `(W − Ŵ) μ_c`, then `W (μ_o − μ_c)`.
 pub(crate) fn shift_bias_to_original(
     bias: &mut [f32],
     original: &[f32],
     compressed: &[f32],
     dim: usize,
     compressed_mean: &[f64],
-    drift: &[f64],
+    original_mean: &[f64],
 ) {
     shift_bias(bias, original, compressed, dim, compressed_mean);
-    shift_bias(bias, original, &vec![0.0; original.len()], dim, drift);
+    let drift: Vec<f64> = original_mean
+        .iter()
+        .zip(compressed_mean)
+        .map(|(o, c)| o - c)
+        .collect();
+    shift_bias(bias, original, &vec![0.0; original.len()], dim, &drift);
 }

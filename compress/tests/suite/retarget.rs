@@ -31,10 +31,14 @@ fn disturbed(layer: &Layer, seed: u64) -> Vec<f32> {
     out
 }
 
-fn pairs(layer: &Layer, compressed: &[f32]) -> PairMoments {
+/// The Hessian of `compressed` and its pair moments with the layer's own
+/// (original) columns.
+fn pairs(layer: &Layer, compressed: &[f32]) -> (Hessian, PairMoments) {
+    let mut h = Hessian::new(layer.dim).unwrap();
+    h.accumulate(compressed, layer.n).unwrap();
     let mut p = PairMoments::new(layer.dim).unwrap();
     p.accumulate(compressed, &layer.columns, layer.n).unwrap();
-    p
+    (h, p)
 }
 
 /// `‖Ŵ X_c − W X_o‖²` from the activations, in `f64`.
@@ -59,8 +63,8 @@ fn asymmetric_error(layer: &Layer, compressed_inputs: &[f32], w_hat: &[f32]) -> 
 fn retarget_is_the_least_squares_fit_to_the_original_outputs() {
     let layer = Layer::new(10, 24, 2000, 8, true, 300);
     let xc = disturbed(&layer, 301);
-    let p = pairs(&layer, &xc);
-    let fitted = retarget(&layer.weights, layer.rows, &p, 1e-6).unwrap();
+    let (h, p) = pairs(&layer, &xc);
+    let fitted = retarget(&layer.weights, layer.rows, &h, &p, 1e-6).unwrap();
     let before = asymmetric_error(&layer, &xc, &layer.weights);
     let after = asymmetric_error(&layer, &xc, &fitted);
     println!("output error against the original: {before:.4e} kept, {after:.4e} retargeted");
@@ -78,8 +82,8 @@ fn retarget_is_the_least_squares_fit_to_the_original_outputs() {
 #[test]
 fn retarget_changes_nothing_when_both_networks_agree() {
     let layer = Layer::new(8, 20, 800, 6, true, 310);
-    let p = pairs(&layer, &layer.columns);
-    let fitted = retarget(&layer.weights, layer.rows, &p, 0.01).unwrap();
+    let (h, p) = pairs(&layer, &layer.columns);
+    let fitted = retarget(&layer.weights, layer.rows, &h, &p, 0.01).unwrap();
     for (a, b) in layer.weights.iter().zip(&fitted) {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-3), "{a} vs {b}");
     }
@@ -89,10 +93,10 @@ fn retarget_changes_nothing_when_both_networks_agree() {
 fn retarget_in_place_keeps_existing_zeros_and_fits_the_rest() {
     let layer = Layer::new(10, 24, 2000, 8, true, 320);
     let xc = disturbed(&layer, 321);
-    let p = pairs(&layer, &xc);
+    let (h, p) = pairs(&layer, &xc);
     let pruned = layer.magnitude_pruned(0.5);
     let mut w = pruned.clone();
-    retarget_in_place(&mut w, layer.rows, &p, 0.01).unwrap();
+    retarget_in_place(&mut w, layer.rows, &h, &p, 0.01).unwrap();
     let same_zeros = pruned
         .iter()
         .zip(&w)
@@ -108,9 +112,7 @@ fn retarget_in_place_keeps_existing_zeros_and_fits_the_rest() {
 fn bias_to_original_matches_the_original_mean_output() {
     let layer = Layer::new(6, 16, 1500, 6, true, 330);
     let xc = disturbed(&layer, 331);
-    let p = pairs(&layer, &xc);
-    let mut h = Hessian::new(layer.dim).unwrap();
-    h.accumulate(&xc, layer.n).unwrap();
+    let (h, p) = pairs(&layer, &xc);
     let (rows, d, n) = (layer.rows, layer.dim, layer.n);
     // Any compressed weights: every other weight dropped.
     let w_hat: Vec<f32> = layer
@@ -149,8 +151,8 @@ fn pair_moments_do_not_depend_on_the_thread_count() {
     let layer = Layer::new(12, 30, 3000, 8, true, 340);
     let xc = disturbed(&layer, 341);
     let run = || {
-        let p = pairs(&layer, &xc);
-        let fitted = retarget(&layer.weights, layer.rows, &p, 0.01).unwrap();
+        let (h, p) = pairs(&layer, &xc);
+        let fitted = retarget(&layer.weights, layer.rows, &h, &p, 0.01).unwrap();
         fitted.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
     };
     let results = on_1_2_and_5_threads(&run);
@@ -160,6 +162,7 @@ fn pair_moments_do_not_depend_on_the_thread_count() {
 #[test]
 fn bad_pair_input_is_an_error() {
     let layer = Layer::new(4, 6, 50, 6, true, 350);
+    let h = layer.hessian();
     let mut p = PairMoments::new(layer.dim).unwrap();
     assert!(matches!(
         PairMoments::new(0).unwrap_err(),
@@ -177,16 +180,23 @@ fn bad_pair_input_is_an_error() {
         CalibError::DimMismatch { .. }
     ));
     assert!(matches!(
-        retarget(&layer.weights[1..], layer.rows, &p, 0.01).unwrap_err(),
+        retarget(&layer.weights[1..], layer.rows, &h, &p, 0.01).unwrap_err(),
         CalibError::Length { .. }
     ));
     let mut nan = layer.weights.clone();
     nan[2] = f32::NAN;
-    let error = retarget(&nan, layer.rows, &p, 0.01).unwrap_err();
+    let error = retarget(&nan, layer.rows, &h, &p, 0.01).unwrap_err();
     assert!(matches!(error, CalibError::NonFinite(_)));
     assert!(!error.to_string().contains('\n'));
     assert!(matches!(
-        retarget(&layer.weights, layer.rows, &p, -1.0).unwrap_err(),
+        retarget(&layer.weights, layer.rows, &h, &p, -1.0).unwrap_err(),
         CalibError::Damp(_)
+    ));
+    // Pairs over other columns than the Hessian's.
+    let mut other = Hessian::new(layer.dim).unwrap();
+    other.accumulate(&vec![1.0; layer.dim * 3], 3).unwrap();
+    assert!(matches!(
+        retarget(&layer.weights, layer.rows, &other, &p, 0.01).unwrap_err(),
+        CalibError::Length { what: "pairs", .. }
     ));
 }
