@@ -90,8 +90,8 @@ impl PruneArgs {
 pub struct SensitivityArgs {
     /// Calibration images the sensitivity of each layer is measured on (an
     /// evenly spaced subset of the calibration images): every trial runs
-    /// the network on all of them [default: 32, fewer for models of more
-    /// than 1 G multiply-adds per image, at least 4]
+    /// the network on all of them [default: 128, fewer for models of more
+    /// than 0.4 G multiply-adds per image, at least 4]
     #[arg(long, value_name = "N")]
     pub sensitivity_count: Option<usize>,
     /// Measure the sensitivity again instead of reusing a measurement of the

@@ -29,8 +29,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     calib: PathBuf,
     /// Number of calibration images, picked deterministically from DIR;
-    /// every trial runs the network on all of them [default: 32, fewer for
-    /// models of more than 1 G multiply-adds per image, at least 4]
+    /// every trial runs the network on all of them [default: 128, fewer for
+    /// models of more than 0.4 G multiply-adds per image, at least 4]
     #[arg(long, value_name = "N")]
     calib_count: Option<usize>,
     #[command(flatten)]

@@ -187,7 +187,7 @@ fn sensitivity_announces_its_estimated_time_before_the_work() {
     let output = child.wait_with_output().expect("the child ends");
     let estimate = estimate.unwrap_or_else(|| panic!("no estimate on stderr: {seen:?}"));
     assert!(
-        estimate.contains("26 layers x 14 levels on 32 images"),
+        estimate.contains("26 layers x 14 levels on 128 images"),
         "{estimate}"
     );
     assert!(estimate.contains("of CPU"), "{estimate}");

@@ -37,7 +37,7 @@ fn a_calibrated_run_over_the_memory_limit_is_refused_before_any_work() {
         "1000",
     ]);
     assert!(
-        error.contains("sensitivity analysis on 32 images needs about")
+        error.contains("sensitivity analysis on 128 images needs about")
             && error.contains("even one image does not fit"),
         "{error}"
     );
