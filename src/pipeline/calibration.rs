@@ -9,7 +9,12 @@
 //! a least-squares refit of the survivors, k-means for the codebook, GPTQ
 //! error-compensating assignment onto it, and bias correction. The
 //! compressed layer is then used for the rest of the pass, so errors do
-//! not pile up. The math is in [`compress::calib`]; this module feeds it.
+//! not pile up. With [`CalibrationOptions::match_original`] (the default)
+//! a pass of the original network alongside supplies what the layer saw
+//! there, and the layer is fitted to the original network's output
+//! instead of its own ([`compress::calib::retarget`]), which also corrects
+//! the error the layers below left. The math is in [`compress::calib`];
+//! this module feeds it.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
