@@ -225,8 +225,8 @@ pub struct CalibArgs {
     pub no_bias_correction: bool,
     /// Fit each layer to its own output on the compressed network's
     /// activations, instead of to the original network's output (which
-    /// also corrects the error of the layers below, from a pass of the
-    /// original network on the first 64 calibration images).
+    /// also corrects the error of the layers below, from a second pass of
+    /// the original network over the calibration images).
     #[arg(long)]
     pub no_match_original: bool,
     /// Largest block of inputs whose Hessian is kept whole: a layer with

@@ -230,6 +230,7 @@ fn fit_layers(
                 }
             }
         };
+        // Free the original network's input before its pass computes on.
         drop(original_input);
         if let Some(turns) = turns.as_mut() {
             turns.pass();
@@ -237,6 +238,8 @@ fn fit_layers(
         layer
     };
     let result = forward_hooked(model, calib, &mut hook);
+    // Closing the channels lets the original pass run to its end (and the
+    // scope join it) even if this pass stopped early.
     drop(turns);
     result?;
     if let Some(e) = failure {

@@ -40,17 +40,31 @@ pub(crate) fn shift_bias(
     dim: usize,
     mean: &[f64],
 ) {
-    for ((b, w), q) in bias
-        .iter_mut()
-        .zip(original.chunks_exact(dim))
+    let shifts = original
+        .chunks_exact(dim)
         .zip(compressed.chunks_exact(dim))
-    {
-        let shift: f64 = w
-            .iter()
-            .zip(q)
-            .zip(mean)
-            .map(|((w, q), m)| (f64::from(*w) - f64::from(*q)) * m)
-            .sum();
+        .map(|(w, q)| {
+            w.iter()
+                .zip(q)
+                .zip(mean)
+                .map(|((w, q), m)| (f64::from(*w) - f64::from(*q)) * m)
+                .sum()
+        });
+    add_to_bias(bias, shifts);
+}
+
+/// Adds `W v` to `bias` for row-major `rows × dim` weights `W` and a
+/// vector `v` of length `dim`, summing in `f64` and rounding once.
+pub(crate) fn add_product(bias: &mut [f32], weights: &[f32], dim: usize, v: &[f64]) {
+    let shifts = weights
+        .chunks_exact(dim)
+        .map(|w| w.iter().zip(v).map(|(w, x)| f64::from(*w) * x).sum());
+    add_to_bias(bias, shifts);
+}
+
+/// Adds one `f64` shift per row to `bias`, rounding each sum once.
+fn add_to_bias(bias: &mut [f32], shifts: impl Iterator<Item = f64>) {
+    for (b, shift) in bias.iter_mut().zip(shifts) {
         *b = (f64::from(*b) + shift) as f32;
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct Dampened<T> {
     pub factor: T,
     /// The dampening fraction `λ` that made the factorisation succeed.
     pub damp: f64,
+    /// The `δ = λ · scale` that was added to the diagonal.
+    pub shift: f64,
 }
 
 /// Builds `H + λ·scale·I` with rows and columns permuted by `order`
@@ -75,10 +77,11 @@ pub(crate) fn dampen<T>(
             base * RETRY_FACTOR.powi(attempt)
         };
         tried = lambda;
+        let shift = lambda * scale;
         let matrix = Mat::from_fn(dim, dim, |i, j| {
             let g = gram[order[i] * dim + order[j]];
             if i == j {
-                g + lambda * scale
+                g + shift
             } else {
                 g
             }
@@ -88,6 +91,7 @@ pub(crate) fn dampen<T>(
                 matrix,
                 factor,
                 damp: lambda,
+                shift,
             });
         }
     }

@@ -25,7 +25,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
-use super::bias::shift_bias;
+use super::bias::{add_product, shift_bias};
 use super::damped::{cholesky, cholesky_solve, dampen};
 use super::hessian::{check_len, widen_columns, CHUNK, GROUP};
 use super::refit::refit_masked;
@@ -63,11 +63,6 @@ impl PairMoments {
             sum_original: vec![0.0; dim],
             samples: 0,
         })
-    }
-
-    /// Length of one input column.
-    pub fn dim(&self) -> usize {
-        self.dim
     }
 
     /// Adds `n` pairs of columns, each side a row-major `dim × n` matrix
@@ -176,24 +171,18 @@ pub fn retarget(
     damp: f64,
 ) -> Result<Vec<f32>, CalibError> {
     pairs.check_hessian(h)?;
-    let (dim, cross) = (pairs.dim, pairs);
+    let dim = pairs.dim;
     check_len("original weights", original, rows, dim)?;
     if original.iter().any(|w| !w.is_finite()) {
         return Err(CalibError::NonFinite("original weights"));
     }
-    if cross.cross.iter().any(|g| !g.is_finite()) {
+    if pairs.cross.iter().any(|g| !g.is_finite()) {
         return Err(CalibError::NonFinite("cross moments"));
     }
     let identity: Vec<usize> = (0..dim).collect();
     let damped = dampen(h, damp, &identity, cholesky)?;
-    // δ as `dampen` added it: the difference of the traces.
-    let gram = h.gram();
-    let delta = (0..dim)
-        .map(|i| damped.matrix[(i, i)] - gram[i * dim + i])
-        .sum::<f64>()
-        / dim as f64;
     let g = Mat::from_fn(dim, dim, |i, j| {
-        cross.cross[i * dim + j] + if i == j { delta } else { 0.0 }
+        pairs.cross[i * dim + j] + if i == j { damped.shift } else { 0.0 }
     });
     let w = Mat::from_fn(dim, rows, |i, r| f64::from(original[r * dim + i]));
     // (G + δI) Wᵀ, then (H + δI)⁻¹ of that: W*ᵀ.
@@ -281,5 +270,5 @@ pub(crate) fn shift_bias_to_original(
         .zip(compressed_mean)
         .map(|(o, c)| o - c)
         .collect();
-    shift_bias(bias, original, &vec![0.0; original.len()], dim, &drift);
+    add_product(bias, original, dim, &drift);
 }
