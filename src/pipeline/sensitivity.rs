@@ -134,13 +134,20 @@ pub struct SensitivityOptions {
 impl SensitivityOptions {
     /// Trials at the levels of `ladder`, fitted with `calibration`, with
     /// the default k-means, float32 values and
-    /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`].
+    /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`]. A trial compresses one
+    /// layer with the rest of the network original, so there is no
+    /// original output to match apart from its own:
+    /// [`CalibrationOptions::match_original`] is cleared, so that it does
+    /// not split the sensitivity cache between runs that measure the same.
     pub fn new(ladder: Ladder, calibration: CalibrationOptions) -> Self {
         SensitivityOptions {
             ladder,
             kmeans: KMeans::default(),
             half: false,
-            calibration,
+            calibration: CalibrationOptions {
+                match_original: false,
+                ..calibration
+            },
             exact_refit_limit: defaults::SENSITIVITY_EXACT_REFIT_WORK,
         }
     }

@@ -282,6 +282,22 @@ mod tests {
         assert_ne!(base, cache_key(&model(0.5), &batch(1.0), &half));
     }
 
+    /// Whether calibration matches the original network's output does not
+    /// change what a trial measures, so it does not change the key.
+    #[test]
+    fn the_key_ignores_matching_the_original_output() {
+        use crate::pipeline::calibration::CalibrationOptions;
+        let fit = |match_original| {
+            let calibration = CalibrationOptions {
+                match_original,
+                ..CalibrationOptions::default()
+            };
+            let options = SensitivityOptions::new(Ladder::default(), calibration);
+            cache_key(&model(0.5), &batch(1.0), &options)
+        };
+        assert_eq!(fit(true), fit(false));
+    }
+
     #[test]
     fn entries_round_trip_and_bad_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
