@@ -169,11 +169,33 @@ pub struct QuantizeArgs {
     /// Maximum k-means iterations per layer.
     #[arg(long, default_value_t = defaults::KMEANS_MAX_ITER)]
     pub max_iter: usize,
+    /// Entropy-constrained k-means' price of a bit of code length (help:
+    /// [`entropy_weight_help`]).
+    #[arg(long, value_name = "W", value_parser = non_negative_weight, help = entropy_weight_help(), long_help = None)]
+    pub entropy_weight: Option<f64>,
+}
+
+/// Help of `--entropy-weight`, with its two defaults.
+fn entropy_weight_help() -> String {
+    format!(
+        "Entropy-constrained k-means: the price of one bit of code length, in mean squared errors per weight. Weights lean to the shared values most weights use, which Huffman codes in fewer bits; 0 is plain k-means, the paper's [default: {} with --bits, {} with --target-size]",
+        defaults::ENTROPY_WEIGHT,
+        defaults::TARGET_SIZE_ENTROPY_WEIGHT
+    )
+}
+
+/// A finite, non-negative `--entropy-weight`.
+fn non_negative_weight(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+        _ => Err(format!("`{text}` is not a finite number >= 0")),
+    }
 }
 
 impl QuantizeArgs {
-    /// The k-means settings.
-    pub fn kmeans(&self) -> KMeans {
+    /// The k-means settings; `base` gives the entropy weight unless
+    /// `--entropy-weight` is set.
+    pub fn kmeans(&self, base: KMeans) -> KMeans {
         let init = match self.init {
             InitArg::Linear => Init::Linear,
             InitArg::Density => Init::Density,
@@ -182,6 +204,7 @@ impl QuantizeArgs {
         KMeans {
             init,
             max_iter: self.max_iter,
+            entropy_weight: self.entropy_weight.unwrap_or(base.entropy_weight),
         }
     }
 
@@ -190,7 +213,7 @@ impl QuantizeArgs {
         self.bits.map(|bits| QuantizeSpec {
             bits,
             per_layer: layer_overrides(&self.layer_bits),
-            kmeans: self.kmeans(),
+            kmeans: self.kmeans(KMeans::default()),
         })
     }
 }

@@ -21,14 +21,32 @@ pub struct KMeans {
     pub init: Init,
     /// Lloyd iterations at most.
     pub max_iter: usize,
+    /// Price of a bit of code length in entropy-constrained k-means, in
+    /// mean squared errors per weight
+    /// ([`SortedValues::entropy_constrained`]); 0 is plain k-means, the
+    /// paper's.
+    pub entropy_weight: f64,
 }
 
 impl Default for KMeans {
-    /// [`defaults::KMEANS_INIT`] and [`defaults::KMEANS_MAX_ITER`].
+    /// [`defaults::KMEANS_INIT`], [`defaults::KMEANS_MAX_ITER`] and
+    /// [`defaults::ENTROPY_WEIGHT`].
     fn default() -> Self {
         KMeans {
             init: defaults::KMEANS_INIT,
             max_iter: defaults::KMEANS_MAX_ITER,
+            entropy_weight: defaults::ENTROPY_WEIGHT,
+        }
+    }
+}
+
+impl KMeans {
+    /// The defaults with [`defaults::TARGET_SIZE_ENTROPY_WEIGHT`], for
+    /// bit widths chosen by a size budget.
+    pub fn for_target_size() -> Self {
+        KMeans {
+            entropy_weight: defaults::TARGET_SIZE_ENTROPY_WEIGHT,
+            ..KMeans::default()
         }
     }
 }
@@ -85,10 +103,10 @@ pub fn share_weights(layer: &mut formats::Layer, codebook: &[f32], half: bool) {
     }
 }
 
-/// The shared nonzero values of a layer: k-means over its nonzero weights
-/// with `2^bits` clusters, or `2^bits - 1` when the layer is sparse (the
-/// pruned zero takes the last code). Ascending, without zero, rounded to
-/// float16 with `half`.
+/// The shared nonzero values of a layer: (entropy-constrained) k-means
+/// over its nonzero weights with at most `2^bits` clusters, or
+/// `2^bits - 1` when the layer is sparse (the pruned zero takes the last
+/// code). Ascending, without zero, rounded to float16 with `half`.
 pub fn shared_values(weights: &[f32], bits: Bits, kmeans: &KMeans, half: bool) -> Vec<f32> {
     NonzeroWeights::new(weights).shared_values(bits, kmeans, half)
 }
@@ -115,7 +133,9 @@ impl NonzeroWeights {
     /// [`shared_values`] of the layer at `bits`.
     pub fn shared_values(&self, bits: Bits, kmeans: &KMeans, half: bool) -> Vec<f32> {
         let k = ((1usize << bits.get()) - usize::from(self.sparse)).max(1);
-        let mut codebook = self.sorted.centroids(k, kmeans.init, kmeans.max_iter);
+        let mut codebook =
+            self.sorted
+                .entropy_constrained(k, kmeans.init, kmeans.max_iter, kmeans.entropy_weight);
         if half {
             codebook.iter_mut().for_each(|c| *c = round_half(*c));
         }

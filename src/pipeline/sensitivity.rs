@@ -133,7 +133,8 @@ pub struct SensitivityOptions {
 
 impl SensitivityOptions {
     /// Trials at the levels of `ladder`, fitted with `calibration`, with
-    /// the default k-means, float32 values and
+    /// the k-means of a size budget ([`KMeans::for_target_size`]: the
+    /// allocation is what reads the bit trials), float32 values and
     /// [`defaults::SENSITIVITY_EXACT_REFIT_WORK`]. A trial compresses one
     /// layer with the rest of the network original, so there is no
     /// original output to match apart from its own:
@@ -142,7 +143,7 @@ impl SensitivityOptions {
     pub fn new(ladder: Ladder, calibration: CalibrationOptions) -> Self {
         SensitivityOptions {
             ladder,
-            kmeans: KMeans::default(),
+            kmeans: KMeans::for_target_size(),
             half: false,
             calibration: CalibrationOptions {
                 match_original: false,

@@ -299,3 +299,72 @@ fn linear_and_density_starts() {
         [12.0, 37.0, 62.0, 87.0]
     );
 }
+
+/// Entropy in bits and mean squared error of rounding `values` to their
+/// nearest of the ascending `centroids` (what a `.sqz` file stores).
+fn nearest_rounding(values: &[f32], centroids: &[f32]) -> (f64, f64) {
+    let mut counts = vec![0usize; centroids.len()];
+    let mut squared = 0.0;
+    for &v in values {
+        let k = (0..centroids.len())
+            .min_by(|&a, &b| {
+                (v - centroids[a])
+                    .abs()
+                    .total_cmp(&(v - centroids[b]).abs())
+            })
+            .unwrap();
+        counts[k] += 1;
+        squared += f64::from(v - centroids[k]).powi(2);
+    }
+    let n = values.len() as f64;
+    let entropy = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|&c| -(c as f64 / n) * (c as f64 / n).log2())
+        .sum();
+    (entropy, squared / n)
+}
+
+#[test]
+fn entropy_constrained_trades_squared_error_for_fewer_bits() {
+    // Heavy-tailed like trained weights: a Gaussian cubed.
+    let values: Vec<f32> = gaussian(20_000, 1.0, 5).iter().map(|v| v * v * v).collect();
+    let sorted = SortedValues::new(&values);
+    let plain = sorted.centroids(16, Init::Linear, 300);
+    assert_eq!(
+        sorted.entropy_constrained(16, Init::Linear, 300, 0.0),
+        plain
+    );
+    let mut previous = nearest_rounding(&values, &plain);
+    for weight in [0.5, 1.0, 2.0, 4.0] {
+        let centroids = sorted.entropy_constrained(16, Init::Linear, 300, weight);
+        assert!(
+            centroids.len() <= 16 && centroids.len() >= 2,
+            "{weight}: {centroids:?}"
+        );
+        assert!(
+            centroids.windows(2).all(|p| p[0] < p[1]),
+            "{weight}: {centroids:?}"
+        );
+        let (entropy, mse) = nearest_rounding(&values, &centroids);
+        assert!(
+            entropy < previous.0,
+            "{weight}: {entropy} bits after {}",
+            previous.0
+        );
+        assert!(mse > previous.1, "{weight}: mse {mse} after {}", previous.1);
+        previous = (entropy, mse);
+    }
+    assert!(SortedValues::new(&[])
+        .entropy_constrained(4, Init::Linear, 10, 1.0)
+        .is_empty());
+    // At most k distinct values keep their exact codebook.
+    let few: Vec<f32> = values.iter().map(|v| (v * 2.0).round()).collect();
+    let distinct = SortedValues::new(&few);
+    let exact = distinct.centroids(256, Init::Linear, 300);
+    assert!(exact.len() < 256);
+    assert_eq!(
+        distinct.entropy_constrained(256, Init::Linear, 300, 4.0),
+        exact
+    );
+}
