@@ -546,20 +546,6 @@ fn out_of_range_settings_are_usage_errors_before_the_model_is_read() {
                 missing,
                 "--bits",
                 "6",
-                "--entropy-weight",
-                "nan",
-                "-o",
-                out
-            ]
-            .to_vec(),
-            "--entropy-weight",
-        ),
-        (
-            args![
-                "quantize",
-                missing,
-                "--bits",
-                "6",
                 "--layer-bits",
                 "conv1=20",
                 "-o",
