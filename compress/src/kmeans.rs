@@ -88,7 +88,7 @@ pub fn kmeans_1d(values: &[f32], k: usize, init: Init, max_iter: usize) -> Clust
     }
     let order = sorted_order(values);
     let sorted: Vec<f32> = order.iter().map(|&i| values[i]).collect();
-    let (centroids, ends, iterations) = cluster(&sorted, k, init, max_iter);
+    let (centroids, ends, iterations) = cluster(&sorted, k, init, max_iter, 0.0);
     let mut assignments = vec![0u32; values.len()];
     let mut begin = 0;
     for (cluster, &end) in ends.iter().enumerate() {
@@ -139,11 +139,7 @@ impl SortedValues {
     /// The centroids [`kmeans_1d`] returns for the same values and
     /// arguments, bit for bit.
     pub fn centroids(&self, k: usize, init: Init, max_iter: usize) -> Vec<f32> {
-        if self.sorted.is_empty() {
-            return Vec::new();
-        }
-        let (centroids, _, _) = cluster(&self.sorted, k, init, max_iter);
-        centroids.iter().map(|&c| c as f32).collect()
+        self.entropy_constrained(k, init, max_iter, 0.0)
     }
 
     /// Entropy-constrained centroids (ECVQ; Chou, Lookabaugh & Gray 1989):
@@ -170,27 +166,35 @@ impl SortedValues {
         if self.sorted.is_empty() {
             return Vec::new();
         }
-        let (mut centroids, ends, _) = cluster(&self.sorted, k, init, max_iter);
-        let lossless = distinct_runs(&self.sorted, k.max(1)).is_some();
-        if weight > 0.0 && !lossless {
-            let lambda = weight * mean_squared_error(&self.sorted, &centroids, &ends);
-            centroids = ecvq(&self.sorted, centroids, ends, lambda, max_iter);
-        }
+        let (centroids, _, _) = cluster(&self.sorted, k, init, max_iter, weight);
         centroids.iter().map(|&c| c as f32).collect()
     }
 }
 
-/// [`kmeans_1d`] on non-empty sorted values: the centroids, the end of
-/// each one's run of values and the number of centroid updates.
-fn cluster(sorted: &[f32], k: usize, init: Init, max_iter: usize) -> (Vec<f64>, Vec<usize>, usize) {
+/// [`kmeans_1d`] on non-empty sorted values, followed with `weight > 0`
+/// by [`SortedValues::entropy_constrained`]'s iterations: the centroids,
+/// the end of each one's run of values and the number of plain centroid
+/// updates. At most `k` distinct values are returned exactly, unpriced.
+fn cluster(
+    sorted: &[f32],
+    k: usize,
+    init: Init,
+    max_iter: usize,
+    weight: f64,
+) -> (Vec<f64>, Vec<usize>, usize) {
     let k = k.max(1);
-    match distinct_runs(sorted, k) {
-        Some((distinct, ends)) => (distinct, ends, 0),
-        None => {
-            let start = starting_centroids(sorted, k, init);
-            lloyd(sorted, start, max_iter)
-        }
+    if let Some((distinct, ends)) = distinct_runs(sorted, k) {
+        return (distinct, ends, 0);
     }
+    let prefix = prefix_sums(sorted);
+    let start = starting_centroids(sorted, k, init);
+    let (centroids, ends, iterations) = lloyd(sorted, &prefix, start, max_iter);
+    if weight <= 0.0 {
+        return (centroids, ends, iterations);
+    }
+    let lambda = weight * mean_squared_error(sorted, &centroids, &ends);
+    let (centroids, ends) = ecvq(sorted, &prefix, centroids, ends, lambda, max_iter);
+    (centroids, ends, iterations)
 }
 
 /// The centroids [`kmeans_1d`] starts Lloyd's iterations from, ascending,
@@ -317,19 +321,19 @@ fn kmeans_plus_plus(sorted: &[f32], k: usize, seed: u64) -> Vec<f64> {
     centroids
 }
 
-/// Lloyd iterations on sorted values. Returns the final centroids, the end
+/// Lloyd iterations on sorted values (`prefix` their [`prefix_sums`]). Returns the final centroids, the end
 /// (exclusive index into `sorted`) of each centroid's run of values, and the
 /// number of centroid updates.
 fn lloyd(
     sorted: &[f32],
+    prefix: &[f64],
     mut centroids: Vec<f64>,
     max_iter: usize,
 ) -> (Vec<f64>, Vec<usize>, usize) {
-    let prefix = prefix_sums(sorted);
     let mut ends = cluster_ends(sorted, &centroids);
     let mut iterations = 0;
     while iterations < max_iter {
-        update_centroids(&prefix, &ends, &mut centroids);
+        update_centroids(prefix, &ends, &mut centroids);
         iterations += 1;
         let next = cluster_ends(sorted, &centroids);
         if next == ends {
@@ -344,15 +348,15 @@ fn lloyd(
 /// and their runs' `ends`) with the code-length price `lambda` (see
 /// [`SortedValues::entropy_constrained`]): clusters that empty out are
 /// dropped. Stops when the runs no longer change or after `max_iter`
-/// updates; returns the surviving centroids.
+/// updates; returns the surviving centroids and their runs' ends.
 fn ecvq(
     sorted: &[f32],
+    prefix: &[f64],
     mut centroids: Vec<f64>,
     mut ends: Vec<usize>,
     lambda: f64,
     max_iter: usize,
-) -> Vec<f64> {
-    let prefix = prefix_sums(sorted);
+) -> (Vec<f64>, Vec<usize>) {
     let n = sorted.len() as f64;
     for _ in 0..max_iter {
         (centroids, ends) = drop_empty(centroids, &ends);
@@ -367,23 +371,17 @@ fn ecvq(
             .collect();
         // The value where the two neighbours' priced errors are equal:
         // the midpoint, moved towards the centroid of the longer code.
-        let mut next = Vec::with_capacity(centroids.len());
-        let mut begin = 0;
-        for (j, pair) in centroids.windows(2).enumerate() {
-            let gap = pair[1] - pair[0];
-            let threshold =
-                0.5 * (pair[0] + pair[1]) + lambda * (bits[j + 1] - bits[j]) / (2.0 * gap);
-            begin += sorted[begin..].partition_point(|&v| f64::from(v) <= threshold);
-            next.push(begin);
-        }
-        next.push(sorted.len());
+        let next = run_ends(sorted, centroids.len(), |j| {
+            let (low, high) = (centroids[j], centroids[j + 1]);
+            0.5 * (low + high) + lambda * (bits[j + 1] - bits[j]) / (2.0 * (high - low))
+        });
         if next == ends {
             break;
         }
         ends = next;
-        update_centroids(&prefix, &ends, &mut centroids);
+        update_centroids(prefix, &ends, &mut centroids);
     }
-    drop_empty(centroids, &ends).0
+    drop_empty(centroids, &ends)
 }
 
 /// The centroids with a nonempty run, and their runs' ends.
@@ -432,11 +430,21 @@ fn prefix_sums(sorted: &[f32]) -> Vec<f64> {
 /// midpoint goes to the lower centroid). Each search starts at the previous
 /// end, so runs stay contiguous even if rounding disorders the centroids.
 fn cluster_ends(sorted: &[f32], centroids: &[f64]) -> Vec<usize> {
-    let mut ends = Vec::with_capacity(centroids.len());
+    run_ends(sorted, centroids.len(), |j| {
+        0.5 * (centroids[j] + centroids[j + 1])
+    })
+}
+
+/// The ends of `runs` consecutive runs of the sorted values: run `j` ends
+/// after the last value at or below `threshold(j)` (the last run at the
+/// end). Each search starts at the previous end, so runs stay contiguous
+/// (possibly empty) even if the thresholds are out of order.
+fn run_ends(sorted: &[f32], runs: usize, threshold: impl Fn(usize) -> f64) -> Vec<usize> {
+    let mut ends = Vec::with_capacity(runs);
     let mut begin = 0;
-    for pair in centroids.windows(2) {
-        let midpoint = 0.5 * (pair[0] + pair[1]);
-        begin += sorted[begin..].partition_point(|&v| f64::from(v) <= midpoint);
+    for j in 0..runs.saturating_sub(1) {
+        let t = threshold(j);
+        begin += sorted[begin..].partition_point(|&v| f64::from(v) <= t);
         ends.push(begin);
     }
     ends.push(sorted.len());

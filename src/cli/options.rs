@@ -193,9 +193,9 @@ fn non_negative_weight(text: &str) -> Result<f64, String> {
 }
 
 impl QuantizeArgs {
-    /// The k-means settings; `base` gives the entropy weight unless
+    /// The k-means settings, with `default_entropy_weight` unless
     /// `--entropy-weight` is set.
-    pub fn kmeans(&self, base: KMeans) -> KMeans {
+    pub fn kmeans(&self, default_entropy_weight: f64) -> KMeans {
         let init = match self.init {
             InitArg::Linear => Init::Linear,
             InitArg::Density => Init::Density,
@@ -204,7 +204,7 @@ impl QuantizeArgs {
         KMeans {
             init,
             max_iter: self.max_iter,
-            entropy_weight: self.entropy_weight.unwrap_or(base.entropy_weight),
+            entropy_weight: self.entropy_weight.unwrap_or(default_entropy_weight),
         }
     }
 
@@ -213,7 +213,7 @@ impl QuantizeArgs {
         self.bits.map(|bits| QuantizeSpec {
             bits,
             per_layer: layer_overrides(&self.layer_bits),
-            kmeans: self.kmeans(KMeans::default()),
+            kmeans: self.kmeans(defaults::ENTROPY_WEIGHT),
         })
     }
 }

@@ -19,7 +19,7 @@ use super::ModelArgs;
 use crate::pipeline::defaults;
 use crate::pipeline::finetune::FinetuneReport;
 use crate::pipeline::prune::PruneSpec;
-use crate::pipeline::quantize::{KMeans, QuantizeSpec};
+use crate::pipeline::quantize::QuantizeSpec;
 use crate::pipeline::report::{CompressionReport, LayerReport, PlacementReport, PlanReport};
 use crate::pipeline::sensitivity::default_sparsity_ladder;
 use crate::pipeline::target_size::TargetSize;
@@ -116,7 +116,7 @@ pub fn compress(cmd: CompressCmd) -> anyhow::Result<()> {
                 sparsity: cmd.prune.sparsity,
                 ladder: cmd.allocation.ladder.ladder()?,
                 sensitivity: cmd.allocation.sensitivity.run(),
-                kmeans: cmd.quantize.kmeans(KMeans::for_target_size()),
+                kmeans: cmd.quantize.kmeans(defaults::TARGET_SIZE_ENTROPY_WEIGHT),
             }),
             ..fixed_recipe(None, None, &cmd.calib, &cmd.output)
         },
