@@ -1,6 +1,7 @@
 //! `bench`: inference speed of a model in the engine, with a profile of
 //! where the time goes by kind of operation.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -90,10 +91,11 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         prepare_ms: prepare_time.as_secs_f64() * 1e3,
         profile,
     };
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string(&report.json(args))?);
+        writeln!(out, "{}", serde_json::to_string(&report.json(args))?)?;
     } else {
-        report.print(args);
+        report.print(&mut out, args)?;
     }
     Ok(())
 }
@@ -194,33 +196,42 @@ impl Report {
         rayon::current_num_threads()
     }
 
-    fn print(&self, args: &Args) {
-        println!("model      {}", args.model.model.display());
-        println!(
+    fn print(&self, out: &mut impl Write, args: &Args) -> std::io::Result<()> {
+        writeln!(out, "model      {}", args.model.model.display())?;
+        writeln!(
+            out,
             "setup      batch {}, {} threads, median of {} runs after {} warm-up runs{}",
             args.batch,
             Self::threads(),
             args.runs,
             args.warmup,
             if args.im2col { ", im2col path" } else { "" }
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "load       {:.1} ms (+ {:.1} ms packing weights)",
             self.load_ms, self.prepare_ms
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "images/s   {:.1} (min {:.1}, max {:.1})",
             self.images_per_sec, self.min, self.max
-        );
+        )?;
         let total: Duration = self.profile.iter().map(|(_, t)| *t).sum();
-        println!("time per batch by operation (mean of {} runs):", args.runs);
+        writeln!(
+            out,
+            "time per batch by operation (mean of {} runs):",
+            args.runs
+        )?;
         for (kind, time) in &self.profile {
-            println!(
+            writeln!(
+                out,
                 "  {kind:<12} {:>8.2} ms {:>5.1} %",
                 time.as_secs_f64() * 1e3,
                 100.0 * time.as_secs_f64() / total.as_secs_f64()
-            );
+            )?;
         }
+        Ok(())
     }
 
     fn json<'a>(&'a self, args: &'a Args) -> BenchJson<'a> {

@@ -23,6 +23,7 @@ mod report;
 mod sensitivity;
 mod stages;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -194,6 +195,8 @@ pub fn main() -> ExitCode {
     progress::set_quiet(cli.quiet);
     match std::panic::catch_unwind(move || cli.command.run()) {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        // Whoever read the results (`| head`) has all they wanted.
+        Ok(Err(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("error: {}", describe(&e));
             ExitCode::from(exit_code(&e))
@@ -201,6 +204,16 @@ pub fn main() -> ExitCode {
         // The panic hook has already printed the message.
         Err(_) => ExitCode::from(EXIT_INTERNAL),
     }
+}
+
+/// Whether `error` is stdout closed by its reader: not a failure of the
+/// command, and no message is due (as with `grep`, `rg`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The exit code of a failed command: internal errors are bugs.
@@ -218,8 +231,13 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{}", e.render());
-            ExitCode::SUCCESS
+            match write!(std::io::stdout(), "{}", e.render()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: cannot print the help: {e}");
+                    ExitCode::from(EXIT_USER)
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let commands: Vec<String> = Cli::command()

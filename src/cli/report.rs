@@ -2,6 +2,7 @@
 //! original (sizes per stage, per-layer density and bits, weight histograms
 //! with the shared centroids, accuracy side by side).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -81,6 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let html = page::render(&data, &accuracy)?;
     write_report_dir(&args.output, &[(INDEX, html.as_bytes())])?;
-    println!("wrote {}", args.output.join(INDEX).display());
+    writeln!(
+        std::io::stdout(),
+        "wrote {}",
+        args.output.join(INDEX).display()
+    )?;
     Ok(())
 }

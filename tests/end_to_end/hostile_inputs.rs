@@ -416,3 +416,26 @@ fn eval_skip_bad_skips_and_reports_unreadable_images() {
         (&report["top1"], &report["top5"])
     );
 }
+
+/// A reader that stops early (`sqz-compress inspect MODEL | head -1`) is
+/// not a failure: with stdout a pipe whose reader is already gone, help
+/// and a table both end with exit 0 and nothing on stderr, not with a
+/// panic about printing.
+#[test]
+fn closed_stdout_ends_quietly() {
+    for args in [vec![PathBuf::from("--help")], vec!["inspect".into(), tiny_param()]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = crate::common::sqz_command()
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .expect("sqz-compress runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{args:?}: exit {:?}, stderr: {stderr}",
+            out.status.code()
+        );
+    }
+}
