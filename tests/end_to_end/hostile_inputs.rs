@@ -423,7 +423,10 @@ fn eval_skip_bad_skips_and_reports_unreadable_images() {
 /// panic about printing.
 #[test]
 fn closed_stdout_ends_quietly() {
-    for args in [vec![PathBuf::from("--help")], vec!["inspect".into(), tiny_param()]] {
+    for args in [
+        vec![PathBuf::from("--help")],
+        vec!["inspect".into(), tiny_param()],
+    ] {
         let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
         let out = crate::common::sqz_command()
