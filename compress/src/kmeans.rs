@@ -321,9 +321,9 @@ fn kmeans_plus_plus(sorted: &[f32], k: usize, seed: u64) -> Vec<f64> {
     centroids
 }
 
-/// Lloyd iterations on sorted values (`prefix` their [`prefix_sums`]). Returns the final centroids, the end
-/// (exclusive index into `sorted`) of each centroid's run of values, and the
-/// number of centroid updates.
+/// Lloyd iterations on sorted values (`prefix` their [`prefix_sums`]).
+/// Returns the final centroids, the end (exclusive index into `sorted`) of
+/// each centroid's run of values, and the number of centroid updates.
 fn lloyd(
     sorted: &[f32],
     prefix: &[f64],
