@@ -8,8 +8,9 @@
 //! tasks: per image, per group of [`BLOCKS`] output blocks, a run of at
 //! most [`SEGMENTS_PER_TASK`] segments of at most [`POSITIONS`] positions
 //! of one output row (a 1x1 convolution with stride 1 treats the whole plane
-//! as one row). A task keeps its group's weights in cache while it walks
-//! its segments. No output value is split between tasks, so nothing
+//! as one row). A task walks its segments once per part of the depth
+//! ([`STEPS_PER_PART`] steps), so the part's weights stay in the L1 cache
+//! however deep the layer is. No output value is split between tasks, so nothing
 //! depends on the thread count. The output may be a range of channel
 //! blocks of a wider tensor, so a convolution can write straight into the
 //! concatenation that reads it.
@@ -65,6 +66,7 @@ pub(crate) fn conv2d_blocked(
     let (out_image, out_plane) = (output.image_len(), output.plane_len());
     let in_image = source.image_len();
     let out = SharedOutput(output.data.as_mut_ptr());
+    let parts = depth_parts(&layout.source);
     for_each_task(batch, layer.block_count(), chunks, |task| {
         let Task {
             image,
@@ -72,37 +74,80 @@ pub(crate) fn conv2d_blocked(
             blocks,
             ..
         } = task;
-        let filters = Filters {
-            weights: &layer.blocks[first * layer.depth * LANES..],
-            bias: &layer.bias[first * LANES..],
-            depth: layer.depth,
-            blocks,
-        };
         let image_values = &source.data[image * in_image..][..in_image];
         let run = task.share(segments.len(), chunks);
-        for segment in &segments[run] {
-            let source = Source {
-                values: &image_values[layout.window_corner(segment)..],
-                ..layout.source
+        for (index, part) in parts.iter().enumerate() {
+            let filters = Filters {
+                weights: &layer.blocks[first * layer.depth * LANES + part.first_step * LANES..],
+                bias: (index == 0).then(|| &layer.bias[first * LANES..]),
+                depth: part.steps,
+                stride: layer.depth * LANES,
+                blocks,
             };
-            let offset = image * out_image
-                + (first_block + first) * out_plane
-                + (segment.row * layout.cols + segment.col) * LANES;
-            let target = Target {
-                // SAFETY: `offset` plus the kernel's writes stay inside
-                // `output` (blocks checked above, positions within the
-                // plane), and tasks write disjoint (block, position) sets.
-                pointer: unsafe { out.at(offset) },
-                block_stride: out_plane,
-                positions: segment.len,
-            };
-            // SAFETY: a `Kernel` proves AVX-512F; see `target` above.
-            unsafe { convolve(source, filters, conv.relu, target) };
+            let relu = conv.relu && index + 1 == parts.len();
+            for segment in &segments[run.clone()] {
+                let source = Source {
+                    values: &image_values[layout.window_corner(segment) + part.offset..],
+                    channels: part.channels,
+                    ..layout.source
+                };
+                let offset = image * out_image
+                    + (first_block + first) * out_plane
+                    + (segment.row * layout.cols + segment.col) * LANES;
+                let target = Target {
+                    // SAFETY: `offset` plus the kernel's writes stay inside
+                    // `output` (blocks checked above, positions within the
+                    // plane), and tasks write disjoint (block, position) sets.
+                    pointer: unsafe { out.at(offset) },
+                    block_stride: out_plane,
+                    positions: segment.len,
+                };
+                // SAFETY: a `Kernel` proves AVX-512F; see `target` above.
+                unsafe { convolve(source, filters, relu, target) };
+            }
         }
     });
     if let Some(padded) = padded {
         buffers.keep(padded.data);
     }
+}
+
+/// Depth steps (input channel, ky, kx) per part at most: the weights of
+/// one part for [`BLOCKS`] output blocks (`BLOCKS * 16 * 4` bytes per
+/// step) stay in the L1 cache while a task walks its segments.
+const STEPS_PER_PART: usize = 128;
+
+/// A run of whole input blocks, the depth one pass of a task covers.
+struct DepthPart {
+    /// Input channels of the part.
+    channels: usize,
+    /// Its first depth step and its number of steps.
+    first_step: usize,
+    steps: usize,
+    /// Offset of its first channel in an input image.
+    offset: usize,
+}
+
+/// The depth of a convolution reading `source` cut into parts of whole
+/// input blocks of at most [`STEPS_PER_PART`] steps (at least one block).
+/// Each output value is still the bias plus its products in depth order:
+/// a part starts from the partial sums the previous one stored.
+fn depth_parts(source: &Source<'_>) -> Vec<DepthPart> {
+    let window = source.kernel[0] * source.kernel[1];
+    let blocks_per_part = (STEPS_PER_PART / (window * source.lanes)).max(1);
+    let channels_per_part = blocks_per_part * source.lanes;
+    (0..source.channels)
+        .step_by(channels_per_part)
+        .map(|first| {
+            let channels = channels_per_part.min(source.channels - first);
+            DepthPart {
+                channels,
+                first_step: first * window,
+                steps: channels * window,
+                offset: first / source.lanes * source.block_stride,
+            }
+        })
+        .collect()
 }
 
 /// One task of a blocked convolution: one image, output blocks `first..

@@ -5,7 +5,11 @@
 //! Each step of the depth (`(input channel, ky, kx)`, in that order) loads
 //! one vector of 16 weights per output block and broadcasts the input
 //! value of that step at each position, then does `BLOCKS x POSITIONS`
-//! fused multiply-adds into 24 of the 32 vector registers. Each output
+//! fused multiply-adds into 24 of the 32 vector registers. A 1x1 window
+//! runs whole input blocks as 16 unrolled steps, and larger windows read
+//! through one pointer per position, so the loop adds few instructions to
+//! the multiply-adds: a core with two 512-bit FMA units (Skylake-SP) is
+//! otherwise limited by instruction issue, not arithmetic. Each output
 //! value is its bias plus the products in depth order `0, 1, ...`, each
 //! added with one fused multiply-add: the same order and the same roundings
 //! as the NCHW micro-kernel ([`crate::engine::kernel`]), so both layouts
@@ -52,13 +56,17 @@ impl Source<'_> {
 }
 
 /// Packed weights of `blocks` consecutive output blocks: block `b`'s
-/// `depth x 16` weights start at `weights[b * depth * 16]`; `bias` holds
-/// `16 * blocks` values.
+/// `depth x 16` weights start at `weights[b * stride]`. With `bias`
+/// (`16 * blocks` values) the sums start at the bias; without, they go on
+/// from the partial sums already in the target (a later part of the depth,
+/// see [`super::conv`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Filters<'a> {
     pub weights: &'a [f32],
-    pub bias: &'a [f32],
+    pub bias: Option<&'a [f32]>,
     pub depth: usize,
+    /// Values between the weights of consecutive blocks (at least `depth * 16`).
+    pub stride: usize,
     pub blocks: usize,
 }
 
@@ -72,7 +80,8 @@ pub(super) struct Target {
     pub positions: usize,
 }
 
-/// Compute `target` from `source` and `filters` (through ReLU if `relu`).
+/// Compute `target` from `source` and `filters` (through ReLU if `relu`):
+/// the bias (or the target's partial sums) plus the products in depth order.
 ///
 /// # Safety
 /// The CPU must have AVX-512F ([`crate::engine::kernel::Kernel`] proves
@@ -94,8 +103,9 @@ pub(super) unsafe fn convolve(
         filters.depth,
         source.channels * source.kernel[0] * source.kernel[1]
     );
-    assert!(filters.weights.len() >= blocks * filters.depth * LANES);
-    assert!(filters.bias.len() >= blocks * LANES);
+    assert!(filters.stride >= filters.depth * LANES);
+    assert!(filters.weights.len() >= (blocks - 1) * filters.stride + filters.depth * LANES);
+    assert!(filters.bias.is_none_or(|bias| bias.len() >= blocks * LANES));
     #[cfg(target_arch = "x86_64")]
     macro_rules! dispatch {
         ($($b:literal),*) => {
@@ -136,33 +146,68 @@ mod avx512 {
         // unrolled accumulators live in registers and never in memory.
         let mut acc = [[_mm512_setzero_ps(); P]; B];
         for b in 0..B {
-            let bias = _mm512_loadu_ps(filters.bias.as_ptr().add(b * LANES));
-            for p in 0..P {
-                acc[b][p] = bias;
+            match filters.bias {
+                Some(bias) => {
+                    let bias = _mm512_loadu_ps(bias.as_ptr().add(b * LANES));
+                    for p in 0..P {
+                        acc[b][p] = bias;
+                    }
+                }
+                None => {
+                    let out = target.pointer.add(b * target.block_stride);
+                    for p in 0..P {
+                        acc[b][p] = _mm512_loadu_ps(out.add(p * LANES));
+                    }
+                }
             }
         }
         let [kh, kw] = source.kernel;
-        let (stride, block_weights) = (source.position_stride, filters.depth * LANES);
+        let (stride, block_weights) = (source.position_stride, filters.stride);
+        // One step of the depth: the weights of `B` blocks at `$step` times
+        // the input of each position `$p` at `$input`.
+        macro_rules! step {
+            ($step:expr, |$p:ident| $input:expr) => {{
+                let step = $step;
+                let mut weights = [_mm512_setzero_ps(); B];
+                for b in 0..B {
+                    weights[b] = _mm512_loadu_ps(step.add(b * block_weights));
+                }
+                for $p in 0..P {
+                    let value = _mm512_set1_ps(*$input);
+                    for b in 0..B {
+                        acc[b][$p] = _mm512_fmadd_ps(weights[b], value, acc[b][$p]);
+                    }
+                }
+            }};
+        }
         let mut step = filters.weights.as_ptr();
         let mut block = source.values.as_ptr();
         let mut channel = 0;
+        if [kh, kw] == [1, 1] && source.lanes == LANES {
+            // Pointwise over whole blocks: a fixed count of steps with no
+            // window loops, which the compiler unrolls (the general loop
+            // below costs more instructions than the multiply-adds can hide
+            // on a CPU with two 512-bit FMA units).
+            while source.channels - channel >= LANES {
+                for lane in 0..LANES {
+                    step!(step.add(lane * LANES), |p| block.add(lane + p * stride));
+                }
+                step = step.add(LANES * LANES);
+                channel += LANES;
+                block = block.add(source.block_stride);
+            }
+        }
         while channel < source.channels {
             let lanes = source.lanes.min(source.channels - channel);
             for lane in 0..lanes {
                 for ky in 0..kh {
-                    let row = block.add(lane + ky * source.row_stride);
+                    // Each position's row of the window, so that the loop
+                    // over it needs no address arithmetic per position.
+                    let rows: [*const f32; P] = std::array::from_fn(|p| {
+                        block.add(lane + ky * source.row_stride + p * stride)
+                    });
                     for kx in 0..kw {
-                        let corner = row.add(kx * source.lanes);
-                        let mut weights = [_mm512_setzero_ps(); B];
-                        for b in 0..B {
-                            weights[b] = _mm512_loadu_ps(step.add(b * block_weights));
-                        }
-                        for p in 0..P {
-                            let value = _mm512_set1_ps(*corner.add(p * stride));
-                            for b in 0..B {
-                                acc[b][p] = _mm512_fmadd_ps(weights[b], value, acc[b][p]);
-                            }
-                        }
+                        step!(step, |p| rows[p].add(kx * source.lanes));
                         step = step.add(LANES);
                     }
                 }

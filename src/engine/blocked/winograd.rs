@@ -107,12 +107,13 @@ impl WinogradLayer {
         let depth = self.channels;
         Filters {
             weights: &self.weights[(point * self.blocks + first) * depth * LANES..],
-            bias: if point == BIAS_POINT {
+            bias: Some(if point == BIAS_POINT {
                 &self.bias[first * LANES..]
             } else {
                 &ZERO_BIAS
-            },
+            }),
             depth,
+            stride: depth * LANES,
             blocks,
         }
     }

@@ -114,3 +114,40 @@ fn a_blocked_result_comes_back_in_nchw() {
     assert_close(&output, &expected, 1e-5);
     assert_eq!(output.shape, [3, 21, 5, 5]);
 }
+
+/// Convolutions deep enough for the blocked kernel to sum their depth in
+/// several parts (a 1x1 over 200 channels, a strided 3x3 over 40, both
+/// ending in a part of fewer than 16 channels): the parts keep each
+/// output's order of additions, so the result is the NCHW run's to the bit.
+#[test]
+fn depth_summed_in_parts_gives_the_nchw_bits() {
+    let mut values = Values::new(31);
+    let layers = vec![
+        values.layer("wide", [200, 3, 1, 1]),
+        values.layer("deep", [40, 200, 1, 1]),
+        values.layer("strided", [70, 40, 3, 3]),
+    ];
+    let nodes = vec![
+        node("wide", conv_op(0, (1, 1), (0, 0), true), &["data"], "wide"),
+        node("deep", conv_op(1, (1, 1), (0, 0), true), &["wide"], "deep"),
+        node(
+            "strided",
+            conv_op(2, (2, 2), (1, 1), true),
+            &["deep"],
+            "strided",
+        ),
+    ];
+    let m = model(nodes, layers.clone(), 9, "strided");
+    let input = values.tensor([2, 3, 9, 9]);
+    let output = forward(&m, &input).unwrap();
+    let nchw = forward_hooked(&m, &input, &mut |_, _, _| None).unwrap();
+    assert_eq!(output, nchw);
+    let conv = |x: &Tensor, l: usize| {
+        let Op::Conv(c) = m.graph.nodes[l].op else {
+            unreachable!()
+        };
+        naive::conv(x, &layers[l], &c)
+    };
+    let expected = conv(&conv(&conv(&input, 0), 1), 2);
+    assert_close(&output, &expected, 1e-4);
+}
