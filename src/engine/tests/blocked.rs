@@ -1,7 +1,7 @@
 //! The blocked layout: conversions, and graphs that mix it with NCHW
 //! operations, against the naive loops and against NCHW runs.
 
-use formats::{Op, PoolKind};
+use formats::{Model, Op, PoolKind};
 
 use super::{assert_close, conv_op, model, naive, node, pool_op, Values};
 use crate::engine::blocked::Blocked;
@@ -68,14 +68,9 @@ fn graphs_mixing_layouts_match_direct_loops_and_nchw_runs() {
         node("gap", Op::GlobalAvgPool, &["both"], "gap"),
         node("prob", Op::Softmax, &["gap"], "prob"),
     ];
-    let m = model(nodes, layers.clone(), 17, "prob");
+    let m = model(nodes, layers, 17, "prob");
     let input = values.tensor([2, 3, 17, 17]);
-    let conv = |x: &Tensor, l: usize| {
-        let Op::Conv(c) = m.graph.nodes[[0, 1, 3, 5][l]].op else {
-            unreachable!()
-        };
-        naive::conv(x, &layers[l], &c)
-    };
+    let conv = |x: &Tensor, l: usize| naive_conv(&m, [0, 1, 3, 5][l], x);
     let (a, b) = (conv(&input, 0), conv(&input, 1));
     let sum = Tensor::new(
         a.shape,
@@ -104,12 +99,9 @@ fn a_blocked_result_comes_back_in_nchw() {
         node("conv", conv_op(0, (1, 1), (1, 1), true), &["data"], "conv"),
         node("pool", Op::Pool(pool), &["conv"], "pool"),
     ];
-    let m = model(nodes, layers.clone(), 10, "pool");
+    let m = model(nodes, layers, 10, "pool");
     let input = values.tensor([3, 4, 10, 10]);
-    let Op::Conv(c) = m.graph.nodes[0].op else {
-        unreachable!()
-    };
-    let expected = naive::pool(&naive::conv(&input, &layers[0], &c), &pool);
+    let expected = naive::pool(&naive_conv(&m, 0, &input), &pool);
     let output = forward(&m, &input).unwrap();
     assert_close(&output, &expected, 1e-5);
     assert_eq!(output.shape, [3, 21, 5, 5]);
@@ -137,17 +129,20 @@ fn depth_summed_in_parts_gives_the_nchw_bits() {
             "strided",
         ),
     ];
-    let m = model(nodes, layers.clone(), 9, "strided");
+    let m = model(nodes, layers, 9, "strided");
     let input = values.tensor([2, 3, 9, 9]);
     let output = forward(&m, &input).unwrap();
     let nchw = forward_hooked(&m, &input, &mut |_, _, _| None).unwrap();
     assert_eq!(output, nchw);
-    let conv = |x: &Tensor, l: usize| {
-        let Op::Conv(c) = m.graph.nodes[l].op else {
-            unreachable!()
-        };
-        naive::conv(x, &layers[l], &c)
-    };
+    let conv = |x: &Tensor, l: usize| naive_conv(&m, l, x);
     let expected = conv(&conv(&conv(&input, 0), 1), 2);
     assert_close(&output, &expected, 1e-4);
+}
+
+/// The naive loops' result of node `index` of `m`, a convolution, on `x`.
+fn naive_conv(m: &Model, index: usize, x: &Tensor) -> Tensor {
+    let Op::Conv(c) = m.graph.nodes[index].op else {
+        unreachable!("node {index} is a convolution")
+    };
+    naive::conv(x, &m.layers[c.layer], &c)
 }
