@@ -15,6 +15,7 @@
 use formats::Pool;
 use rayon::prelude::*;
 
+use crate::engine::kernel::Kernel;
 use crate::engine::pool::{Axis, Window};
 use crate::engine::Tensor;
 
@@ -29,7 +30,13 @@ const NO_INPUT: u32 = u32::MAX;
 /// [`crate::engine::pool`]'s max pooling (NaN skipped; a window whose
 /// maximum is a zero that ties with a zero of the other sign may come out
 /// with the other sign).
+///
+/// With `kernel` (the CPU has AVX-512) each plane is pooled 16 values at a
+/// time; the maxima and indices are the same as without, since the
+/// maximum of a window and the first index holding it do not depend on
+/// how the window is cut.
 pub(super) fn max_pool_with_argmax(
+    kernel: Option<Kernel>,
     input: &Tensor,
     pool: &Pool,
     output: &mut Tensor,
@@ -47,7 +54,12 @@ pub(super) fn max_pool_with_argmax(
         .par_chunks_mut(out_plane)
         .zip(argmax.par_chunks_mut(out_plane))
         .zip(input.data.par_chunks(in_plane))
-        .for_each(|((y, at), x)| windows.max_with_argmax(x, y, at));
+        .for_each(|((y, at), x)| match kernel {
+            // SAFETY: a `Kernel` proves AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Some(_) => unsafe { avx512::max_with_argmax(&windows, x, y, at) },
+            _ => windows.max_with_argmax(x, y, at),
+        });
 }
 
 /// Gradient of max pooling given the output gradient `d_output` and the
@@ -191,6 +203,139 @@ impl PlaneWindows {
                 d_in[self.span(y, col)].iter_mut().for_each(|d| *d += share);
             }
         });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{PlaneWindows, NO_INPUT};
+
+    /// Values per vector.
+    const LANES: usize = 16;
+
+    /// [`PlaneWindows::max_with_argmax`] 16 values at a time, in the same
+    /// two passes: each input column's first maximum over the window's
+    /// rows (16 columns per vector), then each output's over its columns
+    /// (16 outputs per vector, the window's columns gathered).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn max_with_argmax(
+        windows: &PlaneWindows,
+        input: &[f32],
+        output: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        let (in_w, out_w) = (windows.in_w, windows.cols.len());
+        assert!(input.len() >= windows.rows.last().map_or(0, |row| row.end) * in_w);
+        assert!(i32::try_from(in_w).is_ok());
+        let (mut column_max, mut column_at) = (vec![0.0; in_w], vec![NO_INPUT; in_w]);
+        let starts: Vec<i32> = windows.cols.iter().map(|c| c.start as i32).collect();
+        let lens: Vec<i32> = windows
+            .cols
+            .iter()
+            .map(|c| (c.end - c.start) as i32)
+            .collect();
+        let widest = lens.iter().copied().max().unwrap_or(0);
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for ((out, at), row) in output
+            .chunks_mut(out_w)
+            .zip(argmax.chunks_mut(out_w))
+            .zip(&windows.rows)
+        {
+            for x in (0..in_w).step_by(LANES) {
+                let mask = first_lanes(in_w - x);
+                let mut best = nothing();
+                for y in row.start..row.end {
+                    let first = y * in_w + x;
+                    // SAFETY: the masked lanes are columns `x..in_w` of
+                    // row `y`, inside `input` (checked above).
+                    let values = unsafe { _mm512_maskz_loadu_ps(mask, input.as_ptr().add(first)) };
+                    let cells = _mm512_add_epi32(_mm512_set1_epi32(first as i32), lane);
+                    best = first_max(best, (values, cells));
+                }
+                // SAFETY: the masked lanes are `x..in_w`.
+                unsafe {
+                    _mm512_mask_storeu_ps(column_max.as_mut_ptr().add(x), mask, best.0);
+                    _mm512_mask_storeu_epi32(column_at.as_mut_ptr().add(x).cast(), mask, best.1);
+                }
+            }
+            for o in (0..out_w).step_by(LANES) {
+                let mask = first_lanes(out_w - o);
+                // SAFETY: the masked lanes are outputs `o..out_w`.
+                let (start, len) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi32(mask, starts.as_ptr().add(o)),
+                        _mm512_maskz_loadu_epi32(mask, lens.as_ptr().add(o)),
+                    )
+                };
+                let mut best = nothing();
+                for step in 0..widest {
+                    let step = _mm512_set1_epi32(step);
+                    let inside = mask & _mm512_cmplt_epi32_mask(step, len);
+                    let column = _mm512_add_epi32(start, step);
+                    // SAFETY: the lanes gathered are columns of their
+                    // output's window, inside the plane's `in_w` columns.
+                    let candidate = unsafe {
+                        (
+                            _mm512_mask_i32gather_ps::<4>(
+                                nothing().0,
+                                inside,
+                                column,
+                                column_max.as_ptr(),
+                            ),
+                            _mm512_mask_i32gather_epi32::<4>(
+                                nothing().1,
+                                inside,
+                                column,
+                                column_at.as_ptr().cast(),
+                            ),
+                        )
+                    };
+                    best = first_max(best, candidate);
+                }
+                // SAFETY: the masked lanes are outputs `o..out_w`.
+                unsafe {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(o), mask, best.0);
+                    _mm512_mask_storeu_epi32(at.as_mut_ptr().add(o).cast(), mask, best.1);
+                }
+            }
+        }
+    }
+
+    /// The mask of the first `min(count, 16)` lanes.
+    fn first_lanes(count: usize) -> __mmask16 {
+        if count >= LANES {
+            u16::MAX
+        } else {
+            (1 << count) - 1
+        }
+    }
+
+    /// Lanes holding no input yet: `-inf` at [`NO_INPUT`], which no input
+    /// ever loses to.
+    #[target_feature(enable = "avx512f")]
+    fn nothing() -> (__m512, __m512i) {
+        (
+            _mm512_set1_ps(f32::NEG_INFINITY),
+            _mm512_set1_epi32(NO_INPUT as i32),
+        )
+    }
+
+    /// [`super::first_max`] lane by lane.
+    #[target_feature(enable = "avx512f")]
+    fn first_max(
+        (max, at): (__m512, __m512i),
+        (values, cells): (__m512, __m512i),
+    ) -> (__m512, __m512i) {
+        let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(values, max);
+        let tie =
+            _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(values, max) & _mm512_cmplt_epu32_mask(cells, at);
+        let take = greater | tie;
+        (
+            _mm512_mask_mov_ps(max, take, values),
+            _mm512_mask_mov_epi32(at, take, cells),
+        )
     }
 }
 

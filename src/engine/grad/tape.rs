@@ -239,7 +239,13 @@ impl<'a> Tape<'a> {
             Op::Flatten => output.shape = shape,
             Op::Pool(p) if p.kind == PoolKind::Max => {
                 let mut argmax = memory.indices(output.data.len());
-                max_pool_with_argmax(self.value(inputs[0], node)?, p, &mut output, &mut argmax);
+                max_pool_with_argmax(
+                    self.kernel,
+                    self.value(inputs[0], node)?,
+                    p,
+                    &mut output,
+                    &mut argmax,
+                );
                 self.argmax[index] = Some(argmax);
             }
             Op::Pool(p) => pool(self.value(inputs[0], node)?, p, &mut output),

@@ -312,3 +312,64 @@ fn max_pool_ties_go_to_the_earlier_row_before_the_earlier_column() {
     expected[2] = 2.0;
     assert_eq!(d_input.data, expected);
 }
+
+/// Max pooling's training forward pass with AVX-512 gives the portable
+/// pass's maxima and argmax, bit for bit: planes narrower and wider than
+/// a vector (full vectors and a partial one), values drawn from a few levels so windows
+/// tie, with NaN, infinities and both zeros, and windows with padding or a
+/// partial last one.
+#[test]
+fn max_pool_with_argmax_vectorised_matches_portable() {
+    let Some(kernel) = crate::engine::kernel::Kernel::detect() else {
+        eprintln!("no AVX-512 here: only the portable max pooling runs on this CPU");
+        return;
+    };
+    let levels = [
+        f32::NAN,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.0,
+    ];
+    let pools = [
+        pool_op(PoolKind::Max, (3, 3), (2, 2), (0, 0), true),
+        pool_op(PoolKind::Max, (3, 2), (2, 1), (1, 1), true),
+        pool_op(PoolKind::Max, (2, 2), (2, 2), (0, 0), false),
+        pool_op(PoolKind::Max, (5, 3), (1, 3), (2, 1), false),
+    ];
+    let mut v = Values::new(77);
+    for pool in &pools {
+        for side in [37, 48, 17, 6] {
+            let data = (0..3 * side * side)
+                .map(|_| levels[((v.next() + 1.0) * 4.0) as usize % levels.len()])
+                .collect();
+            let input = crate::engine::Tensor::new([1, 3, side, side], data).unwrap();
+            let graph = model(
+                vec![node("pool", Op::Pool(*pool), &["data"], "pool")],
+                vec![],
+                side,
+                "pool",
+            );
+            let shape = crate::engine::infer_shapes(&graph, input.shape)
+                .unwrap()
+                .output;
+            let run = |kernel| {
+                let mut output = crate::engine::Tensor::zeros(shape).unwrap();
+                let mut argmax = vec![0; output.data.len()];
+                crate::engine::grad::pool::max_pool_with_argmax(
+                    kernel,
+                    &input,
+                    pool,
+                    &mut output,
+                    &mut argmax,
+                );
+                let bits: Vec<u32> = output.data.iter().map(|x| x.to_bits()).collect();
+                (bits, argmax)
+            };
+            assert_eq!(run(Some(kernel)), run(None), "{pool:?} on {side}x{side}");
+        }
+    }
+}
