@@ -39,7 +39,8 @@ impl Kernel {
     /// `out[r][j] = start + sum over k < panel.depth of weights[k * MR + r]
     /// * panel.values[k * panel.stride + j]` for the `out.len() <= MR` rows
     /// and `j < cols <= NR`, through ReLU if `relu`, where `start` is
-    /// `bias[r]` or, to continue a sum over more depth, `out[r][j]` itself.
+    /// `bias[r]` or, without `bias` (to continue a sum over more depth, as
+    /// the blocked kernel's `Filters::bias` does), `out[r][j]` itself.
     /// `weights` holds `depth x MR` values; each row of `out` at least
     /// `cols` values. Rows past `out.len()` are computed and dropped;
     /// columns past `cols` are neither read nor written.
@@ -47,7 +48,7 @@ impl Kernel {
         self,
         weights: &[f32],
         panel: Panel<'_>,
-        start: Start<'_>,
+        bias: Option<&[f32; MR]>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
@@ -61,9 +62,9 @@ impl Kernel {
         // the asserts above bound every read and write.
         unsafe {
             match cols {
-                33.. => avx512::block::<3>(weights, panel, start, relu, out, cols),
-                17..=32 => avx512::block::<2>(weights, panel, start, relu, out, cols),
-                _ => avx512::block::<1>(weights, panel, start, relu, out, cols),
+                33.. => avx512::block::<3>(weights, panel, bias, relu, out, cols),
+                17..=32 => avx512::block::<2>(weights, panel, bias, relu, out, cols),
+                _ => avx512::block::<1>(weights, panel, bias, relu, out, cols),
             }
         }
     }
@@ -78,20 +79,11 @@ pub(crate) struct Panel<'a> {
     pub depth: usize,
 }
 
-/// Where the sums of [`Kernel::block`] start.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Start<'a> {
-    /// At each row's bias.
-    Bias(&'a [f32; MR]),
-    /// At the values already in the output.
-    Output,
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Panel, Start, MR};
+    use super::{Panel, MR};
 
     /// [`super::Kernel::block`] with `V` vectors per row (`16 * V >= cols`),
     /// so narrow panels do not pay for three.
@@ -99,20 +91,20 @@ mod avx512 {
     pub(super) unsafe fn block<const V: usize>(
         weights: &[f32],
         panel: Panel<'_>,
-        start: Start<'_>,
+        bias: Option<&[f32; MR]>,
         relu: bool,
         out: &mut [&mut [f32]],
         cols: usize,
     ) {
         let masks: [__mmask16; V] = std::array::from_fn(|v| lanes(cols, v));
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
-        match start {
-            Start::Bias(bias) => {
+        match bias {
+            Some(bias) => {
                 for (row, &b) in acc.iter_mut().zip(bias) {
                     *row = [_mm512_set1_ps(b); V];
                 }
             }
-            Start::Output => {
+            None => {
                 for (sums, row) in acc.iter_mut().zip(out.iter()) {
                     for (v, sum) in sums.iter_mut().enumerate() {
                         *sum = _mm512_maskz_loadu_ps(masks[v], row.as_ptr().add(16 * v));

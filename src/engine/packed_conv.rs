@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::conv::{split_tiles, ConvGeometry, Tile};
 use super::im2col::valid_outputs;
-use super::kernel::{Kernel, Panel, Start, MR, NR};
+use super::kernel::{Kernel, Panel, MR, NR};
 use super::packed::PackedLayer;
 use super::Tensor;
 
@@ -142,17 +142,13 @@ fn multiply_chunk(
     for (block, rows) in tile.rows.chunks_mut(MR).enumerate() {
         let (weights, bias) = layer.block(tile.row + block * MR);
         let weights = &weights[depth.start * MR..depth.end * MR];
-        let sums = if depth.start == 0 {
-            Start::Bias(bias.try_into().expect("MR biases per block"))
-        } else {
-            Start::Output
-        };
+        let bias = (depth.start == 0).then(|| bias.try_into().expect("MR biases per block"));
         let count = rows.len();
         let mut outs: [&mut [f32]; MR] = Default::default();
         for (out, row) in outs.iter_mut().zip(rows.iter_mut()) {
             *out = &mut row[start..];
         }
-        kernel.block(weights, panel, sums, relu && last, &mut outs[..count], cols);
+        kernel.block(weights, panel, bias, relu && last, &mut outs[..count], cols);
     }
 }
 

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::Values;
-use crate::engine::kernel::{Kernel, Panel, Start, MR, NR};
+use crate::engine::kernel::{Kernel, Panel, MR, NR};
 
 /// `start + sum_k weights[k][r] * panel[k][j]`, then ReLU if asked.
 fn plain(weights: &[f32], panel: Panel<'_>, start: f32, r: usize, j: usize, relu: bool) -> f32 {
@@ -40,7 +40,7 @@ proptest! {
         let initial: Vec<Vec<f32>> = (0..rows).map(|_| values.vec(cols + 1)).collect();
         let mut out = initial.clone();
         let mut views: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
-        let start = if from_output { Start::Output } else { Start::Bias(&bias) };
+        let start = (!from_output).then_some(&bias);
         kernel.block(&weights, panel, start, relu, &mut views, cols);
         for r in 0..rows {
             for j in 0..cols {
