@@ -141,7 +141,12 @@ mod avx512 {
     /// The mask of the lanes of vector `v` of a row that hold one of the
     /// first `cols` values.
     fn lanes(cols: usize, v: usize) -> __mmask16 {
-        let lanes = cols.saturating_sub(16 * v).min(16);
-        ((1u32 << lanes) - 1) as __mmask16
+        super::first_lanes(cols.saturating_sub(16 * v))
     }
+}
+
+/// The AVX-512 mask of the first `min(count, 16)` lanes of a vector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn first_lanes(count: usize) -> std::arch::x86_64::__mmask16 {
+    ((1u32 << count.min(16)) - 1) as u16
 }

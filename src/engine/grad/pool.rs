@@ -211,6 +211,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{PlaneWindows, NO_INPUT};
+    use crate::engine::kernel::first_lanes;
 
     /// Values per vector.
     const LANES: usize = 16;
@@ -300,15 +301,6 @@ mod avx512 {
                     _mm512_mask_storeu_epi32(at.as_mut_ptr().add(o).cast(), mask, best.1);
                 }
             }
-        }
-    }
-
-    /// The mask of the first `min(count, 16)` lanes.
-    fn first_lanes(count: usize) -> __mmask16 {
-        if count >= LANES {
-            u16::MAX
-        } else {
-            (1 << count) - 1
         }
     }
 
