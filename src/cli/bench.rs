@@ -1,5 +1,5 @@
 //! `bench`: inference speed of a model in the engine, with a profile of
-//! where the time goes by kind of operation.
+//! where the time goes by kind of operation, and with `--per-node` by node.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -33,6 +33,10 @@ pub struct Args {
     /// activations.
     #[arg(long)]
     im2col: bool,
+    /// Also print the time of every node of the graph (about zero for a
+    /// node fused into another).
+    #[arg(long)]
+    per_node: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -82,14 +86,15 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     }
     times.sort();
     let rate = |time: Duration| args.batch as f64 / time.as_secs_f64();
-    let profile = profile(&model, &session, &input, args.runs)?;
+    let nodes = node_times(&model, &session, &input, args.runs)?;
     let report = Report {
         images_per_sec: rate(times[times.len() / 2]),
         min: rate(times[times.len() - 1]),
         max: rate(times[0]),
         load_ms: load_time.as_secs_f64() * 1e3,
         prepare_ms: prepare_time.as_secs_f64() * 1e3,
-        profile,
+        profile: by_kind(&nodes),
+        nodes,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -111,29 +116,53 @@ fn synthetic_input(model: &Model, batch: usize) -> anyhow::Result<Tensor> {
     Ok(Tensor::new([batch, 3, side, side], data)?)
 }
 
-/// Mean time per run of each kind of operation over `runs` runs, in order
-/// of first appearance.
-fn profile(
+/// One node's mean time per run.
+struct NodeTime {
+    name: String,
+    kind: String,
+    time: Duration,
+}
+
+/// Mean time per run of every node in graph order, over `runs` runs (about
+/// zero for a node fused into another, such as a concatenation its inputs
+/// write straight into).
+fn node_times(
     model: &Model,
     session: &Session,
     input: &Tensor,
     runs: usize,
-) -> anyhow::Result<Vec<(String, Duration)>> {
-    let mut totals: Vec<(String, Duration)> = Vec::new();
+) -> anyhow::Result<Vec<NodeTime>> {
+    let mut totals = vec![Duration::ZERO; model.graph.nodes.len()];
     for _ in 0..runs {
         let (_, times) = session.run_profiled(input)?;
-        for (node, time) in model.graph.nodes.iter().zip(times) {
-            let kind = op_kind(model, node);
-            match totals.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, total)) => *total += time,
-                None => totals.push((kind, time)),
-            }
+        totals
+            .iter_mut()
+            .zip(times)
+            .for_each(|(t, time)| *t += time);
+    }
+    Ok(model
+        .graph
+        .nodes
+        .iter()
+        .zip(totals)
+        .map(|(node, total)| NodeTime {
+            name: node.name.clone(),
+            kind: op_kind(model, node),
+            time: total / runs as u32,
+        })
+        .collect())
+}
+
+/// Time per kind of operation, in order of first appearance.
+fn by_kind(nodes: &[NodeTime]) -> Vec<(String, Duration)> {
+    let mut kinds: Vec<(String, Duration)> = Vec::new();
+    for node in nodes {
+        match kinds.iter_mut().find(|(kind, _)| *kind == node.kind) {
+            Some((_, total)) => *total += node.time,
+            None => kinds.push((node.kind.clone(), node.time)),
         }
     }
-    Ok(totals
-        .into_iter()
-        .map(|(kind, total)| (kind, total / runs as u32))
-        .collect())
+    kinds
 }
 
 /// The profile's name for what `node` does: ungrouped convolutions by
@@ -161,7 +190,6 @@ fn op_kind(model: &Model, node: &Node) -> String {
     }
 }
 
-/// What `bench` measured.
 /// The `bench --json` output.
 #[derive(Serialize)]
 struct BenchJson<'a> {
@@ -178,8 +206,20 @@ struct BenchJson<'a> {
     prepare_ms: f64,
     /// Milliseconds per op kind, in a stable (sorted) order.
     op_ms: std::collections::BTreeMap<&'a str, f64>,
+    /// With `--per-node`: milliseconds of each node, in graph order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_ms: Option<Vec<NodeJson<'a>>>,
 }
 
+/// One node's row of `node_ms`.
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    ms: f64,
+}
+
+/// What `bench` measured.
 struct Report {
     /// Median over the timed runs.
     images_per_sec: f64,
@@ -189,6 +229,7 @@ struct Report {
     load_ms: f64,
     prepare_ms: f64,
     profile: Vec<(String, Duration)>,
+    nodes: Vec<NodeTime>,
 }
 
 impl Report {
@@ -231,6 +272,20 @@ impl Report {
                 100.0 * time.as_secs_f64() / total.as_secs_f64()
             )?;
         }
+        if args.per_node {
+            writeln!(out, "time per batch by node:")?;
+            let width = self.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+            for node in &self.nodes {
+                writeln!(
+                    out,
+                    "  {:<width$} {:<12} {:>8.3} ms {:>5.1} %",
+                    node.name,
+                    node.kind,
+                    node.time.as_secs_f64() * 1e3,
+                    100.0 * node.time.as_secs_f64() / total.as_secs_f64()
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -252,6 +307,16 @@ impl Report {
                 .iter()
                 .map(|(kind, time)| (kind.as_str(), time.as_secs_f64() * 1e3))
                 .collect(),
+            node_ms: args.per_node.then(|| {
+                self.nodes
+                    .iter()
+                    .map(|node| NodeJson {
+                        name: &node.name,
+                        kind: &node.kind,
+                        ms: node.time.as_secs_f64() * 1e3,
+                    })
+                    .collect()
+            }),
         }
     }
 }

@@ -55,6 +55,38 @@ fn bench_reports_speed_load_time_and_a_profile_for_both_paths() {
     }
 }
 
+/// `--per-node` lists every node of the graph once, in graph order, and its
+/// times add up to the per-kind profile's.
+#[test]
+fn bench_per_node_times_cover_every_node_and_sum_to_the_profile() {
+    let model = v11_param();
+    let graph = formats::read_model(&model, &formats::ReadOptions::default())
+        .expect("read the model")
+        .graph;
+    let report = bench_json(&model, "1", &["--per-node"]);
+    let nodes = report["node_ms"]
+        .as_array()
+        .expect("node_ms with --per-node");
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, expected);
+    let per_node: f64 = nodes.iter().map(|n| n["ms"].as_f64().unwrap()).sum();
+    let per_kind: f64 = report["op_ms"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|ms| ms.as_f64().unwrap())
+        .sum();
+    assert!(
+        (per_node - per_kind).abs() <= 1e-6 * per_kind.max(1.0),
+        "{per_node} vs {per_kind}"
+    );
+    let conv = nodes.iter().find(|n| n["name"] == "convrelu_0").unwrap();
+    assert_eq!(conv["kind"], "conv 3x3");
+    assert!(conv["ms"].as_f64().unwrap() > 0.0, "{conv}");
+    assert!(bench_json(&model, "1", &[]).get("node_ms").is_none());
+}
+
 #[test]
 fn bench_refuses_bad_arguments_and_models() {
     let model = v11_param();
