@@ -7,8 +7,9 @@
 //! MLAS and ncnn's pack16 do). A convolution then computes 16 output
 //! channels per vector register straight from the input pixels, with no
 //! im2col panel: see [`conv`]. A tensor with fewer than 16 channels (the
-//! network's 3-channel input) is stored as one block of exactly its
-//! channels (NHWC), so its convolution does not multiply padding.
+//! network's 3-channel input) is stored in blocks of one channel, which is
+//! NCHW itself: converting it is a copy, and its convolution does not
+//! multiply padding.
 //!
 //! Channels past the last real one in the last block are padding whose
 //! values nobody reads: convolutions read only real input channels, and
@@ -32,7 +33,7 @@ pub(crate) const LANES: usize = 16;
 pub(crate) struct Blocked {
     /// The logical NCHW shape `[n, c, h, w]`.
     pub shape: [usize; 4],
-    /// Channels per block: [`LANES`], or `c` when `c < LANES`.
+    /// Channels per block: [`LANES`], or 1 when `c < LANES`.
     pub lanes: usize,
     /// `n * blocks * h * w * lanes` values.
     pub data: Vec<f32>,
@@ -62,12 +63,22 @@ impl Blocked {
         self.blocks() * self.plane_len()
     }
 
-    /// `tensor` (NCHW) in blocks of [`LANES`] channels, or of all its
-    /// channels if it has fewer. Parallel over rows of pixels, so even one
+    /// `tensor` (NCHW) in blocks of [`LANES`] channels, or of one channel
+    /// (a copy) if it has fewer. Parallel over rows of pixels, so even one
     /// block of one image is split between threads.
     pub(crate) fn from_plain(tensor: &Tensor, buffers: &mut Buffers) -> Self {
         let [_, c, h, w] = tensor.shape;
-        let mut blocked = Blocked::uninit(tensor.shape, c.min(LANES), buffers);
+        if c < LANES {
+            let mut blocked = Blocked::uninit(tensor.shape, 1, buffers);
+            // Runs of 16 rows: copies of a few kilobytes per task.
+            blocked
+                .data
+                .par_chunks_mut(16 * w)
+                .zip(tensor.data.par_chunks(16 * w))
+                .for_each(|(out, rows)| out.copy_from_slice(rows));
+            return blocked;
+        }
+        let mut blocked = Blocked::uninit(tensor.shape, LANES, buffers);
         let (lanes, blocks, plane) = (blocked.lanes, blocked.blocks(), h * w);
         blocked
             .data

@@ -71,7 +71,7 @@ pub(crate) struct WinogradLayer {
 impl WinogradLayer {
     /// Whether a convolution of `layer` as `conv` says runs here: 3x3,
     /// stride 1, no groups, at least [`LANES`] input channels (a smaller
-    /// input is one block of its channels, and is the network's image,
+    /// input is in blocks of one channel, and is the network's image,
     /// whose convolution the direct kernel does better).
     pub(crate) fn fits(layer: &Layer, conv: &Conv) -> bool {
         let [_, in_c, kh, kw] = layer.shape;
