@@ -83,27 +83,43 @@ mod avx512 {
 
 /// Average every channel's plane of `input` into `output` (NCHW, `[n, c,
 /// 1, 1]`), summing in double precision in pixel order from -0.0, as
-/// `Iterator::sum` does.
+/// `Iterator::sum` does; parallel over the blocks of every image, so even
+/// one image's is shared between threads.
 pub(crate) fn global_avg_pool(input: &Blocked, output: &mut Tensor) {
     let [_, c, h, w] = input.shape;
-    let lanes = input.lanes;
-    let (out_image, in_image) = (output.image_len(), input.image_len());
-    output
+    let (lanes, blocks) = (input.lanes, input.blocks());
+    let sums: Vec<[f64; LANES]> = input
         .data
-        .par_chunks_mut(out_image)
-        .zip(input.data.par_chunks(in_image))
-        .for_each(|(out, image)| {
-            for (block, plane) in image.chunks(h * w * lanes).enumerate() {
-                let mut sums = [-0.0f64; LANES];
-                for pixel in plane.chunks_exact(lanes) {
-                    sums.iter_mut()
-                        .zip(pixel)
-                        .for_each(|(s, &v)| *s += f64::from(v));
-                }
-                let channels = &mut out[block * lanes..c.min((block + 1) * lanes)];
-                for (value, sum) in channels.iter_mut().zip(sums) {
-                    *value = (sum / (h * w) as f64) as f32;
-                }
+        .par_chunks(input.plane_len())
+        .map(|plane| plane_sums(plane, lanes))
+        .collect();
+    for (index, sums) in sums.iter().enumerate() {
+        let (image, block) = (index / blocks, index % blocks);
+        let first = block * lanes;
+        let channels = &mut output.data[image * c..][first..c.min(first + lanes)];
+        for (value, sum) in channels.iter_mut().zip(sums) {
+            *value = (sum / (h * w) as f64) as f32;
+        }
+    }
+}
+
+/// The sum of each lane of a plane of `lanes`-lane pixels, in pixel order
+/// from -0.0; with [`LANES`] lanes a fixed-width loop the compiler turns
+/// into vector adds.
+fn plane_sums(plane: &[f32], lanes: usize) -> [f64; LANES] {
+    let mut sums = [-0.0f64; LANES];
+    if lanes == LANES {
+        for pixel in plane.as_chunks::<LANES>().0 {
+            for (sum, &value) in sums.iter_mut().zip(pixel) {
+                *sum += f64::from(value);
             }
-        });
+        }
+    } else {
+        for pixel in plane.chunks_exact(lanes) {
+            for (sum, &value) in sums.iter_mut().zip(pixel) {
+                *sum += f64::from(value);
+            }
+        }
+    }
+    sums
 }
