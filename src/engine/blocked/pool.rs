@@ -108,18 +108,14 @@ pub(crate) fn global_avg_pool(input: &Blocked, output: &mut Tensor) {
 /// into vector adds.
 fn plane_sums(plane: &[f32], lanes: usize) -> [f64; LANES] {
     let mut sums = [-0.0f64; LANES];
-    if lanes == LANES {
-        for pixel in plane.as_chunks::<LANES>().0 {
-            for (sum, &value) in sums.iter_mut().zip(pixel) {
-                *sum += f64::from(value);
-            }
+    let mut add = |pixel: &[f32]| {
+        for (sum, &value) in sums.iter_mut().zip(pixel) {
+            *sum += f64::from(value);
         }
-    } else {
-        for pixel in plane.chunks_exact(lanes) {
-            for (sum, &value) in sums.iter_mut().zip(pixel) {
-                *sum += f64::from(value);
-            }
-        }
+    };
+    match lanes {
+        LANES => plane.as_chunks::<LANES>().0.iter().for_each(|p| add(p)),
+        _ => plane.chunks_exact(lanes).for_each(add),
     }
     sums
 }
