@@ -120,84 +120,40 @@ fn dangling_blobs_and_missing_outputs_are_rejected() {
 
 #[test]
 fn broken_layers_and_windows_are_rejected() {
-    let mut layer = Values::new(3).layer("c", [2, 1, 3, 3]);
-    layer.weights.pop();
-    let m = model(
-        vec![node(
-            "c",
-            conv_op(0, (1, 1), (0, 0), false),
-            &["data"],
-            "out",
-        )],
-        vec![layer.clone()],
-        4,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 4, 4]).contains("17 weights"));
-    let m = model(
-        vec![node(
-            "c",
-            conv_op(1, (1, 1), (0, 0), false),
-            &["data"],
-            "out",
-        )],
-        vec![layer],
-        4,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 4, 4]).contains("missing layer 1"));
-
+    // One convolution node `conv` of `layer` on a `side`-pixel square
+    // input of one channel, and the message its run must give.
+    let mut short = Values::new(3).layer("c", [2, 1, 3, 3]);
+    short.weights.pop();
     let big = Values::new(4).layer("big", [1, 1, 5, 5]);
-    let m = model(
-        vec![node(
-            "c",
-            conv_op(0, (1, 1), (0, 0), false),
-            &["data"],
-            "out",
-        )],
-        vec![big.clone()],
-        4,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 4, 4]).contains("larger than"));
-    let m = model(
-        vec![node(
-            "c",
-            conv_op(0, (0, 1), (0, 0), false),
-            &["data"],
-            "out",
-        )],
-        vec![big.clone()],
-        8,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 8, 8]).contains("zero stride"));
-    let m = model(
-        vec![node(
-            "c",
-            conv_op(0, (1, 1), (6, 0), false),
-            &["data"],
-            "out",
-        )],
-        vec![big],
-        8,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 8, 8]).contains("padding"));
-
     let wide = Values::new(5).layer("wide", [1 << 23, 1, 1, 1]);
-    let m = model(
-        vec![node(
-            "c",
+    let cases = [
+        (conv_op(0, (1, 1), (0, 0), false), &short, 4, "17 weights"),
+        (
+            conv_op(1, (1, 1), (0, 0), false),
+            &short,
+            4,
+            "missing layer 1",
+        ),
+        (conv_op(0, (1, 1), (0, 0), false), &big, 4, "larger than"),
+        (conv_op(0, (0, 1), (0, 0), false), &big, 8, "zero stride"),
+        (conv_op(0, (1, 1), (6, 0), false), &big, 8, "padding"),
+        (
             conv_op(0, (1, 1), (0, 0), false),
-            &["data"],
+            &wide,
+            8,
+            "implausibly large",
+        ),
+    ];
+    for (conv, layer, side, expected) in cases {
+        let m = model(
+            vec![node("c", conv, &["data"], "out")],
+            vec![layer.clone()],
+            side,
             "out",
-        )],
-        vec![wide],
-        8,
-        "out",
-    );
-    assert!(rejection(&m, [1, 1, 8, 8]).contains("implausibly large"));
+        );
+        let message = rejection(&m, [1, 1, side, side]);
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
 
     let p = pool_op(PoolKind::Avg, (3, 3), (1, 1), (3, 0), true);
     let m = model(
